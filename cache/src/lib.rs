@@ -1,0 +1,18 @@
+//! The on-disk store behind flow's cache: `.flow/` in a project.
+//!
+//! Everything a run produces lands here and nothing is ever overwritten in
+//! place. Node outputs and artifacts are content-addressed objects; a node
+//! manifest, named by the node's key, is written last and atomically, so its
+//! presence is the proof that the node finished. Run manifests record what
+//! each `flow run` did. The engine decides *what* to key and when; this crate
+//! only knows how to store and find bytes safely.
+
+mod atomic;
+mod hash;
+mod manifest;
+mod store;
+
+pub use atomic::write_atomic;
+pub use hash::{hash_file, hash_json, ContentHash, HashingWriter};
+pub use manifest::{NodeManifest, NodeRecord, NodeStatus, RunManifest, RunStatus};
+pub use store::{ObjectWriter, Store, StoreError};

@@ -1,0 +1,293 @@
+//! `.flow/` on disk:
+//!
+//! ```text
+//! .flow/objects/ab/<hash>          content-addressed bytes (outputs, artifacts)
+//! .flow/nodes/<key>.json           node manifests, by node key
+//! .flow/refs/<spec>/<node>         the key last stored for a node of a spec
+//! .flow/runs/<run-id>/manifest.json, and each node's artifacts beside it
+//! .flow/tmp/                       objects being written
+//! ```
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, RunManifest};
+
+/// Errors reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    /// A JSON record in the store could not be read.
+    #[error("corrupt record {path}: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+    /// No run with this id (or no runs at all).
+    #[error("no run `{0}` in this workspace")]
+    NoSuchRun(String),
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// A `.flow/` directory. Opening does not create anything: reads on a store
+/// that does not exist find nothing, so `flow plan` writes nothing.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
+    }
+
+    /// Creates the folder layout (idempotent).
+    pub fn create(&self) -> Result<(), StoreError> {
+        for sub in ["objects", "nodes", "refs", "runs", "tmp"] {
+            let p = self.root.join(sub);
+            std::fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        Ok(())
+    }
+
+    pub fn object_path(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hash.hex();
+        self.root.join("objects").join(&hex[..2]).join(&hex)
+    }
+
+    pub fn has_object(&self, hash: &ContentHash) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    pub fn open_object(&self, hash: &ContentHash) -> Result<File, StoreError> {
+        let p = self.object_path(hash);
+        File::open(&p).map_err(io_err("open object", &p))
+    }
+
+    pub fn read_object(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
+        let p = self.object_path(hash);
+        std::fs::read(&p).map_err(io_err("read object", &p))
+    }
+
+    /// Stores bytes as an object and returns their hash.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<ContentHash, StoreError> {
+        let mut w = self.object_writer()?;
+        w.write_all(bytes).map_err(io_err("write object", &self.root))?;
+        w.finish()
+    }
+
+    /// A writer for a new object; its hash is known when it is finished.
+    /// Dropped unfinished, it leaves nothing behind.
+    pub fn object_writer(&self) -> Result<ObjectWriter, StoreError> {
+        let tmp_dir = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
+        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create temp file in", &tmp_dir))?;
+        let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
+        Ok(ObjectWriter {
+            store: self.clone(),
+            tmp,
+            out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+        })
+    }
+
+    fn manifest_path(&self, key: &ContentHash) -> PathBuf {
+        self.root.join("nodes").join(format!("{}.json", key.hex()))
+    }
+
+    /// The manifest for a node key, if that key finished.
+    pub fn node_manifest(&self, key: &ContentHash) -> Result<Option<NodeManifest>, StoreError> {
+        read_json_opt(&self.manifest_path(key))
+    }
+
+    /// Files a node manifest (atomically) and points the node's ref at it.
+    pub fn put_node_manifest(&self, m: &NodeManifest) -> Result<(), StoreError> {
+        let p = self.manifest_path(&m.key);
+        let bytes = serde_json::to_vec_pretty(m).expect("manifest serializes");
+        write_atomic(&p, &bytes).map_err(io_err("write", &p))?;
+        let r = self.ref_path(&m.spec, &m.node);
+        write_atomic(&r, m.key.hex().as_bytes()).map_err(io_err("write", &r))
+    }
+
+    fn ref_path(&self, spec: &str, node: &str) -> PathBuf {
+        self.root.join("refs").join(file_safe(spec)).join(file_safe(node))
+    }
+
+    /// The manifest last stored for this node of this spec, whatever its key:
+    /// what `flow plan` compares against to say why a node will run.
+    pub fn last_manifest(&self, spec: &str, node: &str) -> Result<Option<NodeManifest>, StoreError> {
+        let r = self.ref_path(spec, node);
+        let Ok(text) = std::fs::read_to_string(&r) else { return Ok(None) };
+        match text.trim().parse::<ContentHash>() {
+            Ok(key) => self.node_manifest(&key),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// `.flow/runs/<run-id>/`.
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("runs").join(run_id)
+    }
+
+    pub fn write_run_manifest(&self, m: &RunManifest) -> Result<(), StoreError> {
+        let p = self.run_dir(&m.run_id).join("manifest.json");
+        let bytes = serde_json::to_vec_pretty(m).expect("manifest serializes");
+        write_atomic(&p, &bytes).map_err(io_err("write", &p))
+    }
+
+    /// Run ids, oldest first (ids sort by start time).
+    pub fn run_ids(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join("runs");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("manifest.json").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn run_manifest(&self, run_id: &str) -> Result<RunManifest, StoreError> {
+        read_json_opt(&self.run_dir(run_id).join("manifest.json"))?
+            .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+    }
+}
+
+fn read_json_opt<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, StoreError> {
+    match std::fs::read(p) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { path: p.to_path_buf(), source }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", p)(e)),
+    }
+}
+
+/// A name usable as one path component on every OS: unreserved characters
+/// kept, the rest percent-encoded.
+fn file_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') && !(out.is_empty() && b == b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An object being written: bytes go to a temp file and are hashed on the
+/// way; `finish` moves the file to its content address.
+pub struct ObjectWriter {
+    store: Store,
+    tmp: tempfile::NamedTempFile,
+    out: HashingWriter<BufWriter<File>>,
+}
+
+impl ObjectWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.out.written()
+    }
+
+    pub fn finish(self) -> Result<ContentHash, StoreError> {
+        let (hash, buf) = self.out.finish();
+        let file = buf.into_inner().map_err(|e| io_err("flush", self.tmp.path())(e.into_error()))?;
+        file.sync_all().map_err(io_err("sync", self.tmp.path()))?;
+        let dest = self.store.object_path(&hash);
+        if dest.is_file() {
+            // Same content already stored; the temp file is removed on drop.
+            return Ok(hash);
+        }
+        let parent = dest.parent().expect("object path has a parent");
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        self.tmp.persist(&dest).map_err(|e| io_err("store object", &dest)(e.error))?;
+        Ok(hash)
+    }
+}
+
+impl Write for ObjectWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_content_addressed_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        store.create().unwrap();
+        let a = store.put_bytes(b"{\"x\":1}\n").unwrap();
+        let b = store.put_bytes(b"{\"x\":1}\n").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, ContentHash::of(b"{\"x\":1}\n"));
+        assert_eq!(store.read_object(&a).unwrap(), b"{\"x\":1}\n");
+        assert_eq!(std::fs::read_dir(dir.path().join(".flow/tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_unfinished_object_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        store.create().unwrap();
+        let mut w = store.object_writer().unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path().join(".flow/tmp")).unwrap().count(), 0);
+        assert!(!store.has_object(&ContentHash::of(b"partial")));
+    }
+
+    #[test]
+    fn manifests_and_refs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        assert!(store.last_manifest("demo", "load").unwrap().is_none());
+        store.create().unwrap();
+        let out = store.put_bytes(b"").unwrap();
+        let m = NodeManifest {
+            key: ContentHash::of(b"key"),
+            kind: "load".into(),
+            node: "ns.load[x=1]".into(),
+            spec: "demo".into(),
+            fields: serde_json::json!({"kind": "load"}),
+            output: out,
+            records: 0,
+            artifacts: Default::default(),
+            created: "2026-01-01T00:00:00Z".into(),
+        };
+        store.put_node_manifest(&m).unwrap();
+        assert_eq!(store.node_manifest(&m.key).unwrap(), Some(m.clone()));
+        assert_eq!(store.last_manifest("demo", "ns.load[x=1]").unwrap(), Some(m));
+        assert!(store.last_manifest("other", "ns.load[x=1]").unwrap().is_none());
+    }
+
+    #[test]
+    fn file_safe_names() {
+        assert_eq!(file_safe("scores"), "scores");
+        assert_eq!(file_safe("a/b c"), "a%2Fb%20c");
+        assert_eq!(file_safe(".."), "%2E.");
+    }
+}
