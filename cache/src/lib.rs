@@ -16,3 +16,13 @@ pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashingWriter};
 pub use manifest::{NodeManifest, NodeRecord, NodeStatus, RunManifest, RunStatus};
 pub use store::{ObjectWriter, Store, StoreError};
+
+/// Now, as RFC 3339 UTC with seconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A time as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_millis(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,1 +1,31 @@
+//! flow-engine: a YAML spec compiled to a typed petgraph [`Plan`], assessed
+//! against the content-addressed cache, and streamed through a tokio
+//! scheduler.
+//!
+//! The engine knows no stage kind by name. It defines the [`Node`] trait,
+//! the record type and ports, and the [`Registry`]; `flow-nodes` registers
+//! the kinds and the CLI wires the two together.
 
+pub mod assess;
+pub mod compile;
+pub mod diag;
+pub mod key;
+pub mod node;
+pub mod record;
+pub mod render;
+pub mod run;
+pub mod spec;
+pub mod template;
+
+pub use assess::{assess, Assessment, Force, Reason, State};
+pub use compile::{compile, compile_with_env, Plan, PlanNode};
+pub use diag::{Diagnostic, Diagnostics};
+pub use node::{
+    kind, Arity, Artifact, BarrierStage, BuildCx, CheckCx, Kind, MapStage, Node, NodeError, Registry, Shape,
+    SourceStage, Stage, SUMMARY_MD,
+};
+pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
+pub use run::{run, RunEvent, RunOptions};
+pub use template::Template;
+
+pub use flow_cache as cache;

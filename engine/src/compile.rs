@@ -1,0 +1,259 @@
+//! Compiling a parsed spec into a [`Plan`]: names resolved, a petgraph DAG
+//! in topological order, each node's config checked by its kind against its
+//! inputs' port types, input files hashed. Only a `Plan` runs. Every problem
+//! is collected before failing (vector's compiler does the same).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::path::Path;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diag::{suggest, Diagnostic, Diagnostics};
+use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
+use crate::spec::{self, ParsedSpec, SpecFile};
+
+/// One node of a plan.
+#[derive(Debug)]
+pub struct PlanNode {
+    pub name: String,
+    pub kind: &'static str,
+    pub version: u32,
+    pub shape: Shape,
+    /// Upstream nodes, as indices into [`Plan::nodes`] (always earlier).
+    pub inputs: Vec<usize>,
+    pub compiled: Compiled,
+}
+
+/// A validated spec, ready to be assessed against the cache and run.
+#[derive(Debug)]
+pub struct Plan {
+    pub spec_name: String,
+    pub file: SpecFile,
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Nodes in topological order (ties in the order written).
+    pub nodes: Vec<PlanNode>,
+    /// The DAG over node indices; edges point downstream.
+    pub graph: DiGraph<usize, ()>,
+}
+
+impl Plan {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Indices of the nodes that read node `i`'s output.
+    pub fn consumers(&self, i: usize) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&j| self.nodes[j].inputs.contains(&i)).collect()
+    }
+}
+
+/// Reads, checks and compiles a spec. `sets` are `--set key=value` overrides.
+pub fn compile(path: &Path, sets: &[String], registry: &Registry) -> Result<Plan, Diagnostics> {
+    compile_with_env(path, sets, registry, &|n| std::env::var(n).ok())
+}
+
+/// [`compile`] with the environment given explicitly (tests).
+pub fn compile_with_env(
+    path: &Path,
+    sets: &[String],
+    registry: &Registry,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Diagnostics> {
+    let (parsed, mut diags) = spec::parse(path, sets, env);
+    let Some(parsed) = parsed else { return Err(Diagnostics(diags)) };
+    let plan = build(parsed, registry, &mut diags);
+    if diags.is_empty() {
+        Ok(plan.expect("a plan exists when there are no problems"))
+    } else {
+        Err(Diagnostics(diags))
+    }
+}
+
+fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
+    let ParsedSpec { file, name: spec_name, params, nodes: raw, .. } = parsed;
+    let names: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+
+    // Kinds and names first: everything else needs them.
+    let mut kinds = Vec::with_capacity(raw.len());
+    for node in &raw {
+        let kind = node.kind.as_deref().and_then(|k| {
+            let found = registry.get(k);
+            if found.is_none() {
+                let d = file
+                    .at_value(&node.path.key("kind"), format!("unknown kind `{k}` in node `{}`", node.name))
+                    .hint(suggest(k, registry.names(), "a kind"));
+                diags.push(d);
+            }
+            found
+        });
+        kinds.push(kind);
+    }
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let idx: Vec<NodeIndex> = (0..raw.len()).map(|i| graph.add_node(i)).collect();
+    let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
+    for (i, node) in raw.iter().enumerate() {
+        for input in &node.inputs {
+            match names.get(input.name.as_str()) {
+                Some(&j) => {
+                    inputs[i].push(j);
+                    graph.add_edge(idx[j], idx[i], ());
+                }
+                None => {
+                    let others = raw.iter().map(|n| n.name.as_str()).filter(|n| *n != node.name);
+                    let d = file
+                        .at_value(&input.path, format!("node `{}` reads unknown input `{}`", node.name, input.name))
+                        .hint(suggest(&input.name, others, "an input"));
+                    diags.push(d);
+                }
+            }
+        }
+        if let Some(kind) = kinds[i] {
+            let n = node.inputs.len();
+            let bad = match kind.inputs() {
+                Arity::None if n > 0 => Some(format!("`{}` is a source and takes no input", kind.name())),
+                Arity::One if n != 1 => Some(format!("`{}` takes exactly one input (`input: <node>`)", kind.name())),
+                Arity::Many if n == 0 => Some(format!("`{}` needs `inputs: [a, b, ...]`", kind.name())),
+                _ => None,
+            };
+            if let Some(msg) = bad {
+                let at = if n > 0 { node.inputs[0].path.clone() } else { node.path.key("kind") };
+                diags.push(file.at_value(&at, format!("node `{}`: {msg}", node.name)));
+            }
+        }
+    }
+
+    let order = match topo_order(&graph, &idx) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let path: Vec<&str> = cycle.iter().map(|&i| raw[i].name.as_str()).collect();
+            let first = &raw[cycle[0]];
+            let d = file
+                .at_key(&first.path, format!("the nodes form a cycle: {}", path.join(" → ")))
+                .hint("a node cannot depend on its own output; remove one of these inputs");
+            diags.push(d);
+            return None;
+        }
+    };
+
+    // Compile in topological order so each kind sees its inputs' types.
+    let mut compiled: Vec<Option<Compiled>> = (0..raw.len()).map(|_| None).collect();
+    for &i in &order {
+        let node = &raw[i];
+        let Some(kind) = kinds[i] else { continue };
+        let mut infos = Vec::new();
+        let mut upstream_ok = true;
+        for &j in &inputs[i] {
+            match (&compiled[j], kinds[j]) {
+                (Some(c), Some(k)) => infos.push(InputInfo { name: raw[j].name.clone(), kind: k.name(), ty: c.output.clone() }),
+                _ => upstream_ok = false,
+            }
+        }
+        if !upstream_ok || inputs[i].len() != node.inputs.len() {
+            // Its input already has an error; checking against a guess would
+            // only add noise.
+            continue;
+        }
+        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags);
+        compiled[i] = kind.compile(&node.config, &mut cx);
+    }
+    if !diags.is_empty() {
+        return None;
+    }
+
+    let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
+    let mut nodes = Vec::with_capacity(order.len());
+    let mut compiled = compiled;
+    for &i in &order {
+        let kind = kinds[i].expect("checked above");
+        nodes.push(PlanNode {
+            name: raw[i].name.clone(),
+            kind: kind.name(),
+            version: kind.version(),
+            shape: kind.shape(),
+            inputs: inputs[i].iter().map(|j| position[j]).collect(),
+            compiled: compiled[i].take().expect("checked above"),
+        });
+    }
+    let mut dag: DiGraph<usize, ()> = DiGraph::new();
+    let didx: Vec<NodeIndex> = (0..nodes.len()).map(|p| dag.add_node(p)).collect();
+    for (p, n) in nodes.iter().enumerate() {
+        for &u in &n.inputs {
+            dag.add_edge(didx[u], didx[p], ());
+        }
+    }
+    Some(Plan { spec_name, file, params, nodes, graph: dag })
+}
+
+/// Kahn's algorithm with ties broken by the order written, so plans read in
+/// spec order. On a cycle, returns one cycle's node path (first node repeated
+/// at the end).
+fn topo_order(graph: &DiGraph<usize, ()>, idx: &[NodeIndex]) -> Result<Vec<usize>, Vec<usize>> {
+    if petgraph::algo::is_cyclic_directed(graph) {
+        return Err(find_cycle(graph, idx));
+    }
+    let mut indegree: Vec<usize> =
+        idx.iter().map(|&n| graph.neighbors_directed(n, petgraph::Direction::Incoming).count()).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..idx.len()).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(idx.len());
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for next in graph.neighbors_directed(idx[i], petgraph::Direction::Outgoing) {
+            let j = graph[next];
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(Reverse(j));
+            }
+        }
+    }
+    Ok(order)
+}
+
+fn find_cycle(graph: &DiGraph<usize, ()>, idx: &[NodeIndex]) -> Vec<usize> {
+    // The strongly connected component holding a cycle, walked from its
+    // first-written node along edges that stay inside it.
+    let scc = petgraph::algo::tarjan_scc(graph)
+        .into_iter()
+        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .min_by_key(|c| c.iter().map(|n| graph[*n]).min())
+        .expect("a cyclic graph has a cyclic component");
+    let members: Vec<usize> = scc.iter().map(|n| graph[*n]).collect();
+    let start = *members.iter().min().expect("non-empty");
+    let mut path = vec![start];
+    let mut seen = vec![start];
+    dfs_back(graph, idx, &members, start, start, &mut path, &mut seen);
+    path
+}
+
+/// Depth-first search inside one component for a path back to `start`.
+fn dfs_back(
+    graph: &DiGraph<usize, ()>,
+    idx: &[NodeIndex],
+    members: &[usize],
+    start: usize,
+    at: usize,
+    path: &mut Vec<usize>,
+    seen: &mut Vec<usize>,
+) -> bool {
+    let mut next: Vec<usize> = graph
+        .neighbors_directed(idx[at], petgraph::Direction::Outgoing)
+        .map(|n| graph[n])
+        .filter(|j| members.contains(j))
+        .collect();
+    next.sort();
+    for j in next {
+        if j == start {
+            path.push(start);
+            return true;
+        }
+        if !seen.contains(&j) {
+            seen.push(j);
+            path.push(j);
+            if dfs_back(graph, idx, members, start, j, path, seen) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
+}

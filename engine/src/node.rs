@@ -1,0 +1,400 @@
+//! What a stage kind is, to the engine: the [`Node`] trait, its type-erased
+//! twin [`Kind`], and the [`Registry`] that lists the kinds a build knows.
+//!
+//! A kind is compiled in two steps. At compile time (`flow validate`, `flow
+//! plan`) it deserializes its config, checks it against its inputs' port
+//! types and declares the files it reads; nothing runs. At run time it
+//! builds a [`Stage`] of one of two shapes: streaming (a source, or a map
+//! applied to each record as it arrives) or barrier (all input first).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::diag::{suggest, Diagnostic};
+use crate::record::{FieldSet, PortType, Record};
+use crate::spec::{SpecFile, YamlPath};
+use flow_cache::ContentHash;
+
+/// How many upstream inputs a kind takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// A source: no `input`.
+    None,
+    /// Exactly one `input`.
+    One,
+    /// One or more `inputs`.
+    Many,
+}
+
+/// The two shapes of execution, plus sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// Produces records from outside the graph (a file, an API).
+    Source,
+    /// Emits per record as input arrives.
+    Streaming,
+    /// Consumes all input, then emits.
+    Barrier,
+}
+
+/// A stage kind. `Config` is what the user writes under the node (besides
+/// `kind` and `input(s)`), deserialized with unknown fields denied.
+pub trait Node: Send + Sync + 'static {
+    type Config: DeserializeOwned + Serialize + Clone + Send + Sync + 'static;
+    /// The name users write in `kind:`.
+    const KIND: &'static str;
+    /// Bumped when the kind's output for the same input and config changes;
+    /// part of every node key.
+    const VERSION: u32;
+    /// One line for `--help` and plans.
+    const ABOUT: &'static str;
+    const INPUTS: Arity;
+    const SHAPE: Shape;
+
+    /// Checks the config against the inputs' types, registers the files the
+    /// node reads, and returns the output port type. Problems go to `cx`.
+    fn check(config: &Self::Config, cx: &mut CheckCx<'_>) -> PortType;
+
+    /// Builds the runnable stage.
+    fn build(config: &Self::Config, cx: &BuildCx) -> Result<Stage, NodeError>;
+}
+
+/// A node's config after its kind accepted it.
+pub struct Compiled {
+    /// Canonical form of the config (defaults filled), part of the node key.
+    pub config: serde_json::Value,
+    pub output: PortType,
+    pub files: Vec<FileInput>,
+    build: Arc<dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("config", &self.config).field("output", &self.output).finish()
+    }
+}
+
+impl Compiled {
+    pub fn build(&self, cx: &BuildCx) -> Result<Stage, NodeError> {
+        (self.build)(cx)
+    }
+}
+
+/// A kind with its types erased, as the registry holds it.
+pub trait Kind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn about(&self) -> &'static str;
+    fn inputs(&self) -> Arity;
+    fn shape(&self) -> Shape;
+    /// Deserializes and checks a config; `None` when it has problems (they
+    /// are in `cx`).
+    fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled>;
+}
+
+struct Erased<N>(std::marker::PhantomData<N>);
+
+impl<N: Node> Kind for Erased<N> {
+    fn name(&self) -> &'static str {
+        N::KIND
+    }
+    fn version(&self) -> u32 {
+        N::VERSION
+    }
+    fn about(&self) -> &'static str {
+        N::ABOUT
+    }
+    fn inputs(&self) -> Arity {
+        N::INPUTS
+    }
+    fn shape(&self) -> Shape {
+        N::SHAPE
+    }
+
+    fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled> {
+        let typed: N::Config = match serde_path_to_error::deserialize(config.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.config_error(e.path(), e.inner().to_string());
+                return None;
+            }
+        };
+        let errors_before = cx.diags.len();
+        let output = N::check(&typed, cx);
+        if cx.diags.len() > errors_before {
+            return None;
+        }
+        let canonical = serde_json::to_value(&typed).expect("a config serializes");
+        Some(Compiled {
+            config: canonical,
+            output,
+            files: std::mem::take(&mut cx.files),
+            build: Arc::new(move |bcx| N::build(&typed, bcx)),
+        })
+    }
+}
+
+/// The kind `N`, erased for a registry.
+pub fn kind<N: Node>() -> Box<dyn Kind> {
+    Box::new(Erased::<N>(std::marker::PhantomData))
+}
+
+/// The kinds a build of flow knows.
+#[derive(Default)]
+pub struct Registry {
+    kinds: Vec<Box<dyn Kind>>,
+}
+
+impl Registry {
+    pub fn new(kinds: Vec<Box<dyn Kind>>) -> Self {
+        Self { kinds }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn Kind> {
+        self.kinds.iter().find(|k| k.name() == name).map(|k| k.as_ref())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + Clone + '_ {
+        self.kinds.iter().map(|k| k.name())
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &dyn Kind> {
+        self.kinds.iter().map(|k| k.as_ref())
+    }
+}
+
+/// A file a node reads; its content hash is part of the node key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInput {
+    /// As written in the spec.
+    pub written: String,
+    /// Resolved against the spec's folder.
+    pub path: PathBuf,
+    pub hash: ContentHash,
+}
+
+/// An upstream input as a kind sees it at compile time.
+#[derive(Debug, Clone)]
+pub struct InputInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub ty: PortType,
+}
+
+/// What a kind's `check` can see and where it reports problems.
+pub struct CheckCx<'a> {
+    file: &'a SpecFile,
+    node: String,
+    path: YamlPath,
+    inputs: Vec<InputInfo>,
+    diags: &'a mut Vec<Diagnostic>,
+    files: Vec<FileInput>,
+}
+
+impl<'a> CheckCx<'a> {
+    pub(crate) fn new(
+        file: &'a SpecFile,
+        node: &str,
+        path: YamlPath,
+        inputs: Vec<InputInfo>,
+        diags: &'a mut Vec<Diagnostic>,
+    ) -> Self {
+        Self { file, node: node.to_string(), path, inputs, diags, files: Vec::new() }
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The node's upstream inputs, in the order written.
+    pub fn inputs(&self) -> &[InputInfo] {
+        &self.inputs
+    }
+
+    /// Path of a field of this node's config, for [`CheckCx::error`].
+    pub fn field(&self, name: &str) -> YamlPath {
+        self.path.key(name)
+    }
+
+    /// Reports a problem at the value at `path`.
+    pub fn error(&mut self, path: &YamlPath, message: impl Into<String>, hint: Option<String>) {
+        let d = self.file.at_value(path, message).maybe_hint(hint);
+        self.diags.push(d);
+    }
+
+    fn config_error(&mut self, at: &serde_path_to_error::Path, message: String) {
+        let path = self.path.join_serde(at);
+        // serde's unknown-field message lists what is allowed; turn it into a
+        // located error with a did-you-mean.
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let mut candidates = allowed.clone();
+            if path.parent() == self.path || path == self.path {
+                candidates.extend(crate::spec::NODE_FIELDS);
+            }
+            let key_path = if path.0.last() == Some(&crate::spec::Seg::Key(field.to_string())) {
+                path.clone()
+            } else {
+                path.key(field)
+            };
+            let d = self
+                .file
+                .at_key(&key_path, format!("unknown field `{field}` in node `{}`", self.node))
+                .hint(suggest(field, candidates.iter().copied(), "a field"));
+            self.diags.push(d);
+            return;
+        }
+        let shown = path.0.len() > self.path.0.len();
+        let message = if shown {
+            format!("invalid `{}` in node `{}`: {message}", YamlPath(path.0[self.path.0.len()..].to_vec()), self.node)
+        } else {
+            format!("invalid node `{}`: {message}", self.node)
+        };
+        let d = if message.contains("missing field") { self.file.at_key(&path, message) } else { self.file.at_value(&path, message) };
+        self.diags.push(d);
+    }
+
+    /// Registers a file the node reads: resolved against the spec's folder,
+    /// checked to exist, content-hashed for the key. `at` is the config field
+    /// that names it.
+    pub fn input_file(&mut self, at: &YamlPath, written: &str) -> Option<PathBuf> {
+        let path = self.file.resolve(written);
+        match flow_cache::hash_file(&path) {
+            Ok(hash) => {
+                self.files.push(FileInput { written: written.to_string(), path: path.clone(), hash });
+                Some(path)
+            }
+            Err(e) => {
+                let what = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
+                let hint = format!(
+                    "paths resolve against the spec's folder ({}); check the name",
+                    display_dir(&self.file.dir)
+                );
+                self.error(
+                    at,
+                    format!("input file `{written}` of node `{}`: {what} ({})", self.node, path.display()),
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks that every input has the fields the node reads; `fields` pairs
+    /// each field with the config path that names it.
+    pub fn require_fields(&mut self, fields: &[(String, YamlPath)]) {
+        let inputs = self.inputs.clone();
+        for input in &inputs {
+            let FieldSet::Known(have) = &input.ty.fields else { continue };
+            let mut reported = BTreeSet::new();
+            for (field, at) in fields {
+                if have.contains(field) || !reported.insert(field.clone()) {
+                    continue;
+                }
+                let hint = match crate::diag::did_you_mean(field, have.iter().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{c}`? `{}` has fields: {}", input.name, join(have)),
+                    None => format!("`{}` has fields: {}", input.name, join(have)),
+                };
+                self.error(
+                    at,
+                    format!(
+                        "type mismatch: node `{}` reads field `{field}`, but its input `{}` ({}) produces {} records without it",
+                        self.node, input.name, input.kind, input.ty.name
+                    ),
+                    Some(hint),
+                );
+            }
+        }
+    }
+}
+
+fn display_dir(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.is_empty() {
+        ".".into()
+    } else {
+        s
+    }
+}
+
+fn join(fields: &BTreeSet<String>) -> String {
+    fields.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+}
+
+/// What a stage may know when it is built for a run.
+#[derive(Debug, Clone)]
+pub struct BuildCx {
+    pub node: String,
+    /// The spec's folder, for resolving relative paths.
+    pub spec_dir: PathBuf,
+}
+
+impl BuildCx {
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.spec_dir.join(p)
+        }
+    }
+}
+
+/// A file a node writes beside its output: a summary, a report. Stored as an
+/// object and copied into the run folder under `<node>/<name>`. A
+/// [`SUMMARY_MD`] artifact is printed at the end of the run.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Name of the artifact printed after a run.
+pub const SUMMARY_MD: &str = "summary.md";
+
+/// A node failed as a whole (not a single record).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NodeError(pub String);
+
+impl NodeError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// A runnable stage.
+pub enum Stage {
+    Source(Box<dyn SourceStage>),
+    Map(Box<dyn MapStage>),
+    Barrier(Box<dyn BarrierStage>),
+}
+
+/// Streaming source: produces batches until it returns `None`.
+pub trait SourceStage: Send {
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<Vec<Record>>, NodeError>>;
+}
+
+/// Streaming map: called for each input record in order, pushes zero or
+/// more output records. `finish` runs after the last record.
+pub trait MapStage: Send + Sync {
+    fn map(&self, record: &Record, out: &mut Vec<Record>) -> Result<(), NodeError>;
+    fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Barrier: receives every record of each input (outer vec: inputs in the
+/// order written), then returns its output and artifacts.
+pub trait BarrierStage: Send {
+    #[allow(clippy::type_complexity)]
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>>;
+}

@@ -1,0 +1,540 @@
+//! Spec v1: the YAML a user writes, read into a [`ParsedSpec`].
+//!
+//! This is the one place that knows the YAML layout. It checks the top level
+//! and each node's common fields (`kind`, `input`, `inputs`), resolves
+//! `params` (with `--set` overrides) and `${...}` references, and leaves each
+//! node's own config as a YAML value for its kind to deserialize. Every
+//! problem is collected with its file:line:col; nothing stops at the first.
+
+mod interp;
+mod locate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+
+use crate::diag::{suggest, Diagnostic, Loc, Source};
+pub use interp::InterpError;
+pub use locate::{LocationIndex, Seg, YamlPath};
+
+/// The only spec version this build reads.
+pub const SPEC_VERSION: u64 = 1;
+
+const TOP_FIELDS: &[&str] = &["flow", "name", "description", "params", "nodes"];
+/// Fields every node has, whatever its kind.
+pub const NODE_FIELDS: &[&str] = &["kind", "input", "inputs", "description"];
+const PARAM_FIELDS: &[&str] = &["type", "default", "description"];
+const PARAM_TYPES: &[&str] = &["string", "int", "float", "bool"];
+
+/// The spec file with what is needed to point into it.
+#[derive(Debug)]
+pub struct SpecFile {
+    pub source: Source,
+    /// Folder relative paths in the spec resolve against.
+    pub dir: PathBuf,
+    pub index: LocationIndex,
+}
+
+impl SpecFile {
+    /// A diagnostic pointing at the value at `path`.
+    pub fn at_value(&self, path: &YamlPath, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message).at(&self.source, self.index.value(path))
+    }
+
+    /// A diagnostic pointing at the key of the entry at `path`.
+    pub fn at_key(&self, path: &YamlPath, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(message).at(&self.source, self.index.key(path))
+    }
+
+    /// Resolves a path written in the spec against the spec's folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// A node as written: its name, kind, upstream inputs and its kind's config.
+#[derive(Debug)]
+pub struct RawNode {
+    pub name: String,
+    /// Path of the node's mapping (`nodes.<name>`).
+    pub path: YamlPath,
+    /// The kind as written; `None` when it was missing or not a string.
+    pub kind: Option<String>,
+    pub inputs: Vec<InputRef>,
+    /// Everything but the common fields, with `${...}` resolved.
+    pub config: Value,
+}
+
+/// A reference to an upstream node.
+#[derive(Debug, Clone)]
+pub struct InputRef {
+    pub name: String,
+    pub path: YamlPath,
+}
+
+/// A spec read from disk, parameters and references resolved.
+#[derive(Debug)]
+pub struct ParsedSpec {
+    pub file: SpecFile,
+    pub name: String,
+    pub description: Option<String>,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub nodes: Vec<RawNode>,
+}
+
+/// Reads and checks a spec. Returns what could be read plus every problem
+/// found; the caller fails if there is any problem.
+pub fn parse(
+    path: &Path,
+    sets: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<ParsedSpec>, Vec<Diagnostic>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let d = Diagnostic::new(format!("cannot read spec {}: {e}", path.display()))
+                .hint("check the path; specs are YAML files such as specs/eval.yaml");
+            return (None, vec![d]);
+        }
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let file = SpecFile { source: Source { path: path.to_path_buf(), text: text.into() }, dir, index: LocationIndex::default() };
+    let value: Value = match serde_yaml::from_str(&file.source.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let loc = e.location().map(|l| Loc { line: l.line(), col: l.column(), width: 1 });
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let d = Diagnostic::new(format!("invalid YAML: {msg}"))
+                .at(&file.source, loc)
+                .hint("check indentation and quoting near this position; a value with `: ` or `#` needs quotes");
+            return (None, vec![d]);
+        }
+    };
+    let file = SpecFile { index: LocationIndex::build(&file.source.text), ..file };
+    let mut p = Parser { file: &file, diags: Vec::new() };
+    let spec = p.spec(&value, sets, env);
+    let diags = p.diags;
+    (spec.map(|(name, description, params, nodes)| ParsedSpec { file, name, description, params, nodes }), diags)
+}
+
+type SpecParts = (String, Option<String>, BTreeMap<String, serde_json::Value>, Vec<RawNode>);
+
+struct Parser<'a> {
+    file: &'a SpecFile,
+    diags: Vec<Diagnostic>,
+}
+
+impl Parser<'_> {
+    fn spec(&mut self, value: &Value, sets: &[String], env: &dyn Fn(&str) -> Option<String>) -> Option<SpecParts> {
+        let root = YamlPath::root();
+        let Some(top) = value.as_mapping() else {
+            let d = self.file.at_value(&root, "a spec must be a YAML mapping").hint("start the file with `flow: 1`");
+            self.diags.push(d);
+            return None;
+        };
+        self.unknown_fields(top, &root, TOP_FIELDS, "at the top of the spec");
+        match top.get("flow") {
+            None => self.diags.push(
+                Diagnostic::new("missing `flow:` version")
+                    .at(&self.file.source, Some(Loc { line: 1, col: 1, width: 1 }))
+                    .hint("add `flow: 1` as the first line"),
+            ),
+            Some(v) if v.as_u64() == Some(SPEC_VERSION) => {}
+            Some(v) => {
+                let d = self
+                    .file
+                    .at_value(&root.key("flow"), format!("unsupported spec version {}", yaml_brief(v)))
+                    .hint(format!("this flow reads `flow: {SPEC_VERSION}`"));
+                self.diags.push(d);
+            }
+        }
+        let name = match top.get("name") {
+            None => self.file.source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(_) => {
+                self.diags.push(self.file.at_value(&root.key("name"), "`name` must be a non-empty string"));
+                String::new()
+            }
+        };
+        let description = top.get("description").and_then(Value::as_str).map(str::to_string);
+        let params = self.params(top.get("params"), sets);
+        let nodes = self.nodes(top.get("nodes"), &params, env);
+        Some((name, description, params, nodes))
+    }
+
+    fn unknown_fields(&mut self, map: &Mapping, at: &YamlPath, allowed: &[&str], context: &str) {
+        for key in map.keys() {
+            let k = yaml_brief(key);
+            if !allowed.contains(&k.as_str()) {
+                let d = self
+                    .file
+                    .at_key(&at.key(k.clone()), format!("unknown field `{k}` {context}"))
+                    .hint(suggest(&k, allowed.iter().copied(), "a field"));
+                self.diags.push(d);
+            }
+        }
+    }
+
+    fn params(&mut self, value: Option<&Value>, sets: &[String]) -> BTreeMap<String, serde_json::Value> {
+        let at = YamlPath::root().key("params");
+        let mut types: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut out: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        let mut required: Vec<String> = Vec::new();
+        match value {
+            None | Some(Value::Null) => {}
+            Some(Value::Mapping(m)) => {
+                for (k, v) in m {
+                    let name = yaml_brief(k);
+                    let p = at.key(name.clone());
+                    let (ty, default) = match v {
+                        Value::Mapping(decl) => {
+                            self.unknown_fields(decl, &p, PARAM_FIELDS, &format!("in param `{name}`"));
+                            let default = decl.get("default").cloned();
+                            let ty = match decl.get("type").map(yaml_brief) {
+                                Some(t) => match PARAM_TYPES.iter().find(|x| **x == t) {
+                                    Some(t) => *t,
+                                    None => {
+                                        let d = self
+                                            .file
+                                            .at_value(&p.key("type"), format!("unknown param type `{t}`"))
+                                            .hint(suggest(&t, PARAM_TYPES.iter().copied(), "a param type"));
+                                        self.diags.push(d);
+                                        continue;
+                                    }
+                                },
+                                None => match &default {
+                                    Some(d) => infer_type(d),
+                                    None => "string",
+                                },
+                            };
+                            (ty, default)
+                        }
+                        scalar => (infer_type(scalar), Some(scalar.clone())),
+                    };
+                    types.insert(name.clone(), ty);
+                    match default {
+                        Some(d) => match coerce(&d, ty) {
+                            Some(v) => {
+                                out.insert(name, v);
+                            }
+                            None => {
+                                let d = self
+                                    .file
+                                    .at_value(&p.key("default"), format!("default of param `{name}` is not a {ty}"));
+                                self.diags.push(d);
+                            }
+                        },
+                        None => required.push(name),
+                    }
+                }
+            }
+            Some(_) => self.diags.push(
+                self.file
+                    .at_value(&at, "`params` must be a mapping")
+                    .hint("write `params: {threshold: {type: float, default: 0.8}}`"),
+            ),
+        }
+        for set in sets {
+            let Some((k, v)) = set.split_once('=') else {
+                self.diags.push(
+                    Diagnostic::new(format!("--set `{set}` is not key=value")).hint("write --set threshold=0.9"),
+                );
+                continue;
+            };
+            let Some(ty) = types.get(k) else {
+                let d = Diagnostic::new(format!("--set names unknown param `{k}`"))
+                    .hint(suggest(k, types.keys().map(String::as_str), "a param"));
+                self.diags.push(d);
+                continue;
+            };
+            match coerce(&Value::String(v.to_string()), ty) {
+                Some(val) => {
+                    out.insert(k.to_string(), val);
+                }
+                None => self
+                    .diags
+                    .push(Diagnostic::new(format!("--set {k}={v}: `{v}` is not a {ty}")).hint(format!("param `{k}` is a {ty}"))),
+            }
+        }
+        for name in required {
+            if !out.contains_key(&name) {
+                let d = self
+                    .file
+                    .at_key(&at.key(name.clone()), format!("param `{name}` has no default and no value"))
+                    .hint(format!("pass --set {name}=VALUE, or give it a `default:`"));
+                self.diags.push(d);
+            }
+        }
+        out
+    }
+
+    fn nodes(
+        &mut self,
+        value: Option<&Value>,
+        params: &BTreeMap<String, serde_json::Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<RawNode> {
+        let at = YamlPath::root().key("nodes");
+        let map = match value {
+            Some(Value::Mapping(m)) if !m.is_empty() => m,
+            Some(Value::Mapping(_)) | None | Some(Value::Null) => {
+                self.diags.push(
+                    Diagnostic::new("the spec has no nodes")
+                        .at(&self.file.source, self.file.index.key(&at))
+                        .hint("add `nodes:` with at least one node, e.g. `cases: {kind: load, path: data.jsonl}`"),
+                );
+                return Vec::new();
+            }
+            Some(_) => {
+                self.diags.push(self.file.at_value(&at, "`nodes` must be a mapping from node name to node"));
+                return Vec::new();
+            }
+        };
+        let mut nodes = Vec::new();
+        for (k, v) in map {
+            let name = yaml_brief(k);
+            let path = at.key(name.clone());
+            if !valid_node_name(&name) {
+                self.diags.push(
+                    self.file
+                        .at_key(&path, format!("invalid node name `{name}`"))
+                        .hint("use letters, digits, `_` and `-`, starting with a letter"),
+                );
+                continue;
+            }
+            let Some(body) = v.as_mapping() else {
+                self.diags.push(
+                    self.file
+                        .at_value(&path, format!("node `{name}` must be a mapping"))
+                        .hint("write `kind: <kind>` and the kind's fields under the node name"),
+                );
+                continue;
+            };
+            let kind = match body.get("kind") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => {
+                    self.diags.push(self.file.at_value(&path.key("kind"), "`kind` must be a string"));
+                    None
+                }
+                None => {
+                    self.diags.push(
+                        self.file
+                            .at_key(&path, format!("node `{name}` has no `kind`"))
+                            .hint("add `kind: load` (or another kind; `flow plan --help` lists them)"),
+                    );
+                    None
+                }
+            };
+            let inputs = self.inputs(body, &path, &name);
+            let mut config = Mapping::new();
+            for (ck, cv) in body {
+                let key = yaml_brief(ck);
+                if NODE_FIELDS.contains(&key.as_str()) {
+                    continue;
+                }
+                let resolved = self.interpolate(cv, &path.key(key), params, env);
+                config.insert(ck.clone(), resolved);
+            }
+            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config) });
+        }
+        nodes
+    }
+
+    fn inputs(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> Vec<InputRef> {
+        let one = body.get("input");
+        let many = body.get("inputs");
+        if one.is_some() && many.is_some() {
+            self.diags.push(
+                self.file
+                    .at_key(&path.key("inputs"), format!("node `{name}` has both `input` and `inputs`"))
+                    .hint("use `input: a` for one upstream node or `inputs: [a, b]` for several"),
+            );
+        }
+        let mut refs = Vec::new();
+        if let Some(v) = one {
+            match v {
+                Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("input") }),
+                _ => self.diags.push(
+                    self.file
+                        .at_value(&path.key("input"), "`input` must be the name of one upstream node")
+                        .hint("for several inputs write `inputs: [a, b]`"),
+                ),
+            }
+        }
+        if let Some(v) = many {
+            match v {
+                Value::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        match item {
+                            Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("inputs").index(i) }),
+                            _ => self
+                                .diags
+                                .push(self.file.at_value(&path.key("inputs").index(i), "each input must be a node name")),
+                        }
+                    }
+                }
+                Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("inputs") }),
+                _ => self
+                    .diags
+                    .push(self.file.at_value(&path.key("inputs"), "`inputs` must be a list of node names")),
+            }
+        }
+        refs
+    }
+
+    fn interpolate(
+        &mut self,
+        v: &Value,
+        path: &YamlPath,
+        params: &BTreeMap<String, serde_json::Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Value {
+        match v {
+            Value::String(s) => match interp::resolve_str(s, params, env) {
+                Ok(v) => v,
+                Err(e) => {
+                    let d = match e {
+                        InterpError::UnknownParam(p) => self
+                            .file
+                            .at_value(path, format!("unknown param `{p}` in `${{params.{p}}}`"))
+                            .hint(suggest(&p, params.keys().map(String::as_str), "a param")),
+                        InterpError::MissingEnv(n) => self
+                            .file
+                            .at_value(path, format!("environment variable `{n}` is not set"))
+                            .hint(format!("export {n}=..., or give a default: `${{env.{n}:-value}}`")),
+                        InterpError::Malformed(r) => self
+                            .file
+                            .at_value(path, format!("cannot resolve `{r}`"))
+                            .hint("references are `${params.NAME}`, `${env.NAME}` or `${env.NAME:-default}`; write `$${` for a literal `${`"),
+                    };
+                    self.diags.push(d);
+                    v.clone()
+                }
+            },
+            Value::Sequence(items) => Value::Sequence(
+                items.iter().enumerate().map(|(i, x)| self.interpolate(x, &path.index(i), params, env)).collect(),
+            ),
+            Value::Mapping(m) => Value::Mapping(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.interpolate(x, &path.key(yaml_brief(k)), params, env)))
+                    .collect(),
+            ),
+            Value::Tagged(t) => self.interpolate(&t.value, path, params, env),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Node names become namespaces and file names: keep them plain.
+fn valid_node_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A short text form of a YAML scalar (keys, versions) for messages.
+pub fn yaml_brief(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+fn infer_type(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
+        Value::Number(_) => "float",
+        _ => "string",
+    }
+}
+
+/// A YAML value (or `--set` text) as a value of the param's type.
+fn coerce(v: &Value, ty: &str) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    let text = match v {
+        Value::String(s) => Some(s.trim()),
+        _ => None,
+    };
+    match ty {
+        "string" => Some(J::String(match v {
+            Value::String(s) => s.clone(),
+            other => yaml_brief(other),
+        })),
+        "int" => match v {
+            Value::Number(n) => n.as_i64().map(J::from),
+            _ => text?.parse::<i64>().ok().map(J::from),
+        },
+        "float" => match v {
+            Value::Number(n) => n.as_f64().map(J::from),
+            _ => text?.parse::<f64>().ok().filter(|f| f.is_finite()).map(J::from),
+        },
+        "bool" => match v {
+            Value::Bool(b) => Some(J::Bool(*b)),
+            _ => match text? {
+                "true" => Some(J::Bool(true)),
+                "false" => Some(J::Bool(false)),
+                _ => None,
+            },
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str, sets: &[&str]) -> (Option<ParsedSpec>, Vec<Diagnostic>) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, text).unwrap();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        parse(&p, &sets, &|n| (n == "USER_NAME").then(|| "ada".into()))
+    }
+
+    #[test]
+    fn params_defaults_sets_and_references() {
+        let text = "flow: 1\nname: t\nparams:\n  threshold: {type: float, default: 0.5}\n  n: 3\nnodes:\n  a:\n    kind: load\n    path: ${params.threshold}\n    who: \"${env.USER_NAME} ${params.n}\"\n";
+        let (spec, diags) = parse_text(text, &["threshold=0.9"]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let spec = spec.unwrap();
+        assert_eq!(spec.params["threshold"], serde_json::json!(0.9));
+        let cfg = spec.nodes[0].config.as_mapping().unwrap();
+        assert_eq!(cfg.get("path"), Some(&Value::from(0.9)));
+        assert_eq!(cfg.get("who"), Some(&Value::from("ada 3")));
+    }
+
+    #[test]
+    fn collects_every_problem() {
+        let text = "flow: 2\nnme: x\nparams:\n  k: {type: flaot}\nnodes:\n  a:\n    kind: load\n    input: b\n    inputs: [c]\n    path: ${env.NOPE}\n";
+        let (_, diags) = parse_text(text, &["zz=1"]);
+        let msgs: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+        assert!(msgs.iter().any(|m| m.contains("unsupported spec version 2")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown field `nme`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown param type `flaot`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("both `input` and `inputs`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("`NOPE` is not set")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("--set names unknown param `zz`")), "{msgs:?}");
+    }
+
+    #[test]
+    fn bad_yaml_points_at_the_line() {
+        let (spec, diags) = parse_text("flow: 1\nnodes:\n  a: [\n", &[]);
+        assert!(spec.is_none());
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].message.starts_with("invalid YAML"), "{}", diags[0].message);
+        assert!(diags[0].loc.is_some());
+    }
+}

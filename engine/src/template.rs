@@ -1,0 +1,122 @@
+//! `{{field}}` templates in prompts and metric arguments, filled per record.
+//!
+//! Parsed once at compile time, so the fields a template names are known
+//! before anything runs and can be checked against the input's port type.
+
+use std::borrow::Cow;
+
+use crate::record::Fields;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    /// A dotted path into the record (`meta.lang`).
+    Field(Vec<String>),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `text`; `{{ name }}` and `{{a.b}}` are field references.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Lit(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or_else(|| format!("unclosed `{{{{` in `{text}`"))?;
+            let name = after[..end].trim();
+            let valid = !name.is_empty()
+                && name
+                    .split('.')
+                    .all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
+            if !valid {
+                return Err(format!("`{{{{{}}}}}` is not a field reference", &after[..end]));
+            }
+            parts.push(Part::Field(name.split('.').map(str::to_string).collect()));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Self { source: text.to_string(), parts })
+    }
+
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Top-level record fields this template reads.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(path) => Some(path[0].as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Fills the template from a record. Strings are inserted as they are,
+    /// other values as JSON. A missing field is an error naming it.
+    pub fn render<'a>(&'a self, record: &Fields) -> Result<Cow<'a, str>, String> {
+        if let [Part::Lit(s)] = self.parts.as_slice() {
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Field(path) => {
+                    let mut v = record.get(&path[0]);
+                    for seg in &path[1..] {
+                        v = v.and_then(|x| match x {
+                            serde_json::Value::Object(m) => m.get(seg),
+                            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                            _ => None,
+                        });
+                    }
+                    match v {
+                        Some(serde_json::Value::String(s)) => out.push_str(s),
+                        Some(serde_json::Value::Null) | None => {
+                            return Err(format!("record has no field `{}`", path.join(".")));
+                        }
+                        Some(other) => out.push_str(&other.to_string()),
+                    }
+                }
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: serde_json::Value) -> Fields {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn renders_fields_and_paths() {
+        let t = Template::parse("Q: {{ question }} ({{meta.lang}}, {{n}})").unwrap();
+        assert_eq!(t.fields().collect::<Vec<_>>(), ["question", "meta", "n"]);
+        let r = rec(serde_json::json!({"question": "hi?", "meta": {"lang": "en"}, "n": 3}));
+        assert_eq!(t.render(&r).unwrap(), "Q: hi? (en, 3)");
+    }
+
+    #[test]
+    fn literal_and_errors() {
+        assert_eq!(Template::parse("plain").unwrap().render(&Fields::new()).unwrap(), "plain");
+        assert!(Template::parse("{{ a").is_err());
+        assert!(Template::parse("{{ a b }}").is_err());
+        let t = Template::parse("{{missing}}").unwrap();
+        assert_eq!(t.render(&Fields::new()).unwrap_err(), "record has no field `missing`");
+    }
+}
