@@ -1,1 +1,250 @@
-fn main(){}
+//! The `flow` command line: argument parsing and wiring only. The engine
+//! compiles and runs specs; the nodes crate provides the stage kinds.
+
+mod inspect;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use flow_engine::cache::{RunStatus, Store};
+use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
+use flow_engine::{Force, Plan, RunOptions};
+
+/// Exit code for a bad spec or bad usage.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for a run that failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code after Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(name = "flow", version, about = "Declarative, cached, streaming pipelines for LLM evaluation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct SpecArgs {
+    /// The spec file (YAML).
+    spec: PathBuf,
+    /// Override a param: --set key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The cache and run folder [default: .flow next to the spec].
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
+struct ForceArgs {
+    /// Run every node, ignoring cached results.
+    #[arg(long)]
+    no_cache: bool,
+    /// Run this node even if it is cached (repeatable).
+    #[arg(long, value_name = "NODE")]
+    rerun: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a spec: stream records through its nodes, reusing cached results.
+    Run {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        force: ForceArgs,
+        /// Print run events as JSON lines on stdout instead of progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a run would do (cached, will run, unknown, and why); runs and writes nothing.
+    Plan {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[command(flatten)]
+        force: ForceArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+    /// Check a spec (names, kinds, fields, port types, files) without running it.
+    Validate {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Print a node's latest output as JSONL.
+    Show {
+        /// Node name.
+        node: String,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// From this run instead of the latest that has the node.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// The .flow folder [default: found from the current folder].
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
+    /// List recent runs.
+    Runs {
+        /// At most this many runs, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The .flow folder [default: found from the current folder].
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLOW_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(Failure::Usage(d)) => {
+            eprint!("{d}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// How a command failed: bad input (exit 2) or anything else (exit 1).
+enum Failure {
+    Usage(Diagnostics),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(d: Diagnostics) -> Self {
+        Failure::Usage(d)
+    }
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure::Usage(d.into())
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Validate { spec } => {
+            let plan = compile(&spec)?;
+            println!("spec `{}` is valid: {} nodes", plan.spec_name, plan.nodes.len());
+            for n in &plan.nodes {
+                println!("  {}  {}  → {}", n.name, n.kind, n.compiled.output);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { spec, force, format } => {
+            let plan = compile(&spec)?;
+            let force = force_of(&plan, &force)?;
+            let store = Store::open(workspace_of(&spec));
+            let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
+            use flow_engine::render;
+            match format {
+                PlanFormat::Text => print!("{}", render::text(&plan, &assessed)),
+                PlanFormat::Dot => print!("{}", render::dot(&plan, &assessed)),
+                PlanFormat::Mermaid => print!("{}", render::mermaid(&plan, &assessed)),
+                PlanFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&render::json(&plan, &assessed)).expect("json"))
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { spec, force, json } => {
+            let plan = compile(&spec)?;
+            let force = force_of(&plan, &force)?;
+            let store = Store::open(workspace_of(&spec));
+            run(plan, store, force, json)
+        }
+        Command::Show { node, limit, run, workspace } => {
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            inspect::show(&store, &node, limit, run.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { limit, workspace } => {
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            inspect::runs(&store, limit)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn compile(spec: &SpecArgs) -> Result<Plan, Diagnostics> {
+    flow_engine::compile(&spec.spec, &spec.sets, &flow_nodes::registry())
+}
+
+fn workspace_of(spec: &SpecArgs) -> PathBuf {
+    spec.workspace.clone().unwrap_or_else(|| {
+        let dir = spec.spec.parent().unwrap_or(Path::new(""));
+        if dir.as_os_str().is_empty() {
+            PathBuf::from(".flow")
+        } else {
+            dir.join(".flow")
+        }
+    })
+}
+
+fn force_of(plan: &Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
+    for name in &args.rerun {
+        if plan.index_of(name).is_none() {
+            return Err(Diagnostic::new(format!("--rerun names unknown node `{name}`")).hint(suggest(
+                name,
+                plan.nodes.iter().map(|n| n.name.as_str()),
+                "a node",
+            )));
+        }
+    }
+    Ok(Force { all: args.no_cache, nodes: args.rerun.iter().cloned().collect() })
+}
+
+fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
+    let plan = Arc::new(plan);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let display = progress::Display::new(&plan, json);
+    let manifest = runtime.block_on(async {
+        let printer = tokio::spawn(display.consume(rx));
+        let interrupt = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let result = flow_engine::run(plan.clone(), store.clone(), RunOptions { force }, tx, interrupt).await;
+        let display = printer.await.expect("progress printer");
+        result.map(|m| (m, display))
+    });
+    let (manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    display.finish(&store, &manifest);
+    Ok(match manifest.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        RunStatus::Failed | RunStatus::Running => ExitCode::from(EXIT_FAILED),
+    })
+}

@@ -42,9 +42,7 @@ impl fmt::Debug for ContentHash {
 impl FromStr for ContentHash {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        blake3::Hash::from_hex(s)
-            .map(|h| Self(*h.as_bytes()))
-            .map_err(|e| format!("invalid hash `{s}`: {e}"))
+        blake3::Hash::from_hex(s).map(|h| Self(*h.as_bytes())).map_err(|e| format!("invalid hash `{s}`: {e}"))
     }
 }
 

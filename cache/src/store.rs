@@ -127,7 +127,9 @@ impl Store {
     /// what `flow plan` compares against to say why a node will run.
     pub fn last_manifest(&self, spec: &str, node: &str) -> Result<Option<NodeManifest>, StoreError> {
         let r = self.ref_path(spec, node);
-        let Ok(text) = std::fs::read_to_string(&r) else { return Ok(None) };
+        let Ok(text) = std::fs::read_to_string(&r) else {
+            return Ok(None);
+        };
         match text.trim().parse::<ContentHash>() {
             Ok(key) => self.node_manifest(&key),
             Err(_) => Ok(None),

@@ -56,13 +56,21 @@ impl fmt::Display for Reason {
         match self {
             Reason::NeverRun => f.write_str("never run"),
             Reason::ConfigChanged { fields } => write!(f, "config changed: {}", fields.join(", ")),
-            Reason::InputFileChanged { files } => write!(f, "input file changed: {}", files.join(", ")),
-            Reason::UpstreamChanged { nodes } => write!(f, "upstream changed: {}", nodes.join(", ")),
+            Reason::InputFileChanged { files } => {
+                write!(f, "input file changed: {}", files.join(", "))
+            }
+            Reason::UpstreamChanged { nodes } => {
+                write!(f, "upstream changed: {}", nodes.join(", "))
+            }
             Reason::InputsChanged => f.write_str("inputs changed"),
-            Reason::ImplementationChanged { from, to } => write!(f, "implementation changed (v{from} → v{to})"),
+            Reason::ImplementationChanged { from, to } => {
+                write!(f, "implementation changed (v{from} → v{to})")
+            }
             Reason::KindChanged { from } => write!(f, "kind changed (was {from})"),
             Reason::Forced { by } => write!(f, "forced ({by})"),
-            Reason::UpstreamWillRun { nodes } => write!(f, "upstream will run: {}", nodes.join(", ")),
+            Reason::UpstreamWillRun { nodes } => {
+                write!(f, "upstream will run: {}", nodes.join(", "))
+            }
             Reason::EntryMissing => f.write_str("cache entry missing"),
         }
     }
@@ -110,9 +118,7 @@ pub fn key_fields(plan: &Plan, i: usize, upstream_outputs: &[ContentHash]) -> Ke
         .zip(upstream_outputs)
         .map(|(&u, h)| KeyInput::Node { node: plan.nodes[u].name.clone(), output: *h })
         .collect();
-    inputs.extend(
-        node.compiled.files.iter().map(|f| KeyInput::File { path: f.written.clone(), hash: f.hash }),
-    );
+    inputs.extend(node.compiled.files.iter().map(|f| KeyInput::File { path: f.written.clone(), hash: f.hash }));
     KeyFields { kind: node.kind.to_string(), version: node.version, config: node.compiled.config.clone(), inputs }
 }
 
@@ -121,25 +127,36 @@ pub fn assess(plan: &Plan, store: &Store, force: &Force) -> Result<Vec<Assessmen
     let mut out: Vec<Assessment> = Vec::with_capacity(plan.nodes.len());
     for (i, node) in plan.nodes.iter().enumerate() {
         let forced = force.reason(&node.name);
-        let pending: Vec<String> =
-            node.inputs.iter().filter(|&&u| out[u].state != State::Cached).map(|&u| plan.nodes[u].name.clone()).collect();
+        let pending: Vec<String> = node
+            .inputs
+            .iter()
+            .filter(|&&u| out[u].state != State::Cached)
+            .map(|&u| plan.nodes[u].name.clone())
+            .collect();
         if !pending.is_empty() {
             let mut reasons: Vec<Reason> = forced.into_iter().collect();
             reasons.push(Reason::UpstreamWillRun { nodes: pending });
             out.push(Assessment { state: State::Unknown, fields: None, key: None, manifest: None, reasons });
             continue;
         }
-        let upstream: Vec<ContentHash> =
-            node.inputs.iter().map(|&u| out[u].manifest.as_ref().expect("cached upstream has a manifest").output).collect();
+        let upstream: Vec<ContentHash> = node
+            .inputs
+            .iter()
+            .map(|&u| out[u].manifest.as_ref().expect("cached upstream has a manifest").output)
+            .collect();
         let fields = key_fields(plan, i, &upstream);
         let key = fields.key();
         let assessment = if let Some(r) = forced {
             Assessment { state: State::WillRun, fields: Some(fields), key: Some(key), manifest: None, reasons: vec![r] }
         } else {
             match store.node_manifest(&key)? {
-                Some(m) if store.has_object(&m.output) => {
-                    Assessment { state: State::Cached, fields: Some(fields), key: Some(key), manifest: Some(m), reasons: vec![] }
-                }
+                Some(m) if store.has_object(&m.output) => Assessment {
+                    state: State::Cached,
+                    fields: Some(fields),
+                    key: Some(key),
+                    manifest: Some(m),
+                    reasons: vec![],
+                },
                 _ => {
                     let reasons = why_changed(&fields, store.last_manifest(&plan.spec_name, &node.name)?.as_ref());
                     Assessment { state: State::WillRun, fields: Some(fields), key: Some(key), manifest: None, reasons }
@@ -154,7 +171,9 @@ pub fn assess(plan: &Plan, store: &Store, force: &Force) -> Result<Vec<Assessmen
 /// What differs between the key fields now and those of the last entry
 /// stored for the same node.
 pub fn why_changed(now: &KeyFields, last: Option<&NodeManifest>) -> Vec<Reason> {
-    let Some(last) = last else { return vec![Reason::NeverRun] };
+    let Some(last) = last else {
+        return vec![Reason::NeverRun];
+    };
     let Ok(then) = serde_json::from_value::<KeyFields>(last.fields.clone()) else {
         return vec![Reason::NeverRun];
     };
@@ -176,7 +195,9 @@ pub fn why_changed(now: &KeyFields, last: Option<&NodeManifest>) -> Vec<Reason> 
             (KeyInput::File { path: pa, hash: ha }, KeyInput::File { path: pb, hash: hb }) if ha != hb => {
                 files.push(if pa == pb { pb.clone() } else { format!("{pa} → {pb}") });
             }
-            (KeyInput::Node { output: ha, .. }, KeyInput::Node { node, output: hb }) if ha != hb => nodes.push(node.clone()),
+            (KeyInput::Node { output: ha, .. }, KeyInput::Node { node, output: hb }) if ha != hb => {
+                nodes.push(node.clone())
+            }
             (KeyInput::File { .. }, KeyInput::Node { .. }) | (KeyInput::Node { .. }, KeyInput::File { .. }) => {
                 shape_changed = true
             }

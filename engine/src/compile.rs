@@ -61,7 +61,9 @@ pub fn compile_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Diagnostics> {
     let (parsed, mut diags) = spec::parse(path, sets, env);
-    let Some(parsed) = parsed else { return Err(Diagnostics(diags)) };
+    let Some(parsed) = parsed else {
+        return Err(Diagnostics(diags));
+    };
     let plan = build(parsed, registry, &mut diags);
     if diags.is_empty() {
         Ok(plan.expect("a plan exists when there are no problems"))
@@ -145,7 +147,9 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
         let mut upstream_ok = true;
         for &j in &inputs[i] {
             match (&compiled[j], kinds[j]) {
-                (Some(c), Some(k)) => infos.push(InputInfo { name: raw[j].name.clone(), kind: k.name(), ty: c.output.clone() }),
+                (Some(c), Some(k)) => {
+                    infos.push(InputInfo { name: raw[j].name.clone(), kind: k.name(), ty: c.output.clone() })
+                }
                 _ => upstream_ok = false,
             }
         }

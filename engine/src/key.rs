@@ -115,8 +115,10 @@ mod tests {
 
     #[test]
     fn diff_names_field_paths() {
-        let old = json!({"metrics": [{"type": "exact_match"}, {"type": "similarity", "threshold": 0.8}], "field": "output"});
-        let new = json!({"metrics": [{"type": "exact_match"}, {"type": "similarity", "threshold": 0.9}], "field": "output"});
+        let old =
+            json!({"metrics": [{"type": "exact_match"}, {"type": "similarity", "threshold": 0.8}], "field": "output"});
+        let new =
+            json!({"metrics": [{"type": "exact_match"}, {"type": "similarity", "threshold": 0.9}], "field": "output"});
         assert_eq!(diff_paths(&old, &new), ["metrics[1].threshold"]);
         let more = json!({"metrics": [{"type": "exact_match"}], "field": "answer"});
         assert_eq!(diff_paths(&old, &more), ["field", "metrics"]);

@@ -71,8 +71,10 @@ pub struct Compiled {
     pub config: serde_json::Value,
     pub output: PortType,
     pub files: Vec<FileInput>,
-    build: Arc<dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync>,
+    build: Arc<BuildFn>,
 }
+
+type BuildFn = dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync;
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,7 +260,11 @@ impl<'a> CheckCx<'a> {
         } else {
             format!("invalid node `{}`: {message}", self.node)
         };
-        let d = if message.contains("missing field") { self.file.at_key(&path, message) } else { self.file.at_value(&path, message) };
+        let d = if message.contains("missing field") {
+            self.file.at_key(&path, message)
+        } else {
+            self.file.at_value(&path, message)
+        };
         self.diags.push(d);
     }
 
@@ -273,7 +279,8 @@ impl<'a> CheckCx<'a> {
                 Some(path)
             }
             Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
+                let what =
+                    if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
                 let hint = format!(
                     "paths resolve against the spec's folder ({}); check the name",
                     display_dir(&self.file.dir)
@@ -293,7 +300,9 @@ impl<'a> CheckCx<'a> {
     pub fn require_fields(&mut self, fields: &[(String, YamlPath)]) {
         let inputs = self.inputs.clone();
         for input in &inputs {
-            let FieldSet::Known(have) = &input.ty.fields else { continue };
+            let FieldSet::Known(have) = &input.ty.fields else {
+                continue;
+            };
             let mut reported = BTreeSet::new();
             for (field, at) in fields {
                 if have.contains(field) || !reported.insert(field.clone()) {
@@ -396,5 +405,8 @@ pub trait MapStage: Send + Sync {
 /// order written), then returns its output and artifacts.
 pub trait BarrierStage: Send {
     #[allow(clippy::type_complexity)]
-    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>>;
+    fn run(
+        self: Box<Self>,
+        inputs: Vec<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>>;
 }

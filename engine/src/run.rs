@@ -133,7 +133,8 @@ pub async fn run(
             let (store, run_dir, events) = (store.clone(), run_dir.clone(), events.clone());
             tasks.spawn(async move {
                 let started = Instant::now();
-                let mut out = Emitter { node: base.name.clone(), senders: outputs, sink: None, count: 0, events: events.clone() };
+                let mut out =
+                    Emitter { node: base.name.clone(), senders: outputs, sink: None, count: 0, events: events.clone() };
                 let replayed = replay(&store, &m.output, &mut out).await;
                 let mut r = finish_cached(&store, &run_dir, base, &m);
                 r.wall_ms = started.elapsed().as_millis() as u64;
@@ -242,7 +243,12 @@ fn cached_record(name: String, kind: &str, m: &NodeManifest) -> NodeRecord {
 
 /// Copies a node's artifacts into the run folder, so every run folder is
 /// complete whether its nodes ran or came from the cache.
-fn copy_artifacts(store: &Store, run_dir: &std::path::Path, node: &str, artifacts: &BTreeMap<String, ContentHash>) -> Result<(), StoreError> {
+fn copy_artifacts(
+    store: &Store,
+    run_dir: &std::path::Path,
+    node: &str,
+    artifacts: &BTreeMap<String, ContentHash>,
+) -> Result<(), StoreError> {
     for (name, hash) in artifacts {
         let bytes = store.read_object(hash)?;
         let p = run_dir.join(node).join(name);
@@ -504,7 +510,8 @@ fn spawn_sink(store: &Store) -> Result<(mpsc::Sender<SinkMsg>, SinkHandle), Node
             match msg {
                 SinkMsg::Batch(batch) => {
                     for r in batch.iter() {
-                        serde_json::to_writer(&mut writer, &**r).map_err(|e| NodeError::new(format!("writing output: {e}")))?;
+                        serde_json::to_writer(&mut writer, &**r)
+                            .map_err(|e| NodeError::new(format!("writing output: {e}")))?;
                         writer.write_all(b"\n").map_err(io)?;
                         n += 1;
                     }

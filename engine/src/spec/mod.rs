@@ -105,7 +105,11 @@ pub fn parse(
     };
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let file = SpecFile { source: Source { path: path.to_path_buf(), text: text.into() }, dir, index: LocationIndex::default() };
+    let file = SpecFile {
+        source: Source { path: path.to_path_buf(), text: text.into() },
+        dir,
+        index: LocationIndex::default(),
+    };
     let value: Value = match serde_yaml::from_str(&file.source.text) {
         Ok(v) => v,
         Err(e) => {
@@ -174,10 +178,11 @@ impl Parser<'_> {
         for key in map.keys() {
             let k = yaml_brief(key);
             if !allowed.contains(&k.as_str()) {
-                let d = self
-                    .file
-                    .at_key(&at.key(k.clone()), format!("unknown field `{k}` {context}"))
-                    .hint(suggest(&k, allowed.iter().copied(), "a field"));
+                let d = self.file.at_key(&at.key(k.clone()), format!("unknown field `{k}` {context}")).hint(suggest(
+                    &k,
+                    allowed.iter().copied(),
+                    "a field",
+                ));
                 self.diags.push(d);
             }
         }
@@ -244,14 +249,16 @@ impl Parser<'_> {
         }
         for set in sets {
             let Some((k, v)) = set.split_once('=') else {
-                self.diags.push(
-                    Diagnostic::new(format!("--set `{set}` is not key=value")).hint("write --set threshold=0.9"),
-                );
+                self.diags
+                    .push(Diagnostic::new(format!("--set `{set}` is not key=value")).hint("write --set threshold=0.9"));
                 continue;
             };
             let Some(ty) = types.get(k) else {
-                let d = Diagnostic::new(format!("--set names unknown param `{k}`"))
-                    .hint(suggest(k, types.keys().map(String::as_str), "a param"));
+                let d = Diagnostic::new(format!("--set names unknown param `{k}`")).hint(suggest(
+                    k,
+                    types.keys().map(String::as_str),
+                    "a param",
+                ));
                 self.diags.push(d);
                 continue;
             };
@@ -259,9 +266,10 @@ impl Parser<'_> {
                 Some(val) => {
                     out.insert(k.to_string(), val);
                 }
-                None => self
-                    .diags
-                    .push(Diagnostic::new(format!("--set {k}={v}: `{v}` is not a {ty}")).hint(format!("param `{k}` is a {ty}"))),
+                None => self.diags.push(
+                    Diagnostic::new(format!("--set {k}={v}: `{v}` is not a {ty}"))
+                        .hint(format!("param `{k}` is a {ty}")),
+                ),
             }
         }
         for name in required {
@@ -374,17 +382,17 @@ impl Parser<'_> {
                 Value::Sequence(items) => {
                     for (i, item) in items.iter().enumerate() {
                         match item {
-                            Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("inputs").index(i) }),
-                            _ => self
-                                .diags
-                                .push(self.file.at_value(&path.key("inputs").index(i), "each input must be a node name")),
+                            Value::String(s) => {
+                                refs.push(InputRef { name: s.clone(), path: path.key("inputs").index(i) })
+                            }
+                            _ => self.diags.push(
+                                self.file.at_value(&path.key("inputs").index(i), "each input must be a node name"),
+                            ),
                         }
                     }
                 }
                 Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("inputs") }),
-                _ => self
-                    .diags
-                    .push(self.file.at_value(&path.key("inputs"), "`inputs` must be a list of node names")),
+                _ => self.diags.push(self.file.at_value(&path.key("inputs"), "`inputs` must be a list of node names")),
             }
         }
         refs

@@ -1,0 +1,105 @@
+//! `flow show` and `flow runs`: reading what past runs stored.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+
+use flow_engine::cache::{NodeStatus, Store};
+use flow_engine::diag::{suggest, Diagnostic};
+
+/// The `.flow` folder to read: the one given, else `.flow` in the current
+/// folder or an ancestor, else the only `*/.flow` just below (where
+/// `flow run specs/x.yaml` puts it).
+pub fn find_workspace(given: Option<PathBuf>) -> Result<PathBuf, Diagnostic> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let cwd = std::env::current_dir().map_err(|e| Diagnostic::new(format!("cannot read the current folder: {e}")))?;
+    for dir in cwd.ancestors() {
+        if dir.join(".flow").is_dir() {
+            return Ok(dir.join(".flow"));
+        }
+    }
+    let below: Vec<PathBuf> = std::fs::read_dir(&cwd)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join(".flow")).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    match below.as_slice() {
+        [one] => Ok(one.strip_prefix(&cwd).map(PathBuf::from).unwrap_or_else(|_| one.clone())),
+        [] => Err(Diagnostic::new("no .flow workspace found here")
+            .hint("run a spec first (flow run specs/demo.yaml), or pass --workspace DIR")),
+        many => Err(Diagnostic::new(format!("several .flow workspaces below this folder ({})", many.len()))
+            .hint("pick one with --workspace, e.g. --workspace specs/.flow")),
+    }
+}
+
+/// Prints a node's stored output as JSONL.
+pub fn show(store: &Store, node: &str, limit: Option<usize>, run: Option<&str>) -> Result<(), super::Failure> {
+    let ids = store.run_ids().map_err(anyhow::Error::from)?;
+    let candidates: Vec<String> = match run {
+        Some(id) => {
+            if !ids.iter().any(|x| x == id) {
+                return Err(Diagnostic::new(format!("no run `{id}` in {}", store.root().display()))
+                    .hint(suggest(id, ids.iter().map(String::as_str), "a run id"))
+                    .into());
+            }
+            vec![id.to_string()]
+        }
+        None => ids.iter().rev().cloned().collect(),
+    };
+    let mut known: Vec<String> = Vec::new();
+    for id in &candidates {
+        let m = store.run_manifest(id).map_err(anyhow::Error::from)?;
+        for n in &m.nodes {
+            if !known.contains(&n.name) {
+                known.push(n.name.clone());
+            }
+        }
+        let Some(rec) = m.node(node) else { continue };
+        let Some(output) = rec.output.filter(|_| matches!(rec.status, NodeStatus::Ran | NodeStatus::Cached)) else {
+            continue;
+        };
+        let file = store.open_object(&output).map_err(anyhow::Error::from)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for line in BufReader::new(file).lines().take(limit.unwrap_or(usize::MAX)) {
+            let line = line.context("reading stored output")?;
+            if writeln!(out, "{line}").is_err() {
+                break; // closed pipe (`| head`)
+            }
+        }
+        return Ok(());
+    }
+    let what = match run {
+        Some(id) => format!("run `{id}` has no output for node `{node}`"),
+        None => format!("no run has output for node `{node}`"),
+    };
+    Err(Diagnostic::new(what).hint(suggest(node, known.iter().map(String::as_str), "a node")).into())
+}
+
+/// Prints recent runs, newest first.
+pub fn runs(store: &Store, limit: usize) -> anyhow::Result<()> {
+    let ids = store.run_ids()?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["run", "spec", "status", "started", "ran", "cached", "failed"]);
+    for id in ids.iter().rev().take(limit) {
+        let m = store.run_manifest(id)?;
+        let count = |s: NodeStatus| m.nodes.iter().filter(|n| n.status == s).count().to_string();
+        table.add_row([
+            m.run_id.clone(),
+            m.spec.clone(),
+            serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            m.started.clone(),
+            count(NodeStatus::Ran),
+            count(NodeStatus::Cached),
+            count(NodeStatus::Failed),
+        ]);
+    }
+    if ids.is_empty() {
+        println!("no runs yet in {}", store.root().display());
+    } else {
+        println!("{table}");
+    }
+    Ok(())
+}

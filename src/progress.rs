@@ -1,0 +1,169 @@
+//! What a run shows while it goes and when it ends: a progress line per node
+//! on a terminal (indicatif), plain lines otherwise, `--json` event lines
+//! for machines; then a summary table and each node's summary.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use flow_engine::cache::{NodeStatus, RunManifest, RunStatus, Store};
+use flow_engine::{Plan, RunEvent, SUMMARY_MD};
+
+enum Mode {
+    Bars { multi: MultiProgress, bars: HashMap<String, ProgressBar> },
+    Plain,
+    Json,
+}
+
+pub struct Display {
+    mode: Mode,
+}
+
+impl Display {
+    pub fn new(plan: &Plan, json: bool) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
+            let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}"))
+                .expect("valid template");
+            let bars = plan
+                .nodes
+                .iter()
+                .map(|n| {
+                    let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
+                    bar.set_prefix(n.name.clone());
+                    bar.set_message("waiting");
+                    (n.name.clone(), bar)
+                })
+                .collect();
+            Mode::Bars { multi, bars }
+        } else {
+            Mode::Plain
+        };
+        Self { mode }
+    }
+
+    /// Renders events until the run closes the channel.
+    pub async fn consume(self, mut rx: UnboundedReceiver<RunEvent>) -> Self {
+        while let Some(ev) = rx.recv().await {
+            match (&self.mode, ev) {
+                (Mode::Json, ev) => println!("{}", event_json(&ev)),
+                (Mode::Bars { bars, .. }, RunEvent::NodeStarted { node, cached, .. }) => {
+                    if let Some(b) = bars.get(&node) {
+                        b.enable_steady_tick(Duration::from_millis(120));
+                        b.set_message(if cached { "replaying cached output" } else { "running" });
+                    }
+                }
+                (Mode::Bars { bars, .. }, RunEvent::Progress { node, records }) => {
+                    if let Some(b) = bars.get(&node) {
+                        b.set_message(format!("{records} records"));
+                    }
+                }
+                (Mode::Bars { bars, .. }, RunEvent::NodeFinished(r)) => {
+                    if let Some(b) = bars.get(&r.name) {
+                        b.finish_with_message(finished_line(&r));
+                    }
+                }
+                (Mode::Plain, RunEvent::NodeStarted { node, kind, cached }) => {
+                    eprintln!("[{node}] {kind}: {}", if cached { "cached" } else { "started" });
+                }
+                (Mode::Plain, RunEvent::Progress { .. }) => {}
+                (Mode::Plain, RunEvent::NodeFinished(r)) => {
+                    eprintln!("[{}] {}", r.name, finished_line(&r))
+                }
+            }
+        }
+        if let Mode::Bars { multi, .. } = &self.mode {
+            let _ = multi.clear();
+        }
+        self
+    }
+
+    /// The end-of-run table and each node's summary.
+    pub fn finish(&self, store: &Store, m: &RunManifest) {
+        if matches!(self.mode, Mode::Json) {
+            println!("{}", json!({"event": "run_finished", "run_id": m.run_id, "status": m.status, "error": m.error}));
+            return;
+        }
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY).set_header(["node", "kind", "status", "in", "out", "time"]);
+        for n in &m.nodes {
+            table.add_row([
+                n.name.clone(),
+                n.kind.clone(),
+                status_word(n.status).to_string(),
+                n.records_in.to_string(),
+                n.records_out.to_string(),
+                format_ms(n.wall_ms),
+            ]);
+        }
+        println!("{table}");
+        for n in &m.nodes {
+            if n.artifacts.contains_key(SUMMARY_MD) {
+                if let Ok(text) = std::fs::read_to_string(store.run_dir(&m.run_id).join(&n.name).join(SUMMARY_MD)) {
+                    println!("\n{} ({})\n{}", n.name, n.kind, text.trim_end());
+                }
+            }
+        }
+        let ran = m.nodes.iter().filter(|n| n.status == NodeStatus::Ran).count();
+        let cached = m.nodes.iter().filter(|n| n.status == NodeStatus::Cached).count();
+        let folder = store.run_dir(&m.run_id);
+        match m.status {
+            RunStatus::Succeeded => {
+                println!("\nrun {} succeeded: {ran} ran, {cached} cached; {}", m.run_id, folder.display())
+            }
+            RunStatus::Interrupted => {
+                eprintln!("\nrun {} interrupted; finished nodes are kept and will be reused", m.run_id)
+            }
+            _ => eprintln!(
+                "\nerror: run {} failed: {}\n  hint: finished nodes are cached; fix the problem and run again",
+                m.run_id,
+                m.error.as_deref().unwrap_or("unknown error")
+            ),
+        }
+    }
+}
+
+fn status_word(s: NodeStatus) -> &'static str {
+    match s {
+        NodeStatus::Ran => "ran",
+        NodeStatus::Cached => "cached",
+        NodeStatus::Failed => "FAILED",
+        NodeStatus::Cancelled => "cancelled",
+    }
+}
+
+fn finished_line(r: &flow_engine::cache::NodeRecord) -> String {
+    match r.status {
+        NodeStatus::Failed => format!("failed: {}", r.error.as_deref().unwrap_or("")),
+        NodeStatus::Cancelled => "cancelled".into(),
+        s => format!("{}: {} records in {}", status_word(s), r.records_out, format_ms(r.wall_ms)),
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    }
+}
+
+fn event_json(ev: &RunEvent) -> serde_json::Value {
+    match ev {
+        RunEvent::NodeStarted { node, kind, cached } => {
+            json!({"event": "node_started", "node": node, "kind": kind, "cached": cached})
+        }
+        RunEvent::Progress { node, records } => {
+            json!({"event": "progress", "node": node, "records": records})
+        }
+        RunEvent::NodeFinished(r) => json!({"event": "node_finished", "node": r}),
+    }
+}
