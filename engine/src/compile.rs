@@ -65,6 +65,8 @@ pub fn compile_with_env(
         return Err(Diagnostics(diags));
     };
     let plan = build(parsed, registry, &mut diags);
+    // Report in source order; problems without a position (command line) first.
+    diags.sort_by_key(|d| d.loc.map(|l| (l.line, l.col)));
     if diags.is_empty() {
         Ok(plan.expect("a plan exists when there are no problems"))
     } else {
@@ -142,7 +144,7 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
     let mut compiled: Vec<Option<Compiled>> = (0..raw.len()).map(|_| None).collect();
     for &i in &order {
         let node = &raw[i];
-        let Some(kind) = kinds[i] else { continue };
+        let Some(kind) = kinds[i].filter(|_| !node.unresolved) else { continue };
         let mut infos = Vec::new();
         let mut upstream_ok = true;
         for &j in &inputs[i] {

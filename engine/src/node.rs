@@ -254,6 +254,17 @@ impl<'a> CheckCx<'a> {
             self.diags.push(d);
             return;
         }
+        if let Some(rest) = message.strip_prefix("unknown variant `") {
+            let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let field = YamlPath(path.0[self.path.0.len().min(path.0.len())..].to_vec());
+            let d = self
+                .file
+                .at_value(&path, format!("unknown value `{value}` for `{field}` in node `{}`", self.node))
+                .hint(suggest(value, allowed.iter().copied(), "the value"));
+            self.diags.push(d);
+            return;
+        }
         let shown = path.0.len() > self.path.0.len();
         let message = if shown {
             format!("invalid `{}` in node `{}`: {message}", YamlPath(path.0[self.path.0.len()..].to_vec()), self.node)
@@ -315,7 +326,7 @@ impl<'a> CheckCx<'a> {
                 self.error(
                     at,
                     format!(
-                        "type mismatch: node `{}` reads field `{field}`, but its input `{}` ({}) produces {} records without it",
+                        "type mismatch: node `{}` reads field `{field}`, which records from `{}` ({} → {}) do not have",
                         self.node, input.name, input.kind, input.ty.name
                     ),
                     Some(hint),

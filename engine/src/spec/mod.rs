@@ -69,6 +69,9 @@ pub struct RawNode {
     pub inputs: Vec<InputRef>,
     /// Everything but the common fields, with `${...}` resolved.
     pub config: Value,
+    /// A `${...}` reference in the config could not be resolved (already
+    /// reported), so the config is not worth checking further.
+    pub unresolved: bool,
 }
 
 /// A reference to an upstream node.
@@ -342,6 +345,7 @@ impl Parser<'_> {
                 }
             };
             let inputs = self.inputs(body, &path, &name);
+            let errors_before = self.diags.len();
             let mut config = Mapping::new();
             for (ck, cv) in body {
                 let key = yaml_brief(ck);
@@ -351,7 +355,8 @@ impl Parser<'_> {
                 let resolved = self.interpolate(cv, &path.key(key), params, env);
                 config.insert(ck.clone(), resolved);
             }
-            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config) });
+            let unresolved = self.diags.len() > errors_before;
+            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config), unresolved });
         }
         nodes
     }

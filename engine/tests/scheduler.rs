@@ -1,0 +1,225 @@
+//! The scheduler with small test kinds: a counting source, a map that can
+//! be slowed or made to fail, and a barrier that counts its executions.
+//! Real spec files, a real `.flow/` store in a temp folder.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use flow_engine::cache::{NodeStatus, RunManifest, RunStatus, Store};
+use flow_engine::{
+    kind, Arity, Artifact, BarrierStage, BuildCx, CheckCx, FieldSet, Force, MapStage, Node, NodeError, PortType,
+    Record, Registry, RunOptions, Shape, SourceStage, Stage,
+};
+
+static PRODUCED: AtomicUsize = AtomicUsize::new(0);
+static MAX_AHEAD: AtomicUsize = AtomicUsize::new(0);
+static BARRIER_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+struct Count;
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountConfig {
+    n: usize,
+}
+struct CountStage {
+    next: usize,
+    n: usize,
+}
+impl SourceStage for CountStage {
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<Vec<Record>>, NodeError>> {
+        Box::pin(async move {
+            if self.next >= self.n {
+                return Ok(None);
+            }
+            let end = (self.next + 100).min(self.n);
+            let batch =
+                (self.next..end).map(|i| Arc::new(serde_json::json!({"i": i}).as_object().unwrap().clone())).collect();
+            PRODUCED.fetch_add(1, Ordering::SeqCst);
+            self.next = end;
+            Ok(Some(batch))
+        })
+    }
+}
+impl Node for Count {
+    type Config = CountConfig;
+    const KIND: &'static str = "count";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "records 0..n";
+    const INPUTS: Arity = Arity::None;
+    const SHAPE: Shape = Shape::Source;
+    fn check(_: &CountConfig, _: &mut CheckCx<'_>) -> PortType {
+        PortType::records(FieldSet::Known(["i".to_string()].into()))
+    }
+    fn build(c: &CountConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+        Ok(Stage::Source(Box::new(CountStage { next: 0, n: c.n })))
+    }
+}
+
+struct Tag;
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagConfig {
+    #[serde(default)]
+    slow_ms: u64,
+    #[serde(default)]
+    fail_at: Option<u64>,
+}
+struct TagStage {
+    cfg: TagConfig,
+    seen: AtomicUsize,
+}
+impl MapStage for TagStage {
+    fn map(&self, r: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
+        let i = r["i"].as_u64().unwrap();
+        if Some(i) == self.cfg.fail_at {
+            return Err(NodeError::new(format!("bad record {i}")));
+        }
+        if i % 100 == 0 && self.cfg.slow_ms > 0 {
+            let consumed = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+            let ahead = PRODUCED.load(Ordering::SeqCst).saturating_sub(consumed);
+            MAX_AHEAD.fetch_max(ahead, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(self.cfg.slow_ms));
+        }
+        let mut f = (**r).clone();
+        f.insert("tagged".into(), true.into());
+        out.push(Arc::new(f));
+        Ok(())
+    }
+}
+impl Node for Tag {
+    type Config = TagConfig;
+    const KIND: &'static str = "tag";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "adds tagged: true";
+    const INPUTS: Arity = Arity::One;
+    const SHAPE: Shape = Shape::Streaming;
+    fn check(_: &TagConfig, cx: &mut CheckCx<'_>) -> PortType {
+        cx.inputs()[0].ty.extend("Tagged", &["tagged"])
+    }
+    fn build(c: &TagConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+        Ok(Stage::Map(Box::new(TagStage { cfg: c.clone(), seen: AtomicUsize::new(0) })))
+    }
+}
+
+struct Total;
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotalConfig {}
+struct TotalStage;
+impl BarrierStage for TotalStage {
+    fn run(
+        self: Box<Self>,
+        inputs: Vec<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+        Box::pin(async move {
+            BARRIER_RUNS.fetch_add(1, Ordering::SeqCst);
+            let sizes: Vec<usize> = inputs.iter().map(Vec::len).collect();
+            let rec = serde_json::json!({"sizes": sizes}).as_object().unwrap().clone();
+            Ok((vec![Arc::new(rec)], vec![Artifact { name: "note.txt".into(), bytes: b"done".to_vec() }]))
+        })
+    }
+}
+impl Node for Total {
+    type Config = TotalConfig;
+    const KIND: &'static str = "total";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "counts records per input";
+    const INPUTS: Arity = Arity::Many;
+    const SHAPE: Shape = Shape::Barrier;
+    fn check(_: &TotalConfig, _: &mut CheckCx<'_>) -> PortType {
+        PortType::records(FieldSet::Known(["sizes".to_string()].into()))
+    }
+    fn build(_: &TotalConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+        Ok(Stage::Barrier(Box::new(TotalStage)))
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new(vec![kind::<Count>(), kind::<Tag>(), kind::<Total>()])
+}
+
+async fn run_spec(dir: &std::path::Path, spec: &str, force: Force) -> RunManifest {
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
+    let store = Store::open(dir.join(".flow"));
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    flow_engine::run(plan, store, RunOptions { force }, tx, std::future::pending()).await.unwrap()
+}
+
+fn status(m: &RunManifest, name: &str) -> NodeStatus {
+    m.node(name).unwrap().status
+}
+
+// These tests share static counters, so they run one at a time inside one test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_behaviour() {
+    fan_out_and_barrier_reuse().await;
+    backpressure_bounds_the_producer().await;
+    failure_cancels_and_keeps_finished_work().await;
+}
+
+const DIAMOND: &str = "flow: 1\nname: t\nnodes:\n  src: {kind: count, n: 1000}\n  a: {kind: tag, input: src}\n  b: {kind: tag, input: src, slow_ms: 0}\n  sum: {kind: total, inputs: [a, b]}\n";
+
+async fn fan_out_and_barrier_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    BARRIER_RUNS.store(0, Ordering::SeqCst);
+    let m = run_spec(dir.path(), DIAMOND, Force::default()).await;
+    assert_eq!(m.status, RunStatus::Succeeded, "{:?}", m.error);
+    assert_eq!(m.node("a").unwrap().records_in, 1000, "fan-out delivers every record to each consumer");
+    assert_eq!(m.node("b").unwrap().records_in, 1000);
+    let store = Store::open(dir.path().join(".flow"));
+    let out = store.read_object(&m.node("sum").unwrap().output.unwrap()).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "{\"sizes\":[1000,1000]}\n");
+    assert_eq!(std::fs::read_to_string(store.run_dir(&m.run_id).join("sum/note.txt")).unwrap(), "done");
+    assert_eq!(BARRIER_RUNS.load(Ordering::SeqCst), 1);
+
+    // Forcing `a` makes `sum` unknown at plan time; `a` reproduces the same
+    // bytes, so the barrier finds its key cached once its input is in.
+    let forced = Force { all: false, nodes: ["a".to_string()].into() };
+    let m2 = run_spec(dir.path(), DIAMOND, forced).await;
+    assert_eq!(status(&m2, "a"), NodeStatus::Ran);
+    assert_eq!(status(&m2, "b"), NodeStatus::Cached);
+    assert_eq!(status(&m2, "sum"), NodeStatus::Cached);
+    assert_eq!(BARRIER_RUNS.load(Ordering::SeqCst), 1, "the barrier did not run again");
+    assert_eq!(m2.node("sum").unwrap().output, m.node("sum").unwrap().output);
+    assert!(
+        store.run_dir(&m2.run_id).join("sum/note.txt").is_file(),
+        "artifacts of reused nodes are in the run folder"
+    );
+}
+
+async fn backpressure_bounds_the_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    PRODUCED.store(0, Ordering::SeqCst);
+    MAX_AHEAD.store(0, Ordering::SeqCst);
+    let spec =
+        "flow: 1\nname: bp\nnodes:\n  src: {kind: count, n: 5000}\n  slow: {kind: tag, input: src, slow_ms: 5}\n";
+    let m = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(m.status, RunStatus::Succeeded);
+    assert_eq!(PRODUCED.load(Ordering::SeqCst), 50);
+    // The edge holds 8 batches; one more can be in the producer's hand and
+    // one in the consumer's.
+    let ahead = MAX_AHEAD.load(Ordering::SeqCst);
+    assert!(ahead <= 10, "producer ran {ahead} batches ahead of a slow consumer");
+}
+
+async fn failure_cancels_and_keeps_finished_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: f\nnodes:\n  ok_src: {kind: count, n: 10}\n  ok: {kind: tag, input: ok_src}\n  src: {kind: count, n: 100000}\n  bad: {kind: tag, input: src, fail_at: 50000}\n";
+    // Let the small branch finish first.
+    let m = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(m.status, RunStatus::Failed);
+    assert_eq!(m.error.as_deref(), Some("node `bad` (tag) failed: bad record 50000"));
+    assert_eq!(status(&m, "bad"), NodeStatus::Failed);
+    assert_eq!(status(&m, "ok"), NodeStatus::Ran);
+    let store = Store::open(dir.path().join(".flow"));
+    let ok_key = m.node("ok").unwrap().key.unwrap();
+    assert!(store.node_manifest(&ok_key).unwrap().is_some(), "finished work is kept");
+    let m2 = run_spec(dir.path(), &spec.replace(", fail_at: 50000", ""), Force::default()).await;
+    assert_eq!(m2.status, RunStatus::Succeeded);
+    assert_eq!(status(&m2, "ok"), NodeStatus::Cached);
+}

@@ -1,0 +1,105 @@
+//! A throwaway project folder with the shipped demo spec, and a way to run
+//! `flow` in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const FLOW: &str = env!("CARGO_BIN_EXE_flow");
+
+/// The repository root (where `specs/` and `tests/fixtures/` are).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project folder.
+    pub fn empty() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A project holding a copy of `specs/demo.yaml` and its data.
+    pub fn demo() -> Self {
+        let p = Self::empty();
+        p.write("specs/demo.yaml", &std::fs::read_to_string(repo().join("specs/demo.yaml")).unwrap());
+        p.write("specs/data/answers.jsonl", &std::fs::read_to_string(repo().join("specs/data/answers.jsonl")).unwrap());
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Runs `flow` with `args` in the project folder.
+    pub fn flow(&self, args: &[&str]) -> Run {
+        run_in(self.dir.path(), args)
+    }
+
+    /// `flow run` that must succeed; returns its run manifest.
+    pub fn run_ok(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        let r = self.flow(&all);
+        assert_eq!(r.code, 0, "flow {all:?} failed:\n{}{}", r.stdout, r.stderr);
+        self.latest_run("specs/.flow")
+    }
+
+    /// The newest run manifest in a workspace.
+    pub fn latest_run(&self, workspace: &str) -> serde_json::Value {
+        let runs = self.path(workspace).join("runs");
+        let mut ids: Vec<String> =
+            std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        ids.sort();
+        let id = ids.last().expect("a run");
+        serde_json::from_str(&std::fs::read_to_string(runs.join(id).join("manifest.json")).unwrap()).unwrap()
+    }
+}
+
+/// What a `flow` process did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let out: Output =
+        Command::new(FLOW).args(args).current_dir(dir).env_remove("FLOW_LOG").output().expect("flow runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `node name -> status` from a run manifest.
+pub fn statuses(manifest: &serde_json::Value) -> Vec<(String, String)> {
+    manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The record of one node in a run manifest.
+pub fn node<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    manifest["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}"))
+}
+
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}

@@ -1,0 +1,60 @@
+//! Every invalid spec under tests/fixtures/invalid is rejected with the
+//! expected message (snapshotted), exit code 2, and nothing written.
+
+use crate::common::{repo, run_in, Project};
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn invalid_specs_are_rejected_with_located_messages() {
+    let project = Project::empty();
+    copy_dir(&repo().join("tests/fixtures/invalid"), project.dir.path());
+    let mut names: Vec<String> = std::fs::read_dir(project.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "fixtures missing: {names:?}");
+    for name in &names {
+        for cmd in ["validate", "plan", "run"] {
+            let r = run_in(project.dir.path(), &[cmd, name]);
+            assert_eq!(r.code, 2, "flow {cmd} {name}: exit {}\n{}", r.code, r.stderr);
+            assert!(r.stdout.is_empty(), "flow {cmd} {name} printed to stdout: {}", r.stdout);
+            assert!(!project.path(".flow").exists(), "flow {cmd} {name} created .flow/");
+            if cmd == "run" {
+                let stem = name.trim_end_matches(".yaml");
+                insta::assert_snapshot!(format!("invalid_{stem}"), r.stderr);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_set_and_rerun_are_usage_errors() {
+    let p = Project::demo();
+    let r = p.flow(&["run", "specs/demo.yaml", "--set", "similarity_treshold=0.9"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("set_unknown_param", r.stderr);
+    let r = p.flow(&["run", "specs/demo.yaml", "--set", "similarity_threshold=high"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`high` is not a float"), "{}", r.stderr);
+    let r = p.flow(&["run", "specs/demo.yaml", "--rerun", "score"]);
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("rerun_unknown_node", r.stderr);
+    assert!(!p.path("specs/.flow").exists());
+    let r = p.flow(&["run", "specs/nope.yaml"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot read spec specs/nope.yaml"), "{}", r.stderr);
+}

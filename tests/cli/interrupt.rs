@@ -1,0 +1,105 @@
+//! A run stopped mid-way, by SIGKILL or by Ctrl-C, loses nothing that had
+//! finished and leaves no manifest for what had not.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{node, Project, FLOW};
+
+/// A spec with a small branch that finishes at once and a big branch that
+/// takes a while, so the run can be stopped with one done and one mid-way.
+fn two_branches(records: usize) -> Project {
+    let p = Project::empty();
+    p.write("specs/data/small.jsonl", "{\"id\": \"s1\", \"output\": \"a\", \"expected\": \"a\"}\n");
+    let mut big = String::with_capacity(records * 90);
+    for i in 0..records {
+        big.push_str(&format!(
+            "{{\"id\": \"b{i}\", \"output\": \"answer number {i} is here\", \"expected\": \"answer number {} is here\"}}\n",
+            i % 7
+        ));
+    }
+    p.write("specs/data/big.jsonl", &big);
+    let branch = |name: &str| {
+        format!(
+            "  {name}:\n    kind: load\n    path: data/{name}.jsonl\n  {name}_scores:\n    kind: evaluate\n    input: {name}\n    metrics:\n      - {{type: similarity, expected: \"{{{{expected}}}}\"}}\n      - {{type: regex, pattern: \"number \\\\d+\"}}\n"
+        )
+    };
+    p.write("specs/two.yaml", &format!("flow: 1\nname: two\nnodes:\n{}{}", branch("small"), branch("big")));
+    p
+}
+
+/// Node names that have a manifest in the workspace.
+fn finished_nodes(ws: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(ws.join("nodes")) else { return Vec::new() };
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|m| m["node"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Starts `flow run` and waits until the small branch has finished while
+/// the big one is still streaming; returns the running child.
+fn start_and_wait_for_small(p: &Project) -> std::process::Child {
+    let mut child = Command::new(FLOW)
+        .args(["run", "specs/two.yaml"])
+        .current_dir(p.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ws = p.path("specs/.flow");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let problem = loop {
+        let done = finished_nodes(&ws);
+        if done == ["small", "small_scores"] {
+            return child;
+        }
+        if !done.iter().all(|n| n.starts_with("small")) {
+            break format!("big branch finished too early: {done:?}");
+        }
+        if Instant::now() > deadline {
+            break "small branch never finished".to_string();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{problem}");
+}
+
+#[test]
+fn killed_run_redoes_only_the_unfinished_nodes() {
+    let p = two_branches(400_000);
+    let mut child = start_and_wait_for_small(&p);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(finished_nodes(&p.path("specs/.flow")), ["small", "small_scores"], "no manifest for the big branch");
+
+    let run = p.run_ok(&["specs/two.yaml"]);
+    assert_eq!(node(&run, "small")["status"], "cached");
+    assert_eq!(node(&run, "small_scores")["status"], "cached");
+    assert_eq!(node(&run, "big")["status"], "ran");
+    assert_eq!(node(&run, "big_scores")["status"], "ran");
+    assert_eq!(node(&run, "big_scores")["records_out"], 400_000);
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_records_the_run_as_interrupted() {
+    let p = two_branches(400_000);
+    let mut child = start_and_wait_for_small(&p);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit code after Ctrl-C");
+    let run = p.latest_run("specs/.flow");
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(node(&run, "small_scores")["status"], "ran");
+    assert_eq!(node(&run, "big_scores")["status"], "cancelled");
+    assert_eq!(finished_nodes(&p.path("specs/.flow")), ["small", "small_scores"]);
+    assert_eq!(std::fs::read_dir(p.path("specs/.flow/tmp")).unwrap().count(), 0, "temp objects removed");
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `flow` binary: real spec files, a real `.flow/`
+//! cache directory in a temp folder, the real process (killed for real).
+//! One integration binary with modules keeps link time down.
+
+mod cache;
+mod common;
+mod errors;
+mod inspect;
+mod interrupt;
+mod plan;
