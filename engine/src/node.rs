@@ -380,14 +380,21 @@ pub struct Artifact {
 /// Name of the artifact printed after a run.
 pub const SUMMARY_MD: &str = "summary.md";
 
-/// A node failed as a whole (not a single record).
+/// A node failed as a whole (not a single record), or stopped because the
+/// run is being cancelled.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct NodeError(pub String);
+pub enum NodeError {
+    #[error("{0}")]
+    Failed(String),
+    /// A downstream node went away: the run is stopping for another reason,
+    /// so this node is cancelled rather than failed.
+    #[error("cancelled")]
+    Cancelled,
+}
 
 impl NodeError {
     pub fn new(msg: impl Into<String>) -> Self {
-        Self(msg.into())
+        Self::Failed(msg.into())
     }
 }
 

@@ -165,6 +165,7 @@ pub fn json(plan: &Plan, assessed: &[Assessment]) -> serde_json::Value {
                 "status": a.state,
                 "reasons": a.reasons,
                 "key": a.key,
+                "key_fields": a.fields,
             })
         })
         .collect();

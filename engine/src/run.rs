@@ -175,7 +175,7 @@ pub async fn run(
                 match result {
                     Ok(r) => records[i] = Some(r),
                     Err(r) => {
-                        if failure.is_none() {
+                        if failure.is_none() && r.status == NodeStatus::Failed {
                             failure = Some(format!("node `{}` ({}) failed: {}", r.name, r.kind, r.error.clone().unwrap_or_default()));
                             tasks.abort_all();
                         }
@@ -311,7 +311,7 @@ impl Emitter {
             sink.send(SinkMsg::Batch(batch.clone())).await.map_err(|_| NodeError::new("output writer stopped"))?;
         }
         for tx in &self.senders {
-            tx.send(batch.clone()).await.map_err(|_| NodeError::new("a downstream node stopped"))?;
+            tx.send(batch.clone()).await.map_err(|_| NodeError::Cancelled)?;
         }
         let _ = self.events.send(RunEvent::Progress { node: self.node.clone(), records: self.count });
         Ok(())
@@ -357,6 +357,10 @@ impl NodeJob {
         record.wall_ms = started.elapsed().as_millis() as u64;
         let result = match result {
             Ok(()) => Ok(record),
+            Err(NodeError::Cancelled) => {
+                record.status = NodeStatus::Cancelled;
+                Err(record)
+            }
             Err(e) => {
                 record.status = NodeStatus::Failed;
                 record.error = Some(e.to_string());

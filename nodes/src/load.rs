@@ -90,7 +90,7 @@ impl Node for Load {
         let mut reader = match Reader::open(&path, format, &config.id_field) {
             Ok(r) => r,
             Err(e) => {
-                cx.error(&cx.field("path"), e.0, None);
+                cx.error(&cx.field("path"), e.to_string(), None);
                 return open;
             }
         };
@@ -102,7 +102,7 @@ impl Node for Load {
                 Err(e) => {
                     cx.error(
                         &cx.field("path"),
-                        e.0,
+                        e.to_string(),
                         Some("fix the data file; each record must be a JSON object".into()),
                     );
                     return open;
