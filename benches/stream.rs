@@ -1,1 +1,372 @@
-fn main() {}
+//! End-to-end streaming benchmark: throughput and peak memory of `flow run`
+//! on a `load → evaluate` pipeline, at several dataset sizes.
+//!
+//! For each size N the benchmark writes a JSONL file of N synthetic support
+//! cases (about 150 bytes each, a third of them answered exactly right) and a
+//! spec that loads them and scores every record with four metrics
+//! (`exact_match`, `similarity`, `regex`, `contains`). It then runs the real
+//! `flow` binary as a child process, several times, each time with a fresh
+//! workspace and `--no-cache`, and measures per run:
+//!
+//! - wall time, from spawn to reap (process start, spec compilation, the
+//!   stream itself and writing the output object);
+//! - the child's peak resident set size, from `wait4`'s `ru_maxrss`.
+//!
+//! It prints the median of each, records per second, and how peak memory
+//! grows from the smallest to the largest size. Streaming with backpressure
+//! should keep memory flat, so that ratio should stay close to 1. The
+//! figures are printed, never asserted: timings on shared machines are noisy.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo bench --bench stream
+//! FLOW_BENCH_SIZES=10000,100000 cargo bench --bench stream   # other sizes
+//! ```
+//!
+//! Without `--bench` (as `cargo test --all-targets` runs it) it does a single
+//! quick run on a small file, to check that the pipeline works, and exits.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Dataset sizes measured by default.
+const DEFAULT_SIZES: [usize; 2] = [10_000, 1_000_000];
+
+/// Dataset size of the single smoke run done outside `cargo bench`.
+const SMOKE_SIZE: usize = 1_000;
+
+/// Environment variable overriding the sizes: comma-separated record counts.
+const SIZES_VAR: &str = "FLOW_BENCH_SIZES";
+
+/// The pipeline under test. Paths are relative to the spec's folder.
+const SPEC: &str = r#"flow: 1
+name: bench
+nodes:
+  cases:
+    kind: load
+    path: data.jsonl
+  scores:
+    kind: evaluate
+    input: cases
+    metrics:
+      - type: exact_match
+        expected: "{{expected}}"
+      - type: similarity
+        expected: "{{expected}}"
+        threshold: 0.8
+      - type: regex
+        pattern: "\\d+"
+      - type: contains
+        value: "{{expected}}"
+"#;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let sizes = if benching { sizes() } else { vec![SMOKE_SIZE] };
+
+    println!("flow binary: {}", env!("CARGO_BIN_EXE_flow"));
+    let mut results = Vec::with_capacity(sizes.len());
+    for &n in &sizes {
+        // Fewer runs where each is long: the median of 3 is enough there.
+        let runs = if !benching {
+            1
+        } else if n >= 1_000_000 {
+            3
+        } else {
+            5
+        };
+        let result = bench_size(n, runs);
+        println!("{}", result.line());
+        results.push(result);
+    }
+    if !benching {
+        return;
+    }
+
+    // Memory growth from the smallest to the largest dataset.
+    let smallest = results.iter().min_by_key(|r| r.records);
+    let largest = results.iter().max_by_key(|r| r.records);
+    if let (Some(s), Some(l)) = (smallest, largest) {
+        if l.records > s.records {
+            println!("peak RSS ratio ({} vs {} records): {:.2}", l.records, s.records, l.rss_mib / s.rss_mib);
+        }
+    }
+    println!("target: >= 200k records/s at 1M, RSS ratio <= 1.5");
+}
+
+/// The sizes to measure: `FLOW_BENCH_SIZES` if set, else [`DEFAULT_SIZES`].
+fn sizes() -> Vec<usize> {
+    let Ok(raw) = std::env::var(SIZES_VAR) else {
+        return DEFAULT_SIZES.to_vec();
+    };
+    let sizes: Vec<usize> = raw
+        .split(',')
+        .map(|s| s.trim().replace('_', ""))
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                panic!("{SIZES_VAR}: `{s}` is not a positive record count (expected e.g. {SIZES_VAR}=10000,100000)")
+            })
+        })
+        .collect();
+    assert!(!sizes.is_empty(), "{SIZES_VAR} is set but names no sizes");
+    sizes
+}
+
+/// What was measured at one size: medians over its runs.
+struct SizeResult {
+    records: usize,
+    runs: usize,
+    /// Median wall time.
+    wall: Duration,
+    /// Fastest and slowest run, to show the noise.
+    wall_range: (Duration, Duration),
+    /// Median peak RSS.
+    rss_mib: f64,
+    /// Size of the input file.
+    data_mib: f64,
+}
+
+impl SizeResult {
+    fn line(&self) -> String {
+        let rate = self.records as f64 / self.wall.as_secs_f64();
+        let runs = if self.runs == 1 {
+            "1 run".to_string()
+        } else {
+            let (fastest, slowest) = self.wall_range;
+            format!("{} runs: {}–{}", self.runs, format_secs(fastest), format_secs(slowest))
+        };
+        format!(
+            "load→evaluate  {:>9} records  median {:>8}  {:>9} rec/s  peak RSS {:>6.1} MiB  ({runs}; {:.1} MiB input)",
+            self.records,
+            format_secs(self.wall),
+            thousands(rate.round() as u64),
+            self.rss_mib,
+            self.data_mib,
+        )
+    }
+}
+
+/// Writes the dataset and spec for `n` records, runs `flow` `runs` times and
+/// returns the medians.
+fn bench_size(n: usize, runs: usize) -> SizeResult {
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let data = dir.path().join("data.jsonl");
+    let spec = dir.path().join("bench.yaml");
+    let workspace = dir.path().join(".flow");
+    write_dataset(&data, n);
+    std::fs::write(&spec, SPEC).expect("write bench.yaml");
+    let data_mib = std::fs::metadata(&data).expect("stat data.jsonl").len() as f64 / MIB;
+
+    let mut walls = Vec::with_capacity(runs);
+    let mut rss = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        // A fresh workspace each time, so every run does the same work.
+        if workspace.exists() {
+            std::fs::remove_dir_all(&workspace).expect("remove the previous run's workspace");
+        }
+        let (wall, max_rss_kib) = run_flow(&spec, &workspace);
+        walls.push(wall);
+        rss.push(max_rss_kib as f64 / 1024.0);
+    }
+    let wall_range = (walls.iter().copied().min().expect("runs > 0"), walls.iter().copied().max().expect("runs > 0"));
+    SizeResult { records: n, runs, wall: median_by(walls), wall_range, rss_mib: median_by(rss), data_mib }
+}
+
+/// Bytes in a mebibyte.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Runs `flow run` once; returns its wall time and peak RSS in KiB.
+///
+/// The child is reaped with `wait4` rather than `Child::wait` because only
+/// `wait4` reports the child's resource usage.
+fn run_flow(spec: &Path, workspace: &Path) -> (Duration, i64) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .arg("run")
+        .arg("--no-cache")
+        .arg("--workspace")
+        .arg(workspace)
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the flow binary");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
+
+    let mut status: libc::c_int = 0;
+    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our own unreaped child; `status` and `usage` are
+        // valid, exclusively borrowed out-parameters for the call.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            panic!("wait4 on flow (pid {pid}) failed: {err}");
+        }
+    }
+    let wall = started.elapsed();
+    // Reaped already: dropping `child` neither waits nor kills.
+    drop(child);
+
+    if libc::WIFEXITED(status) {
+        let code = libc::WEXITSTATUS(status);
+        assert!(
+            code == 0,
+            "`flow run {}` exited with status {code}; rerun it by hand to see its output",
+            spec.display()
+        );
+    } else if libc::WIFSIGNALED(status) {
+        panic!("`flow run {}` was killed by signal {}", spec.display(), libc::WTERMSIG(status));
+    } else {
+        panic!("`flow run {}` ended with unexpected wait status {status:#x}", spec.display());
+    }
+    // `ru_maxrss` is in KiB on Linux.
+    (wall, usage.ru_maxrss)
+}
+
+/// Writes `n` deterministic support cases as JSONL.
+///
+/// Records average about 150 bytes. By `i % 3`, the output is the expected
+/// answer verbatim, a near miss (the answer with a prefix, so `contains`
+/// passes, or with a one-character typo, so `similarity` passes), or an
+/// unrelated reply.
+fn write_dataset(path: &Path, n: usize) {
+    const ITEMS: [&str; 6] = ["laptops", "chargers", "monitors", "keyboards", "headsets", "cables"];
+    const STATES: [&str; 5] = ["open", "resolved", "pending", "escalated", "closed"];
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+    let file = File::create(path).expect("create data.jsonl");
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut rng = SplitMix64(0x5eed_f10e);
+    for i in 0..n {
+        let r = rng.next();
+        let pick = |list: &[&'static str], shift: u32| list[((r >> shift) % list.len() as u64) as usize];
+        let order = 1000 + (r >> 8) % 9000;
+        let count = 1 + (r >> 24) % 40;
+        let (question, expected) = match i % 4 {
+            0 => {
+                let item = pick(&ITEMS, 32);
+                (format!("How many {item} were shipped in order #{order}?"), format!("{count} {item}"))
+            }
+            1 => {
+                let day = pick(&DAYS, 36);
+                (format!("When will parcel {order} be delivered?"), format!("On {day}, before noon."))
+            }
+            2 => {
+                let state = pick(&STATES, 40);
+                (format!("What is the status of ticket #{order}?"), format!("Ticket {order} is {state}."))
+            }
+            _ => (format!("How much was refunded on invoice {order}?"), format!("{count}.{:02} EUR", (r >> 48) % 100)),
+        };
+        let output = match i % 3 {
+            0 => expected.clone(),
+            1 if r & 1 == 0 => format!("Sure: {expected}"),
+            1 => typo(&expected),
+            _ => format!("Sorry, I found nothing about order #{order}; please ask support."),
+        };
+        writeln!(
+            w,
+            r#"{{"id": "c{:07}", "question": {}, "expected": {}, "output": {}}}"#,
+            i + 1,
+            json_str(&question),
+            json_str(&expected),
+            json_str(&output)
+        )
+        .expect("write data.jsonl");
+    }
+    w.flush().expect("flush data.jsonl");
+}
+
+/// `s` with one character changed: its first digit shifted by one, else its
+/// first letter lowercased. Never equal to `s` for the answers generated here.
+fn typo(s: &str) -> String {
+    let mut chars: Vec<char> = s.chars().collect();
+    if let Some(c) = chars.iter_mut().find(|c| c.is_ascii_digit()) {
+        *c = char::from(b'0' + (*c as u8 - b'0' + 1) % 10);
+    } else if let Some(c) = chars.first_mut() {
+        *c = c.to_ascii_lowercase();
+    }
+    chars.into_iter().collect()
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+/// A tiny deterministic PRNG (SplitMix64), so datasets are identical across
+/// runs and machines without a `rand` dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median_by<T: PartialOrd + Copy + Median>(mut values: Vec<T>) -> T {
+    assert!(!values.is_empty(), "median of no values");
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        T::mean(values[mid - 1], values[mid])
+    }
+}
+
+/// Averaging two values, for even-sized medians.
+trait Median {
+    fn mean(a: Self, b: Self) -> Self;
+}
+
+impl Median for Duration {
+    fn mean(a: Self, b: Self) -> Self {
+        (a + b) / 2
+    }
+}
+
+impl Median for f64 {
+    fn mean(a: Self, b: Self) -> Self {
+        (a + b) / 2.0
+    }
+}
+
+/// `812.3 ms` below a second, else `3.21 s`.
+fn format_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{:.1} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// `311000` as `311,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    // The leading group has 1 to 3 digits; every later group has exactly 3.
+    let first = (digits.len() - 1) % 3 + 1;
+    let mut out = digits[..first].to_string();
+    for start in (first..digits.len()).step_by(3) {
+        out.push(',');
+        out.push_str(&digits[start..start + 3]);
+    }
+    out
+}
