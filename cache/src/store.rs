@@ -97,7 +97,9 @@ impl Store {
         Ok(ObjectWriter {
             store: self.clone(),
             tmp,
-            out: HashingWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            // Buffer first, hash after: the hasher then sees 256 KiB blocks,
+            // not each small write (serde_json writes a few bytes at a time).
+            out: BufWriter::with_capacity(256 * 1024, HashingWriter::new(file)),
         })
     }
 
@@ -199,18 +201,13 @@ fn file_safe(name: &str) -> String {
 pub struct ObjectWriter {
     store: Store,
     tmp: tempfile::NamedTempFile,
-    out: HashingWriter<BufWriter<File>>,
+    out: BufWriter<HashingWriter<File>>,
 }
 
 impl ObjectWriter {
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.out.written()
-    }
-
     pub fn finish(self) -> Result<ContentHash, StoreError> {
-        let (hash, buf) = self.out.finish();
-        let file = buf.into_inner().map_err(|e| io_err("flush", self.tmp.path())(e.into_error()))?;
+        let hashing = self.out.into_inner().map_err(|e| io_err("flush", self.tmp.path())(e.into_error()))?;
+        let (hash, file) = hashing.finish();
         file.sync_all().map_err(io_err("sync", self.tmp.path()))?;
         let dest = self.store.object_path(&hash);
         if dest.is_file() {

@@ -64,9 +64,16 @@ impl Template {
 
     /// Fills the template from a record. Strings are inserted as they are,
     /// other values as JSON. A missing field is an error naming it.
-    pub fn render<'a>(&'a self, record: &Fields) -> Result<Cow<'a, str>, String> {
-        if let [Part::Lit(s)] = self.parts.as_slice() {
-            return Ok(Cow::Borrowed(s));
+    pub fn render<'a>(&'a self, record: &'a Fields) -> Result<Cow<'a, str>, String> {
+        match self.parts.as_slice() {
+            [Part::Lit(s)] => return Ok(Cow::Borrowed(s)),
+            // `{{field}}` alone: borrow the record's string, no allocation.
+            [Part::Field(path)] if path.len() == 1 => {
+                if let Some(serde_json::Value::String(s)) = record.get(&path[0]) {
+                    return Ok(Cow::Borrowed(s));
+                }
+            }
+            _ => {}
         }
         let mut out = String::new();
         for part in &self.parts {
