@@ -112,6 +112,12 @@ impl Store {
         read_json_opt(&self.manifest_path(key))
     }
 
+    /// Whether every object a manifest names is still stored (a manifest
+    /// whose objects were removed is not a usable cache entry).
+    pub fn is_complete(&self, m: &NodeManifest) -> bool {
+        self.has_object(&m.output) && m.artifacts.values().all(|h| self.has_object(h))
+    }
+
     /// Files a node manifest (atomically) and points the node's ref at it.
     pub fn put_node_manifest(&self, m: &NodeManifest) -> Result<(), StoreError> {
         let p = self.manifest_path(&m.key);

@@ -150,7 +150,7 @@ pub fn assess(plan: &Plan, store: &Store, force: &Force) -> Result<Vec<Assessmen
             Assessment { state: State::WillRun, fields: Some(fields), key: Some(key), manifest: None, reasons: vec![r] }
         } else {
             match store.node_manifest(&key)? {
-                Some(m) if store.has_object(&m.output) => Assessment {
+                Some(m) if store.is_complete(&m) => Assessment {
                     state: State::Cached,
                     fields: Some(fields),
                     key: Some(key),

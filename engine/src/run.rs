@@ -112,6 +112,7 @@ pub async fn run(
     }
 
     let mut records: Vec<Option<NodeRecord>> = vec![None; n];
+    let mut early_failure: Option<String> = None;
     let mut tasks: JoinSet<(usize, Result<NodeRecord, NodeRecord>)> = JoinSet::new();
     let run_dir = store.run_dir(&run_id);
     for i in 0..n {
@@ -127,6 +128,9 @@ pub async fn run(
                 // Nothing downstream needs it: not even read.
                 let r = finish_cached(&store, &run_dir, base, &m);
                 let _ = events.send(RunEvent::NodeFinished(r.clone()));
+                if r.status == NodeStatus::Failed && early_failure.is_none() {
+                    early_failure = Some(failure_message(&r));
+                }
                 records[i] = Some(r);
                 continue;
             }
@@ -140,6 +144,7 @@ pub async fn run(
                 r.wall_ms = started.elapsed().as_millis() as u64;
                 let result = match replayed {
                     Ok(()) => Ok(r),
+                    Err(NodeError::Cancelled) => Err(NodeRecord { status: NodeStatus::Cancelled, ..r }),
                     Err(e) => Err(NodeRecord { status: NodeStatus::Failed, error: Some(e.to_string()), ..r }),
                 };
                 let _ = events.send(RunEvent::NodeFinished(result.clone().unwrap_or_else(|r| r)));
@@ -164,32 +169,35 @@ pub async fn run(
     }
     drop(done_tx);
 
-    let mut failure: Option<String> = None;
+    let mut failure: Option<String> = early_failure;
+    if failure.is_some() {
+        tasks.abort_all();
+    }
     let mut interrupted = false;
     tokio::pin!(interrupt);
     loop {
         tokio::select! {
-            joined = tasks.join_next() => {
-                let Some(joined) = joined else { break };
-                let Ok((i, result)) = joined else { continue }; // aborted
-                match result {
-                    Ok(r) => records[i] = Some(r),
-                    Err(r) => {
-                        if failure.is_none() && r.status == NodeStatus::Failed {
-                            failure = Some(format!("node `{}` ({}) failed: {}", r.name, r.kind, r.error.clone().unwrap_or_default()));
-                            tasks.abort_all();
+                    joined = tasks.join_next() => {
+                        let Some(joined) = joined else { break };
+                        let Ok((i, result)) = joined else { continue }; // aborted
+                        match result {
+                            Ok(r) => records[i] = Some(r),
+                            Err(r) => {
+                                if failure.is_none() && r.status == NodeStatus::Failed {
+        failure = Some(failure_message(&r));
+                                    tasks.abort_all();
+                                }
+                                records[i] = Some(r);
+                            }
                         }
-                        records[i] = Some(r);
+                        manifest.nodes = records.iter().flatten().cloned().collect();
+                        store.write_run_manifest(&manifest)?;
+                    }
+                    _ = &mut interrupt, if !interrupted => {
+                        interrupted = true;
+                        tasks.abort_all();
                     }
                 }
-                manifest.nodes = records.iter().flatten().cloned().collect();
-                store.write_run_manifest(&manifest)?;
-            }
-            _ = &mut interrupt, if !interrupted => {
-                interrupted = true;
-                tasks.abort_all();
-            }
-        }
     }
 
     for (i, slot) in records.iter_mut().enumerate() {
@@ -224,6 +232,10 @@ pub async fn run(
     };
     store.write_run_manifest(&manifest)?;
     Ok(manifest)
+}
+
+fn failure_message(r: &NodeRecord) -> String {
+    format!("node `{}` ({}) failed: {}", r.name, r.kind, r.error.as_deref().unwrap_or("unknown error"))
 }
 
 fn cached_record(name: String, kind: &str, m: &NodeManifest) -> NodeRecord {
@@ -415,12 +427,13 @@ impl NodeJob {
                 }))
                 .await;
                 records_in = collected.iter().map(|v| v.len() as u64).sum();
+                let upstream = self.upstream_outputs().await?;
                 // All input is in: the key is known now, so a barrier whose
                 // input turned out unchanged is reused instead of redone.
                 if self.fields.is_none() && !self.forced {
-                    let fields = key_fields(&plan, self.index, &self.upstream_outputs().await);
+                    let fields = key_fields(&plan, self.index, &upstream);
                     if let Some(m) = self.store.node_manifest(&fields.key()).map_err(store_err)? {
-                        if self.store.has_object(&m.output) {
+                        if self.store.is_complete(&m) {
                             out.sink = None; // drop: nothing new to store
                             replay(&self.store, &m.output, &mut out).await?;
                             *record = NodeRecord { records_in, ..cached_record(node.name.clone(), node.kind, &m) };
@@ -439,6 +452,9 @@ impl NodeJob {
             }
         };
 
+        // Every upstream must have completed (not failed) before this
+        // node's output counts as complete.
+        let upstream = self.upstream_outputs().await?;
         // Close downstream channels, then complete the output object.
         let records_out = out.count;
         let sink_tx = out.sink.take().expect("sink present while running");
@@ -455,7 +471,7 @@ impl NodeJob {
         }
         let fields = match self.fields.take() {
             Some(f) => f,
-            None => key_fields(&plan, self.index, &self.upstream_outputs().await),
+            None => key_fields(&plan, self.index, &upstream),
         };
         let key = fields.key();
         let m = NodeManifest {
@@ -483,16 +499,17 @@ impl NodeJob {
         Ok(())
     }
 
-    /// Output hashes of the upstream nodes, once each has finished.
-    async fn upstream_outputs(&mut self) -> Vec<ContentHash> {
+    /// Output hashes of the upstream nodes, once each has finished. An
+    /// input channel also closes when its upstream fails, so a node must see
+    /// every upstream complete before it completes its own output; if one
+    /// stopped without finishing, this node is cancelled.
+    async fn upstream_outputs(&mut self) -> Result<Vec<ContentHash>, NodeError> {
         let mut out = Vec::with_capacity(self.upstream_done.len());
         for rx in &mut self.upstream_done {
-            let h = rx.wait_for(Option::is_some).await.map(|v| v.expect("checked")).ok();
-            // A closed channel means the upstream stopped; the run is being
-            // cancelled and this value is never used.
-            out.push(h.unwrap_or(ContentHash([0; 32])));
+            let h = rx.wait_for(Option::is_some).await.map_err(|_| NodeError::Cancelled)?;
+            out.push(h.expect("checked by wait_for"));
         }
-        out
+        Ok(out)
     }
 }
 

@@ -85,13 +85,30 @@ fn rerun_with_same_output_keeps_downstream_key() {
     assert!(plan.stdout.contains("will run (forced (--rerun answers))"), "{}", plan.stdout);
     let forced = p.run_ok(&["specs/demo.yaml", "--rerun", "answers"]);
     assert_eq!(node(&forced, "answers")["status"], "ran");
-    // Same bytes out of `answers`, so `scores` has the same key as before.
+    // `scores` streams, so it runs alongside its upstream (a barrier would be
+    // reused: see engine/tests/scheduler.rs) ...
+    assert_eq!(node(&forced, "scores")["status"], "ran");
+    // ... but the same bytes out of `answers` give `scores` the same key.
     assert_eq!(node(&forced, "answers")["output"], node(&first, "answers")["output"]);
     assert_eq!(node(&forced, "scores")["key"], node(&first, "scores")["key"]);
     let all = p.run_ok(&["specs/demo.yaml", "--no-cache"]);
     assert_eq!(statuses(&all), pairs(&[("answers", "ran"), ("scores", "ran")]));
     let again = p.run_ok(&["specs/demo.yaml"]);
     assert_eq!(statuses(&again), pairs(&[("answers", "cached"), ("scores", "cached")]));
+}
+
+#[test]
+fn a_cache_entry_with_a_missing_object_is_redone() {
+    let p = Project::demo();
+    let first = p.run_ok(&["specs/demo.yaml"]);
+    let hash = node(&first, "scores")["artifacts"]["summary.md"].as_str().unwrap().to_string();
+    std::fs::remove_file(p.path(&format!("specs/.flow/objects/{}/{hash}", &hash[..2]))).unwrap();
+    let plan = p.flow(&["plan", "specs/demo.yaml"]);
+    let scores = plan.stdout.lines().find(|l| l.starts_with("scores")).unwrap();
+    assert!(scores.contains("will run (cache entry missing)"), "{}", plan.stdout);
+    let run = p.run_ok(&["specs/demo.yaml"]);
+    assert_eq!(statuses(&run), pairs(&[("answers", "cached"), ("scores", "ran")]));
+    assert_eq!(artifact(&p, &run, "scores", "summary.md"), artifact(&p, &first, "scores", "summary.md"));
 }
 
 #[test]
