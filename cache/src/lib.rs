@@ -13,7 +13,7 @@ mod manifest;
 mod store;
 
 pub use atomic::write_atomic;
-pub use hash::{hash_file, hash_json, ContentHash, HashingWriter};
+pub use hash::{hash_file, hash_json, ContentHash, HashingReader, HashingWriter};
 pub use manifest::{NodeManifest, NodeRecord, NodeStatus, RunManifest, RunStatus};
 pub use store::{ObjectWriter, Store, StoreError};
 

@@ -21,7 +21,7 @@ pub use assess::{assess, Assessment, Force, Reason, State};
 pub use compile::{compile, compile_with_env, Plan, PlanNode};
 pub use diag::{Diagnostic, Diagnostics};
 pub use node::{
-    kind, Arity, Artifact, BarrierStage, BuildCx, CheckCx, Kind, MapStage, Node, NodeError, Registry, Shape,
+    kind, Arity, Artifact, BarrierStage, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError, Registry, Shape,
     SourceStage, Stage, SUMMARY_MD,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};

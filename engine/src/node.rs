@@ -355,9 +355,17 @@ pub struct BuildCx {
     pub node: String,
     /// The spec's folder, for resolving relative paths.
     pub spec_dir: PathBuf,
+    /// The files the node registered at compile time, with the content hash
+    /// its key was computed from.
+    pub files: Vec<FileInput>,
 }
 
 impl BuildCx {
+    /// The compile-time record of a file the node reads, by the path written.
+    pub fn file(&self, written: &str) -> Option<&FileInput> {
+        self.files.iter().find(|f| f.written == written)
+    }
+
     pub fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {

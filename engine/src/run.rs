@@ -386,7 +386,8 @@ impl NodeJob {
     async fn execute(mut self, record: &mut NodeRecord) -> Result<(), NodeError> {
         let plan = self.plan.clone();
         let node = &plan.nodes[self.index];
-        let cx = BuildCx { node: node.name.clone(), spec_dir: plan.file.dir.clone() };
+        let cx =
+            BuildCx { node: node.name.clone(), spec_dir: plan.file.dir.clone(), files: node.compiled.files.clone() };
         let stage = node.compiled.build(&cx)?;
 
         let (sink_tx, sink) = spawn_sink(&self.store)?;

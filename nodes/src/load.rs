@@ -2,26 +2,26 @@
 //!
 //! Every record gets a stable `id`: the file's id column when it has one
 //! (`id_field`, default `id`), else a hash of the record's content, so later
-//! stages can join, memoize and compare by it. The fields are sniffed from
-//! the file at compile time, so a downstream node that reads a field the
-//! data lacks is caught by `flow validate`.
+//! stages can join, memoize and compare by it. Records with identical content
+//! and no id column share an id. The fields are read from the whole file at
+//! compile time, so a downstream node that reads a field the data lacks is
+//! caught by `flow validate`. The file is hashed again as it is read, and a
+//! file that changed since it was hashed for the key fails the node rather
+//! than filing new content under the old key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use flow_engine::cache::hash_json;
+use flow_engine::cache::{hash_json, ContentHash, HashingReader};
 use flow_engine::{
     Arity, BuildCx, CheckCx, FieldSet, Fields, Node, NodeError, PortType, Record, Shape, SourceStage, Stage, BATCH_SIZE,
 };
-
-/// How many records are read at compile time to learn the fields.
-const SNIFF_RECORDS: usize = 100;
 
 pub struct Load;
 
@@ -84,45 +84,76 @@ impl Node for Load {
             );
             return open;
         };
-        let Some(path) = cx.input_file(&cx.field("path"), &config.path) else {
-            return open;
-        };
-        let mut reader = match Reader::open(&path, format, &config.id_field) {
-            Ok(r) => r,
+        let Some(path) = cx.input_file(&cx.field("path"), &config.path) else { return open };
+        match all_fields(&path, format) {
+            Ok(fields) => PortType::records(FieldSet::Known(fields)),
             Err(e) => {
-                cx.error(&cx.field("path"), e.to_string(), None);
-                return open;
-            }
-        };
-        let mut fields: BTreeSet<String> = reader.header.iter().cloned().collect();
-        for _ in 0..SNIFF_RECORDS {
-            match reader.next_record() {
-                Ok(Some(r)) => fields.extend(r.keys().cloned()),
-                Ok(None) => break,
-                Err(e) => {
-                    cx.error(
-                        &cx.field("path"),
-                        e.to_string(),
-                        Some("fix the data file; each record must be a JSON object".into()),
-                    );
-                    return open;
-                }
+                cx.error(
+                    &cx.field("path"),
+                    e.to_string(),
+                    Some("fix the data file; each record must be a JSON object".into()),
+                );
+                open
             }
         }
-        PortType::records(FieldSet::Known(fields))
     }
 
     fn build(config: &LoadConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
         let format = config.format().ok_or_else(|| NodeError::new("unknown format"))?;
-        let reader = Reader::open(&cx.resolve(&config.path), format, &config.id_field)?;
+        let mut reader = Reader::open(&cx.resolve(&config.path), format, &config.id_field)?;
+        reader.expect = cx.file(&config.path).map(|f| f.hash);
         Ok(Stage::Source(Box::new(reader)))
     }
 }
 
+/// Every field name in the file (plus `id`), checking that it parses.
+fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError> {
+    let shown = path.display();
+    let mut fields = BTreeSet::from(["id".to_string()]);
+    match format {
+        Format::Jsonl => {
+            let file = File::open(path).map_err(|e| NodeError::new(format!("cannot open {shown}: {e}")))?;
+            // Keys only: values are skipped, not built.
+            let mut buf = BufReader::with_capacity(256 * 1024, file);
+            let mut line = String::new();
+            let mut n = 0;
+            loop {
+                line.clear();
+                n += 1;
+                if buf.read_line(&mut line).map_err(|e| NodeError::new(format!("{shown}:{n}: {e}")))? == 0 {
+                    break;
+                }
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let keys: HashMap<String, serde::de::IgnoredAny> = serde_json::from_str(&line)
+                    .map_err(|e| NodeError::new(format!("{shown}:{n}: expected a JSON object: {e}")))?;
+                for k in keys.into_keys() {
+                    if !fields.contains(&k) {
+                        fields.insert(k);
+                    }
+                }
+            }
+        }
+        Format::Json | Format::Csv => {
+            let mut r = Reader::open(path, format, "id")?;
+            fields.extend(r.header.iter().cloned());
+            if format == Format::Json {
+                while let Some(rec) = r.next_record()? {
+                    fields.extend(rec.keys().cloned());
+                }
+            }
+        }
+    }
+    Ok(fields)
+}
+
+type Source = BufReader<HashingReader<File>>;
+
 enum Inner {
-    Lines(Lines<BufReader<File>>),
+    Lines(Source, String),
     Array(std::vec::IntoIter<serde_json::Value>),
-    Csv(csv::Reader<BufReader<File>>, csv::StringRecord),
+    Csv(csv::Reader<Source>, csv::StringRecord),
 }
 
 /// Reads records one at a time and gives each its id.
@@ -133,19 +164,26 @@ struct Reader {
     header: Vec<String>,
     id_field: String,
     line: usize,
+    /// The content hash the node key was computed from, checked at the end.
+    expect: Option<ContentHash>,
+    /// For JSON arrays, read whole at open: the hash of what was read.
+    read_hash: Option<ContentHash>,
 }
 
 impl Reader {
     fn open(path: &Path, format: Format, id_field: &str) -> Result<Self, NodeError> {
         let shown = path.display();
         let file = File::open(path).map_err(|e| NodeError::new(format!("cannot open {shown}: {e}")))?;
-        let buf = BufReader::with_capacity(256 * 1024, file);
+        let buf = BufReader::with_capacity(256 * 1024, HashingReader::new(file));
         let mut header = Vec::new();
+        let mut read_hash = None;
         let inner = match format {
-            Format::Jsonl => Inner::Lines(buf.lines()),
+            Format::Jsonl => Inner::Lines(buf, String::new()),
             Format::Json => {
-                let v: serde_json::Value =
-                    serde_json::from_reader(buf).map_err(|e| NodeError::new(format!("{shown}: invalid JSON: {e}")))?;
+                let mut buf = buf;
+                let v: serde_json::Value = serde_json::from_reader(&mut buf)
+                    .map_err(|e| NodeError::new(format!("{shown}: invalid JSON: {e}")))?;
+                read_hash = Some(buf.get_ref().hash());
                 match v {
                     serde_json::Value::Array(items) => Inner::Array(items.into_iter()),
                     _ => return Err(NodeError::new(format!("{shown}: expected a JSON array of objects"))),
@@ -162,22 +200,49 @@ impl Reader {
                 Inner::Csv(r, csv::StringRecord::new())
             }
         };
-        Ok(Self { path: path.to_path_buf(), inner, header, id_field: id_field.to_string(), line: 0 })
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner,
+            header,
+            id_field: id_field.to_string(),
+            line: 0,
+            expect: None,
+            read_hash,
+        })
+    }
+
+    /// At the end of the file: was it the file the key was computed from?
+    fn check_unchanged(&self) -> Result<(), NodeError> {
+        let Some(expect) = self.expect else { return Ok(()) };
+        let read = match &self.inner {
+            Inner::Lines(buf, _) => buf.get_ref().hash(),
+            Inner::Csv(r, _) => r.get_ref().get_ref().hash(),
+            Inner::Array(_) => self.read_hash.expect("set at open"),
+        };
+        if read == expect {
+            Ok(())
+        } else {
+            Err(NodeError::new(format!(
+                "{} changed while it was being read (after the spec was compiled); run again",
+                self.path.display()
+            )))
+        }
     }
 
     fn next_record(&mut self) -> Result<Option<Fields>, NodeError> {
         let shown = self.path.display();
         let mut fields = match &mut self.inner {
-            Inner::Lines(lines) => loop {
-                let Some(line) = lines.next() else {
-                    return Ok(None);
-                };
+            Inner::Lines(buf, line) => loop {
+                line.clear();
                 self.line += 1;
-                let line = line.map_err(|e| NodeError::new(format!("{shown}:{}: {e}", self.line)))?;
+                let n = buf.read_line(line).map_err(|e| NodeError::new(format!("{shown}:{}: {e}", self.line)))?;
+                if n == 0 {
+                    return Ok(None);
+                }
                 if line.trim().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<serde_json::Value>(&line) {
+                match serde_json::from_str::<serde_json::Value>(line) {
                     Ok(serde_json::Value::Object(m)) => break m,
                     Ok(_) => return Err(NodeError::new(format!("{shown}:{}: expected a JSON object", self.line))),
                     Err(e) => return Err(NodeError::new(format!("{shown}:{}: invalid JSON: {e}", self.line))),
@@ -222,7 +287,10 @@ impl SourceStage for Reader {
             while batch.len() < BATCH_SIZE {
                 match self.next_record()? {
                     Some(r) => batch.push(Arc::new(r)),
-                    None => break,
+                    None => {
+                        self.check_unchanged()?;
+                        break;
+                    }
                 }
             }
             Ok(if batch.is_empty() { None } else { Some(batch) })
@@ -264,6 +332,38 @@ mod tests {
         let recs = read_all(&csv, Format::Csv, "case");
         assert_eq!(recs[0]["q"], "hello, world");
         assert_eq!(recs[0]["id"], "k1");
+    }
+
+    #[test]
+    fn a_file_changed_since_it_was_hashed_fails_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let jl = dir.path().join("a.jsonl");
+        std::fs::write(&jl, "{\"q\": 1}\n{\"q\": 2}\n").unwrap();
+        let run = |expect: ContentHash| {
+            let mut r = Reader::open(&jl, Format::Jsonl, "id").unwrap();
+            r.expect = Some(expect);
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+                let mut n = 0;
+                while let Some(b) = r.next_batch().await? {
+                    n += b.len();
+                }
+                Ok::<usize, NodeError>(n)
+            })
+        };
+        assert_eq!(run(flow_engine::cache::hash_file(&jl).unwrap()).unwrap(), 2);
+        let e = run(ContentHash::of(b"what it was at compile time")).unwrap_err().to_string();
+        assert!(e.contains("changed while it was being read"), "{e}");
+    }
+
+    #[test]
+    fn fields_come_from_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let jl = dir.path().join("a.jsonl");
+        let mut text = "{\"q\": 1}\n".repeat(500);
+        text.push_str("{\"q\": 1, \"late\": true}\n");
+        std::fs::write(&jl, text).unwrap();
+        let fields = all_fields(&jl, Format::Jsonl).unwrap();
+        assert_eq!(fields.into_iter().collect::<Vec<_>>(), ["id", "late", "q"]);
     }
 
     #[test]
