@@ -11,6 +11,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diag::{suggest, Diagnostic, Diagnostics};
 use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
+use crate::record::{FieldSet, PortType};
 use crate::spec::{self, ParsedSpec, SpecFile};
 
 /// One node of a plan.
@@ -60,7 +61,8 @@ pub fn compile_with_env(
     registry: &Registry,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Diagnostics> {
-    let (parsed, mut diags) = spec::parse(path, sets, env);
+    let kinds: Vec<&str> = registry.names().collect();
+    let (parsed, mut diags) = spec::parse(path, sets, env, &kinds);
     let Some(parsed) = parsed else {
         return Err(Diagnostics(diags));
     };
@@ -145,21 +147,17 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
     for &i in &order {
         let node = &raw[i];
         let Some(kind) = kinds[i].filter(|_| !node.unresolved) else { continue };
-        let mut infos = Vec::new();
-        let mut upstream_ok = true;
-        for &j in &inputs[i] {
-            match (&compiled[j], kinds[j]) {
-                (Some(c), Some(k)) => {
-                    infos.push(InputInfo { name: raw[j].name.clone(), kind: k.name(), ty: c.output.clone() })
-                }
-                _ => upstream_ok = false,
-            }
-        }
-        if !upstream_ok || inputs[i].len() != node.inputs.len() {
-            // Its input already has an error; checking against a guess would
-            // only add noise.
-            continue;
-        }
+        // An input that is itself broken (or unknown) is checked against as
+        // "records with unknown fields", so this node's own config problems
+        // are still reported in the same pass.
+        let infos = node
+            .inputs
+            .iter()
+            .map(|r| match names.get(r.name.as_str()).map(|&j| (&compiled[j], kinds[j])) {
+                Some((Some(c), Some(k))) => InputInfo { name: r.name.clone(), kind: k.name(), ty: c.output.clone() },
+                _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
+            })
+            .collect();
         let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags);
         compiled[i] = kind.compile(&node.config, &mut cx);
     }

@@ -21,8 +21,9 @@ pub struct KeyFields {
 }
 
 /// One input's contribution to a key. Names and paths are kept to explain
-/// changes; only the hashes are hashed, so renaming a node or moving a file
-/// with the same bytes does not invalidate anything.
+/// changes; only the hashes are hashed, so renaming an upstream node does not
+/// invalidate its consumers. (A file's path is still in the config of the
+/// node that names it.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
 pub enum KeyInput {

@@ -231,6 +231,13 @@ impl<'a> CheckCx<'a> {
         self.diags.push(d);
     }
 
+    /// Reports a problem at the key of the map entry at `path` (a field that
+    /// should not be there).
+    pub fn error_at_key(&mut self, path: &YamlPath, message: impl Into<String>, hint: Option<String>) {
+        let d = self.file.at_key(path, message).maybe_hint(hint);
+        self.diags.push(d);
+    }
+
     fn config_error(&mut self, at: &serde_path_to_error::Path, message: String) {
         let path = self.path.join_serde(at);
         // serde's unknown-field message lists what is allowed; turn it into a

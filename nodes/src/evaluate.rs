@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use flow_engine::{
-    Arity, Artifact, BuildCx, CheckCx, MapStage, Node, NodeError, PortType, Record, Shape, Stage, Template, SUMMARY_MD,
+    Arity, Artifact, BuildCx, CheckCx, FieldSet, MapStage, Node, NodeError, PortType, Record, Shape, Stage, Template,
+    SUMMARY_MD,
 };
 
 pub struct Evaluate;
@@ -21,108 +22,109 @@ pub struct Evaluate;
 fn default_field() -> String {
     "output".into()
 }
-fn yes() -> bool {
-    true
-}
-fn default_threshold() -> f64 {
-    0.8
+
+/// The metric types `evaluate` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricType {
+    /// The field equals `expected`.
+    ExactMatch,
+    /// The field contains `value`.
+    Contains,
+    /// The field matches `pattern`.
+    Regex,
+    /// The field parses as JSON.
+    JsonValid,
+    /// Normalized Levenshtein similarity to `expected`, passing at `threshold`.
+    Similarity,
 }
 
-/// One metric, as written under `metrics:`.
+impl MetricType {
+    fn name(self) -> &'static str {
+        match self {
+            MetricType::ExactMatch => "exact_match",
+            MetricType::Contains => "contains",
+            MetricType::Regex => "regex",
+            MetricType::JsonValid => "json_valid",
+            MetricType::Similarity => "similarity",
+        }
+    }
+
+    /// (required arguments, optional arguments)
+    fn arguments(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            MetricType::ExactMatch => (&["expected"], &["case_sensitive", "trim"]),
+            MetricType::Contains => (&["value"], &["case_sensitive"]),
+            MetricType::Regex => (&["pattern"], &[]),
+            MetricType::JsonValid => (&[], &[]),
+            MetricType::Similarity => (&["expected"], &["threshold"]),
+        }
+    }
+}
+
+/// One metric, as written under `metrics:`. A flat struct rather than a
+/// tagged enum, so a bad value is reported at its own line and column; which
+/// arguments apply to which `type` is checked at compile time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum MetricConfig {
-    /// The field equals `expected`.
-    ExactMatch {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default = "default_field")]
-        field: String,
-        expected: String,
-        #[serde(default = "yes")]
-        case_sensitive: bool,
-        /// Ignore leading and trailing whitespace.
-        #[serde(default = "yes")]
-        trim: bool,
-    },
-    /// The field contains `value`.
-    Contains {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default = "default_field")]
-        field: String,
-        value: String,
-        #[serde(default = "yes")]
-        case_sensitive: bool,
-    },
-    /// The field matches `pattern` (Rust regex syntax; `{{field}}` values are
-    /// inserted escaped).
-    Regex {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default = "default_field")]
-        field: String,
-        pattern: String,
-    },
-    /// The field parses as JSON.
-    JsonValid {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default = "default_field")]
-        field: String,
-    },
-    /// Normalized Levenshtein similarity to `expected`; passes at `threshold`.
-    Similarity {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default = "default_field")]
-        field: String,
-        expected: String,
-        #[serde(default = "default_threshold")]
-        threshold: f64,
-    },
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    #[serde(rename = "type")]
+    pub kind: MetricType,
+    /// Name in scores and summaries; defaults to the type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The record field under test.
+    #[serde(default = "default_field")]
+    pub field: String,
+    /// `exact_match`, `similarity`: the expected text (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// `contains`: the text to find (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// `regex`: Rust regex syntax; `{{field}}` values are inserted escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// `exact_match`, `contains`: default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_sensitive: Option<bool>,
+    /// `exact_match`: ignore surrounding whitespace; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<bool>,
+    /// `similarity`: pass mark in 0..=1; default 0.8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 impl MetricConfig {
-    fn type_name(&self) -> &'static str {
-        match self {
-            MetricConfig::ExactMatch { .. } => "exact_match",
-            MetricConfig::Contains { .. } => "contains",
-            MetricConfig::Regex { .. } => "regex",
-            MetricConfig::JsonValid { .. } => "json_valid",
-            MetricConfig::Similarity { .. } => "similarity",
-        }
-    }
-
     fn name(&self) -> String {
-        match self {
-            MetricConfig::ExactMatch { name, .. }
-            | MetricConfig::Contains { name, .. }
-            | MetricConfig::Regex { name, .. }
-            | MetricConfig::JsonValid { name, .. }
-            | MetricConfig::Similarity { name, .. } => name.clone().unwrap_or_else(|| self.type_name().to_string()),
-        }
+        self.name.clone().unwrap_or_else(|| self.kind.name().to_string())
     }
 
-    fn field(&self) -> &str {
-        match self {
-            MetricConfig::ExactMatch { field, .. }
-            | MetricConfig::Contains { field, .. }
-            | MetricConfig::Regex { field, .. }
-            | MetricConfig::JsonValid { field, .. }
-            | MetricConfig::Similarity { field, .. } => field,
-        }
-    }
-
-    /// The templated argument and its config field name.
-    fn argument(&self) -> Option<(&'static str, &str)> {
-        match self {
-            MetricConfig::ExactMatch { expected, .. } | MetricConfig::Similarity { expected, .. } => {
-                Some(("expected", expected))
+    /// The arguments that are set, by name.
+    fn set_arguments(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |name, set: bool| {
+            if set {
+                v.push(name)
             }
-            MetricConfig::Contains { value, .. } => Some(("value", value)),
-            MetricConfig::Regex { pattern, .. } => Some(("pattern", pattern)),
-            MetricConfig::JsonValid { .. } => None,
+        };
+        add("expected", self.expected.is_some());
+        add("value", self.value.is_some());
+        add("pattern", self.pattern.is_some());
+        add("case_sensitive", self.case_sensitive.is_some());
+        add("trim", self.trim.is_some());
+        add("threshold", self.threshold.is_some());
+        v
+    }
+
+    /// The templated argument, if the type has one.
+    fn argument(&self) -> Option<(&'static str, &str)> {
+        match self.kind {
+            MetricType::ExactMatch | MetricType::Similarity => self.expected.as_deref().map(|t| ("expected", t)),
+            MetricType::Contains => self.value.as_deref().map(|t| ("value", t)),
+            MetricType::Regex => self.pattern.as_deref().map(|t| ("pattern", t)),
+            MetricType::JsonValid => None,
         }
     }
 }
@@ -145,46 +147,62 @@ impl Node for Evaluate {
     fn check(config: &EvaluateConfig, cx: &mut CheckCx<'_>) -> PortType {
         let at = cx.field("metrics");
         if config.metrics.is_empty() {
-            cx.error(
-                &at,
-                "`metrics` is empty",
-                Some("add a metric, e.g. `- {type: exact_match, expected: \"{{expected}}\"}`".into()),
-            );
+            let hint = "add a metric, e.g. `- {type: exact_match, expected: \"{{expected}}\"}`";
+            cx.error(&at, "`metrics` is empty", Some(hint.into()));
         }
         let mut seen = BTreeMap::new();
         let mut needs = Vec::new();
         for (i, m) in config.metrics.iter().enumerate() {
             let mp = at.index(i);
             let name = m.name();
+            let ty = m.kind.name();
             if let Some(prev) = seen.insert(name.clone(), i) {
-                cx.error(
-                    &mp,
+                let at = if m.name.is_some() { mp.key("name") } else { mp.key("type") };
+                cx.error_at_key(
+                    &at,
                     format!("metric name `{name}` is used twice (metrics[{prev}] and metrics[{i}])"),
                     Some("give one of them `name: <unique name>`".into()),
                 );
             }
-            needs.push((m.field().to_string(), mp.key("field")));
+            let (required, optional) = m.kind.arguments();
+            let takes = || {
+                let all: Vec<&str> = required.iter().chain(optional).copied().collect();
+                if all.is_empty() {
+                    format!("{ty} takes no arguments besides `name` and `field`")
+                } else {
+                    format!("{ty} takes: {}", all.join(", "))
+                }
+            };
+            for arg in m.set_arguments() {
+                if !required.contains(&arg) && !optional.contains(&arg) {
+                    cx.error_at_key(&mp.key(arg), format!("`{arg}` does not apply to `{ty}`"), Some(takes()));
+                }
+            }
+            for arg in required {
+                if !m.set_arguments().contains(arg) {
+                    cx.error_at_key(&mp.key("type"), format!("`{ty}` needs `{arg}`"), Some(takes()));
+                }
+            }
+            needs.push((m.field.clone(), mp.key("field")));
             if let Some((arg, text)) = m.argument() {
                 match Template::parse(text) {
                     Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), mp.key(arg)))),
                     Err(e) => cx.error(&mp.key(arg), e, Some("field references look like `{{expected}}`".into())),
                 }
             }
-            match m {
-                MetricConfig::Regex { pattern, .. } if !pattern.contains("{{") => {
+            if let (MetricType::Regex, Some(pattern)) = (m.kind, &m.pattern) {
+                if !pattern.contains("{{") {
                     if let Err(e) = regex::Regex::new(pattern) {
-                        cx.error(&mp.key("pattern"), format!("invalid regex: {e}"), None);
+                        cx.error(&mp.key("pattern"), format!("invalid regex: {}", regex_error(&e)), None);
                     }
                 }
-                MetricConfig::Similarity { threshold, .. } if !(0.0..=1.0).contains(threshold) => {
-                    cx.error(&mp.key("threshold"), format!("threshold {threshold} is outside 0..=1"), None);
-                }
-                _ => {}
+            }
+            if let Some(t) = m.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+                cx.error(&mp.key("threshold"), format!("threshold {t} is outside 0..=1"), None);
             }
         }
         cx.require_fields(&needs);
-        let input =
-            cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(flow_engine::FieldSet::Open));
+        let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         input.extend("Scored", &["scores", "pass"])
     }
 
@@ -220,25 +238,32 @@ fn template(s: &str) -> Result<Template, NodeError> {
 
 impl Metric {
     fn new(m: &MetricConfig) -> Result<Self, NodeError> {
-        let check = match m {
-            MetricConfig::ExactMatch { expected, case_sensitive, trim, .. } => {
-                Check::Exact { expected: template(expected)?, case_sensitive: *case_sensitive, trim: *trim }
+        fn arg<'a>(m: &MetricConfig, v: &'a Option<String>, name: &str) -> Result<&'a str, NodeError> {
+            v.as_deref().ok_or_else(|| NodeError::new(format!("`{}` needs `{name}`", m.kind.name())))
+        }
+        let case_sensitive = m.case_sensitive.unwrap_or(true);
+        let check = match m.kind {
+            MetricType::ExactMatch => Check::Exact {
+                expected: template(arg(m, &m.expected, "expected")?)?,
+                case_sensitive,
+                trim: m.trim.unwrap_or(true),
+            },
+            MetricType::Contains => Check::Contains { value: template(arg(m, &m.value, "value")?)?, case_sensitive },
+            MetricType::Regex => {
+                let pattern = arg(m, &m.pattern, "pattern")?;
+                if pattern.contains("{{") {
+                    Check::Regex(Pattern::Templated(template(pattern)?))
+                } else {
+                    Check::Regex(Pattern::Fixed(regex::Regex::new(pattern).map_err(|e| NodeError::new(e.to_string()))?))
+                }
             }
-            MetricConfig::Contains { value, case_sensitive, .. } => {
-                Check::Contains { value: template(value)?, case_sensitive: *case_sensitive }
-            }
-            MetricConfig::Regex { pattern, .. } if pattern.contains("{{") => {
-                Check::Regex(Pattern::Templated(template(pattern)?))
-            }
-            MetricConfig::Regex { pattern, .. } => {
-                Check::Regex(Pattern::Fixed(regex::Regex::new(pattern).map_err(|e| NodeError::new(e.to_string()))?))
-            }
-            MetricConfig::JsonValid { .. } => Check::JsonValid,
-            MetricConfig::Similarity { expected, threshold, .. } => {
-                Check::Similarity { expected: template(expected)?, threshold: *threshold }
-            }
+            MetricType::JsonValid => Check::JsonValid,
+            MetricType::Similarity => Check::Similarity {
+                expected: template(arg(m, &m.expected, "expected")?)?,
+                threshold: m.threshold.unwrap_or(0.8),
+            },
         };
-        Ok(Self { name: m.name(), field: m.field().to_string(), check })
+        Ok(Self { name: m.name(), field: m.field.clone(), check })
     }
 
     /// `(score, pass)`, or why the metric could not be computed.
@@ -276,6 +301,13 @@ impl Metric {
             }
         })
     }
+}
+
+/// The last line of a regex error ("unclosed group"): the full text repeats
+/// the pattern with a caret, which the diagnostic already shows.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines().last().unwrap_or(&text).trim_start_matches("error: ").to_string()
 }
 
 fn escape_value(v: &Value) -> Value {

@@ -32,6 +32,14 @@ pub fn resolve_str(
             let v = params.get(name).ok_or_else(|| InterpError::UnknownParam(name.to_string()))?;
             return Ok(serde_yaml::to_value(v).expect("json converts to yaml"));
         }
+        if inner.starts_with("env.") {
+            // `threshold: ${env.T:-0.9}` is a number, as if written in place.
+            let text = resolve_one(inner, params, env)?;
+            return Ok(match serde_yaml::from_str::<Value>(&text) {
+                Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+                _ => Value::String(text),
+            });
+        }
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -101,6 +109,15 @@ mod tests {
     fn splices_text_env_and_defaults() {
         let v = resolve_str("${params.who} at ${env.HOME_DIR}, ${env.NOPE:-x} $${keep} {{field}}", &params(), &env);
         assert_eq!(v.unwrap(), Value::from("bot at /home/u, x ${keep} {{field}}"));
+    }
+
+    #[test]
+    fn whole_env_reference_is_typed_like_yaml() {
+        let t = |s: &str| resolve_str(s, &params(), &env).unwrap();
+        assert_eq!(t("${env.NOPE:-0.9}"), Value::from(0.9));
+        assert_eq!(t("${env.NOPE:-true}"), Value::from(true));
+        assert_eq!(t("${env.HOME_DIR}"), Value::from("/home/u"));
+        assert_eq!(t("x${env.NOPE:-1}"), Value::from("x1"));
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn parse(
     path: &Path,
     sets: &[String],
     env: &dyn Fn(&str) -> Option<String>,
+    kinds: &[&str],
 ) -> (Option<ParsedSpec>, Vec<Diagnostic>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -126,7 +127,7 @@ pub fn parse(
         }
     };
     let file = SpecFile { index: LocationIndex::build(&file.source.text), ..file };
-    let mut p = Parser { file: &file, diags: Vec::new() };
+    let mut p = Parser { file: &file, kinds, diags: Vec::new() };
     let spec = p.spec(&value, sets, env);
     let diags = p.diags;
     (spec.map(|(name, description, params, nodes)| ParsedSpec { file, name, description, params, nodes }), diags)
@@ -136,6 +137,8 @@ type SpecParts = (String, Option<String>, BTreeMap<String, serde_json::Value>, V
 
 struct Parser<'a> {
     file: &'a SpecFile,
+    /// Kind names, for the hint when a node has none.
+    kinds: &'a [&'a str],
     diags: Vec<Diagnostic>,
 }
 
@@ -155,6 +158,13 @@ impl Parser<'_> {
                     .hint("add `flow: 1` as the first line"),
             ),
             Some(v) if v.as_u64() == Some(SPEC_VERSION) => {}
+            Some(Value::String(s)) => {
+                let d = self
+                    .file
+                    .at_value(&root.key("flow"), format!("`flow` must be a number, not the string \"{s}\""))
+                    .hint(format!("write `flow: {SPEC_VERSION}` without quotes"));
+                self.diags.push(d);
+            }
             Some(v) => {
                 let d = self
                     .file
@@ -339,7 +349,7 @@ impl Parser<'_> {
                     self.diags.push(
                         self.file
                             .at_key(&path, format!("node `{name}` has no `kind`"))
-                            .hint("add `kind: load` (or another kind; `flow plan --help` lists them)"),
+                            .hint(format!("add `kind:`, one of {}", backticked(self.kinds))),
                     );
                     None
                 }
@@ -446,6 +456,10 @@ impl Parser<'_> {
     }
 }
 
+fn backticked(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
 /// Node names become namespaces and file names: keep them plain.
 fn valid_node_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -514,7 +528,7 @@ mod tests {
         let p = dir.path().join("s.yaml");
         std::fs::write(&p, text).unwrap();
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        parse(&p, &sets, &|n| (n == "USER_NAME").then(|| "ada".into()))
+        parse(&p, &sets, &|n| (n == "USER_NAME").then(|| "ada".into()), &["load"])
     }
 
     #[test]
