@@ -19,7 +19,7 @@ pub type Record = Arc<Fields>;
 pub type Batch = Arc<Vec<Record>>;
 
 /// How many records a source puts in one batch.
-pub const BATCH_SIZE: usize = 512;
+pub const BATCH_SIZE: usize = 256;
 
 /// The fields a stream's records are known to carry.
 #[derive(Debug, Clone, PartialEq, Eq)]

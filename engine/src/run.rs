@@ -28,7 +28,7 @@ use crate::node::{Artifact, BuildCx, NodeError, Stage};
 use crate::record::{Batch, Record, BATCH_SIZE};
 
 /// Batches buffered on one edge before the producer waits.
-const EDGE_CAPACITY: usize = 8;
+const EDGE_CAPACITY: usize = 4;
 
 /// What a run reports as it goes (progress bars, `--json` lines).
 #[derive(Debug, Clone)]

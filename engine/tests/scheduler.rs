@@ -233,10 +233,10 @@ async fn backpressure_bounds_the_producer() {
     let m = run_spec(dir.path(), spec, Force::default()).await;
     assert_eq!(m.status, RunStatus::Succeeded);
     assert_eq!(PRODUCED.load(Ordering::SeqCst), 50);
-    // The edge holds 8 batches; one more can be in the producer's hand and
+    // The edge holds 4 batches; one more can be in the producer's hand and
     // one in the consumer's.
     let ahead = MAX_AHEAD.load(Ordering::SeqCst);
-    assert!(ahead <= 10, "producer ran {ahead} batches ahead of a slow consumer");
+    assert!(ahead <= 6, "producer ran {ahead} batches ahead of a slow consumer");
 }
 
 async fn failure_cancels_and_keeps_finished_work() {
