@@ -10,11 +10,13 @@
 mod atomic;
 mod hash;
 mod manifest;
+mod memo;
 mod store;
 
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashingReader, HashingWriter};
 pub use manifest::{NodeManifest, NodeRecord, NodeStatus, RunManifest, RunStatus};
+pub use memo::{CallMemo, MemoError};
 pub use store::{ObjectWriter, Store, StoreError};
 
 /// Now, as RFC 3339 UTC with seconds.

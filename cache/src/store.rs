@@ -4,6 +4,7 @@
 //! .flow/objects/ab/<hash>          content-addressed bytes (outputs, artifacts)
 //! .flow/nodes/<key>.json           node manifests, by node key
 //! .flow/refs/<spec>/<node>         the key last stored for a node of a spec
+//! .flow/memo.redb                  the call memo (backend responses)
 //! .flow/runs/<run-id>/manifest.json, and each node's artifacts beside it
 //! .flow/tmp/                       objects being written
 //! ```
@@ -142,6 +143,12 @@ impl Store {
             Ok(key) => self.node_manifest(&key),
             Err(_) => Ok(None),
         }
+    }
+
+    /// The call memo of this workspace (`.flow/memo.redb`), created on first
+    /// use.
+    pub fn call_memo(&self) -> Result<crate::CallMemo, crate::MemoError> {
+        crate::CallMemo::open(&self.root.join("memo.redb"))
     }
 
     /// `.flow/runs/<run-id>/`.
