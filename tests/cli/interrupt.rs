@@ -34,6 +34,9 @@ fn finished_nodes(ws: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(ws.join("nodes")) else { return Vec::new() };
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
+        // Only filed manifests: a temp file being written in the same folder
+        // (before its atomic rename) is not one.
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .map(|m| m["node"].as_str().unwrap().to_string())
@@ -80,9 +83,10 @@ fn killed_run_redoes_only_the_unfinished_nodes() {
     child.wait().unwrap();
     assert_eq!(finished_nodes(&p.path("specs/.flow")), ["small", "small_scores"], "no manifest for the big branch");
 
+    let plan = p.flow(&["plan", "specs/two.yaml"]).stdout;
     let run = p.run_ok(&["specs/two.yaml"]);
-    assert_eq!(node(&run, "small")["status"], "cached");
-    assert_eq!(node(&run, "small_scores")["status"], "cached");
+    assert_eq!(node(&run, "small")["status"], "cached", "{plan}");
+    assert_eq!(node(&run, "small_scores")["status"], "cached", "{plan}");
     assert_eq!(node(&run, "big")["status"], "ran");
     assert_eq!(node(&run, "big_scores")["status"], "ran");
     assert_eq!(node(&run, "big_scores")["records_out"], 400_000);
