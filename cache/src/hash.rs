@@ -87,17 +87,11 @@ pub fn hash_file(path: &Path) -> io::Result<ContentHash> {
 pub struct HashingWriter<W> {
     inner: W,
     hasher: blake3::Hasher,
-    written: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: blake3::Hasher::new(), written: 0 }
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
+        Self { inner, hasher: blake3::Hasher::new() }
     }
 
     /// The hash of everything written, and the inner writer.
@@ -110,7 +104,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
-        self.written += n as u64;
         Ok(n)
     }
 

@@ -77,6 +77,24 @@ pub struct NodeRecord {
     pub error: Option<String>,
 }
 
+impl NodeRecord {
+    /// A record with nothing counted yet.
+    pub fn new(name: String, kind: String, status: NodeStatus, key: Option<ContentHash>) -> Self {
+        Self {
+            name,
+            kind,
+            status,
+            key,
+            records_in: 0,
+            records_out: 0,
+            wall_ms: 0,
+            output: None,
+            artifacts: BTreeMap::new(),
+            error: None,
+        }
+    }
+}
+
 /// `.flow/runs/<run-id>/manifest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunManifest {

@@ -34,18 +34,11 @@ pub struct Plan {
     pub params: BTreeMap<String, serde_json::Value>,
     /// Nodes in topological order (ties in the order written).
     pub nodes: Vec<PlanNode>,
-    /// The DAG over node indices; edges point downstream.
-    pub graph: DiGraph<usize, ()>,
 }
 
 impl Plan {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
-    }
-
-    /// Indices of the nodes that read node `i`'s output.
-    pub fn consumers(&self, i: usize) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&j| self.nodes[j].inputs.contains(&i)).collect()
     }
 }
 
@@ -179,14 +172,7 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
             compiled: compiled[i].take().expect("checked above"),
         });
     }
-    let mut dag: DiGraph<usize, ()> = DiGraph::new();
-    let didx: Vec<NodeIndex> = (0..nodes.len()).map(|p| dag.add_node(p)).collect();
-    for (p, n) in nodes.iter().enumerate() {
-        for &u in &n.inputs {
-            dag.add_edge(didx[u], didx[p], ());
-        }
-    }
-    Some(Plan { spec_name, file, params, nodes, graph: dag })
+    Some(Plan { spec_name, file, params, nodes })
 }
 
 /// Kahn's algorithm with ties broken by the order written, so plans read in

@@ -374,12 +374,7 @@ impl BuildCx {
     }
 
     pub fn resolve(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.spec_dir.join(p)
-        }
+        crate::spec::resolve_in(&self.spec_dir, p)
     }
 }
 

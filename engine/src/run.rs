@@ -57,14 +57,14 @@ pub enum RunError {
 /// A new run id: sortable by start time, unique across machines in practice.
 pub fn new_run_id() -> String {
     let now = std::time::SystemTime::now();
-    let stamp = humantime_like(now);
+    let stamp = utc_stamp(now);
     let nanos = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let salt = flow_cache::ContentHash::of(format!("{nanos}-{}", std::process::id()).as_bytes());
     format!("{stamp}-{}", &salt.hex()[..4])
 }
 
 /// `YYYYMMDD-HHMMSS-mmm` in UTC.
-fn humantime_like(t: std::time::SystemTime) -> String {
+fn utc_stamp(t: std::time::SystemTime) -> String {
     let s = flow_cache::rfc3339_millis(t);
     // 2026-11-21T07:36:00.123Z
     let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
@@ -203,18 +203,7 @@ pub async fn run(
     for (i, slot) in records.iter_mut().enumerate() {
         if slot.is_none() {
             let node = &plan.nodes[i];
-            let r = NodeRecord {
-                name: node.name.clone(),
-                kind: node.kind.to_string(),
-                status: NodeStatus::Cancelled,
-                key: assessed[i].key,
-                records_in: 0,
-                records_out: 0,
-                wall_ms: 0,
-                output: None,
-                artifacts: BTreeMap::new(),
-                error: None,
-            };
+            let r = NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
             let _ = events.send(RunEvent::NodeFinished(r.clone()));
             *slot = Some(r);
         }
@@ -240,16 +229,10 @@ fn failure_message(r: &NodeRecord) -> String {
 
 fn cached_record(name: String, kind: &str, m: &NodeManifest) -> NodeRecord {
     NodeRecord {
-        name,
-        kind: kind.to_string(),
-        status: NodeStatus::Cached,
-        key: Some(m.key),
-        records_in: 0,
         records_out: m.records,
-        wall_ms: 0,
         output: Some(m.output),
         artifacts: m.artifacts.clone(),
-        error: None,
+        ..NodeRecord::new(name, kind.to_string(), NodeStatus::Cached, Some(m.key))
     }
 }
 
@@ -352,18 +335,8 @@ impl NodeJob {
         let (name, kind) = (node.name.clone(), node.kind);
         let _ = self.events.send(RunEvent::NodeStarted { node: name.clone(), kind, cached: false });
         let started = Instant::now();
-        let mut record = NodeRecord {
-            name: name.clone(),
-            kind: kind.to_string(),
-            status: NodeStatus::Ran,
-            key: self.fields.as_ref().map(KeyFields::key),
-            records_in: 0,
-            records_out: 0,
-            wall_ms: 0,
-            output: None,
-            artifacts: BTreeMap::new(),
-            error: None,
-        };
+        let mut record =
+            NodeRecord::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
         let events = self.events.clone();
         let result = self.execute(&mut record).await;
         record.wall_ms = started.elapsed().as_millis() as u64;

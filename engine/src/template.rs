@@ -75,31 +75,39 @@ impl Template {
             }
             _ => {}
         }
+        self.render_with(record, |s| s.to_string()).map(Cow::Owned)
+    }
+
+    /// Like [`Template::render`], passing each inserted value through
+    /// `insert` (e.g. `regex::escape`) while literal text stays as written.
+    pub fn render_with(&self, record: &Fields, insert: impl Fn(&str) -> String) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
-                Part::Field(path) => {
-                    let mut v = record.get(&path[0]);
-                    for seg in &path[1..] {
-                        v = v.and_then(|x| match x {
-                            serde_json::Value::Object(m) => m.get(seg),
-                            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                            _ => None,
-                        });
+                Part::Field(path) => match lookup(record, path) {
+                    Some(serde_json::Value::String(s)) => out.push_str(&insert(s)),
+                    Some(serde_json::Value::Null) | None => {
+                        return Err(format!("record has no field `{}`", path.join(".")));
                     }
-                    match v {
-                        Some(serde_json::Value::String(s)) => out.push_str(s),
-                        Some(serde_json::Value::Null) | None => {
-                            return Err(format!("record has no field `{}`", path.join(".")));
-                        }
-                        Some(other) => out.push_str(&other.to_string()),
-                    }
-                }
+                    Some(other) => out.push_str(&insert(&other.to_string())),
+                },
             }
         }
-        Ok(Cow::Owned(out))
+        Ok(out)
     }
+}
+
+fn lookup<'r>(record: &'r Fields, path: &[String]) -> Option<&'r serde_json::Value> {
+    let mut v = record.get(&path[0]);
+    for seg in &path[1..] {
+        v = v.and_then(|x| match x {
+            serde_json::Value::Object(m) => m.get(seg),
+            serde_json::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        });
+    }
+    v
 }
 
 #[cfg(test)]

@@ -208,8 +208,8 @@ impl Node for Evaluate {
 
     fn build(config: &EvaluateConfig, _cx: &BuildCx) -> Result<Stage, NodeError> {
         let metrics = config.metrics.iter().map(Metric::new).collect::<Result<Vec<_>, _>>()?;
-        let stats = Mutex::new(vec![Stats::default(); metrics.len()]);
-        Ok(Stage::Map(Box::new(Scorer { metrics, stats, passed: Mutex::new((0, 0)) })))
+        let totals = Totals { metrics: vec![Stats::default(); metrics.len()], ..Totals::default() };
+        Ok(Stage::Map(Box::new(Scorer { metrics, totals: Mutex::new(totals) })))
     }
 }
 
@@ -290,8 +290,8 @@ impl Metric {
             }
             Check::Regex(Pattern::Fixed(re)) => flag(re.is_match(&value)),
             Check::Regex(Pattern::Templated(t)) => {
-                let escaped: flow_engine::Fields = record.iter().map(|(k, v)| (k.clone(), escape_value(v))).collect();
-                let re = regex::Regex::new(&t.render(&escaped)?).map_err(|e| format!("invalid regex: {e}"))?;
+                let re = regex::Regex::new(&t.render_with(record, regex::escape)?)
+                    .map_err(|e| format!("invalid regex: {}", regex_error(&e)))?;
                 flag(re.is_match(&value))
             }
             Check::JsonValid => flag(serde_json::from_str::<Value>(&value).is_ok()),
@@ -310,13 +310,6 @@ fn regex_error(e: &regex::Error) -> String {
     text.lines().last().unwrap_or(&text).trim_start_matches("error: ").to_string()
 }
 
-fn escape_value(v: &Value) -> Value {
-    match v {
-        Value::String(s) => Value::String(regex::escape(s)),
-        other => Value::String(regex::escape(&other.to_string())),
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 struct Stats {
     count: u64,
@@ -325,19 +318,26 @@ struct Stats {
     errors: u64,
 }
 
+/// Running totals for the summary, behind one lock taken once per record.
+#[derive(Default)]
+struct Totals {
+    metrics: Vec<Stats>,
+    records: u64,
+    /// Records that passed every metric.
+    passed: u64,
+}
+
 struct Scorer {
     metrics: Vec<Metric>,
-    stats: Mutex<Vec<Stats>>,
-    /// (records, records that passed every metric)
-    passed: Mutex<(u64, u64)>,
+    totals: Mutex<Totals>,
 }
 
 impl MapStage for Scorer {
     fn map(&self, record: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
         let mut scores = serde_json::Map::new();
         let mut all = true;
-        let mut stats = self.stats.lock().expect("stats lock");
-        for (m, st) in self.metrics.iter().zip(stats.iter_mut()) {
+        let mut totals = self.totals.lock().expect("totals lock");
+        for (m, st) in self.metrics.iter().zip(totals.metrics.iter_mut()) {
             st.count += 1;
             let entry = match m.score(record) {
                 Ok((score, pass)) => {
@@ -354,11 +354,9 @@ impl MapStage for Scorer {
             };
             scores.insert(m.name.clone(), entry);
         }
-        drop(stats);
-        let mut p = self.passed.lock().expect("pass lock");
-        p.0 += 1;
-        p.1 += all as u64;
-        drop(p);
+        totals.records += 1;
+        totals.passed += all as u64;
+        drop(totals);
         let mut fields = (**record).clone();
         fields.insert("scores".into(), Value::Object(scores));
         fields.insert("pass".into(), Value::Bool(all));
@@ -367,8 +365,8 @@ impl MapStage for Scorer {
     }
 
     fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
-        let stats = self.stats.lock().expect("stats lock");
-        let (records, passed) = *self.passed.lock().expect("pass lock");
+        let totals = self.totals.lock().expect("totals lock");
+        let (stats, records, passed) = (&totals.metrics, totals.records, totals.passed);
         let ratio = |a: u64, b: u64| {
             if b == 0 {
                 None

@@ -49,12 +49,17 @@ impl SpecFile {
 
     /// Resolves a path written in the spec against the spec's folder.
     pub fn resolve(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
+        resolve_in(&self.dir, p)
+    }
+}
+
+/// A path written in a spec, resolved against the spec's folder `dir`.
+pub fn resolve_in(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
     }
 }
 
