@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flow_engine::cache::{RunStatus, Store};
 use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
 use flow_engine::{Force, Plan, RunOptions};
+use flow_nodes::backend::{BackendError, Backends};
 
 // Records are built on one thread and freed on another (the output writer):
 // mimalloc handles that cross-thread traffic better than glibc's malloc, which
@@ -232,7 +233,31 @@ fn force_of(plan: &Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
     Ok(Force { all: args.no_cache, nodes: args.rerun.iter().cloned().collect() })
 }
 
+/// The backends the nodes that will run call, with the call memo. A key
+/// missing from the environment stops the run before anything starts.
+fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends>, Failure> {
+    let assessed = flow_engine::assess(plan, store, force).map_err(anyhow::Error::from)?;
+    let used = Backends::used_by(plan, |i| assessed[i].state != flow_engine::State::Cached);
+    if used.is_empty() {
+        return Ok(None);
+    }
+    store.create().map_err(anyhow::Error::from)?;
+    let memo = store.call_memo().map_err(anyhow::Error::from)?;
+    let env = |n: &str| std::env::var(n).ok();
+    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &env).map(Some).map_err(|e| {
+        let hint = match &e {
+            BackendError::MissingKey { var, .. } => {
+                format!("export {var}=<your key> before `flow run`; the key is read from the environment only")
+            }
+            BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
+        };
+        Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
+    })
+}
+
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
+    let backends = backends(&plan, &store, &force)?.map(Arc::new);
+    let context = backends.clone().map(|b| b as flow_engine::RunContext);
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -242,10 +267,14 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let result = flow_engine::run(plan.clone(), store.clone(), RunOptions { force }, tx, interrupt).await;
+        let result = flow_engine::run(plan.clone(), store.clone(), RunOptions { force, context }, tx, interrupt).await;
         let display = printer.await.expect("progress printer");
         result.map(|m| (m, display))
     });
+    // Every answer received is in the memo on disk before flow exits.
+    if let Some(b) = &backends {
+        b.close();
+    }
     let (manifest, display) = manifest.map_err(anyhow::Error::from)?;
     display.finish(&store, &manifest);
     Ok(match manifest.status {

@@ -75,6 +75,45 @@ pub struct NodeRecord {
     pub artifacts: BTreeMap<String, ContentHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Backend calls, for nodes that make any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallStats>,
+}
+
+/// What backend calls a node (or a whole run) made and spent.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct CallStats {
+    /// Calls answered by the server in this run (memo hits not included).
+    pub requests: u64,
+    /// Calls answered from the call memo: nothing sent, nothing spent.
+    pub memo_hits: u64,
+    /// Attempts that failed (429, 5xx, timeout, connection) and were retried.
+    pub retries: u64,
+    /// Calls that failed for good; their records carry the `error`.
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD spent by this run's requests; null when no price is known.
+    pub cost_usd: Option<f64>,
+}
+
+impl CallStats {
+    /// The sum of two counts (a run's total over its nodes).
+    pub fn add(&self, other: &CallStats) -> CallStats {
+        let cost_usd = match (self.cost_usd, other.cost_usd) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        CallStats {
+            requests: self.requests + other.requests,
+            memo_hits: self.memo_hits + other.memo_hits,
+            retries: self.retries + other.retries,
+            errors: self.errors + other.errors,
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            cost_usd,
+        }
+    }
 }
 
 impl NodeRecord {
@@ -91,6 +130,7 @@ impl NodeRecord {
             output: None,
             artifacts: BTreeMap::new(),
             error: None,
+            calls: None,
         }
     }
 }
@@ -110,6 +150,9 @@ pub struct RunManifest {
     pub params: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Backend calls of the whole run, summed over its nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallStats>,
     pub nodes: Vec<NodeRecord>,
 }
 

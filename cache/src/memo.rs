@@ -80,6 +80,23 @@ impl CallMemo {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Stores several completed calls in one durable transaction: one disk
+    /// sync for all of them, which is what keeps thousands of fast calls a
+    /// second from waiting on the disk.
+    pub fn put_many(&self, calls: &[(ContentHash, Vec<u8>)]) -> Result<(), MemoError> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = tx.open_table(CALLS).map_err(|e| self.err(e))?;
+            for (key, response) in calls {
+                table.insert(&key.0, response.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Number of memoized calls.
     pub fn len(&self) -> Result<u64, MemoError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -120,8 +137,11 @@ mod tests {
         }
         let memo = CallMemo::open(&path).unwrap();
         assert_eq!(memo.len().unwrap(), 1);
+        memo.put_many(&[(key(2), b"b".to_vec()), (key(3), b"c".to_vec())]).unwrap();
+        assert_eq!(memo.get(&key(3)).unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(memo.len().unwrap(), 3);
         assert_eq!(memo.get(&key(1)).unwrap().as_deref(), Some(&b"{\"output\":\"a\"}"[..]));
-        assert_eq!(memo.get(&key(2)).unwrap(), None);
+        assert_eq!(memo.get(&key(4)).unwrap(), None);
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl fmt::Display for State {
 pub enum Reason {
     NeverRun,
     ConfigChanged { fields: Vec<String> },
+    BackendChanged { fields: Vec<String> },
     InputFileChanged { files: Vec<String> },
     UpstreamChanged { nodes: Vec<String> },
     InputsChanged,
@@ -56,6 +57,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::NeverRun => f.write_str("never run"),
             Reason::ConfigChanged { fields } => write!(f, "config changed: {}", fields.join(", ")),
+            Reason::BackendChanged { fields } => write!(f, "backend changed: {}", fields.join(", ")),
             Reason::InputFileChanged { files } => {
                 write!(f, "input file changed: {}", files.join(", "))
             }
@@ -86,11 +88,18 @@ pub struct Force {
 }
 
 impl Force {
-    fn reason(&self, node: &str) -> Option<Reason> {
+    /// Whether the user forces this node (`--no-cache`, `--rerun`).
+    pub fn forces(&self, node: &str) -> bool {
+        self.all || self.nodes.contains(node)
+    }
+
+    fn reason(&self, node: &str, cache: bool) -> Option<Reason> {
         if self.all {
             Some(Reason::Forced { by: "--no-cache".into() })
         } else if self.nodes.contains(node) {
             Some(Reason::Forced { by: format!("--rerun {node}") })
+        } else if !cache {
+            Some(Reason::Forced { by: "cache: false".into() })
         } else {
             None
         }
@@ -119,14 +128,26 @@ pub fn key_fields(plan: &Plan, i: usize, upstream_outputs: &[ContentHash]) -> Ke
         .map(|(&u, h)| KeyInput::Node { node: plan.nodes[u].name.clone(), output: *h })
         .collect();
     inputs.extend(node.compiled.files.iter().map(|f| KeyInput::File { path: f.written.clone(), hash: f.hash }));
-    KeyFields { kind: node.kind.to_string(), version: node.version, config: node.compiled.config.clone(), inputs }
+    let backends = if node.compiled.backends.is_empty() {
+        serde_json::Value::Null
+    } else {
+        // Costs in the output depend on prices too.
+        serde_json::json!({"backends": node.compiled.backends, "prices": plan.prices})
+    };
+    KeyFields {
+        kind: node.kind.to_string(),
+        version: node.version,
+        config: node.compiled.config.clone(),
+        inputs,
+        backends,
+    }
 }
 
 /// Assesses every node of the plan, in plan order.
 pub fn assess(plan: &Plan, store: &Store, force: &Force) -> Result<Vec<Assessment>, StoreError> {
     let mut out: Vec<Assessment> = Vec::with_capacity(plan.nodes.len());
     for (i, node) in plan.nodes.iter().enumerate() {
-        let forced = force.reason(&node.name);
+        let forced = force.reason(&node.name, node.cache);
         let pending: Vec<String> = node
             .inputs
             .iter()
@@ -186,6 +207,13 @@ pub fn why_changed(now: &KeyFields, last: Option<&NodeManifest>) -> Vec<Reason> 
     let fields = diff_paths(&then.config, &now.config);
     if !fields.is_empty() {
         reasons.push(Reason::ConfigChanged { fields });
+    }
+    let fields: Vec<String> = diff_paths(&then.backends, &now.backends)
+        .into_iter()
+        .map(|f| f.strip_prefix("backends.").unwrap_or(&f).to_string())
+        .collect();
+    if !fields.is_empty() {
+        reasons.push(Reason::BackendChanged { fields });
     }
     let mut files = Vec::new();
     let mut nodes = Vec::new();

@@ -24,6 +24,8 @@ pub struct PlanNode {
     /// Upstream nodes, as indices into [`Plan::nodes`] (always earlier).
     pub inputs: Vec<usize>,
     pub compiled: Compiled,
+    /// `cache: false` in the spec: always run, reuse no memoized call.
+    pub cache: bool,
 }
 
 /// A validated spec, ready to be assessed against the cache and run.
@@ -32,6 +34,9 @@ pub struct Plan {
     pub spec_name: String,
     pub file: SpecFile,
     pub params: BTreeMap<String, serde_json::Value>,
+    pub backends: BTreeMap<String, crate::spec::BackendSpec>,
+    /// `prices:` overrides, USD per million tokens by model.
+    pub prices: BTreeMap<String, crate::spec::Price>,
     /// Nodes in topological order (ties in the order written).
     pub nodes: Vec<PlanNode>,
 }
@@ -70,7 +75,7 @@ pub fn compile_with_env(
 }
 
 fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
-    let ParsedSpec { file, name: spec_name, params, nodes: raw, .. } = parsed;
+    let ParsedSpec { file, name: spec_name, params, backends, prices, nodes: raw, .. } = parsed;
     let names: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
 
     // Kinds and names first: everything else needs them.
@@ -151,7 +156,7 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
                 _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
             })
             .collect();
-        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags);
+        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends);
         compiled[i] = kind.compile(&node.config, &mut cx);
     }
     if !diags.is_empty() {
@@ -170,9 +175,10 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
             shape: kind.shape(),
             inputs: inputs[i].iter().map(|j| position[j]).collect(),
             compiled: compiled[i].take().expect("checked above"),
+            cache: raw[i].cache,
         });
     }
-    Some(Plan { spec_name, file, params, nodes })
+    Some(Plan { spec_name, file, params, backends, prices, nodes })
 }
 
 /// Kahn's algorithm with ties broken by the order written, so plans read in

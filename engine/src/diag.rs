@@ -25,14 +25,22 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
     pub message: String,
-    pub source: Option<Source>,
+    pub source: Option<Box<Source>>,
     pub loc: Option<Loc>,
     pub hint: Option<String>,
+    /// The source line holds a secret: show it only up to the key.
+    pub redacted: bool,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), source: None, loc: None, hint: None }
+        Self { message: message.into(), source: None, loc: None, hint: None, redacted: false }
+    }
+
+    /// Hides the value on the line shown, which may be a secret.
+    pub fn redacted(mut self) -> Self {
+        self.redacted = true;
+        self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -48,7 +56,7 @@ impl Diagnostic {
     }
 
     pub fn at(mut self, source: &Source, loc: Option<Loc>) -> Self {
-        self.source = Some(source.clone());
+        self.source = Some(Box::new(source.clone()));
         self.loc = loc;
         self
     }
@@ -63,6 +71,7 @@ impl fmt::Display for Diagnostic {
                 Some(loc) => {
                     writeln!(f, "  --> {path}:{}:{}", loc.line, loc.col)?;
                     if let Some(line) = src.text.lines().nth(loc.line - 1) {
+                        let line = if self.redacted { redact(line) } else { line.to_string() };
                         let n = loc.line.to_string();
                         let pad = " ".repeat(n.len());
                         writeln!(f, "{pad} |")?;
@@ -82,6 +91,15 @@ impl fmt::Display for Diagnostic {
             writeln!(f, "  hint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+/// `  api_key: sk-...` → `  api_key: ***`: the key and the indentation stay,
+/// the value goes.
+fn redact(line: &str) -> String {
+    match line.find(':') {
+        Some(i) => format!("{}: ***", &line[..i]),
+        None => "***".to_string(),
     }
 }
 

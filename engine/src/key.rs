@@ -18,6 +18,11 @@ pub struct KeyFields {
     pub version: u32,
     pub config: Value,
     pub inputs: Vec<KeyInput>,
+    /// Identities of the backends the node calls (provider, base URL, model,
+    /// sampling; never a key), with the prices that apply: what its answers
+    /// and costs depend on besides its own config.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub backends: Value,
 }
 
 /// One input's contribution to a key. Names and paths are kept to explain
@@ -49,12 +54,15 @@ impl KeyFields {
             version: u32,
             config: &'a Value,
             inputs: Vec<&'a ContentHash>,
+            #[serde(skip_serializing_if = "Value::is_null")]
+            backends: &'a Value,
         }
         hash_json(&Hashed {
             kind: &self.kind,
             version: self.version,
             config: &self.config,
             inputs: self.inputs.iter().map(KeyInput::hash).collect(),
+            backends: &self.backends,
         })
     }
 }
@@ -103,6 +111,7 @@ mod tests {
             version: 1,
             config: json!({"m": 1}),
             inputs: vec![KeyInput::Node { node: "a".into(), output: h }],
+            backends: Value::Null,
         };
         let mut b = a.clone();
         b.inputs = vec![KeyInput::Node { node: "renamed".into(), output: h }];

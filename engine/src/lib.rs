@@ -10,6 +10,7 @@ pub mod assess;
 pub mod compile;
 pub mod diag;
 pub mod key;
+pub mod meter;
 pub mod node;
 pub mod record;
 pub mod render;
@@ -20,12 +21,14 @@ pub mod template;
 pub use assess::{assess, Assessment, Force, Reason, State};
 pub use compile::{compile, compile_with_env, Plan, PlanNode};
 pub use diag::{Diagnostic, Diagnostics};
+pub use meter::Meter;
 pub use node::{
-    kind, Arity, Artifact, BarrierStage, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError, Registry, Shape,
-    SourceStage, Stage, SUMMARY_MD,
+    kind, Arity, Artifact, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError,
+    RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, SUMMARY_MD,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
 pub use run::{run, RunEvent, RunOptions};
+pub use spec::{BackendSpec, Price, Provider};
 pub use template::Template;
 
 pub use flow_cache as cache;

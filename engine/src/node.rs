@@ -7,7 +7,8 @@
 //! builds a [`Stage`] of one of two shapes: streaming (a source, or a map
 //! applied to each record as it arrives) or barrier (all input first).
 
-use std::collections::BTreeSet;
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +17,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::diag::{suggest, Diagnostic};
+use crate::meter::Meter;
 use crate::record::{FieldSet, PortType, Record};
-use crate::spec::{SpecFile, YamlPath};
+use crate::spec::{BackendSpec, SpecFile, YamlPath};
 use flow_cache::ContentHash;
 
 /// How many upstream inputs a kind takes.
@@ -71,6 +73,11 @@ pub struct Compiled {
     pub config: serde_json::Value,
     pub output: PortType,
     pub files: Vec<FileInput>,
+    /// Identities of the backends the node calls, by name: part of its key.
+    pub backends: BTreeMap<String, serde_json::Value>,
+    /// Calls per input record (`repeat`, judge metrics); 0 for kinds that
+    /// call no backend. `flow plan` multiplies it by the records expected.
+    pub calls_per_record: u64,
     build: Arc<BuildFn>,
 }
 
@@ -137,6 +144,8 @@ impl<N: Node> Kind for Erased<N> {
             config: canonical,
             output,
             files: std::mem::take(&mut cx.files),
+            backends: std::mem::take(&mut cx.backends_used),
+            calls_per_record: cx.calls_per_record,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
         })
     }
@@ -197,6 +206,9 @@ pub struct CheckCx<'a> {
     inputs: Vec<InputInfo>,
     diags: &'a mut Vec<Diagnostic>,
     files: Vec<FileInput>,
+    backends: &'a BTreeMap<String, BackendSpec>,
+    backends_used: BTreeMap<String, serde_json::Value>,
+    calls_per_record: u64,
 }
 
 impl<'a> CheckCx<'a> {
@@ -206,8 +218,46 @@ impl<'a> CheckCx<'a> {
         path: YamlPath,
         inputs: Vec<InputInfo>,
         diags: &'a mut Vec<Diagnostic>,
+        backends: &'a BTreeMap<String, BackendSpec>,
     ) -> Self {
-        Self { file, node: node.to_string(), path, inputs, diags, files: Vec::new() }
+        Self {
+            file,
+            node: node.to_string(),
+            path,
+            inputs,
+            diags,
+            files: Vec::new(),
+            backends,
+            backends_used: BTreeMap::new(),
+            calls_per_record: 0,
+        }
+    }
+
+    /// The backend named at `at` (`backend: bot`), recorded as one this node
+    /// calls (its identity joins the node key); an unknown name is reported
+    /// with a did-you-mean.
+    pub fn backend(&mut self, at: &YamlPath, name: &str) -> Option<BackendSpec> {
+        match self.backends.get(name) {
+            Some(b) => {
+                self.backends_used.insert(name.to_string(), b.identity());
+                Some(b.clone())
+            }
+            None => {
+                let hint = if self.backends.is_empty() {
+                    "declare it under `backends:` at the top of the spec, e.g. `backends: {bot: {provider: sim}}`"
+                        .to_string()
+                } else {
+                    suggest(name, self.backends.keys().map(String::as_str), "a backend")
+                };
+                self.error(at, format!("node `{}` uses unknown backend `{name}`", self.node), Some(hint));
+                None
+            }
+        }
+    }
+
+    /// Declares how many backend calls the node makes per input record.
+    pub fn calls_per_record(&mut self, n: u64) {
+        self.calls_per_record = n;
     }
 
     /// The node's name.
@@ -356,8 +406,13 @@ fn join(fields: &BTreeSet<String>) -> String {
     fields.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
+/// Run-wide state that stages share, made by the caller of the run (the
+/// CLI): for flow-nodes, the backends with their shared limits and the call
+/// memo. The engine only passes it along.
+pub type RunContext = Arc<dyn Any + Send + Sync>;
+
 /// What a stage may know when it is built for a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildCx {
     pub node: String,
     /// The spec's folder, for resolving relative paths.
@@ -365,9 +420,39 @@ pub struct BuildCx {
     /// The files the node registered at compile time, with the content hash
     /// its key was computed from.
     pub files: Vec<FileInput>,
+    /// Counts the node's backend calls for the run manifest.
+    pub meter: Arc<Meter>,
+    /// Whether memoized calls may be reused (`--no-cache` and `cache: false`
+    /// turn this off; fresh answers are still recorded).
+    pub memo_reads: bool,
+    /// The run's shared context, if the caller gave one.
+    pub context: Option<RunContext>,
+}
+
+impl std::fmt::Debug for BuildCx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildCx").field("node", &self.node).field("spec_dir", &self.spec_dir).finish()
+    }
 }
 
 impl BuildCx {
+    /// A context for a node built outside a run (tests, tools).
+    pub fn new(node: &str, spec_dir: PathBuf) -> Self {
+        Self {
+            node: node.to_string(),
+            spec_dir,
+            files: Vec::new(),
+            meter: Arc::default(),
+            memo_reads: true,
+            context: None,
+        }
+    }
+
+    /// The run context as `T`, when the run has one of that type.
+    pub fn context<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.context.as_deref().and_then(|c| c.downcast_ref::<T>())
+    }
+
     /// The compile-time record of a file the node reads, by the path written.
     pub fn file(&self, written: &str) -> Option<&FileInput> {
         self.files.iter().find(|f| f.written == written)
@@ -412,7 +497,27 @@ impl NodeError {
 pub enum Stage {
     Source(Box<dyn SourceStage>),
     Map(Box<dyn MapStage>),
+    /// A streaming stage that works asynchronously (backend calls, child
+    /// processes), many records at a time.
+    Stream(Arc<dyn StreamStage>),
     Barrier(Box<dyn BarrierStage>),
+}
+
+/// The records of a node's one input, as they arrive.
+pub type RecordStream = futures::stream::BoxStream<'static, Record>;
+
+/// Output batches of a [`StreamStage`].
+pub type BatchStream = futures::stream::BoxStream<'static, Result<Vec<Record>, NodeError>>;
+
+/// Asynchronous streaming map: turns the input stream into a stream of
+/// output batches, with as much work in flight as it wants (its own
+/// concurrency is its business; backends cap it across the run). `finish`
+/// runs after the output stream ended.
+pub trait StreamStage: Send + Sync {
+    fn run(self: Arc<Self>, input: RecordStream) -> BatchStream;
+    fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Streaming source: produces batches until it returns `None`.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
+use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -24,7 +25,8 @@ use flow_cache::{ContentHash, NodeManifest, NodeRecord, NodeStatus, RunManifest,
 use crate::assess::{assess, key_fields, Force, State};
 use crate::compile::Plan;
 use crate::key::KeyFields;
-use crate::node::{Artifact, BuildCx, NodeError, Stage};
+use crate::meter::Meter;
+use crate::node::{Artifact, BuildCx, NodeError, RunContext, Stage};
 use crate::record::{Batch, Record, BATCH_SIZE};
 
 /// Batches buffered on one edge before the producer waits.
@@ -38,13 +40,15 @@ pub enum RunEvent {
     /// Output records so far.
     Progress { node: String, records: u64 },
     /// A node ended (ran, cached, failed or cancelled).
-    NodeFinished(NodeRecord),
+    NodeFinished(Box<NodeRecord>),
 }
 
 /// Options of one run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     pub force: Force,
+    /// Shared state for the stages (flow-nodes' backends and call memo).
+    pub context: Option<RunContext>,
 }
 
 /// Errors that stop a run before or outside any node.
@@ -92,6 +96,7 @@ pub async fn run(
         status: RunStatus::Running,
         params: plan.params.clone(),
         error: None,
+        calls: None,
         nodes: Vec::new(),
     };
     store.write_run_manifest(&manifest)?;
@@ -127,7 +132,7 @@ pub async fn run(
             if outputs.is_empty() {
                 // Nothing downstream needs it: not even read.
                 let r = finish_cached(&store, &run_dir, base, &m);
-                let _ = events.send(RunEvent::NodeFinished(r.clone()));
+                let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
                 if r.status == NodeStatus::Failed && early_failure.is_none() {
                     early_failure = Some(failure_message(&r));
                 }
@@ -147,7 +152,7 @@ pub async fn run(
                     Err(NodeError::Cancelled) => Err(NodeRecord { status: NodeStatus::Cancelled, ..r }),
                     Err(e) => Err(NodeRecord { status: NodeStatus::Failed, error: Some(e.to_string()), ..r }),
                 };
-                let _ = events.send(RunEvent::NodeFinished(result.clone().unwrap_or_else(|r| r)));
+                let _ = events.send(RunEvent::NodeFinished(Box::new(result.clone().unwrap_or_else(|r| r))));
                 (i, result)
             });
             continue;
@@ -158,7 +163,9 @@ pub async fn run(
             store: store.clone(),
             run_dir: run_dir.clone(),
             fields: a.fields.clone(),
-            forced: opts.force.all || opts.force.nodes.contains(&node.name),
+            forced: opts.force.forces(&node.name) || !node.cache,
+            memo_reads: !opts.force.all && node.cache,
+            context: opts.context.clone(),
             inputs: std::mem::take(&mut receivers[i]),
             upstream_done: node.inputs.iter().map(|&u| done_rx[u].clone()).collect(),
             done: done_tx[i].clone(),
@@ -204,11 +211,12 @@ pub async fn run(
         if slot.is_none() {
             let node = &plan.nodes[i];
             let r = NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
-            let _ = events.send(RunEvent::NodeFinished(r.clone()));
+            let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
             *slot = Some(r);
         }
     }
     manifest.nodes = records.into_iter().flatten().collect();
+    manifest.calls = manifest.nodes.iter().filter_map(|n| n.calls).reduce(|a, b| a.add(&b));
     manifest.finished = Some(flow_cache::now_rfc3339());
     manifest.status = if interrupted {
         manifest.error = Some("interrupted".into());
@@ -322,6 +330,8 @@ struct NodeJob {
     /// Key fields when known before running (all inputs cached).
     fields: Option<KeyFields>,
     forced: bool,
+    memo_reads: bool,
+    context: Option<RunContext>,
     inputs: Vec<mpsc::Receiver<Batch>>,
     upstream_done: Vec<watch::Receiver<Option<ContentHash>>>,
     done: watch::Sender<Option<ContentHash>>,
@@ -338,8 +348,11 @@ impl NodeJob {
         let mut record =
             NodeRecord::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
         let events = self.events.clone();
-        let result = self.execute(&mut record).await;
+        let meter = Arc::new(Meter::default());
+        let result = self.execute(&mut record, meter.clone()).await;
         record.wall_ms = started.elapsed().as_millis() as u64;
+        // Calls count whether the node finished or not: they were made.
+        record.calls = meter.snapshot();
         let result = match result {
             Ok(()) => Ok(record),
             Err(NodeError::Cancelled) => {
@@ -352,15 +365,21 @@ impl NodeJob {
                 Err(record)
             }
         };
-        let _ = events.send(RunEvent::NodeFinished(result.clone().unwrap_or_else(|r| r)));
+        let _ = events.send(RunEvent::NodeFinished(Box::new(result.clone().unwrap_or_else(|r| r))));
         result
     }
 
-    async fn execute(mut self, record: &mut NodeRecord) -> Result<(), NodeError> {
+    async fn execute(mut self, record: &mut NodeRecord, meter: Arc<Meter>) -> Result<(), NodeError> {
         let plan = self.plan.clone();
         let node = &plan.nodes[self.index];
-        let cx =
-            BuildCx { node: node.name.clone(), spec_dir: plan.file.dir.clone(), files: node.compiled.files.clone() };
+        let cx = BuildCx {
+            node: node.name.clone(),
+            spec_dir: plan.file.dir.clone(),
+            files: node.compiled.files.clone(),
+            meter,
+            memo_reads: self.memo_reads,
+            context: self.context.clone(),
+        };
         let stage = node.compiled.build(&cx)?;
 
         let (sink_tx, sink) = spawn_sink(&self.store)?;
@@ -390,6 +409,24 @@ impl NodeJob {
                     out.emit(produced).await?;
                 }
                 map.finish()?
+            }
+            Stage::Stream(stage) => {
+                let input = self.inputs.pop().expect("a stream stage has one input");
+                let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let seen = counted.clone();
+                let records =
+                    futures::stream::unfold(input, |mut rx| async move { rx.recv().await.map(|batch| (batch, rx)) })
+                        .flat_map(move |batch: Batch| {
+                            seen.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            futures::stream::iter((0..batch.len()).map(move |i| batch[i].clone()))
+                        });
+                let mut output = stage.clone().run(Box::pin(records));
+                while let Some(batch) = output.next().await {
+                    out.emit(batch?).await?;
+                }
+                drop(output);
+                records_in = counted.load(std::sync::atomic::Ordering::Relaxed);
+                stage.finish()?
             }
             Stage::Barrier(barrier) => {
                 let collected = join_all(self.inputs.drain(..).map(|mut rx| async move {

@@ -153,7 +153,7 @@ async fn run_spec(dir: &std::path::Path, spec: &str, force: Force) -> RunManifes
     let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
     let store = Store::open(dir.join(".flow"));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    flow_engine::run(plan, store, RunOptions { force }, tx, std::future::pending()).await.unwrap()
+    flow_engine::run(plan, store, RunOptions { force, context: None }, tx, std::future::pending()).await.unwrap()
 }
 
 fn status(m: &RunManifest, name: &str) -> NodeStatus {

@@ -103,3 +103,20 @@ pub fn node<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::
 pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
+
+/// Like [`run_in`], with extra environment variables for the child
+/// (`FLOW_LOG` is cleared first, so `envs` may set it).
+pub fn run_in_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let out: Output = Command::new(FLOW)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FLOW_LOG")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("flow runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -2,6 +2,10 @@
 //! cache directory in a temp folder, the real process (killed for real).
 //! One integration binary with modules keeps link time down.
 
+#[path = "../support/llm_server.rs"]
+mod llm_server;
+
+mod backends;
 mod cache;
 mod common;
 mod errors;

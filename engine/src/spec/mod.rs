@@ -6,6 +6,7 @@
 //! node's own config as a YAML value for its kind to deserialize. Every
 //! problem is collected with its file:line:col; nothing stops at the first.
 
+pub mod backend;
 mod interp;
 mod locate;
 
@@ -15,15 +16,16 @@ use std::path::{Path, PathBuf};
 use serde_yaml::{Mapping, Value};
 
 use crate::diag::{suggest, Diagnostic, Loc, Source};
+pub use backend::{BackendSpec, Price, Provider};
 pub use interp::InterpError;
 pub use locate::{LocationIndex, Seg, YamlPath};
 
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u64 = 1;
 
-const TOP_FIELDS: &[&str] = &["flow", "name", "description", "params", "nodes"];
+const TOP_FIELDS: &[&str] = &["flow", "name", "description", "params", "backends", "prices", "nodes"];
 /// Fields every node has, whatever its kind.
-pub const NODE_FIELDS: &[&str] = &["kind", "input", "inputs", "description"];
+pub const NODE_FIELDS: &[&str] = &["kind", "input", "inputs", "description", "cache"];
 const PARAM_FIELDS: &[&str] = &["type", "default", "description"];
 const PARAM_TYPES: &[&str] = &["string", "int", "float", "bool"];
 
@@ -77,6 +79,8 @@ pub struct RawNode {
     /// A `${...}` reference in the config could not be resolved (already
     /// reported), so the config is not worth checking further.
     pub unresolved: bool,
+    /// `cache: false`: always run, and look up no memoized call.
+    pub cache: bool,
 }
 
 /// A reference to an upstream node.
@@ -93,6 +97,9 @@ pub struct ParsedSpec {
     pub name: String,
     pub description: Option<String>,
     pub params: BTreeMap<String, serde_json::Value>,
+    pub backends: BTreeMap<String, BackendSpec>,
+    /// `prices:` overrides, USD per million tokens by model.
+    pub prices: BTreeMap<String, Price>,
     pub nodes: Vec<RawNode>,
 }
 
@@ -135,10 +142,27 @@ pub fn parse(
     let mut p = Parser { file: &file, kinds, diags: Vec::new() };
     let spec = p.spec(&value, sets, env);
     let diags = p.diags;
-    (spec.map(|(name, description, params, nodes)| ParsedSpec { file, name, description, params, nodes }), diags)
+    let spec = spec.map(|s| ParsedSpec {
+        file,
+        name: s.name,
+        description: s.description,
+        params: s.params,
+        backends: s.backends,
+        prices: s.prices,
+        nodes: s.nodes,
+    });
+    (spec, diags)
 }
 
-type SpecParts = (String, Option<String>, BTreeMap<String, serde_json::Value>, Vec<RawNode>);
+/// A spec without its file, as the parser builds it.
+struct SpecParts {
+    name: String,
+    description: Option<String>,
+    params: BTreeMap<String, serde_json::Value>,
+    backends: BTreeMap<String, BackendSpec>,
+    prices: BTreeMap<String, Price>,
+    nodes: Vec<RawNode>,
+}
 
 struct Parser<'a> {
     file: &'a SpecFile,
@@ -188,8 +212,10 @@ impl Parser<'_> {
         };
         let description = top.get("description").and_then(Value::as_str).map(str::to_string);
         let params = self.params(top.get("params"), sets);
+        let backends = self.backends(top.get("backends"), &params, env);
+        let prices = self.prices(top.get("prices"));
         let nodes = self.nodes(top.get("nodes"), &params, env);
-        Some((name, description, params, nodes))
+        Some(SpecParts { name, description, params, backends, prices, nodes })
     }
 
     fn unknown_fields(&mut self, map: &Mapping, at: &YamlPath, allowed: &[&str], context: &str) {
@@ -371,9 +397,195 @@ impl Parser<'_> {
                 config.insert(ck.clone(), resolved);
             }
             let unresolved = self.diags.len() > errors_before;
-            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config), unresolved });
+            let cache = match body.get("cache") {
+                None | Some(Value::Bool(true)) => true,
+                Some(Value::Bool(false)) => false,
+                Some(_) => {
+                    self.diags.push(
+                        self.file
+                            .at_value(&path.key("cache"), "`cache` must be true or false")
+                            .hint("`cache: false` makes the node run every time and skip memoized calls"),
+                    );
+                    true
+                }
+            };
+            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config), unresolved, cache });
         }
         nodes
+    }
+
+    fn backends(
+        &mut self,
+        value: Option<&Value>,
+        params: &BTreeMap<String, serde_json::Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> BTreeMap<String, BackendSpec> {
+        let at = YamlPath::root().key("backends");
+        let mut out = BTreeMap::new();
+        let map = match value {
+            None | Some(Value::Null) => return out,
+            Some(Value::Mapping(m)) => m,
+            Some(_) => {
+                self.diags.push(
+                    self.file
+                        .at_value(&at, "`backends` must be a mapping from backend name to backend")
+                        .hint("write `backends: {bot: {provider: sim}}`"),
+                );
+                return out;
+            }
+        };
+        for (k, v) in map {
+            let name = yaml_brief(k);
+            let path = at.key(name.clone());
+            let Some(body) = v.as_mapping() else {
+                self.diags.push(
+                    self.file
+                        .at_value(&path, format!("backend `{name}` must be a mapping"))
+                        .hint("write `provider: openai` (or `sim`), `model:` and the other fields under the name"),
+                );
+                continue;
+            };
+            if !self.no_literal_secrets(body, &path, &name) {
+                continue;
+            }
+            let errors_before = self.diags.len();
+            let resolved = self.interpolate(v, &path, params, env);
+            if self.diags.len() > errors_before {
+                continue;
+            }
+            match serde_path_to_error::deserialize::<_, BackendSpec>(resolved) {
+                Ok(spec) => {
+                    if spec.provider == Provider::Openai && spec.model.is_none() {
+                        self.diags.push(
+                            self.file
+                                .at_key(&path.key("provider"), format!("backend `{name}` names no `model`"))
+                                .hint("add `model: gpt-4o-mini` (or the model your server serves)"),
+                        );
+                        continue;
+                    }
+                    if spec.provider == Provider::Sim && spec.api_key_env.is_some() {
+                        self.diags.push(
+                            self.file
+                                .at_key(
+                                    &path.key("api_key_env"),
+                                    format!("backend `{name}` is `sim`, which needs no key"),
+                                )
+                                .hint("remove `api_key_env`, or use `provider: openai`"),
+                        );
+                        continue;
+                    }
+                    out.insert(name, spec);
+                }
+                Err(e) => self.field_error(&path, &format!("backend `{name}`"), e.path(), &e.inner().to_string()),
+            }
+        }
+        out
+    }
+
+    /// Rejects a key written into the spec itself: specs are committed, keys
+    /// must not be. The line shown is redacted.
+    fn no_literal_secrets(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> bool {
+        let before = self.diags.len();
+        let hint = "keep keys out of specs: export the key in an environment variable and name it with `api_key_env: OPENAI_API_KEY`";
+        for key in body.keys() {
+            let k = yaml_brief(key);
+            if backend::SECRET_FIELDS.contains(&k.as_str()) {
+                let d = self
+                    .file
+                    .at_key(
+                        &path.key(k.clone()),
+                        format!("backend `{name}` has a literal `{k}`; flow does not read keys from specs"),
+                    )
+                    .hint(hint)
+                    .redacted();
+                self.diags.push(d);
+            }
+        }
+        if let Some(Value::String(s)) = body.get("api_key_env") {
+            if backend::looks_like_secret(s) && !s.starts_with("${") {
+                let d = self
+                    .file
+                    .at_value(&path.key("api_key_env"), format!("`api_key_env` of backend `{name}` looks like a key, not the name of an environment variable"))
+                    .hint("write the variable's name (`api_key_env: OPENAI_API_KEY`) and export the key under that name")
+                    .redacted();
+                self.diags.push(d);
+            }
+        }
+        if let Some(Value::Mapping(headers)) = body.get("headers") {
+            for h in headers.keys() {
+                let h = yaml_brief(h);
+                if backend::is_credential_header(&h) {
+                    let d = self
+                        .file
+                        .at_key(&path.key("headers").key(h.clone()), format!("header `{h}` of backend `{name}` would put a key in the spec"))
+                        .hint("name the key's environment variable with `api_key_env:`; for a header other than `Authorization: Bearer`, add `api_key_header: api-key`")
+                        .redacted();
+                    self.diags.push(d);
+                }
+            }
+        }
+        self.diags.len() == before
+    }
+
+    fn prices(&mut self, value: Option<&Value>) -> BTreeMap<String, Price> {
+        let at = YamlPath::root().key("prices");
+        let mut out = BTreeMap::new();
+        let map = match value {
+            None | Some(Value::Null) => return out,
+            Some(Value::Mapping(m)) => m,
+            Some(_) => {
+                self.diags.push(
+                    self.file
+                        .at_value(&at, "`prices` must be a mapping from model to price")
+                        .hint("write `prices: {my-model: {input: 0.15, output: 0.60}}` (USD per million tokens)"),
+                );
+                return out;
+            }
+        };
+        for (k, v) in map {
+            let model = yaml_brief(k);
+            let path = at.key(model.clone());
+            match serde_path_to_error::deserialize::<_, Price>(v.clone()) {
+                Ok(p) if p.input >= 0.0 && p.output >= 0.0 => {
+                    out.insert(model, p);
+                }
+                Ok(_) => self.diags.push(self.file.at_value(&path, format!("price of `{model}` is negative"))),
+                Err(e) => self.field_error(&path, &format!("price of `{model}`"), e.path(), &e.inner().to_string()),
+            }
+        }
+        out
+    }
+
+    /// A serde error inside a section (`backends.bot`), located, with a
+    /// did-you-mean for unknown fields and values.
+    fn field_error(&mut self, base: &YamlPath, what: &str, at: &serde_path_to_error::Path, message: &str) {
+        let path = base.join_serde(at);
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let key_path =
+                if path.0.last() == Some(&Seg::Key(field.to_string())) { path.clone() } else { path.key(field) };
+            let d = self.file.at_key(&key_path, format!("unknown field `{field}` in {what}")).hint(suggest(
+                field,
+                allowed.iter().copied(),
+                "a field",
+            ));
+            self.diags.push(d);
+        } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+            let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let d = self.file.at_value(&path, format!("unknown value `{value}` in {what}")).hint(suggest(
+                value,
+                allowed.iter().copied(),
+                "the value",
+            ));
+            self.diags.push(d);
+        } else if message.contains("missing field") {
+            self.diags.push(self.file.at_key(&path, format!("invalid {what}: {message}")));
+        } else {
+            let field = YamlPath(path.0[base.0.len().min(path.0.len())..].to_vec());
+            self.diags.push(self.file.at_value(&path, format!("invalid `{field}` in {what}: {message}")));
+        }
     }
 
     fn inputs(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> Vec<InputRef> {

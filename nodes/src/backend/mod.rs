@@ -1,0 +1,476 @@
+//! The backend layer every stage calls through: one [`Backend`] per entry of
+//! the spec's `backends:`, shared by all nodes of a run.
+//!
+//! A call goes: call memo (blake3 of backend identity + request; a hit
+//! sends nothing) → rate limits (`rpm`, `tpm`, governor) → a concurrency
+//! slot (`max_concurrency`, a semaphore shared by every node on the backend)
+//! → the transport (`openai` over HTTP, or the offline `sim`) → retries with
+//! exponential backoff and jitter on 429, 5xx, timeouts and connection
+//! errors, honouring `Retry-After` (backon) → the answer is memoized and
+//! counted (tokens, cost) on the node's meter. Endpoints are paths under the
+//! API root, so chat completions and embeddings share all of it, and
+//! fine-tuning's files and jobs endpoints can join.
+
+mod memo;
+mod openai;
+pub mod price;
+mod sim;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use flow_engine::cache::{CallMemo, ContentHash};
+use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider};
+
+pub use memo::MemoWriter;
+use price::Prices;
+
+/// An API endpoint, as a path under the backend's base URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone)]
+pub struct CallError {
+    pub message: String,
+    /// HTTP status, when the server answered.
+    pub status: Option<u16>,
+    /// Worth trying again (429, 5xx, timeout, connection).
+    pub retryable: bool,
+    /// The server's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl CallError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self { message: message.into(), status: None, retryable: false, retry_after: None }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Per-call options a node passes.
+#[derive(Clone, Copy)]
+pub struct CallOpts<'a> {
+    pub meter: &'a Meter,
+    /// Reuse a memoized answer if there is one.
+    pub memo_reads: bool,
+    /// Which sample (`repeat: n`): each has its own memo key.
+    pub sample: u32,
+}
+
+impl<'a> CallOpts<'a> {
+    pub fn new(cx: &'a BuildCx) -> Self {
+        Self { meter: &cx.meter, memo_reads: cx.memo_reads, sample: 0 }
+    }
+}
+
+/// Token counts a server reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// A successful call.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The response body.
+    pub body: Value,
+    /// Time the server took (the original call's, for a memo hit).
+    pub latency_ms: u64,
+    pub memo_hit: bool,
+    pub usage: Usage,
+    /// The model that answered (the response's, else the request's).
+    pub model: String,
+    pub cost_usd: Option<f64>,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// A chat completion's text and accounting.
+#[derive(Debug, Clone)]
+pub struct ChatReply {
+    pub text: String,
+    pub usage: Usage,
+    pub model: String,
+    pub latency_ms: u64,
+    pub cost_usd: Option<f64>,
+}
+
+enum Transport {
+    Openai(openai::Client),
+    Sim(sim::Sim),
+}
+
+/// One backend of the spec, with its limits, shared by every node that
+/// uses it in a run.
+pub struct Backend {
+    pub name: String,
+    pub spec: BackendSpec,
+    identity: Value,
+    transport: Transport,
+    slots: Semaphore,
+    rpm: Option<DefaultDirectRateLimiter>,
+    tpm: Option<(DefaultDirectRateLimiter, u32)>,
+    prices: Arc<Prices>,
+    memo: Option<Arc<MemoWriter>>,
+}
+
+/// Problems building the backends before a run.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend `{backend}`: environment variable `{var}` (its `api_key_env`) is not set")]
+    MissingKey { backend: String, var: String },
+    #[error("backend `{backend}`: {message}")]
+    Invalid { backend: String, message: String },
+}
+
+/// The backends of one run, and the call memo they write to.
+pub struct Backends {
+    backends: BTreeMap<String, Arc<Backend>>,
+    memo: Option<Arc<MemoWriter>>,
+}
+
+impl Backends {
+    /// Builds the backends that `used` names (the others need no key).
+    /// Keys are read from the environment here, once, and live only in the
+    /// HTTP client.
+    pub fn new(
+        specs: &BTreeMap<String, BackendSpec>,
+        prices: &BTreeMap<String, Price>,
+        used: &[String],
+        memo: Option<CallMemo>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BackendError> {
+        let memo = memo.map(|m| Arc::new(MemoWriter::start(m)));
+        let prices = Arc::new(Prices::new(prices.clone()));
+        let mut backends = BTreeMap::new();
+        for name in used {
+            let Some(spec) = specs.get(name) else { continue };
+            let transport = match spec.provider {
+                Provider::Sim => Transport::Sim(sim::Sim::new(spec)),
+                Provider::Openai => {
+                    let key = match &spec.api_key_env {
+                        Some(var) => Some(
+                            env(var)
+                                .filter(|k| !k.is_empty())
+                                .ok_or_else(|| BackendError::MissingKey { backend: name.clone(), var: var.clone() })?,
+                        ),
+                        None => None,
+                    };
+                    let client = openai::Client::new(spec, key)
+                        .map_err(|message| BackendError::Invalid { backend: name.clone(), message })?;
+                    Transport::Openai(client)
+                }
+            };
+            let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
+            let backend = Backend {
+                name: name.clone(),
+                identity: spec.identity(),
+                transport,
+                slots: Semaphore::new(spec.max_concurrency()),
+                rpm: spec.rpm.and_then(per_minute),
+                tpm: spec.tpm.and_then(|n| per_minute(n).map(|l| (l, n))),
+                prices: prices.clone(),
+                memo: memo.clone(),
+                spec: spec.clone(),
+            };
+            backends.insert(name.clone(), Arc::new(backend));
+        }
+        Ok(Self { backends, memo })
+    }
+
+    /// The names of the backends that the nodes of `plan` call.
+    pub fn used_by(plan: &Plan, nodes: impl Fn(usize) -> bool) -> Vec<String> {
+        let mut names: Vec<String> = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| nodes(*i))
+            .flat_map(|(_, n)| n.compiled.backends.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.get(name).cloned()
+    }
+
+    /// The backend `name` of the run a stage is built for.
+    pub fn of(cx: &BuildCx, name: &str) -> Result<Arc<Backend>, NodeError> {
+        let all = cx.context::<Backends>().ok_or_else(|| {
+            NodeError::new(format!("node `{}` calls a backend, but the run has none set up", cx.node))
+        })?;
+        all.get(name).ok_or_else(|| NodeError::new(format!("backend `{name}` is not set up for this run")))
+    }
+
+    /// Waits until every answer is in the call memo on disk.
+    pub fn close(&self) {
+        if let Some(m) = &self.memo {
+            m.flush();
+        }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A rough token count for rate limiting before the server says: about
+/// four characters a token.
+fn estimate_tokens(body: &Value, max_tokens: Option<u64>) -> u32 {
+    let chars = body.to_string().len() as u64;
+    (chars / 4 + max_tokens.unwrap_or(256)).min(u32::MAX as u64) as u32
+}
+
+impl Backend {
+    /// The memo key of a request. Sample 0 has none, so `repeat: 1` and the
+    /// first of `repeat: n` share their answer.
+    fn memo_key(&self, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+        let request = if sample == 0 {
+            json!({"endpoint": endpoint.path(), "body": body})
+        } else {
+            json!({"endpoint": endpoint.path(), "body": body, "sample": sample})
+        };
+        CallMemo::key(&self.identity, &request)
+    }
+
+    /// One call: memo, limits, transport, retries, accounting.
+    pub async fn call(&self, endpoint: Endpoint, body: Value, opts: CallOpts<'_>) -> Result<Reply, CallError> {
+        let key = self.memo_key(endpoint, &body, opts.sample);
+        if opts.memo_reads {
+            if let Some(memo) = &self.memo {
+                if let Some(stored) = memo.get(&key) {
+                    if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
+                        let latency_ms = stored["latency_ms"].as_u64().unwrap_or(0);
+                        let body = stored["body"].clone();
+                        opts.meter.memo_hit();
+                        return Ok(self.reply(body, latency_ms, true));
+                    }
+                }
+            }
+        }
+        let tokens = estimate_tokens(&body, self.spec.max_tokens);
+        let attempt = || async {
+            if let Some(rpm) = &self.rpm {
+                rpm.until_ready().await;
+            }
+            if let Some((tpm, cap)) = &self.tpm {
+                // A request larger than a minute's budget waits for all of it.
+                let n = NonZeroU32::new(tokens.clamp(1, *cap)).expect("clamped to at least 1");
+                let _ = tpm.until_n_ready(n).await;
+            }
+            let _slot = self.slots.acquire().await.map_err(|_| CallError::fatal("backend closed"))?;
+            let started = Instant::now();
+            let body = match &self.transport {
+                Transport::Openai(c) => c.send(endpoint, &body).await?,
+                Transport::Sim(s) => s.send(endpoint, &body, opts.sample).await?,
+            };
+            Ok::<_, CallError>((body, started.elapsed()))
+        };
+        let retry = &self.spec.retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(retry.initial_delay)
+            .with_max_delay(retry.max_delay)
+            .with_max_times(retry.max_retries as usize)
+            .with_jitter();
+        let result = attempt
+            .retry(backoff)
+            .when(|e: &CallError| e.retryable)
+            // The server knows best when to come back.
+            .adjust(|e: &CallError, d| d.map(|d| e.retry_after.map(|r| r.min(retry.max_delay * 4)).unwrap_or(d)))
+            .notify(|e: &CallError, d| {
+                opts.meter.retry();
+                tracing::debug!(backend = %self.name, error = %e, wait = ?d, "retrying");
+            })
+            .await;
+        match result {
+            Ok((body, elapsed)) => {
+                let latency_ms = elapsed.as_millis() as u64;
+                let reply = self.reply(body, latency_ms, false);
+                opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
+                if let Some(memo) = &self.memo {
+                    let stored = json!({"body": reply.body, "latency_ms": latency_ms});
+                    memo.put(key, serde_json::to_vec(&stored).expect("json"));
+                }
+                Ok(reply)
+            }
+            Err(mut e) => {
+                opts.meter.error();
+                if e.retryable {
+                    e.message = format!("{} (gave up after {} retries)", e.message, retry.max_retries);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool) -> Reply {
+        let usage = Usage {
+            prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+            completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        };
+        let model = body["model"].as_str().filter(|m| !m.is_empty()).unwrap_or(self.spec.model()).to_string();
+        let cost_usd = self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage));
+        Reply { body, latency_ms, memo_hit, usage, model, cost_usd }
+    }
+
+    /// The request body of a chat completion: the model and sampling
+    /// parameters of the spec, then the messages.
+    pub fn chat_body(&self, messages: &[Message], json_mode: bool, sample: u32) -> Value {
+        let s = &self.spec;
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), json!(s.model()));
+        let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+        body.insert("messages".into(), Value::Array(msgs));
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.to_string(), v);
+            }
+        };
+        put("temperature", s.temperature.map(Value::from));
+        put("max_tokens", s.max_tokens.map(Value::from));
+        put("top_p", s.top_p.map(Value::from));
+        // A fixed seed would make every sample the same draw.
+        put("seed", s.seed.map(|seed| Value::from(seed.wrapping_add(sample as i64))));
+        put("stop", s.stop.as_ref().map(|x| json!(x)));
+        for (k, v) in &s.params {
+            body.insert(k.clone(), v.clone());
+        }
+        if json_mode {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Value::Object(body)
+    }
+
+    /// A chat completion.
+    pub async fn chat(
+        &self,
+        messages: &[Message],
+        json_mode: bool,
+        opts: CallOpts<'_>,
+    ) -> Result<ChatReply, CallError> {
+        let body = self.chat_body(messages, json_mode, opts.sample);
+        let reply = self.call(Endpoint::Chat, body, opts).await?;
+        let text = match &reply.body["choices"][0]["message"]["content"] {
+            Value::String(s) => s.clone(),
+            _ => {
+                let shown: String = reply.body.to_string().chars().take(200).collect();
+                return Err(CallError::fatal(format!("the response has no message content: {shown}")));
+            }
+        };
+        Ok(ChatReply {
+            text,
+            usage: reply.usage,
+            model: reply.model,
+            latency_ms: reply.latency_ms,
+            cost_usd: reply.cost_usd,
+        })
+    }
+
+    /// Embeddings of `texts`, in order.
+    pub async fn embed(&self, texts: &[String], opts: CallOpts<'_>) -> Result<Vec<Vec<f32>>, CallError> {
+        let body = json!({"model": self.spec.model(), "input": texts});
+        let reply = self.call(Endpoint::Embeddings, body, opts).await?;
+        let data = reply.body["data"]
+            .as_array()
+            .ok_or_else(|| CallError::fatal("the embeddings response has no `data` list"))?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (i, item) in data.iter().enumerate() {
+            let index = item["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+            let v = item["embedding"]
+                .as_array()
+                .ok_or_else(|| CallError::fatal("an embedding is not a list of numbers"))?
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
+                .collect();
+            if let Some(slot) = out.get_mut(index) {
+                *slot = v;
+            }
+        }
+        if out.iter().any(Vec::is_empty) {
+            return Err(CallError::fatal(format!("expected {} embeddings, got {}", texts.len(), data.len())));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_backends(extra: &str) -> Backends {
+        let spec: BackendSpec = serde_yaml::from_str(&format!("{{provider: sim, temperature: 0.7{extra}}}")).unwrap();
+        let specs = BTreeMap::from([("bot".to_string(), spec)]);
+        Backends::new(&specs, &BTreeMap::new(), &["bot".into()], None, &|_| None).unwrap()
+    }
+
+    fn ask(text: &str) -> Vec<Message> {
+        vec![Message { role: "user".into(), content: text.into() }]
+    }
+
+    #[tokio::test]
+    async fn sim_answers_deterministically_and_counts() {
+        let b = sim_backends("").get("bot").unwrap();
+        let meter = Meter::default();
+        let opts = CallOpts { meter: &meter, memo_reads: true, sample: 0 };
+        let a = b.chat(&ask("What is 12 + 30?"), false, opts).await.unwrap();
+        let again = b.chat(&ask("What is 12 + 30?"), false, opts).await.unwrap();
+        assert_eq!(a.text, again.text);
+        assert!(a.usage.prompt_tokens > 0 && a.usage.completion_tokens > 0);
+        assert_eq!(meter.snapshot().unwrap().requests, 2);
+        let j = b.chat(&ask("Rate this."), true, opts).await.unwrap();
+        assert!(serde_json::from_str::<Value>(&j.text).unwrap().is_object(), "{}", j.text);
+        let other = b.chat(&ask("What is 12 + 30?"), false, CallOpts { sample: 1, ..opts }).await.unwrap();
+        let _ = other; // a different draw; may or may not differ in text
+        let e = b.embed(&["red apple".into(), "red apple".into(), "blue sky".into()], opts).await.unwrap();
+        assert_eq!(e[0], e[1]);
+        assert_ne!(e[0], e[2]);
+        let norm: f32 = e[2].iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn body_carries_sampling_and_distinct_seeds() {
+        let b = sim_backends(", seed: 7, max_tokens: 5, params: {presence_penalty: 0.5}").get("bot").unwrap();
+        let body = b.chat_body(&ask("hi"), true, 2);
+        assert_eq!(body["seed"], 9);
+        assert_eq!(body["max_tokens"], 5);
+        assert_eq!(body["presence_penalty"], 0.5);
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_ne!(b.memo_key(Endpoint::Chat, &body, 0), b.memo_key(Endpoint::Chat, &body, 1));
+    }
+}

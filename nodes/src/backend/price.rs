@@ -1,0 +1,89 @@
+//! What a call costs: tokens × the model's price, USD per million tokens.
+//! The spec's `prices:` come first, then a built-in table of common models.
+//! A dated or provider-prefixed name (`gpt-4o-2024-08-06`, `openai/gpt-4o`)
+//! takes the price of the longest listed name it starts with. Unknown
+//! models cost `null`, never a guess.
+
+use std::collections::BTreeMap;
+
+use flow_engine::Price;
+
+use super::Usage;
+
+/// Built-in prices, USD per million tokens (input, output), as published by
+/// the providers; override or extend them with `prices:` in the spec.
+const BUILT_IN: &[(&str, f64, f64)] = &[
+    ("gpt-4o", 2.50, 10.00),
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4.1", 2.00, 8.00),
+    ("gpt-4.1-mini", 0.40, 1.60),
+    ("gpt-4.1-nano", 0.10, 0.40),
+    ("gpt-4-turbo", 10.00, 30.00),
+    ("gpt-3.5-turbo", 0.50, 1.50),
+    ("o1", 15.00, 60.00),
+    ("o1-mini", 1.10, 4.40),
+    ("o3", 2.00, 8.00),
+    ("o3-mini", 1.10, 4.40),
+    ("o4-mini", 1.10, 4.40),
+    ("text-embedding-3-small", 0.02, 0.0),
+    ("text-embedding-3-large", 0.13, 0.0),
+    ("text-embedding-ada-002", 0.10, 0.0),
+    ("claude-3-5-sonnet", 3.00, 15.00),
+    ("claude-3-5-haiku", 0.80, 4.00),
+    ("claude-3-7-sonnet", 3.00, 15.00),
+    // The offline backend is free.
+    ("sim", 0.0, 0.0),
+];
+
+pub struct Prices {
+    overrides: BTreeMap<String, Price>,
+}
+
+impl Prices {
+    pub fn new(overrides: BTreeMap<String, Price>) -> Self {
+        Self { overrides }
+    }
+
+    /// The price of `model`, if known.
+    pub fn of(&self, model: &str) -> Option<Price> {
+        let model = model.rsplit('/').next().unwrap_or(model);
+        let lookup = |names: &mut dyn Iterator<Item = (&str, Price)>| -> Option<Price> {
+            names
+                .filter(|(name, _)| {
+                    model == *name || model.strip_prefix(*name).is_some_and(|rest| rest.starts_with(['-', ':', '@']))
+                })
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, p)| p)
+        };
+        lookup(&mut self.overrides.iter().map(|(k, p)| (k.as_str(), *p)))
+            .or_else(|| lookup(&mut BUILT_IN.iter().map(|(k, i, o)| (*k, Price { input: *i, output: *o }))))
+    }
+
+    /// What a call with this usage cost.
+    pub fn cost(&self, model: &str, usage: Usage) -> Option<f64> {
+        self.of(model).map(|p| {
+            let usd = (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6;
+            // Twelve decimals: stable in JSON, exact enough for sums.
+            (usd * 1e12).round() / 1e12
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_by_longest_prefix_with_overrides_first() {
+        let p = Prices::new(BTreeMap::from([("my-model".to_string(), Price { input: 1.0, output: 2.0 })]));
+        assert_eq!(p.of("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
+        assert_eq!(p.of("gpt-4o-2024-08-06").unwrap().input, 2.50);
+        assert_eq!(p.of("openai/gpt-4o").unwrap().output, 10.0);
+        assert_eq!(p.of("sim-1").unwrap().input, 0.0);
+        assert!(p.of("gpt-4oo").is_none());
+        assert!(p.of("llama3").is_none());
+        let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000 };
+        assert_eq!(p.cost("my-model", u), Some(2.0));
+        assert_eq!(p.cost("unknown", u), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! `provider: sim`: a built-in, offline backend. Every answer is a pure
+//! function of the request (and the sample number), so runs are
+//! reproducible and tests need no network, and the answers are shaped like
+//! an OpenAI server's, so every stage treats both alike.
+//!
+//! - Chat: an arithmetic question (`what is 17 * 3?`) is answered with the
+//!   result, wrong by one for a share `error_rate` of questions (default
+//!   0.1, chosen by hashing the question with the model, so two sim models
+//!   differ on known questions); anything else gets a short deterministic
+//!   sentence. In JSON mode the answer is a JSON object: a grade
+//!   (`score`, `reason`) for a judge prompt, else fields named by a
+//!   `json_schema` response format, else `{"answer": ...}`.
+//! - Embeddings: hashed bag-of-words vectors (`dimensions`, default 64),
+//!   L2-normalized, so texts sharing words are close.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use flow_engine::BackendSpec;
+
+use super::{CallError, Endpoint};
+
+/// The marker a judge prompt puts before the response it grades.
+pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
+
+pub struct Sim {
+    model: String,
+    error_rate: f64,
+    latency: Option<Duration>,
+}
+
+impl Sim {
+    pub fn new(spec: &BackendSpec) -> Self {
+        let sim = spec.sim.as_ref();
+        Self {
+            model: spec.model().to_string(),
+            error_rate: sim.and_then(|s| s.error_rate).unwrap_or(0.1).clamp(0.0, 1.0),
+            latency: sim.and_then(|s| s.latency),
+        }
+    }
+
+    pub async fn send(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
+        if let Some(d) = self.latency {
+            tokio::time::sleep(d).await;
+        }
+        match endpoint {
+            Endpoint::Chat => self.chat(body, sample),
+            Endpoint::Embeddings => Ok(embeddings(body, &self.model)),
+        }
+    }
+
+    fn chat(&self, body: &Value, sample: u32) -> Result<Value, CallError> {
+        let messages =
+            body["messages"].as_array().ok_or_else(|| CallError::fatal("sim: the request has no messages"))?;
+        let text_of = |m: &Value| m["content"].as_str().unwrap_or("").to_string();
+        let user = messages.iter().rev().find(|m| m["role"] == "user").map(text_of).unwrap_or_default();
+        let model = body["model"].as_str().unwrap_or(&self.model).to_string();
+        // At temperature 0 every sample is the same draw, as with a real model.
+        let greedy = body["temperature"].as_f64() == Some(0.0);
+        let draw = if greedy { 0 } else { sample };
+        let seed = unit(&format!("{model}\u{0}{}\u{0}{draw}\u{0}{user}", body["seed"]));
+        let format = body["response_format"]["type"].as_str().unwrap_or("text");
+        let content = match format {
+            "json_object" | "json_schema" => {
+                let schema = &body["response_format"]["json_schema"]["schema"];
+                self.json_answer(&user, schema, seed).to_string()
+            }
+            _ => self.text_answer(&user, seed),
+        };
+        let prompt_tokens: usize = messages.iter().map(|m| words(&text_of(m))).sum();
+        Ok(json!({
+            "id": format!("sim-{}", &blake3::hash(user.as_bytes()).to_hex()[..12]),
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": words(&content), "total_tokens": prompt_tokens + words(&content)},
+        }))
+    }
+
+    fn text_answer(&self, question: &str, seed: f64) -> String {
+        if let Some(result) = arithmetic(question) {
+            let wrong = seed < self.error_rate;
+            let v = if wrong { result + if seed < self.error_rate / 2.0 { -1.0 } else { 1.0 } } else { result };
+            return format_number(v);
+        }
+        const OPENERS: [&str; 4] = ["In short", "Briefly", "The answer", "Simply put"];
+        let opener = OPENERS[(seed * OPENERS.len() as f64) as usize % OPENERS.len()];
+        let topic: Vec<&str> = question.split_whitespace().take(8).collect();
+        format!("{opener}: {}.", topic.join(" ").trim_end_matches(['?', '.', '!']))
+    }
+
+    fn json_answer(&self, prompt: &str, schema: &Value, seed: f64) -> Value {
+        if let Some((criteria, response)) = prompt.split_once(JUDGE_RESPONSE_MARKER) {
+            return grade(criteria, response);
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            let mut out = serde_json::Map::new();
+            for (i, (name, p)) in props.iter().enumerate() {
+                let s = unit(&format!("{seed}\u{0}{name}\u{0}{i}"));
+                let v = match p["type"].as_str().unwrap_or("string") {
+                    "number" => json!((s * 1000.0).round() / 1000.0),
+                    "integer" => json!((s * 100.0) as i64),
+                    "boolean" => json!(s < 0.5),
+                    "array" => json!([]),
+                    "object" => json!({}),
+                    _ => json!(format!("{name} {}", &format!("{:x}", (s * 1e9) as u64))),
+                };
+                out.insert(name.clone(), v);
+            }
+            return Value::Object(out);
+        }
+        json!({"answer": self.text_answer(prompt, seed)})
+    }
+}
+
+/// A sim judge: the share of the response's words that the criteria
+/// (rubric, reference) contain. `4` against "the answer is 4" scores 1.
+fn grade(criteria: &str, response: &str) -> Value {
+    let response = response.split("\n\nReply with").next().unwrap_or(response);
+    let tokens = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric() && c != '.' && c != '-')
+            .map(|t| t.trim_matches(['.', '-']).to_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let have = tokens(criteria);
+    let words = tokens(response);
+    if words.is_empty() {
+        return json!({"score": 0.0, "reason": "sim judge: the response is empty"});
+    }
+    let found = words.iter().filter(|w| have.contains(w)).count();
+    let score = (found as f64 / words.len() as f64 * 1000.0).round() / 1000.0;
+    json!({"score": score, "reason": format!("sim judge: {found} of {} response words match the criteria", words.len())})
+}
+
+/// The value of the last `a op b` in the text, if any.
+fn arithmetic(text: &str) -> Option<f64> {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"(-?\d+(?:\.\d+)?)\s*(plus|minus|times|[-+*/x×])\s*(-?\d+(?:\.\d+)?)").expect("valid regex")
+    });
+    let c = re.captures_iter(text).last()?;
+    let a: f64 = c[1].parse().ok()?;
+    let b: f64 = c[3].parse().ok()?;
+    let v = match &c[2] {
+        "+" | "plus" => a + b,
+        "-" | "minus" => a - b,
+        "*" | "x" | "×" | "times" => a * b,
+        "/" if b != 0.0 => a / b,
+        _ => return None,
+    };
+    Some(v)
+}
+
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{}", (v * 1e6).round() / 1e6)
+    }
+}
+
+fn words(s: &str) -> usize {
+    s.split_whitespace().count().max(1)
+}
+
+/// A number in [0, 1) from a text, by blake3.
+fn unit(s: &str) -> f64 {
+    let h = blake3::hash(s.as_bytes());
+    let b: [u8; 8] = h.as_bytes()[..8].try_into().expect("8 bytes");
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn embeddings(body: &Value, model: &str) -> Value {
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect(),
+        _ => Vec::new(),
+    };
+    let dims = body["dimensions"].as_u64().unwrap_or(64).clamp(2, 4096) as usize;
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t, dims)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| words(t)).sum();
+    json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+/// Feature hashing of lower-cased words into `dims` signed buckets.
+pub fn embed(text: &str, dims: usize) -> Vec<f32> {
+    let mut v = vec![0f32; dims];
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let h = blake3::hash(w.to_lowercase().as_bytes());
+        let b = h.as_bytes();
+        let i = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize % dims;
+        v[i] += if b[4] & 1 == 0 { 1.0 } else { -1.0 };
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        v[0] = 1.0;
+    } else {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_and_grading() {
+        assert_eq!(arithmetic("What is 12 + 30?"), Some(42.0));
+        assert_eq!(arithmetic("compute 7 times 6"), Some(42.0));
+        assert_eq!(arithmetic("no numbers"), None);
+        assert_eq!(format_number(42.0), "42");
+        assert_eq!(grade("The right answer is 42.", "\n42\n")["score"], 1.0);
+        assert_eq!(grade("The right answer is 42.", "41")["score"], 0.0);
+    }
+
+    #[test]
+    fn error_rate_is_a_share_of_questions() {
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim, sim: {error_rate: 0.3}}").unwrap();
+        let sim = Sim::new(&spec);
+        let wrong = (0..1000)
+            .filter(|i| {
+                let q = format!("What is {i} + 1?");
+                let body = json!({"model": "sim-1", "messages": [{"role": "user", "content": q}]});
+                let r = sim.chat(&body, 0).unwrap();
+                r["choices"][0]["message"]["content"] != format!("{}", i + 1)
+            })
+            .count();
+        assert!((220..380).contains(&wrong), "{wrong} of 1000 wrong at error_rate 0.3");
+    }
+}

@@ -1,0 +1,362 @@
+//! `run`: sends each record to a backend as a chat request and adds the
+//! answer.
+//!
+//! The request is `prompt:` (a `{{field}}` template) or `messages:` (a
+//! templated chat list), after an optional `system:`. Each output record is
+//! the input record plus `output`, `usage`, `latency_ms`, `cost_usd`,
+//! `model` and `error` (plus `sample` with `repeat:`). Records go out in
+//! input order, each as soon as it and every record before it are answered,
+//! so outputs diff cleanly between runs. A call that fails for good (a 4xx,
+//! or retries spent) leaves its `error` on the record; the node fails only
+//! past `max_errors`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use flow_engine::{
+    Arity, Artifact, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record, RecordStream,
+    Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
+};
+
+use crate::backend::{Backend, Backends, CallOpts, Message};
+
+pub struct Run;
+
+/// One message of `messages:`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageConfig {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// `max_errors:` a count (`5`) or a share of the records (`"10%"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MaxErrors {
+    Count(u64),
+    Share(String),
+}
+
+/// The limit on failed calls, as checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ErrorLimit {
+    Count(u64),
+    /// A fraction in 0..=1 of the records.
+    Share(f64),
+}
+
+impl MaxErrors {
+    pub fn limit(&self) -> Result<ErrorLimit, String> {
+        match self {
+            MaxErrors::Count(n) => Ok(ErrorLimit::Count(*n)),
+            MaxErrors::Share(s) => s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok())
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(|p| ErrorLimit::Share(p / 100.0))
+                .ok_or_else(|| format!("`{s}` is neither a count nor a percentage")),
+        }
+    }
+}
+
+/// By default a node tolerates a tenth of its calls failing (a content
+/// filter here and there); an endpoint that is down fails it.
+pub const DEFAULT_MAX_ERRORS: ErrorLimit = ErrorLimit::Share(0.1);
+
+/// `kind: run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// A name under the spec's `backends:`.
+    pub backend: String,
+    /// The user message, a `{{field}}` template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// A system message before the others (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The whole chat, each `content` a template (instead of `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageConfig>>,
+    /// Samples per record, each a distinct call; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// Failed calls tolerated: a count or a percentage; default `10%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<MaxErrors>,
+    /// Ask for a JSON object (`response_format: json_object`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<bool>,
+}
+
+/// The fields `run` adds to each record.
+pub const OUTPUT_FIELDS: &[&str] = &["output", "usage", "latency_ms", "cost_usd", "model", "error"];
+
+struct Prompt {
+    /// (role, template)
+    parts: Vec<(&'static str, Template)>,
+}
+
+impl Prompt {
+    fn new(c: &RunConfig) -> Result<Self, (String, String)> {
+        let mut parts = Vec::new();
+        let parse = |field: &str, t: &str| Template::parse(t).map_err(|e| (field.to_string(), e));
+        if let Some(s) = &c.system {
+            parts.push(("system", parse("system", s)?));
+        }
+        if let Some(p) = &c.prompt {
+            parts.push(("user", parse("prompt", p)?));
+        }
+        for (i, m) in c.messages.iter().flatten().enumerate() {
+            parts.push((m.role.name(), parse(&format!("messages[{i}].content"), &m.content)?));
+        }
+        Ok(Self { parts })
+    }
+
+    fn render(&self, r: &Record) -> Result<Vec<Message>, String> {
+        self.parts
+            .iter()
+            .map(|(role, t)| Ok(Message { role: role.to_string(), content: t.render(r)?.into_owned() }))
+            .collect()
+    }
+}
+
+impl Node for Run {
+    type Config = RunConfig;
+    const KIND: &'static str = "run";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "sends each record to a backend (prompt or messages) and adds the answer";
+    const INPUTS: Arity = Arity::One;
+    const SHAPE: Shape = Shape::Streaming;
+
+    fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
+        cx.backend(&cx.field("backend"), &c.backend);
+        match (&c.prompt, &c.messages) {
+            (None, None) => cx.error_at_key(
+                &cx.field("backend"),
+                format!("node `{}` has neither `prompt` nor `messages`", cx.node()),
+                Some("add `prompt: \"{{question}}\"`, or `messages: [{role: user, content: \"...\"}]`".into()),
+            ),
+            (Some(_), Some(_)) => cx.error_at_key(
+                &cx.field("messages"),
+                format!("node `{}` has both `prompt` and `messages`", cx.node()),
+                Some("use `prompt` for one user message, or put it into `messages`".into()),
+            ),
+            (None, Some(m)) if m.is_empty() => cx.error(&cx.field("messages"), "`messages` is empty", None),
+            _ => {}
+        }
+        let mut needs = Vec::new();
+        let mut check = |field: String, text: &str, cx: &mut CheckCx<'_>| {
+            let at = if let Some(i) = field.strip_prefix("messages[").and_then(|r| r.split(']').next()) {
+                cx.field("messages").index(i.parse().unwrap_or(0)).key("content")
+            } else {
+                cx.field(&field)
+            };
+            match Template::parse(text) {
+                Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), at.clone()))),
+                Err(e) => cx.error(&at, e, Some("field references look like `{{question}}`".into())),
+            }
+        };
+        if let Some(s) = &c.system {
+            check("system".into(), s, cx);
+        }
+        if let Some(p) = &c.prompt {
+            check("prompt".into(), p, cx);
+        }
+        for (i, m) in c.messages.iter().flatten().enumerate() {
+            check(format!("messages[{i}]"), &m.content, cx);
+        }
+        cx.require_fields(&needs);
+        if c.repeat == Some(0) {
+            cx.error(&cx.field("repeat"), "`repeat` must be at least 1", None);
+        }
+        if let Some(m) = &c.max_errors {
+            if let Err(e) = m.limit() {
+                cx.error(&cx.field("max_errors"), e, Some("write a count (`5`) or a percentage (`\"10%\"`)".into()));
+            }
+        }
+        let repeat = c.repeat.unwrap_or(1);
+        cx.calls_per_record(repeat as u64);
+        let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
+        let out = input.extend("Response", OUTPUT_FIELDS);
+        if repeat > 1 {
+            out.extend("Response", &["sample"])
+        } else {
+            out
+        }
+    }
+
+    fn build(c: &RunConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
+        let backend = Backends::of(cx, &c.backend)?;
+        let prompt = Prompt::new(c).map_err(|(f, e)| NodeError::new(format!("`{f}`: {e}")))?;
+        let limit = match &c.max_errors {
+            Some(m) => m.limit().map_err(NodeError::new)?,
+            None => DEFAULT_MAX_ERRORS,
+        };
+        Ok(Stage::Stream(Arc::new(Caller {
+            node: cx.node.clone(),
+            concurrency: backend.spec.max_concurrency(),
+            backend,
+            prompt,
+            repeat: c.repeat.unwrap_or(1),
+            json: c.json.unwrap_or(false),
+            limit,
+            meter: cx.meter.clone(),
+            memo_reads: cx.memo_reads,
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latencies: Mutex::new(Vec::new()),
+        })))
+    }
+}
+
+struct Caller {
+    node: String,
+    backend: Arc<Backend>,
+    prompt: Prompt,
+    repeat: u32,
+    json: bool,
+    concurrency: usize,
+    limit: ErrorLimit,
+    meter: Arc<Meter>,
+    memo_reads: bool,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+}
+
+impl Caller {
+    async fn one(self: Arc<Self>, record: Record, sample: u32) -> Result<Record, NodeError> {
+        let mut fields = (*record).clone();
+        let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
+        let answer = match self.prompt.render(&record) {
+            Ok(messages) => self.backend.chat(&messages, self.json, opts).await.map_err(|e| e.message),
+            Err(e) => Err(e),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match answer {
+            Ok(a) => {
+                self.latencies.lock().expect("latencies lock").push(a.latency_ms);
+                fields.insert("output".into(), Value::String(a.text));
+                fields.insert(
+                    "usage".into(),
+                    json!({"prompt_tokens": a.usage.prompt_tokens, "completion_tokens": a.usage.completion_tokens}),
+                );
+                fields.insert("latency_ms".into(), json!(a.latency_ms));
+                fields.insert("cost_usd".into(), json!(a.cost_usd));
+                fields.insert("model".into(), json!(a.model));
+                fields.insert("error".into(), Value::Null);
+            }
+            Err(e) => {
+                let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if let ErrorLimit::Count(max) = self.limit {
+                    if n > max {
+                        return Err(NodeError::new(format!(
+                            "{n} calls failed, more than `max_errors: {max}`; the last: {e}"
+                        )));
+                    }
+                }
+                for f in ["output", "usage", "latency_ms", "cost_usd"] {
+                    fields.insert(f.into(), Value::Null);
+                }
+                fields.insert("model".into(), json!(self.backend.spec.model()));
+                fields.insert("error".into(), Value::String(e));
+            }
+        }
+        if self.repeat > 1 {
+            fields.insert("sample".into(), json!(sample));
+        }
+        Ok(Arc::new(fields))
+    }
+}
+
+impl StreamStage for Caller {
+    fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
+        let repeat = self.repeat;
+        let this = self.clone();
+        input
+            .flat_map(move |r| futures::stream::iter((0..repeat).map(move |s| (r.clone(), s))))
+            .map(move |(r, s)| this.clone().one(r, s))
+            // Up to the backend's cap in flight from this node; the backend's
+            // own semaphore holds the cap across nodes. Output in input order.
+            .buffered(self.concurrency)
+            .ready_chunks(BATCH_SIZE)
+            .map(|chunk| chunk.into_iter().collect::<Result<Vec<_>, _>>())
+            .boxed()
+    }
+
+    fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
+        let calls = self.calls.load(Ordering::Relaxed);
+        let errors = self.errors.load(Ordering::Relaxed);
+        if let ErrorLimit::Share(max) = self.limit {
+            if calls > 0 && errors as f64 / calls as f64 > max {
+                return Err(NodeError::new(format!(
+                    "{errors} of {calls} calls failed, more than `max_errors: {}%`; see the `error` field of the records (`flow show {}`)",
+                    max * 100.0,
+                    self.node
+                )));
+            }
+        }
+        let mut lat = self.latencies.lock().expect("latencies lock").clone();
+        lat.sort_unstable();
+        let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied();
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "calls: {calls}, errors: {errors}, backend: {} ({})",
+            self.backend.name,
+            self.backend.spec.model()
+        );
+        if let (Some(p50), Some(p95)) = (pct(0.5), pct(0.95)) {
+            let _ = writeln!(md, "latency: p50 {p50} ms, p95 {p95} ms");
+        }
+        let summary = json!({
+            "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
+            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
+        });
+        let mut bytes = serde_json::to_vec_pretty(&summary).expect("json");
+        bytes.push(b'\n');
+        Ok(vec![
+            Artifact { name: "summary.json".into(), bytes },
+            Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_errors_counts_and_shares() {
+        assert_eq!(MaxErrors::Count(5).limit(), Ok(ErrorLimit::Count(5)));
+        assert_eq!(MaxErrors::Share("10%".into()).limit(), Ok(ErrorLimit::Share(0.1)));
+        assert!(MaxErrors::Share("ten".into()).limit().is_err());
+        assert!(MaxErrors::Share("150%".into()).limit().is_err());
+    }
+}

@@ -1,0 +1,373 @@
+//! `run` nodes against a real HTTP backend: an in-process OpenAI-compatible
+//! server that counts what it receives. What is checked here is what the
+//! server saw — concurrency, retries, calls a memo saved, the API key — not
+//! only what `flow` reports about itself.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{node, pairs, run_in_env, statuses, Project, Run, FLOW};
+use crate::llm_server::{LlmServer, ServerConfig};
+
+/// The key every test hands `flow` through `FLOW_TEST_KEY`.
+const KEY: &str = "sk-test-key-0001";
+
+/// The spec's path inside a test project.
+const SPEC: &str = "specs/t.yaml";
+
+/// The default `run` node: one call per case.
+const ANSWERS: &str = "  answers:\n    kind: run\n    input: cases\n    backend: bot\n    prompt: \"{{question}}\"\n";
+
+/// A spec with the `bot` backend at `url` (at most `cap` calls in flight),
+/// a `cases` load node, and `nodes` (YAML indented by two spaces).
+fn spec(url: &str, cap: u32, nodes: &str) -> String {
+    format!(
+        "flow: 1
+name: t
+backends:
+  bot:
+    provider: openai
+    base_url: {url}
+    model: test-model
+    api_key_env: FLOW_TEST_KEY
+    temperature: 0
+    max_tokens: 64
+    max_concurrency: {cap}
+    timeout: 10s
+    retry: {{max_retries: 8, initial_delay: 10ms, max_delay: 200ms}}
+nodes:
+  cases: {{kind: load, path: data/cases.jsonl}}
+{nodes}"
+    )
+}
+
+/// JSONL cases `c{from}` .. `c{to - 1}`.
+fn cases(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| format!("{{\"id\": \"c{i}\", \"question\": \"what is {i}+1?\", \"expected\": \"{}\"}}\n", i + 1))
+        .collect()
+}
+
+/// A project with `n` cases and `spec` at [`SPEC`].
+fn project(n: usize, spec: &str) -> Project {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, n));
+    p.write(SPEC, spec);
+    p
+}
+
+/// Runs `flow` in `p` with the test key (and `extra` variables).
+fn flow(p: &Project, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut envs = vec![("FLOW_TEST_KEY", KEY)];
+    envs.extend_from_slice(extra);
+    run_in_env(p.dir.path(), args, &envs)
+}
+
+/// `flow run SPEC args..` that must succeed; returns its run manifest.
+fn run_ok(p: &Project, args: &[&str]) -> Value {
+    let mut all = vec!["run", SPEC];
+    all.extend_from_slice(args);
+    let r = flow(p, &all, &[]);
+    assert_eq!(r.code, 0, "flow {all:?} failed:\n{}{}", r.stdout, r.stderr);
+    p.latest_run("specs/.flow")
+}
+
+/// A node's latest output records, through `flow show`.
+fn show(p: &Project, name: &str) -> Vec<Value> {
+    let r = flow(p, &["show", name], &[]);
+    assert_eq!(r.code, 0, "flow show {name}: {}", r.stderr);
+    r.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+/// A node's `calls` in a run manifest, as integers, for the counters named.
+fn calls(manifest: &Value, name: &str) -> Value {
+    let c = &node(manifest, name)["calls"];
+    assert!(c.is_object(), "node {name} has no `calls` in the manifest: {}", node(manifest, name));
+    c.clone()
+}
+
+fn count(calls: &Value, field: &str) -> u64 {
+    calls[field].as_u64().unwrap_or_else(|| panic!("calls.{field} is not a count: {calls}"))
+}
+
+/// Every record answered, in input order `c0, c1, ..`, with no error.
+fn assert_all_answered(records: &[Value], n: usize) {
+    assert_eq!(records.len(), n, "record count");
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["id"], format!("c{i}"), "records out of input order at {i}: {r}");
+        assert!(r["error"].is_null(), "record {i} has an error: {r}");
+        assert_eq!(r["output"], format!("echo: what is {i}+1?"), "record {i}: {r}");
+    }
+}
+
+#[test]
+fn concurrency_cap_holds_per_backend_across_nodes() {
+    let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(50), ..Default::default() });
+    let p = project(40, &spec(&server.base_url(), 4, ANSWERS));
+    let started = Instant::now();
+    let m = run_ok(&p, &[]);
+    let wall = started.elapsed();
+    assert_eq!(server.requests(), 40);
+    let max = server.max_in_flight();
+    assert!(max <= 4, "{max} requests in flight at once, cap 4");
+    assert!(max >= 2, "the calls never overlapped (max in flight {max}); took {wall:?}");
+    assert_eq!(count(&calls(&m, "answers"), "requests"), 40);
+    assert_all_answered(&show(&p, "answers"), 40);
+
+    // Two nodes on one backend share its cap.
+    server.reset_counters();
+    let two = "  a:\n    kind: run\n    input: cases\n    backend: bot\n    prompt: \"{{question}}\"\n  \
+               b:\n    kind: run\n    input: cases\n    backend: bot\n    prompt: \"once more: {{question}}\"\n";
+    let p = project(40, &spec(&server.base_url(), 4, two));
+    let m = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 80);
+    let max = server.max_in_flight();
+    assert!(max <= 4, "{max} requests in flight at once over two nodes, cap 4 for their backend");
+    assert_eq!(count(&calls(&m, "a"), "requests"), 40);
+    assert_eq!(count(&calls(&m, "b"), "requests"), 40);
+    assert_eq!(count(&m["calls"], "requests"), 80, "top-level calls: {}", m["calls"]);
+    assert_eq!(show(&p, "b")[7]["output"], "echo: once more: what is 7+1?");
+}
+
+#[test]
+fn injected_failures_are_retried_and_counted() {
+    let server = LlmServer::start(ServerConfig { fail_every: Some(5), ..Default::default() });
+    let n = 20;
+    let p = project(n, &spec(&server.base_url(), 4, ANSWERS));
+    let m = run_ok(&p, &[]);
+    let (sent, ok) = (server.requests(), server.successes());
+    assert_eq!(ok, n as u64, "one successful call per case");
+    assert!(sent - ok >= 4, "the server fails every 5th request, yet only {} of {sent} failed", sent - ok);
+    let records = show(&p, "answers");
+    assert_all_answered(&records, n);
+
+    let c = calls(&m, "answers");
+    assert_eq!(count(&c, "retries"), sent - ok, "retries must be the failed requests: {c}");
+    assert_eq!(count(&c, "requests"), n as u64, "{c}");
+    assert_eq!(count(&c, "errors"), 0, "{c}");
+    assert_eq!(count(&c, "memo_hits"), 0, "{c}");
+    // Tokens as the server counted them, once per successful call.
+    let words = |s: &str| s.split_whitespace().count() as u64;
+    let prompt: u64 = server
+        .bodies()
+        .iter()
+        .map(|b| b["messages"].as_array().unwrap().iter().map(|m| words(m["content"].as_str().unwrap())).sum::<u64>())
+        .sum();
+    assert_eq!(count(&c, "prompt_tokens"), prompt, "{c}");
+    assert_eq!(count(&c, "completion_tokens"), 4 * n as u64, "`echo: what is i+1?` is 4 words: {c}");
+    assert_eq!(m["calls"], c, "the run's calls are the one node's");
+
+    let r = &records[3];
+    assert_eq!(r["question"], "what is 3+1?", "input fields are kept: {r}");
+    assert_eq!(r["usage"]["prompt_tokens"], 3, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 4, "{r}");
+    assert_eq!(r["model"], "test-model", "{r}");
+    assert!(r["latency_ms"].is_u64(), "{r}");
+    assert!(r["cost_usd"].is_null() || r["cost_usd"].is_f64(), "{r}");
+    // What the server received is the spec's request.
+    let body = &server.bodies()[0];
+    assert_eq!(body["model"], "test-model", "{body}");
+    assert_eq!(body["temperature"].as_f64(), Some(0.0), "{body}");
+    assert_eq!(body["max_tokens"], 64, "{body}");
+}
+
+#[test]
+fn sigkilled_run_resumes_from_the_call_memo() {
+    let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(100), ..Default::default() });
+    let n = 60u64;
+    let p = project(n as usize, &spec(&server.base_url(), 4, ANSWERS));
+    let mut child = Command::new(FLOW)
+        .args(["run", SPEC])
+        .current_dir(p.dir.path())
+        .env_remove("FLOW_LOG")
+        .env("FLOW_TEST_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn flow");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let problem = loop {
+        if server.successes() >= 12 {
+            break None;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(format!("flow exited ({status}) after {} calls", server.successes()));
+        }
+        if Instant::now() > deadline {
+            break Some(format!("only {} calls after 20 s", server.successes()));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let _ = child.kill();
+    child.wait().unwrap();
+    if let Some(problem) = problem {
+        panic!("{problem}");
+    }
+    let done = server.successes();
+    assert!(done < n, "the run finished before it was killed");
+
+    server.reset_counters();
+    let m = run_ok(&p, &[]);
+    let again = server.requests();
+    println!("killed after {done} answered calls; the second run sent {again}");
+    // Answers the server sent but the killed client had not yet committed
+    // (at most one per in-flight slot) are asked again.
+    assert!(again >= n - done, "only {again} calls for the {} never answered", n - done);
+    assert!(again <= n - done + 4, "{again} calls after {done} of {n} were answered: the memo lost calls");
+    let c = calls(&m, "answers");
+    assert_eq!(count(&c, "requests"), again, "{c}");
+    assert_eq!(count(&c, "memo_hits"), n - again, "{c}");
+    assert_all_answered(&show(&p, "answers"), n as usize);
+}
+
+#[test]
+fn cached_node_memo_and_no_cache() {
+    let server = LlmServer::start(ServerConfig::default());
+    let n = 20;
+    let p = project(n, &spec(&server.base_url(), 4, ANSWERS));
+    run_ok(&p, &[]);
+    assert_eq!(server.requests(), n as u64);
+
+    server.reset_counters();
+    let m = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 0, "a cached node sends nothing");
+    assert_eq!(statuses(&m), pairs(&[("cases", "cached"), ("answers", "cached")]));
+
+    server.reset_counters();
+    let m = run_ok(&p, &["--no-cache"]);
+    assert_eq!(server.requests(), n as u64, "--no-cache bypasses the call memo too");
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (n as u64, 0), "{c}");
+
+    // Ten more cases: ten more calls; the first twenty come from the memo.
+    server.reset_counters();
+    let mut data = p.read("specs/data/cases.jsonl");
+    data.push_str(&cases(n, n + 10));
+    p.write("specs/data/cases.jsonl", &data);
+    let m = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 10);
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (10, n as u64), "{c}");
+    assert_all_answered(&show(&p, "answers"), n + 10);
+}
+
+#[test]
+fn repeat_samples_are_separate_calls() {
+    let server = LlmServer::start(ServerConfig::default());
+    let with_repeat = |k: u32| spec(&server.base_url(), 4, &format!("{ANSWERS}    repeat: {k}\n"));
+    let p = project(5, &with_repeat(3));
+    let m = run_ok(&p, &[]);
+    // The bodies may be identical (temperature 0); the memo keys are not.
+    assert_eq!(server.requests(), 15);
+    assert_eq!(count(&calls(&m, "answers"), "requests"), 15);
+    println!("repeat 3 on 5 cases: {} records", show(&p, "answers").len());
+
+    server.reset_counters();
+    p.write(SPEC, &with_repeat(4));
+    let m = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 5, "one more sample per case");
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (5, 15), "{c}");
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            files(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+#[test]
+fn api_key_is_sent_and_never_written() {
+    let key = "sk-test-SECRET-123456";
+    let server = LlmServer::start(ServerConfig { api_key: Some(key.into()), ..Default::default() });
+    let p = project(5, &spec(&server.base_url(), 4, ANSWERS));
+    let env = [("FLOW_TEST_KEY", key), ("FLOW_LOG", "debug")];
+    let mut printed = String::new();
+    for args in [&["run", SPEC][..], &["run", SPEC, "--no-cache"], &["plan", SPEC], &["show", "answers"], &["runs"]] {
+        let r = run_in_env(p.dir.path(), args, &env);
+        assert_eq!(r.code, 0, "flow {args:?}:\n{}{}", r.stdout, r.stderr);
+        printed.push_str(&r.stdout);
+        printed.push_str(&r.stderr);
+    }
+    assert_eq!(server.authorizations(), [format!("Bearer {key}")]);
+    assert_eq!(server.successes(), 10);
+    assert!(!printed.contains(key), "flow printed the API key:\n{printed}");
+
+    let mut all = Vec::new();
+    files(p.dir.path(), &mut all);
+    assert!(all.iter().any(|f| f.ends_with("memo.redb")), "no call memo in {all:?}");
+    for f in &all {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the API key", f.display());
+    }
+}
+
+/// Runs `flow validate` and `flow run` on `spec`; both must reject it with
+/// exit 2, a located message and nothing written. Returns the message.
+fn rejected(spec: &str) -> String {
+    let p = project(3, spec);
+    let mut message = String::new();
+    for cmd in ["validate", "run"] {
+        let r = flow(&p, &[cmd, SPEC], &[]);
+        assert_eq!(r.code, 2, "flow {cmd} accepted:\n{spec}\n{}{}", r.stdout, r.stderr);
+        let located = regex::Regex::new(r"t\.yaml:\d+:\d+").unwrap();
+        assert!(located.is_match(&r.stderr), "no file:line:col in:\n{}", r.stderr);
+        assert!(!p.path("specs/.flow").exists() && !p.path(".flow").exists(), "flow {cmd} wrote a workspace");
+        message = r.stderr;
+    }
+    message
+}
+
+#[test]
+fn validate_rejects_bad_backend_specs() {
+    let url = "http://127.0.0.1:9/v1";
+    let good = spec(url, 4, ANSWERS);
+
+    let literal = good.replace("api_key_env: FLOW_TEST_KEY", "api_key: sk-literal-0042");
+    let e = rejected(&literal);
+    assert!(e.contains("api_key_env"), "{e}");
+
+    let e = rejected(&good.replace("backend: bot", "backend: bto"));
+    assert!(e.contains("did you mean `bot`"), "{e}");
+
+    let e = rejected(&good.replace("{{question}}", "{{questoin}}"));
+    assert!(e.contains("questoin") && e.contains("question"), "{e}");
+    assert!(e.contains("did you mean `question`"), "{e}");
+}
+
+#[test]
+fn rejected_key_fails_the_node_or_every_record() {
+    let wrong = "sk-wrong-key-0099";
+    let server = LlmServer::start(ServerConfig { api_key: Some("sk-right-key".into()), ..Default::default() });
+    let n = 5;
+    let with_max_errors = |m: &str| spec(&server.base_url(), 4, &format!("{ANSWERS}    max_errors: {m}\n"));
+
+    let p = project(n, &with_max_errors("0"));
+    let r = run_in_env(p.dir.path(), &["run", SPEC], &[("FLOW_TEST_KEY", wrong)]);
+    assert_eq!(r.code, 1, "max_errors 0 with every call refused:\n{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
+    assert!(!r.stderr.contains(wrong) && !r.stdout.contains(wrong), "the key was printed:\n{}", r.stderr);
+
+    server.reset_counters();
+    let p = project(n, &with_max_errors("\"100%\""));
+    let r = run_in_env(p.dir.path(), &["run", SPEC], &[("FLOW_TEST_KEY", wrong)]);
+    assert_eq!(r.code, 0, "max_errors 100%:\n{}{}", r.stdout, r.stderr);
+    assert_eq!(server.requests(), n as u64, "a 401 is not worth retrying");
+    let records = show(&p, "answers");
+    assert_eq!(records.len(), n);
+    for r in &records {
+        assert!(r["output"].is_null(), "{r}");
+        assert!(r["error"].as_str().is_some_and(|e| e.contains("401")), "{r}");
+    }
+    let m = p.latest_run("specs/.flow");
+    assert_eq!(count(&calls(&m, "answers"), "errors"), n as u64);
+}

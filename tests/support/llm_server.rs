@@ -1,0 +1,383 @@
+//! A small OpenAI-compatible HTTP server for tests and benchmarks.
+//!
+//! It answers `POST /v1/chat/completions` and `POST /v1/embeddings` with
+//! deterministic content derived from the request, after an optional
+//! latency, and can inject failures (alternately 429 with `Retry-After: 0`
+//! and 500) or demand an API key. Everything it observes is counted on the
+//! server side — requests, successes, the most requests in flight at once,
+//! the Authorization headers and the successful request bodies — so a test
+//! of the `flow` binary can check what the binary really sent, not what it
+//! reports.
+//!
+//! The server binds 127.0.0.1 on a free port and runs on its own tokio
+//! runtime in a background thread, so tests stay plain `#[test]` functions;
+//! dropping the [`LlmServer`] shuts it down gracefully and joins the thread.
+//!
+//! This file is included with `#[path]` both by the CLI tests and by the
+//! `calls` benchmark, each of which uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// How the server behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// How long each request is held before it is answered (failures too).
+    pub latency: Duration,
+    /// `Some(n)`: every n-th request fails, alternately with 429 (with
+    /// `Retry-After: 0`) and 500, starting with 429.
+    pub fail_every: Option<u32>,
+    /// `Some(key)`: requests without `Authorization: Bearer <key>` get 401.
+    pub api_key: Option<String>,
+    /// Keep the bodies of successful requests for [`LlmServer::bodies`].
+    /// Benchmarks sending many requests may turn this off.
+    pub record_bodies: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { latency: Duration::ZERO, fail_every: None, api_key: None, record_bodies: true }
+    }
+}
+
+/// A running server; stops when dropped.
+pub struct LlmServer {
+    addr: SocketAddr,
+    state: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the handlers share: the configuration and the counters.
+struct Shared {
+    cfg: ServerConfig,
+    /// Requests received on the API paths, answered or not.
+    requests: AtomicU64,
+    /// Requests answered 200.
+    successes: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    /// Numbers the `chatcmpl-N` ids; never reset.
+    next_id: AtomicU64,
+    authorizations: Mutex<BTreeSet<String>>,
+    bodies: Mutex<Vec<Value>>,
+}
+
+impl LlmServer {
+    /// Binds 127.0.0.1 on a free port and starts serving.
+    pub fn start(cfg: ServerConfig) -> LlmServer {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        std_listener.set_nonblocking(true).expect("non-blocking listener");
+        let addr = std_listener.local_addr().expect("listener address");
+        let state = Arc::new(Shared {
+            cfg,
+            requests: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            authorizations: Mutex::new(BTreeSet::new()),
+            bodies: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/embeddings", post(embeddings))
+            .fallback(not_found)
+            .with_state(state.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("llm-server-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(4)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
+                    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                    });
+                    let signal = async move {
+                        // A dropped sender (the server leaked, or unwinding)
+                        // also means stop.
+                        let _ = rx.await;
+                        let _ = stop_tx.send(true);
+                        // Grace period for requests in flight; a client that
+                        // keeps its connection open does not hold us forever.
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    };
+                    tokio::select! {
+                        r = serve => r.expect("serve"),
+                        () = signal => {}
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .expect("spawn the server thread");
+        LlmServer { addr, state, shutdown: Some(tx), thread: Some(thread) }
+    }
+
+    /// The API base URL, `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Requests received on the API paths, failed ones included.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered 200.
+    pub fn successes(&self) -> u64 {
+        self.state.successes.load(Ordering::SeqCst)
+    }
+
+    /// The most requests handled at once (latency included).
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The distinct `Authorization` header values seen, sorted.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.state.authorizations.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// The JSON bodies of the successful requests, in the order answered.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.bodies.lock().unwrap().clone()
+    }
+
+    /// Zeroes every counter (the failure schedule starts over too).
+    pub fn reset_counters(&self) {
+        let s = &self.state;
+        s.requests.store(0, Ordering::SeqCst);
+        s.successes.store(0, Ordering::SeqCst);
+        s.max_in_flight.store(s.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        s.authorizations.lock().unwrap().clear();
+        s.bodies.lock().unwrap().clear();
+    }
+}
+
+impl Drop for LlmServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // Re-panicking while a failed test unwinds would abort it.
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("the llm server thread panicked");
+            }
+        }
+    }
+}
+
+/// Counts a request in flight for as long as it lives, also when the
+/// client goes away and the handler's future is dropped mid-sleep.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What every API request goes through before its own handler: counting,
+/// latency, the key check, failure injection and body parsing. `Ok` is the
+/// parsed body of a request to answer with 200.
+async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
+    let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let auth = headers.get(header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(a) = &auth {
+        s.authorizations.lock().unwrap().insert(a.clone());
+    }
+    if !s.cfg.latency.is_zero() {
+        tokio::time::sleep(s.cfg.latency).await;
+    }
+    if let Some(key) = &s.cfg.api_key {
+        if auth.as_deref() != Some(format!("Bearer {key}").as_str()) {
+            return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error"));
+        }
+    }
+    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
+        if n % every == 0 {
+            // Failures alternate: the 1st, 3rd, ... is a 429, the others a 500.
+            return Err(if (n / every) % 2 == 1 {
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)", "rate_limit_error");
+                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("0"));
+                r
+            } else {
+                error(StatusCode::INTERNAL_SERVER_ERROR, "server error (injected)", "server_error")
+            });
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the request body must be a JSON object", "invalid_request_error")),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request_error")),
+    }
+}
+
+/// Records a successful request and its body.
+fn succeed(s: &Shared, body: Value) {
+    if s.cfg.record_bodies {
+        s.bodies.lock().unwrap().push(body);
+    }
+    s.successes.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = InFlight::enter(&s);
+    let req = match admit(&s, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return error(StatusCode::BAD_REQUEST, "`model` is required", "invalid_request_error");
+    };
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+        return error(StatusCode::BAD_REQUEST, "`messages` must be an array", "invalid_request_error");
+    };
+    let texts: Vec<String> = messages.iter().map(|m| content_text(m.get("content"))).collect();
+    let last_user = messages
+        .iter()
+        .zip(&texts)
+        .rev()
+        .find(|(m, _)| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|(_, t)| t.as_str())
+        .unwrap_or("");
+    let json_mode = matches!(
+        req.pointer("/response_format/type").and_then(Value::as_str),
+        Some("json_object") | Some("json_schema")
+    );
+    let answer =
+        if json_mode { r#"{"score": 1, "reason": "looks right"}"#.to_string() } else { format!("echo: {last_user}") };
+    let prompt_tokens: usize = texts.iter().map(|t| words(t)).sum();
+    let completion_tokens = words(&answer);
+    let id = s.next_id.fetch_add(1, Ordering::SeqCst);
+    let reply = json!({
+        "id": format!("chatcmpl-{id}"),
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer},
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    });
+    succeed(&s, req);
+    Json(reply).into_response()
+}
+
+async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = InFlight::enter(&s);
+    let req = match admit(&s, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_owned) else {
+        return error(StatusCode::BAD_REQUEST, "`model` is required", "invalid_request_error");
+    };
+    let inputs: Vec<&str> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect()
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`input` must be a string or an array of strings",
+                "invalid_request_error",
+            )
+        }
+    };
+    let tokens: usize = inputs.iter().map(|t| words(t)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embed(text)}))
+        .collect();
+    let reply = json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    });
+    succeed(&s, req);
+    Json(reply).into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "unknown path", "invalid_request_error")
+}
+
+/// An OpenAI-style error answer.
+fn error(status: StatusCode, message: &str, kind: &str) -> Response {
+    (status, Json(json!({"error": {"message": message, "type": kind}}))).into_response()
+}
+
+/// A message's text: a string, or the `text` parts of a content array.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Whitespace-separated words: the server's idea of a token.
+fn words(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+/// Eight floats in [-1, 1] derived from `text` (FNV-1a per dimension), unit
+/// length unless all are zero.
+fn embed(text: &str) -> Vec<f64> {
+    let raw: Vec<f64> = (0..8u64)
+        .map(|dim| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ dim.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for b in text.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        raw
+    } else {
+        raw.into_iter().map(|x| x / norm).collect()
+    }
+}
