@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use flow_engine::cache::{RunStatus, Store};
+use flow_engine::calls::Memo;
 use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
 use flow_engine::{Force, Plan, RunOptions};
 use flow_nodes::backend::{BackendError, Backends};
@@ -175,13 +176,28 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let force = force_of(&plan, &force)?;
             let store = Store::open(workspace_of(&spec));
             let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
+            let calls = {
+                // Plan writes nothing: a memo that does not exist yet is not
+                // created, and one a running flow holds is done without.
+                let memo = if store.root().join("memo.redb").is_file() { Some(store.call_memo()) } else { None };
+                let seen = match &memo {
+                    None => Memo::Empty,
+                    Some(Ok(m)) => Memo::Open(m),
+                    Some(Err(e)) => {
+                        tracing::debug!("plan counts no memo hits: {e}");
+                        Memo::Unreadable
+                    }
+                };
+                flow_engine::calls::estimate(&plan, &assessed, &store, &seen, &force)
+            };
             use flow_engine::render;
             match format {
-                PlanFormat::Text => print!("{}", render::text(&plan, &assessed)),
-                PlanFormat::Dot => print!("{}", render::dot(&plan, &assessed)),
-                PlanFormat::Mermaid => print!("{}", render::mermaid(&plan, &assessed)),
+                PlanFormat::Text => print!("{}", render::text(&plan, &assessed, &calls)),
+                PlanFormat::Dot => print!("{}", render::dot(&plan, &assessed, &calls)),
+                PlanFormat::Mermaid => print!("{}", render::mermaid(&plan, &assessed, &calls)),
                 PlanFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&render::json(&plan, &assessed)).expect("json"))
+                    let json = render::json(&plan, &assessed, &calls);
+                    println!("{}", serde_json::to_string_pretty(&json).expect("json"))
                 }
             }
             Ok(ExitCode::SUCCESS)

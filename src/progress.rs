@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use flow_engine::cache::{NodeStatus, RunManifest, RunStatus, Store};
+use flow_engine::cache::{CallStats, NodeStatus, RunManifest, RunStatus, Store};
 use flow_engine::{Plan, RunEvent, SUMMARY_MD};
 
 enum Mode {
@@ -93,16 +93,28 @@ impl Display {
             return;
         }
         let mut table = Table::new();
-        table.load_preset(UTF8_BORDERS_ONLY).set_header(["node", "kind", "status", "in", "out", "time"]);
+        let with_calls = m.calls.is_some();
+        let mut header = vec!["node", "kind", "status", "in", "out", "time"];
+        if with_calls {
+            header.extend(["calls", "tokens", "cost"]);
+        }
+        table.load_preset(UTF8_BORDERS_ONLY).set_header(header);
         for n in &m.nodes {
-            table.add_row([
+            let mut row = vec![
                 n.name.clone(),
                 n.kind.clone(),
                 status_word(n.status).to_string(),
                 n.records_in.to_string(),
                 n.records_out.to_string(),
                 format_ms(n.wall_ms),
-            ]);
+            ];
+            if with_calls {
+                row.extend(match &n.calls {
+                    Some(c) => [calls_cell(c), tokens_cell(c), cost_cell(c.cost_usd)],
+                    None => ["-".into(), "-".into(), "-".into()],
+                });
+            }
+            table.add_row(row);
         }
         println!("{table}");
         for n in &m.nodes {
@@ -111,6 +123,18 @@ impl Display {
                     println!("\n{} ({})\n{}", n.name, n.kind, text.trim_end());
                 }
             }
+        }
+        if let Some(c) = &m.calls {
+            println!(
+                "\ncalls: {} sent, {} from the memo, {} retries, {} failed; tokens: {} in, {} out; cost: {}",
+                c.requests,
+                c.memo_hits,
+                c.retries,
+                c.errors,
+                c.prompt_tokens,
+                c.completion_tokens,
+                cost_cell(c.cost_usd)
+            );
         }
         let ran = m.nodes.iter().filter(|n| n.status == NodeStatus::Ran).count();
         let cached = m.nodes.iter().filter(|n| n.status == NodeStatus::Cached).count();
@@ -145,6 +169,38 @@ fn finished_line(r: &flow_engine::cache::NodeRecord) -> String {
         NodeStatus::Failed => format!("failed: {}", r.error.as_deref().unwrap_or("")),
         NodeStatus::Cancelled => "cancelled".into(),
         s => format!("{}: {} records in {}", status_word(s), r.records_out, format_ms(r.wall_ms)),
+    }
+}
+
+/// `24`, or `24 (+3 memo, 2 retries, 1 failed)`.
+fn calls_cell(c: &CallStats) -> String {
+    let mut extra = Vec::new();
+    if c.memo_hits > 0 {
+        extra.push(format!("+{} memo", c.memo_hits));
+    }
+    if c.retries > 0 {
+        extra.push(format!("{} retries", c.retries));
+    }
+    if c.errors > 0 {
+        extra.push(format!("{} failed", c.errors));
+    }
+    if extra.is_empty() {
+        c.requests.to_string()
+    } else {
+        format!("{} ({})", c.requests, extra.join(", "))
+    }
+}
+
+fn tokens_cell(c: &CallStats) -> String {
+    (c.prompt_tokens + c.completion_tokens).to_string()
+}
+
+fn cost_cell(usd: Option<f64>) -> String {
+    match usd {
+        None => "unknown".into(),
+        Some(0.0) => "$0".into(),
+        Some(v) if v < 0.01 => format!("${v:.6}"),
+        Some(v) => format!("${v:.4}"),
     }
 }
 

@@ -81,7 +81,9 @@ impl fmt::Display for Diagnostic {
                             .take(loc.col.saturating_sub(1))
                             .map(|c| if c == '\t' { '\t' } else { ' ' })
                             .collect();
-                        writeln!(f, "{pad} | {lead}{}", "^".repeat(loc.width.max(1)))?;
+                        // A redacted value's caret must not tell its length.
+                        let width = if self.redacted { loc.width.clamp(1, 3) } else { loc.width.max(1) };
+                        writeln!(f, "{pad} | {lead}{}", "^".repeat(width))?;
                     }
                 }
                 None => writeln!(f, "  --> {path}")?,

@@ -7,6 +7,7 @@
 //! the kinds and the CLI wires the two together.
 
 pub mod assess;
+pub mod calls;
 pub mod compile;
 pub mod diag;
 pub mod key;

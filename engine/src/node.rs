@@ -65,6 +65,21 @@ pub trait Node: Send + Sync + 'static {
 
     /// Builds the runnable stage.
     fn build(config: &Self::Config, cx: &BuildCx) -> Result<Stage, NodeError>;
+
+    /// The call-memo keys of the backend calls the node would make for one
+    /// input record (none for a record it would not send, e.g. one missing
+    /// a prompt field); `backends` are the spec's. `flow plan` looks them
+    /// up to say how many calls a run will make. `None` (the default) when
+    /// the kind cannot tell: the plan then says "up to records × calls per
+    /// record".
+    fn call_keys(
+        config: &Self::Config,
+        record: &Record,
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<ContentHash>> {
+        let _ = (config, record, backends);
+        None
+    }
 }
 
 /// A node's config after its kind accepted it.
@@ -79,9 +94,11 @@ pub struct Compiled {
     /// call no backend. `flow plan` multiplies it by the records expected.
     pub calls_per_record: u64,
     build: Arc<BuildFn>,
+    call_keys: Arc<CallKeysFn>,
 }
 
 type BuildFn = dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync;
+type CallKeysFn = dyn Fn(&Record, &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> + Send + Sync;
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +109,12 @@ impl std::fmt::Debug for Compiled {
 impl Compiled {
     pub fn build(&self, cx: &BuildCx) -> Result<Stage, NodeError> {
         (self.build)(cx)
+    }
+
+    /// The memo keys of the calls the node would make for `record` (see
+    /// [`Node::call_keys`]); `backends` are the spec's.
+    pub fn call_keys(&self, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+        (self.call_keys)(record, backends)
     }
 }
 
@@ -140,6 +163,8 @@ impl<N: Node> Kind for Erased<N> {
             return None;
         }
         let canonical = serde_json::to_value(&typed).expect("a config serializes");
+        let typed = Arc::new(typed);
+        let for_keys = typed.clone();
         Some(Compiled {
             config: canonical,
             output,
@@ -147,6 +172,7 @@ impl<N: Node> Kind for Erased<N> {
             backends: std::mem::take(&mut cx.backends_used),
             calls_per_record: cx.calls_per_record,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
+            call_keys: Arc::new(move |record, backends| N::call_keys(&for_keys, record, backends)),
         })
     }
 }
@@ -268,6 +294,11 @@ impl<'a> CheckCx<'a> {
     /// The node's upstream inputs, in the order written.
     pub fn inputs(&self) -> &[InputInfo] {
         &self.inputs
+    }
+
+    /// A path written in the spec, resolved against the spec's folder.
+    pub fn resolve(&self, written: &str) -> PathBuf {
+        self.file.resolve(written)
     }
 
     /// Path of a field of this node's config, for [`CheckCx::error`].

@@ -10,6 +10,7 @@
 //! or retries spent) leaves its `error` on the record; the node fails only
 //! past `max_errors`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,12 +19,13 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use flow_engine::cache::ContentHash;
 use flow_engine::{
-    Arity, Artifact, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record, RecordStream,
-    Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
+    Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
+    RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
 };
 
-use crate::backend::{Backend, Backends, CallOpts, Message};
+use crate::backend::{self, Backend, Backends, CallOpts, Endpoint, Message};
 
 pub struct Run;
 
@@ -232,6 +234,23 @@ impl Node for Run {
             errors: AtomicU64::new(0),
             latencies: Mutex::new(Vec::new()),
         })))
+    }
+
+    /// One key per sample, as [`Caller::one`] asks; none for a record the
+    /// prompt cannot be rendered from (it gets an `error`, not a call).
+    fn call_keys(c: &RunConfig, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+        let spec = backends.get(&c.backend)?;
+        let Ok(messages) = Prompt::new(c).ok()?.render(record) else {
+            return Some(Vec::new());
+        };
+        let json = c.json.unwrap_or(false);
+        let keys = (0..c.repeat.unwrap_or(1))
+            .map(|sample| {
+                let body = backend::chat_body(spec, &messages, json, sample);
+                backend::memo_key(spec, Endpoint::Chat, &body, sample)
+            })
+            .collect();
+        Some(keys)
     }
 }
 

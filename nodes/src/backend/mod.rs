@@ -31,6 +31,7 @@ use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider}
 
 pub use memo::MemoWriter;
 use price::Prices;
+pub use sim::JUDGE_RESPONSE_MARKER;
 
 /// An API endpoint, as a path under the backend's base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,16 +257,55 @@ fn estimate_tokens(body: &Value, max_tokens: Option<u64>) -> u32 {
     (chars / 4 + max_tokens.unwrap_or(256)).min(u32::MAX as u64) as u32
 }
 
+/// The call-memo key of a request to the backend `spec`: what [`Backend::call`]
+/// looks up, computable without a live backend (so `flow plan` can tell
+/// which calls are memoized). Sample 0 has none, so `repeat: 1` and the
+/// first of `repeat: n` share their answer.
+pub fn memo_key(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+    memo_key_of(&spec.identity(), endpoint, body, sample)
+}
+
+fn memo_key_of(identity: &Value, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+    let request = if sample == 0 {
+        json!({"endpoint": endpoint.path(), "body": body})
+    } else {
+        json!({"endpoint": endpoint.path(), "body": body, "sample": sample})
+    };
+    CallMemo::key(identity, &request)
+}
+
+/// The request body of a chat completion to the backend `spec`: its model
+/// and sampling parameters, then the messages.
+pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, sample: u32) -> Value {
+    let s = spec;
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), json!(s.model()));
+    let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+    body.insert("messages".into(), Value::Array(msgs));
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            body.insert(k.to_string(), v);
+        }
+    };
+    put("temperature", s.temperature.map(Value::from));
+    put("max_tokens", s.max_tokens.map(Value::from));
+    put("top_p", s.top_p.map(Value::from));
+    // A fixed seed would make every sample the same draw.
+    put("seed", s.seed.map(|seed| Value::from(seed.wrapping_add(sample as i64))));
+    put("stop", s.stop.as_ref().map(|x| json!(x)));
+    for (k, v) in &s.params {
+        body.insert(k.clone(), v.clone());
+    }
+    if json_mode {
+        body.insert("response_format".into(), json!({"type": "json_object"}));
+    }
+    Value::Object(body)
+}
+
 impl Backend {
-    /// The memo key of a request. Sample 0 has none, so `repeat: 1` and the
-    /// first of `repeat: n` share their answer.
-    fn memo_key(&self, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
-        let request = if sample == 0 {
-            json!({"endpoint": endpoint.path(), "body": body})
-        } else {
-            json!({"endpoint": endpoint.path(), "body": body, "sample": sample})
-        };
-        CallMemo::key(&self.identity, &request)
+    /// The memo key of a request to this backend (see [`memo_key`]).
+    pub fn memo_key(&self, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+        memo_key_of(&self.identity, endpoint, body, sample)
     }
 
     /// One call: memo, limits, transport, retries, accounting.
@@ -348,32 +388,9 @@ impl Backend {
         Reply { body, latency_ms, memo_hit, usage, model, cost_usd }
     }
 
-    /// The request body of a chat completion: the model and sampling
-    /// parameters of the spec, then the messages.
+    /// The request body of a chat completion (see [`chat_body`]).
     pub fn chat_body(&self, messages: &[Message], json_mode: bool, sample: u32) -> Value {
-        let s = &self.spec;
-        let mut body = serde_json::Map::new();
-        body.insert("model".into(), json!(s.model()));
-        let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
-        body.insert("messages".into(), Value::Array(msgs));
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                body.insert(k.to_string(), v);
-            }
-        };
-        put("temperature", s.temperature.map(Value::from));
-        put("max_tokens", s.max_tokens.map(Value::from));
-        put("top_p", s.top_p.map(Value::from));
-        // A fixed seed would make every sample the same draw.
-        put("seed", s.seed.map(|seed| Value::from(seed.wrapping_add(sample as i64))));
-        put("stop", s.stop.as_ref().map(|x| json!(x)));
-        for (k, v) in &s.params {
-            body.insert(k.clone(), v.clone());
-        }
-        if json_mode {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-        }
-        Value::Object(body)
+        chat_body(&self.spec, messages, json_mode, sample)
     }
 
     /// A chat completion.
@@ -472,5 +489,34 @@ mod tests {
         assert_eq!(body["presence_penalty"], 0.5);
         assert_eq!(body["response_format"]["type"], "json_object");
         assert_ne!(b.memo_key(Endpoint::Chat, &body, 0), b.memo_key(Endpoint::Chat, &body, 1));
+    }
+
+    /// What `flow plan` computes without a backend is the key a call files
+    /// its answer under.
+    #[tokio::test]
+    async fn plan_time_keys_are_the_run_time_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memo.redb");
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim, seed: 7, stop: [\"\\n\"]}").unwrap();
+        let specs = BTreeMap::from([("bot".to_string(), spec.clone())]);
+        let memo = CallMemo::open(&path).unwrap();
+        let backends = Backends::new(&specs, &BTreeMap::new(), &["bot".into()], Some(memo), &|_| None).unwrap();
+        let b = backends.get("bot").unwrap();
+        let meter = Meter::default();
+        let cases = [("What is 12 + 30?", false, 0), ("Rate this.", true, 0), ("What is 12 + 30?", false, 3)];
+        for (text, json_mode, sample) in cases {
+            let opts = CallOpts { meter: &meter, memo_reads: true, sample };
+            b.chat(&ask(text), json_mode, opts).await.unwrap();
+        }
+        drop(b);
+        drop(backends);
+        let memo = CallMemo::open(&path).unwrap();
+        assert_eq!(memo.len().unwrap(), 3);
+        for (text, json_mode, sample) in cases {
+            let key = memo_key(&spec, Endpoint::Chat, &chat_body(&spec, &ask(text), json_mode, sample), sample);
+            assert!(memo.get(&key).unwrap().is_some(), "{text:?} {json_mode} {sample}: no answer under the plan's key");
+        }
+        let other = memo_key(&spec, Endpoint::Chat, &chat_body(&spec, &ask("other"), false, 0), 0);
+        assert_eq!(memo.get(&other).unwrap(), None);
     }
 }

@@ -116,14 +116,20 @@ impl Sim {
     }
 }
 
-/// A sim judge: the share of the response's words that the criteria
+/// Words a sim judge does not count: they say nothing about correctness.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "was", "of", "to", "in", "on", "and", "or", "it", "that", "this", "with", "for",
+    "as", "be", "by", "answer", "what", "which", "who", "how", "score", "if", "0", "1",
+];
+
+/// A sim judge: the share of the response's content words that the criteria
 /// (rubric, reference) contain. `4` against "the answer is 4" scores 1.
 fn grade(criteria: &str, response: &str) -> Value {
     let response = response.split("\n\nReply with").next().unwrap_or(response);
     let tokens = |s: &str| -> Vec<String> {
         s.split(|c: char| !c.is_alphanumeric() && c != '.' && c != '-')
             .map(|t| t.trim_matches(['.', '-']).to_lowercase())
-            .filter(|t| !t.is_empty())
+            .filter(|t| !t.is_empty() && !STOPWORDS.contains(&t.as_str()))
             .collect()
     };
     let have = tokens(criteria);
@@ -220,6 +226,7 @@ mod tests {
         assert_eq!(format_number(42.0), "42");
         assert_eq!(grade("The right answer is 42.", "\n42\n")["score"], 1.0);
         assert_eq!(grade("The right answer is 42.", "41")["score"], 0.0);
+        assert_eq!(grade("The correct answer is Paris.", "The answer: the capital of France")["score"], 0.0);
     }
 
     #[test]

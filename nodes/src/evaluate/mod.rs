@@ -1,9 +1,21 @@
-//! `evaluate`: scores each record with deterministic metrics.
+//! `evaluate`: scores each record.
 //!
+//! Metrics: deterministic text checks (`exact_match`, `contains`, `regex`,
+//! `json_valid`, `similarity`), thresholds on what `run` measured
+//! (`latency`, `cost`), an LLM judge through a backend (`judge`, in
+//! [`judge`]), and custom metrics as a command (`exec`, in [`exec`]).
 //! Metric arguments are `{{field}}` templates filled per record. Each record
-//! comes out with `scores` (per metric: `score`, `pass`, and `error` when the
-//! metric could not be computed) and an overall `pass`. The node writes a
-//! summary (per metric: mean, pass rate, count) as JSON and Markdown.
+//! comes out with `scores` (per metric: `score`, `pass`, a `reason` where
+//! the metric gives one, and `error` when it could not be computed) and an
+//! overall `pass`. The node writes a summary (per metric: mean, pass rate,
+//! count) as JSON and Markdown.
+//!
+//! Without `judge` or `exec` the node is a plain streaming map; with them it
+//! scores chunks of records as they arrive, the judge calls of a chunk in
+//! flight together and each `exec` command run once per chunk.
+
+mod exec;
+mod judge;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,16 +24,17 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use futures::future::join_all;
+use futures::StreamExt;
+
 use flow_engine::{
-    Arity, Artifact, BuildCx, CheckCx, FieldSet, MapStage, Node, NodeError, PortType, Record, Shape, Stage, Template,
-    SUMMARY_MD,
+    Arity, Artifact, BatchStream, BuildCx, CheckCx, FieldSet, MapStage, Meter, Node, NodeError, PortType, Record,
+    RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
 };
 
-pub struct Evaluate;
+use crate::backend::{Backends, CallOpts};
 
-fn default_field() -> String {
-    "output".into()
-}
+pub struct Evaluate;
 
 /// The metric types `evaluate` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +50,14 @@ pub enum MetricType {
     JsonValid,
     /// Normalized Levenshtein similarity to `expected`, passing at `threshold`.
     Similarity,
+    /// An LLM grades the field against a `rubric` through `backend`.
+    Judge,
+    /// `latency_ms` (from `run`) at most `max_ms`.
+    Latency,
+    /// `cost_usd` (from `run`) at most `max_usd`.
+    Cost,
+    /// A command reads records as JSONL on stdin and prints one score per line.
+    Exec,
 }
 
 impl MetricType {
@@ -47,6 +68,19 @@ impl MetricType {
             MetricType::Regex => "regex",
             MetricType::JsonValid => "json_valid",
             MetricType::Similarity => "similarity",
+            MetricType::Judge => "judge",
+            MetricType::Latency => "latency",
+            MetricType::Cost => "cost",
+            MetricType::Exec => "exec",
+        }
+    }
+
+    /// The field a metric of this type reads unless `field:` says otherwise.
+    fn default_field(self) -> &'static str {
+        match self {
+            MetricType::Latency => "latency_ms",
+            MetricType::Cost => "cost_usd",
+            _ => "output",
         }
     }
 
@@ -58,6 +92,10 @@ impl MetricType {
             MetricType::Regex => (&["pattern"], &[]),
             MetricType::JsonValid => (&[], &[]),
             MetricType::Similarity => (&["expected"], &["threshold"]),
+            MetricType::Judge => (&["backend", "rubric"], &["threshold"]),
+            MetricType::Latency => (&["max_ms"], &[]),
+            MetricType::Cost => (&["max_usd"], &[]),
+            MetricType::Exec => (&["command"], &["threshold"]),
         }
     }
 }
@@ -73,9 +111,10 @@ pub struct MetricConfig {
     /// Name in scores and summaries; defaults to the type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The record field under test.
-    #[serde(default = "default_field")]
-    pub field: String,
+    /// The record field under test; default `output` (`latency_ms` for
+    /// `latency`, `cost_usd` for `cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// `exact_match`, `similarity`: the expected text (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
@@ -91,14 +130,34 @@ pub struct MetricConfig {
     /// `exact_match`: ignore surrounding whitespace; default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trim: Option<bool>,
-    /// `similarity`: pass mark in 0..=1; default 0.8.
+    /// `similarity` (default 0.8), `judge`, `exec` (default 0.5): pass mark
+    /// in 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// `judge`: a name under the spec's `backends:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `judge`: what a good answer is (a template: `The answer is {{expected}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<String>,
+    /// `latency`: the most milliseconds that pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    /// `cost`: the most USD per record that pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<f64>,
+    /// `exec`: the program and its arguments, run in the spec's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 impl MetricConfig {
     fn name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.kind.name().to_string())
+    }
+
+    fn field(&self) -> &str {
+        self.field.as_deref().unwrap_or(self.kind.default_field())
     }
 
     /// The arguments that are set, by name.
@@ -115,6 +174,11 @@ impl MetricConfig {
         add("case_sensitive", self.case_sensitive.is_some());
         add("trim", self.trim.is_some());
         add("threshold", self.threshold.is_some());
+        add("backend", self.backend.is_some());
+        add("rubric", self.rubric.is_some());
+        add("max_ms", self.max_ms.is_some());
+        add("max_usd", self.max_usd.is_some());
+        add("command", self.command.is_some());
         v
     }
 
@@ -124,7 +188,8 @@ impl MetricConfig {
             MetricType::ExactMatch | MetricType::Similarity => self.expected.as_deref().map(|t| ("expected", t)),
             MetricType::Contains => self.value.as_deref().map(|t| ("value", t)),
             MetricType::Regex => self.pattern.as_deref().map(|t| ("pattern", t)),
-            MetricType::JsonValid => None,
+            MetricType::Judge => self.rubric.as_deref().map(|t| ("rubric", t)),
+            MetricType::JsonValid | MetricType::Latency | MetricType::Cost | MetricType::Exec => None,
         }
     }
 }
@@ -140,7 +205,8 @@ impl Node for Evaluate {
     type Config = EvaluateConfig;
     const KIND: &'static str = "evaluate";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "scores records with exact_match, contains, regex, json_valid and similarity";
+    const ABOUT: &'static str =
+        "scores records: exact_match, contains, regex, json_valid, similarity, judge, latency, cost, exec";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
 
@@ -152,6 +218,7 @@ impl Node for Evaluate {
         }
         let mut seen = BTreeMap::new();
         let mut needs = Vec::new();
+        let mut judges = 0;
         for (i, m) in config.metrics.iter().enumerate() {
             let mp = at.index(i);
             let name = m.name();
@@ -183,7 +250,10 @@ impl Node for Evaluate {
                     cx.error_at_key(&mp.key("type"), format!("`{ty}` needs `{arg}`"), Some(takes()));
                 }
             }
-            needs.push((m.field.clone(), mp.key("field")));
+            // `exec` reads whole records; the others read their field.
+            if m.kind != MetricType::Exec {
+                needs.push((m.field().to_string(), mp.key(if m.field.is_some() { "field" } else { "type" })));
+            }
             if let Some((arg, text)) = m.argument() {
                 match Template::parse(text) {
                     Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), mp.key(arg)))),
@@ -200,16 +270,31 @@ impl Node for Evaluate {
             if let Some(t) = m.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
                 cx.error(&mp.key("threshold"), format!("threshold {t} is outside 0..=1"), None);
             }
+            for (arg, v) in [("max_ms", m.max_ms), ("max_usd", m.max_usd)] {
+                if let Some(v) = v.filter(|v| !v.is_finite() || *v < 0.0) {
+                    cx.error(&mp.key(arg), format!("`{arg}` must be a number ≥ 0, not {v}"), None);
+                }
+            }
+            if let (MetricType::Judge, Some(b)) = (m.kind, &m.backend) {
+                cx.backend(&mp.key("backend"), b);
+                judges += 1;
+            }
+            if let (MetricType::Exec, Some(command)) = (m.kind, &m.command) {
+                exec::check(command, &mp.key("command"), cx);
+            }
         }
         cx.require_fields(&needs);
+        cx.calls_per_record(judges);
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         input.extend("Scored", &["scores", "pass"])
     }
 
-    fn build(config: &EvaluateConfig, _cx: &BuildCx) -> Result<Stage, NodeError> {
-        let metrics = config.metrics.iter().map(Metric::new).collect::<Result<Vec<_>, _>>()?;
+    fn build(config: &EvaluateConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
+        let metrics = config.metrics.iter().map(|m| Metric::new(m, cx)).collect::<Result<Vec<_>, _>>()?;
         let totals = Totals { metrics: vec![Stats::default(); metrics.len()], ..Totals::default() };
-        Ok(Stage::Map(Box::new(Scorer { metrics, totals: Mutex::new(totals) })))
+        let asynchronous = metrics.iter().any(|m| matches!(m.check, Check::Judge(_) | Check::Exec(_)));
+        let scorer = Scorer { metrics, totals: Mutex::new(totals), meter: cx.meter.clone(), memo_reads: cx.memo_reads };
+        Ok(if asynchronous { Stage::Stream(Arc::new(scorer)) } else { Stage::Map(Box::new(scorer)) })
     }
 }
 
@@ -219,6 +304,10 @@ enum Check {
     Regex(Pattern),
     JsonValid,
     Similarity { expected: Template, threshold: f64 },
+    Latency { max_ms: f64 },
+    Cost { max_usd: f64 },
+    Judge(judge::Judge),
+    Exec(exec::Exec),
 }
 
 enum Pattern {
@@ -232,14 +321,38 @@ struct Metric {
     check: Check,
 }
 
+/// A metric's verdict on a record, or why it has none.
+type Verdict = Result<Score, String>;
+
+/// One metric's verdict on one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub score: f64,
+    pub pass: bool,
+    /// Why (a judge's or a command's explanation).
+    pub reason: Option<String>,
+    /// The measured value, for thresholds (`latency`, `cost`).
+    pub value: Option<f64>,
+}
+
+impl Score {
+    fn flag(pass: bool) -> Self {
+        Self { score: if pass { 1.0 } else { 0.0 }, pass, reason: None, value: None }
+    }
+
+    fn of(score: f64, pass: bool) -> Self {
+        Self { score, pass, reason: None, value: None }
+    }
+}
+
 fn template(s: &str) -> Result<Template, NodeError> {
     Template::parse(s).map_err(NodeError::new)
 }
 
 impl Metric {
-    fn new(m: &MetricConfig) -> Result<Self, NodeError> {
-        fn arg<'a>(m: &MetricConfig, v: &'a Option<String>, name: &str) -> Result<&'a str, NodeError> {
-            v.as_deref().ok_or_else(|| NodeError::new(format!("`{}` needs `{name}`", m.kind.name())))
+    fn new(m: &MetricConfig, cx: &BuildCx) -> Result<Self, NodeError> {
+        fn arg<'a, T>(m: &MetricConfig, v: &'a Option<T>, name: &str) -> Result<&'a T, NodeError> {
+            v.as_ref().ok_or_else(|| NodeError::new(format!("`{}` needs `{name}`", m.kind.name())))
         }
         let case_sensitive = m.case_sensitive.unwrap_or(true);
         let check = match m.kind {
@@ -262,44 +375,78 @@ impl Metric {
                 expected: template(arg(m, &m.expected, "expected")?)?,
                 threshold: m.threshold.unwrap_or(0.8),
             },
+            MetricType::Latency => Check::Latency { max_ms: *arg(m, &m.max_ms, "max_ms")? },
+            MetricType::Cost => Check::Cost { max_usd: *arg(m, &m.max_usd, "max_usd")? },
+            MetricType::Judge => Check::Judge(judge::Judge::new(
+                Backends::of(cx, arg(m, &m.backend, "backend")?)?,
+                template(arg(m, &m.rubric, "rubric")?)?,
+                m.field().to_string(),
+                m.threshold.unwrap_or(0.5),
+            )),
+            MetricType::Exec => Check::Exec(exec::Exec::new(
+                m.name(),
+                arg(m, &m.command, "command")?.clone(),
+                cx.spec_dir.clone(),
+                m.threshold.unwrap_or(0.5),
+            )),
         };
-        Ok(Self { name: m.name(), field: m.field.clone(), check })
+        Ok(Self { name: m.name(), field: m.field().to_string(), check })
     }
 
-    /// `(score, pass)`, or why the metric could not be computed.
-    fn score(&self, record: &Record) -> Result<(f64, bool), String> {
+    /// The verdict of a metric computed on the record alone, or why it
+    /// could not be computed. `judge` and `exec` are computed by the chunk.
+    fn score(&self, record: &Record) -> Result<Score, String> {
         let value = match record.get(&self.field) {
             Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-            Some(Value::Null) | None => return Err(format!("record has no field `{}`", self.field)),
+            Some(Value::Null) | None => return Err(self.missing(record)),
             Some(other) => std::borrow::Cow::Owned(other.to_string()),
         };
-        let flag = |b: bool| (if b { 1.0 } else { 0.0 }, b);
         Ok(match &self.check {
             Check::Exact { expected, case_sensitive, trim } => {
                 let want = expected.render(record)?;
                 let (a, b) = if *trim { (value.trim(), want.trim()) } else { (&*value, &*want) };
-                flag(if *case_sensitive { a == b } else { a.to_lowercase() == b.to_lowercase() })
+                Score::flag(if *case_sensitive { a == b } else { a.to_lowercase() == b.to_lowercase() })
             }
             Check::Contains { value: needle, case_sensitive } => {
                 let n = needle.render(record)?;
-                flag(if *case_sensitive {
+                Score::flag(if *case_sensitive {
                     value.contains(&*n)
                 } else {
                     value.to_lowercase().contains(&n.to_lowercase())
                 })
             }
-            Check::Regex(Pattern::Fixed(re)) => flag(re.is_match(&value)),
+            Check::Regex(Pattern::Fixed(re)) => Score::flag(re.is_match(&value)),
             Check::Regex(Pattern::Templated(t)) => {
                 let re = regex::Regex::new(&t.render_with(record, regex::escape)?)
                     .map_err(|e| format!("invalid regex: {}", regex_error(&e)))?;
-                flag(re.is_match(&value))
+                Score::flag(re.is_match(&value))
             }
-            Check::JsonValid => flag(serde_json::from_str::<Value>(&value).is_ok()),
+            Check::JsonValid => Score::flag(serde_json::from_str::<Value>(&value).is_ok()),
             Check::Similarity { expected, threshold } => {
                 let s = strsim::normalized_levenshtein(&value, &expected.render(record)?);
-                (s, s >= *threshold)
+                Score::of(s, s >= *threshold)
             }
+            Check::Latency { max_ms: max } | Check::Cost { max_usd: max } => {
+                let v = record
+                    .get(&self.field)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| format!("field `{}` is not a number", self.field))?;
+                Score { value: Some(v), ..Score::flag(v <= *max) }
+            }
+            Check::Judge(_) | Check::Exec(_) => unreachable!("judge and exec are scored by the chunk"),
         })
+    }
+
+    /// Why a record has no value to score.
+    fn missing(&self, record: &Record) -> String {
+        let upstream_error = record.get("error").and_then(Value::as_str);
+        match (&self.check, upstream_error) {
+            (_, Some(e)) => format!("no `{}`: the call failed ({e})", self.field),
+            (Check::Cost { .. }, None) if record.contains_key(&self.field) => {
+                format!("no `{}`: the model's price is unknown; add it under `prices:` in the spec", self.field)
+            }
+            _ => format!("record has no field `{}`", self.field),
+        }
     }
 }
 
@@ -330,21 +477,33 @@ struct Totals {
 struct Scorer {
     metrics: Vec<Metric>,
     totals: Mutex<Totals>,
+    meter: Arc<Meter>,
+    memo_reads: bool,
 }
 
-impl MapStage for Scorer {
-    fn map(&self, record: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
+impl Scorer {
+    /// Scores one record; `external(i)` holds the verdict of metric `i` when
+    /// it was computed for the whole chunk (`judge`, `exec`).
+    fn scored(&self, record: &Record, mut external: impl FnMut(usize) -> Option<Result<Score, String>>) -> Record {
         let mut scores = serde_json::Map::new();
         let mut all = true;
         let mut totals = self.totals.lock().expect("totals lock");
-        for (m, st) in self.metrics.iter().zip(totals.metrics.iter_mut()) {
+        for (i, (m, st)) in self.metrics.iter().zip(totals.metrics.iter_mut()).enumerate() {
             st.count += 1;
-            let entry = match m.score(record) {
-                Ok((score, pass)) => {
-                    st.sum += score;
-                    st.passed += pass as u64;
-                    all &= pass;
-                    json!({"score": score, "pass": pass})
+            let verdict = external(i).unwrap_or_else(|| m.score(record));
+            let entry = match verdict {
+                Ok(s) => {
+                    st.sum += s.score;
+                    st.passed += s.pass as u64;
+                    all &= s.pass;
+                    let mut e = json!({"score": s.score, "pass": s.pass});
+                    if let Some(v) = s.value {
+                        e["value"] = json!(v);
+                    }
+                    if let Some(r) = s.reason {
+                        e["reason"] = json!(r);
+                    }
+                    e
                 }
                 Err(e) => {
                     st.errors += 1;
@@ -360,11 +519,62 @@ impl MapStage for Scorer {
         let mut fields = (**record).clone();
         fields.insert("scores".into(), Value::Object(scores));
         fields.insert("pass".into(), Value::Bool(all));
-        out.push(Arc::new(fields));
+        Arc::new(fields)
+    }
+
+    /// Scores a chunk: each `exec` command once for the chunk, the judge
+    /// calls of the chunk in flight together, then every record.
+    async fn chunk(self: Arc<Self>, chunk: Vec<Record>) -> Result<Vec<Record>, NodeError> {
+        // Per metric, for chunk-scored metrics: each record's verdict, taken
+        // out as the record is assembled.
+        let mut external: Vec<Option<Vec<Option<Verdict>>>> = Vec::with_capacity(self.metrics.len());
+        for m in &self.metrics {
+            external.push(match &m.check {
+                Check::Exec(x) => Some(x.run(&chunk).await?.into_iter().map(Some).collect()),
+                Check::Judge(j) => {
+                    let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
+                    let verdicts = join_all(chunk.iter().map(|r| j.grade(r, opts))).await;
+                    Some(verdicts.into_iter().map(Some).collect())
+                }
+                _ => None,
+            });
+        }
+        Ok(chunk
+            .iter()
+            .enumerate()
+            .map(|(k, r)| self.scored(r, |i| external[i].as_mut().and_then(|v| v[k].take())))
+            .collect())
+    }
+}
+
+impl MapStage for Scorer {
+    fn map(&self, record: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
+        out.push(self.scored(record, |_| None));
         Ok(())
     }
 
     fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
+        self.summary()
+    }
+}
+
+impl StreamStage for Scorer {
+    fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
+        input
+            .ready_chunks(BATCH_SIZE)
+            .map(move |chunk| self.clone().chunk(chunk))
+            // The next chunk's calls start while this one finishes.
+            .buffered(2)
+            .boxed()
+    }
+
+    fn finish(&self) -> Result<Vec<Artifact>, NodeError> {
+        self.summary()
+    }
+}
+
+impl Scorer {
+    fn summary(&self) -> Result<Vec<Artifact>, NodeError> {
         let totals = self.totals.lock().expect("totals lock");
         let (stats, records, passed) = (&totals.metrics, totals.records, totals.passed);
         let ratio = |a: u64, b: u64| {
@@ -426,28 +636,45 @@ mod tests {
     }
 
     fn metric(yaml: &str) -> Metric {
-        Metric::new(&serde_yaml::from_str::<MetricConfig>(yaml).unwrap()).unwrap()
+        let cx = BuildCx::new("scores", ".".into());
+        Metric::new(&serde_yaml::from_str::<MetricConfig>(yaml).unwrap(), &cx).unwrap()
+    }
+
+    fn verdict(m: &str, r: &Record) -> Result<(f64, bool), String> {
+        metric(m).score(r).map(|s| (s.score, s.pass))
     }
 
     #[test]
     fn metrics_score_records() {
         let r = rec(json!({"output": " Paris ", "expected": "paris", "json": "{\"a\": 1}", "city": "Par.s"}));
-        assert_eq!(metric("{type: exact_match, expected: '{{expected}}'}").score(&r), Ok((0.0, false)));
+        assert_eq!(verdict("{type: exact_match, expected: '{{expected}}'}", &r), Ok((0.0, false)));
         assert_eq!(
-            metric("{type: exact_match, expected: '{{expected}}', case_sensitive: false}").score(&r),
+            verdict("{type: exact_match, expected: '{{expected}}', case_sensitive: false}", &r),
             Ok((1.0, true))
         );
-        assert_eq!(metric("{type: contains, value: ari}").score(&r), Ok((1.0, true)));
-        assert_eq!(metric("{type: regex, pattern: '^\\s*P\\w+'}").score(&r), Ok((1.0, true)));
+        assert_eq!(verdict("{type: contains, value: ari}", &r), Ok((1.0, true)));
+        assert_eq!(verdict("{type: regex, pattern: '^\\s*P\\w+'}", &r), Ok((1.0, true)));
         // Inserted values are escaped: `Par.s` must match literally.
-        assert_eq!(metric("{type: regex, pattern: '{{city}}'}").score(&r), Ok((0.0, false)));
-        assert_eq!(metric("{type: json_valid, field: json}").score(&r), Ok((1.0, true)));
-        assert_eq!(metric("{type: json_valid}").score(&r), Ok((0.0, false)));
-        let (s, pass) = metric("{type: similarity, expected: 'Pariss', threshold: 0.5}").score(&r).unwrap();
+        assert_eq!(verdict("{type: regex, pattern: '{{city}}'}", &r), Ok((0.0, false)));
+        assert_eq!(verdict("{type: json_valid, field: json}", &r), Ok((1.0, true)));
+        assert_eq!(verdict("{type: json_valid}", &r), Ok((0.0, false)));
+        let (s, pass) = verdict("{type: similarity, expected: 'Pariss', threshold: 0.5}", &r).unwrap();
         assert!((s - strsim::normalized_levenshtein(" Paris ", "Pariss")).abs() < 1e-12 && pass);
-        assert_eq!(
-            metric("{type: exact_match, expected: '{{nope}}'}").score(&r),
-            Err("record has no field `nope`".into())
-        );
+        assert_eq!(verdict("{type: exact_match, expected: '{{nope}}'}", &r), Err("record has no field `nope`".into()));
+    }
+
+    #[test]
+    fn latency_and_cost_thresholds() {
+        let r = rec(json!({"output": "x", "latency_ms": 120, "cost_usd": 0.002}));
+        let s = metric("{type: latency, max_ms: 100}").score(&r).unwrap();
+        assert_eq!((s.pass, s.value), (false, Some(120.0)));
+        assert!(metric("{type: latency, max_ms: 150}").score(&r).unwrap().pass);
+        assert!(metric("{type: cost, max_usd: 0.01}").score(&r).unwrap().pass);
+        let unpriced = rec(json!({"output": "x", "cost_usd": null, "error": null}));
+        let e = metric("{type: cost, max_usd: 0.01}").score(&unpriced).unwrap_err();
+        assert!(e.contains("price is unknown"), "{e}");
+        let failed = rec(json!({"output": null, "latency_ms": null, "error": "HTTP 400"}));
+        let e = metric("{type: latency, max_ms: 100}").score(&failed).unwrap_err();
+        assert!(e.contains("the call failed (HTTP 400)"), "{e}");
     }
 }

@@ -1,0 +1,407 @@
+//! How many backend calls `flow plan` expects each node to make: before a
+//! run spends money, the plan says what it will cost in calls.
+//!
+//! A node's calls are its input records × its calls per record, less those
+//! the call memo already answers. The records are read only where that is
+//! cheap and runs nothing: a cached upstream's stored output, or a source
+//! upstream that calls no backend (a `load` just reads its file). The node
+//! kind turns each record into the memo keys of the requests it would send
+//! ([`crate::Node::call_keys`]), and the plan looks them up. Where the
+//! records cannot be had, a cached upstream's record count still bounds the
+//! calls ("up to"); past that the plan says only the calls per record.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use flow_cache::{CallMemo, Store};
+
+use crate::assess::{Assessment, Force, State};
+use crate::compile::Plan;
+use crate::node::{BuildCx, Shape, Stage};
+use crate::record::{Fields, Record};
+
+/// Past this many input records the plan does not read them (it would
+/// take longer than a plan should) and gives a bound or nothing.
+pub const MAX_RECORDS: usize = 200_000;
+
+/// What the plan can see of the call memo.
+pub enum Memo<'a> {
+    /// There is no memo yet: nothing is memoized.
+    Empty,
+    /// The memo, to look keys up in.
+    Open(&'a CallMemo),
+    /// There is a memo, but it cannot be read now (a running flow holds
+    /// it): memo hits are unknown.
+    Unreadable,
+}
+
+/// The calls a node is expected to make in the next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CallEstimate {
+    /// Requests the backend will receive, when the input records are known.
+    pub expected: Option<u64>,
+    /// Calls answered from the call memo instead, when known.
+    pub memo_hits: Option<u64>,
+    /// An upper bound on the requests: `expected` when that is known, else
+    /// input records × calls per record, when the record count is known.
+    pub at_most: Option<u64>,
+    /// Input records, when known.
+    pub records: Option<u64>,
+    /// Calls per input record the node declares (`repeat`, judge metrics).
+    pub per_record: u64,
+}
+
+impl CallEstimate {
+    fn unknown(per_record: u64) -> Self {
+        Self { expected: None, memo_hits: None, at_most: None, records: None, per_record }
+    }
+
+    fn up_to(records: u64, per_record: u64) -> Self {
+        Self { at_most: Some(records.saturating_mul(per_record)), records: Some(records), ..Self::unknown(per_record) }
+    }
+}
+
+impl std::fmt::Display for CallEstimate {
+    /// `10`, `10 (90 memoized)`, `up to 100`, or `records × 2 per record`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.expected, self.memo_hits, self.at_most) {
+            (Some(n), Some(hits), _) if hits > 0 => write!(f, "{n} ({hits} memoized)"),
+            (Some(n), _, _) => write!(f, "{n}"),
+            (None, _, Some(n)) => write!(f, "up to {n}"),
+            (None, _, None) => write!(f, "records × {} per record", self.per_record),
+        }
+    }
+}
+
+/// The records of a node's input, as far as the plan can know them.
+enum Input {
+    Records(Vec<Record>),
+    Count(u64),
+    Unknown,
+}
+
+/// The calls each node of the plan is expected to make, in plan order:
+/// `None` for nodes that call no backend, zero for cached ones. Reads the
+/// store and input files, writes nothing. Not for use inside an async
+/// runtime: a source upstream is read on a runtime of its own.
+pub fn estimate(
+    plan: &Plan,
+    assessed: &[Assessment],
+    store: &Store,
+    memo: &Memo<'_>,
+    force: &Force,
+) -> Vec<Option<CallEstimate>> {
+    let mut inputs: HashMap<usize, Input> = HashMap::new();
+    let mut out = Vec::with_capacity(plan.nodes.len());
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let per_record = node.compiled.calls_per_record;
+        if per_record == 0 {
+            out.push(None);
+            continue;
+        }
+        if assessed[i].state == State::Cached {
+            let none = Some(0);
+            out.push(Some(CallEstimate { expected: none, memo_hits: none, at_most: none, records: None, per_record }));
+            continue;
+        }
+        // Kinds with several inputs pair records in their own ways.
+        let [u] = node.inputs[..] else {
+            out.push(Some(CallEstimate::unknown(per_record)));
+            continue;
+        };
+        let input = inputs.entry(u).or_insert_with(|| read_input(plan, assessed, store, u));
+        let estimate = match input {
+            Input::Records(records) => {
+                // `--no-cache` and `cache: false` send every call again.
+                let memo = if force.all || !node.cache { &Memo::Empty } else { memo };
+                from_records(plan, i, records, memo, per_record)
+            }
+            Input::Count(n) => CallEstimate::up_to(*n, per_record),
+            Input::Unknown => CallEstimate::unknown(per_record),
+        };
+        out.push(Some(estimate));
+    }
+    out
+}
+
+/// Counts the calls node `i` makes for `records`, and how many of them the
+/// memo answers. A request repeated within the run counts each time.
+fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &Memo<'_>, per_record: u64) -> CallEstimate {
+    let node = &plan.nodes[i];
+    let (mut sent, mut hits) = (0u64, 0u64);
+    let mut memo_known = !matches!(memo, Memo::Unreadable);
+    for r in records {
+        let Some(keys) = node.compiled.call_keys(r, &plan.backends) else {
+            return CallEstimate::up_to(records.len() as u64, per_record);
+        };
+        for key in keys {
+            let hit = match memo {
+                Memo::Open(m) => m.get(&key).unwrap_or_else(|_| {
+                    memo_known = false;
+                    None
+                }),
+                Memo::Empty | Memo::Unreadable => None,
+            };
+            if hit.is_some() {
+                hits += 1;
+            } else {
+                sent += 1;
+            }
+        }
+    }
+    let records = Some(records.len() as u64);
+    if memo_known {
+        CallEstimate { expected: Some(sent), memo_hits: Some(hits), at_most: Some(sent), records, per_record }
+    } else {
+        CallEstimate { at_most: Some(sent + hits), records, ..CallEstimate::unknown(per_record) }
+    }
+}
+
+/// The output records of plan node `u`, if knowable without running
+/// anything costly.
+fn read_input(plan: &Plan, assessed: &[Assessment], store: &Store, u: usize) -> Input {
+    let upstream = &plan.nodes[u];
+    if let (State::Cached, Some(m)) = (assessed[u].state, &assessed[u].manifest) {
+        if m.records > MAX_RECORDS as u64 {
+            return Input::Count(m.records);
+        }
+        return match read_object(store, m) {
+            Some(records) => Input::Records(records),
+            None => Input::Count(m.records),
+        };
+    }
+    let cheap_source =
+        upstream.shape == Shape::Source && upstream.inputs.is_empty() && upstream.compiled.backends.is_empty();
+    if assessed[u].state == State::WillRun && cheap_source {
+        return match read_source(plan, u) {
+            Some(records) => Input::Records(records),
+            None => Input::Unknown,
+        };
+    }
+    Input::Unknown
+}
+
+/// A cached node's stored output (JSONL).
+fn read_object(store: &Store, m: &flow_cache::NodeManifest) -> Option<Vec<Record>> {
+    let file = store.open_object(&m.output).ok()?;
+    let mut records = Vec::with_capacity(m.records as usize);
+    for line in BufReader::with_capacity(256 * 1024, file).lines() {
+        let fields: Fields = serde_json::from_str(&line.ok()?).ok()?;
+        records.push(Arc::new(fields));
+    }
+    Some(records)
+}
+
+/// Every record a source node would produce, built as a run would build
+/// it; `None` past [`MAX_RECORDS`] or on any error (a file that changed
+/// since the plan hashed it, say).
+fn read_source(plan: &Plan, u: usize) -> Option<Vec<Record>> {
+    let node = &plan.nodes[u];
+    let mut cx = BuildCx::new(&node.name, plan.file.dir.clone());
+    cx.files = node.compiled.files.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(async {
+        let Stage::Source(mut source) = node.compiled.build(&cx).ok()? else {
+            return None;
+        };
+        let mut records = Vec::new();
+        while let Some(batch) = source.next_batch().await.ok()? {
+            records.extend(batch);
+            if records.len() > MAX_RECORDS {
+                return None;
+            }
+        }
+        Some(records)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use futures::future::BoxFuture;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::node::{kind, Arity, CheckCx, MapStage, Node, NodeError, Registry, SourceStage};
+    use crate::record::{FieldSet, PortType};
+    use crate::spec::BackendSpec;
+    use crate::RunOptions;
+    use flow_cache::ContentHash;
+
+    /// Records `{"i": 0..n}`.
+    struct Count;
+    #[derive(Clone, Serialize, Deserialize)]
+    struct CountConfig {
+        n: u64,
+    }
+    struct CountStage(u64, u64);
+    impl SourceStage for CountStage {
+        fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<Vec<Record>>, NodeError>> {
+            Box::pin(async move {
+                if self.0 >= self.1 {
+                    return Ok(None);
+                }
+                let batch = (self.0..self.1).map(|i| Arc::new(fields(i))).collect();
+                self.0 = self.1;
+                Ok(Some(batch))
+            })
+        }
+    }
+    impl Node for Count {
+        type Config = CountConfig;
+        const KIND: &'static str = "count";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "records 0..n";
+        const INPUTS: Arity = Arity::None;
+        const SHAPE: Shape = Shape::Source;
+        fn check(_: &CountConfig, _: &mut CheckCx<'_>) -> PortType {
+            PortType::records(FieldSet::Known(["i".to_string()].into()))
+        }
+        fn build(c: &CountConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+            Ok(Stage::Source(Box::new(CountStage(0, c.n))))
+        }
+    }
+
+    fn fields(i: u64) -> Fields {
+        serde_json::json!({"i": i}).as_object().unwrap().clone()
+    }
+
+    /// "Calls" twice per record, except record 3 (as if it lacked a prompt
+    /// field); `salt` changes its key and its calls.
+    struct Ask;
+    #[derive(Clone, Serialize, Deserialize)]
+    struct AskConfig {
+        salt: u32,
+    }
+    struct Pass;
+    impl MapStage for Pass {
+        fn map(&self, r: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
+            out.push(r.clone());
+            Ok(())
+        }
+    }
+    impl Node for Ask {
+        type Config = AskConfig;
+        const KIND: &'static str = "ask";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "two calls per record";
+        const INPUTS: Arity = Arity::One;
+        const SHAPE: Shape = Shape::Streaming;
+        fn check(_: &AskConfig, cx: &mut CheckCx<'_>) -> PortType {
+            cx.calls_per_record(2);
+            cx.inputs()[0].ty.clone()
+        }
+        fn build(_: &AskConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+            Ok(Stage::Map(Box::new(Pass)))
+        }
+        fn call_keys(c: &AskConfig, r: &Record, _: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+            let i = r["i"].as_u64().unwrap();
+            Some(if i == 3 { Vec::new() } else { (0..2).map(|s| key(c.salt, i, s)).collect() })
+        }
+    }
+
+    fn key(salt: u32, i: u64, sample: u32) -> ContentHash {
+        CallMemo::key(&"ask", &(salt, i, sample))
+    }
+
+    /// Declares a call per record but cannot name its keys.
+    struct Guess;
+    impl Node for Guess {
+        type Config = AskConfig;
+        const KIND: &'static str = "guess";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "one call per record, keys unknown";
+        const INPUTS: Arity = Arity::One;
+        const SHAPE: Shape = Shape::Streaming;
+        fn check(_: &AskConfig, cx: &mut CheckCx<'_>) -> PortType {
+            cx.calls_per_record(1);
+            cx.inputs()[0].ty.clone()
+        }
+        fn build(_: &AskConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+            Ok(Stage::Map(Box::new(Pass)))
+        }
+    }
+
+    fn registry() -> Registry {
+        Registry::new(vec![kind::<Count>(), kind::<Ask>(), kind::<Guess>()])
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn plan(&self, salt: u32) -> Plan {
+            let spec = format!(
+                "flow: 1\nname: t\nnodes:\n  src: {{kind: count, n: 5}}\n  ask: {{kind: ask, input: src, salt: {salt}}}\n  guess: {{kind: guess, input: src, salt: 0}}\n  then: {{kind: ask, input: ask, salt: 0}}\n"
+            );
+            let path = self.dir.path().join("spec.yaml");
+            std::fs::write(&path, spec).unwrap();
+            crate::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}"))
+        }
+
+        fn store(&self) -> Store {
+            Store::open(self.dir.path().join(".flow"))
+        }
+
+        fn estimate(&self, plan: &Plan, memo: &Memo<'_>, force: &Force) -> Vec<Option<CallEstimate>> {
+            let assessed = crate::assess(plan, &self.store(), force).unwrap();
+            estimate(plan, &assessed, &self.store(), memo, force)
+        }
+    }
+
+    fn exact(expected: u64, memo_hits: u64, records: u64, per_record: u64) -> Option<CallEstimate> {
+        Some(CallEstimate {
+            expected: Some(expected),
+            memo_hits: Some(memo_hits),
+            at_most: Some(expected),
+            records: Some(records),
+            per_record,
+        })
+    }
+
+    #[test]
+    fn counts_calls_from_records_less_memo_hits() {
+        let f = Fixture { dir: tempfile::tempdir().unwrap() };
+        let plan = f.plan(0);
+        let none = Force::default();
+        // Nothing run yet: the source is read; record 3 makes no call.
+        let e = f.estimate(&plan, &Memo::Empty, &none);
+        assert_eq!(e[0], None, "a source that calls nothing");
+        assert_eq!(e[1], exact(8, 0, 5, 2));
+        assert_eq!(e[2], Some(CallEstimate::up_to(5, 1)), "keys unknown: a bound");
+        assert_eq!(e[3], Some(CallEstimate::unknown(2)), "its input comes from a node that will run");
+        assert_eq!(e[1].unwrap().to_string(), "8");
+        assert_eq!(e[2].unwrap().to_string(), "up to 5");
+        assert_eq!(e[3].unwrap().to_string(), "records × 2 per record");
+
+        let memo = CallMemo::open(&f.dir.path().join("memo.redb")).unwrap();
+        memo.put_many(&[(key(0, 0, 0), b"a".to_vec()), (key(0, 4, 1), b"b".to_vec())]).unwrap();
+        let e = f.estimate(&plan, &Memo::Open(&memo), &none);
+        assert_eq!(e[1], exact(6, 2, 5, 2));
+        assert_eq!(e[1].unwrap().to_string(), "6 (2 memoized)");
+        // `--no-cache` reads no memoized answer.
+        assert_eq!(f.estimate(&plan, &Memo::Open(&memo), &Force { all: true, ..none.clone() })[1], exact(8, 0, 5, 2));
+        let unreadable = f.estimate(&plan, &Memo::Unreadable, &none)[1].unwrap();
+        assert_eq!((unreadable.expected, unreadable.memo_hits, unreadable.at_most), (None, None, Some(8)));
+
+        // Once run, cached nodes make no calls, and a changed node reads
+        // its cached upstream's output.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let options = RunOptions { force: none.clone(), context: None };
+        let m =
+            runtime.block_on(crate::run(Arc::new(f.plan(0)), f.store(), options, tx, std::future::pending())).unwrap();
+        assert_eq!(m.status, flow_cache::RunStatus::Succeeded, "{:?}", m.error);
+        let e = f.estimate(&plan, &Memo::Open(&memo), &none);
+        assert_eq!(e[1], Some(CallEstimate { records: None, ..exact(0, 0, 0, 2).unwrap() }));
+        let changed = f.plan(7);
+        let e = f.estimate(&changed, &Memo::Open(&memo), &none);
+        assert_eq!(e[1], exact(8, 0, 5, 2), "from the cached source's output");
+        assert_eq!(e[3], Some(CallEstimate::unknown(2)));
+    }
+}

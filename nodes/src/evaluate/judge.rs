@@ -1,0 +1,98 @@
+//! The `judge` metric: an LLM grades a record's field against a rubric,
+//! through a named backend, in JSON mode. It answers a score in 0..=1 and a
+//! one-sentence reason; the call is memoized like any other.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use flow_engine::{Record, Template};
+
+use super::Score;
+use crate::backend::{Backend, CallOpts, Message};
+
+/// The instructions every judge call starts with.
+const SYSTEM: &str = "You are a strict, fair grader. Grade the response against the criteria. \
+Reply with only a JSON object: {\"score\": <a number from 0 to 1>, \"reason\": \"<one sentence>\"}.";
+
+/// The line before the graded response (the offline `sim` backend grades by it).
+use crate::backend::JUDGE_RESPONSE_MARKER;
+
+pub struct Judge {
+    backend: Arc<Backend>,
+    rubric: Template,
+    field: String,
+    threshold: f64,
+}
+
+impl Judge {
+    pub fn new(backend: Arc<Backend>, rubric: Template, field: String, threshold: f64) -> Self {
+        Self { backend, rubric, field, threshold }
+    }
+
+    /// The judge's chat for one record.
+    fn messages(&self, record: &Record) -> Result<Vec<Message>, String> {
+        let response = match record.get(&self.field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => {
+                return Err(match record.get("error").and_then(Value::as_str) {
+                    Some(e) => format!("no `{}` to grade: the call failed ({e})", self.field),
+                    None => format!("record has no field `{}`", self.field),
+                })
+            }
+            Some(other) => other.to_string(),
+        };
+        let criteria = self.rubric.render(record)?;
+        let user = format!(
+            "Criteria:\n{criteria}\n\n{JUDGE_RESPONSE_MARKER}\n{response}\n\nReply with a JSON object {{\"score\": <0 to 1>, \"reason\": \"...\"}}."
+        );
+        Ok(vec![
+            Message { role: "system".into(), content: SYSTEM.into() },
+            Message { role: "user".into(), content: user },
+        ])
+    }
+
+    /// Grades one record: the verdict, or why there is none.
+    pub async fn grade(&self, record: &Record, opts: CallOpts<'_>) -> Result<Score, String> {
+        let messages = self.messages(record)?;
+        let reply = self.backend.chat(&messages, true, opts).await.map_err(|e| format!("judge call failed: {e}"))?;
+        let (score, reason) = parse_verdict(&reply.text)?;
+        Ok(Score { score, pass: score >= self.threshold, reason: Some(reason), value: None })
+    }
+}
+
+/// `{"score": 0.8, "reason": "..."}`, also inside a Markdown code fence or
+/// after some words, as models sometimes write it.
+pub fn parse_verdict(text: &str) -> Result<(f64, String), String> {
+    let shown = || text.chars().take(120).collect::<String>();
+    let start = text.find('{').ok_or_else(|| format!("the judge answered no JSON object: `{}`", shown()))?;
+    let end =
+        text.rfind('}').filter(|e| *e > start).ok_or_else(|| format!("the judge's JSON is cut off: `{}`", shown()))?;
+    let v: Value = serde_json::from_str(&text[start..=end])
+        .map_err(|e| format!("the judge's JSON is invalid ({e}): `{}`", shown()))?;
+    let score = match &v["score"] {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("the judge's answer has no numeric `score`: `{}`", shown()))?;
+    if !(0.0..=1.0).contains(&score) {
+        return Err(format!("the judge's score {score} is outside 0..=1"));
+    }
+    let reason = v["reason"].as_str().unwrap_or("").to_string();
+    Ok((score, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_are_parsed_or_explained() {
+        assert_eq!(parse_verdict(r#"{"score": 0.5, "reason": "half"}"#), Ok((0.5, "half".into())));
+        assert_eq!(parse_verdict("```json\n{\"score\": \"1\", \"reason\": \"ok\"}\n```"), Ok((1.0, "ok".into())));
+        assert!(parse_verdict("looks good").unwrap_err().contains("no JSON object"));
+        assert!(parse_verdict(r#"{"score": 7}"#).unwrap_err().contains("outside 0..=1"));
+        assert!(parse_verdict(r#"{"grade": 1}"#).unwrap_err().contains("no numeric `score`"));
+    }
+}
