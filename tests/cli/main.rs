@@ -9,6 +9,7 @@ mod backends;
 mod cache;
 mod common;
 mod errors;
+mod eval;
 mod inspect;
 mod interrupt;
 mod plan;
