@@ -140,10 +140,11 @@ impl From<Diagnostic> for Diagnostics {
 }
 
 /// The closest candidate to `name`, if it is close enough to be a likely typo.
+/// A swapped pair of letters (`bto` → `bot`) counts as one edit.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(name, c), c))
+        .map(|c| (strsim::osa_distance(name, c), c))
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1) && *d > 0)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

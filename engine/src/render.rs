@@ -44,7 +44,8 @@ fn total_calls(calls: &[Option<CallEstimate>]) -> Option<String> {
 }
 
 /// The plan as aligned text, nodes in topological order. A CALLS column
-/// appears when some node calls a backend.
+/// appears when some node calls a backend. `calls` is in plan order, as
+/// [`crate::calls::estimate`] gives it (empty: no estimates).
 pub fn text(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>]) -> String {
     let count = |s: State| assessed.iter().filter(|a| a.state == s).count();
     let mut out = format!(
@@ -78,7 +79,7 @@ pub fn text(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>]
                 if inputs.is_empty() { "-".into() } else { inputs.join(", ") },
             ];
             if with_calls {
-                row.push(calls[i].map(|e| e.to_string()).unwrap_or_else(|| "-".into()));
+                row.push(calls.get(i).copied().flatten().map(|e| e.to_string()).unwrap_or_else(|| "-".into()));
             }
             row.push(status_line(&assessed[i]));
             row
@@ -133,8 +134,9 @@ pub fn dot(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>])
     let _ = writeln!(out, "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];");
     for (i, n) in plan.nodes.iter().enumerate() {
         let a = &assessed[i];
-        let extra =
-            calls_label(a.state, calls[i].as_ref()).map(|c| format!("\\n{}", dot_escape(&c))).unwrap_or_default();
+        let extra = calls_label(a.state, calls.get(i).and_then(Option::as_ref))
+            .map(|c| format!("\\n{}", dot_escape(&c)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "  \"n{i}\" [label=\"{}\\n{}\\n{}{extra}\", fillcolor=\"{}\"];",
@@ -169,8 +171,9 @@ pub fn mermaid(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimat
             State::WillRun => "willrun",
             State::Unknown => "unknown",
         };
-        let extra =
-            calls_label(a.state, calls[i].as_ref()).map(|c| format!("<br/>{}", mermaid_escape(&c))).unwrap_or_default();
+        let extra = calls_label(a.state, calls.get(i).and_then(Option::as_ref))
+            .map(|c| format!("<br/>{}", mermaid_escape(&c)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "  n{i}[\"{}<br/>{}<br/>{}{extra}\"]:::{class}",
@@ -216,7 +219,7 @@ pub fn json(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>]
                 "reasons": a.reasons,
                 "key": a.key,
                 "key_fields": a.fields,
-                "calls": calls[i],
+                "calls": calls.get(i).copied().flatten(),
             })
         })
         .collect();

@@ -315,11 +315,11 @@ fn api_key_is_sent_and_never_written() {
 /// exit 2, a located message and nothing written. Returns the message.
 fn rejected(spec: &str) -> String {
     let p = project(3, spec);
+    let located = regex::Regex::new(r"t\.yaml:\d+:\d+").unwrap();
     let mut message = String::new();
     for cmd in ["validate", "run"] {
         let r = flow(&p, &[cmd, SPEC], &[]);
         assert_eq!(r.code, 2, "flow {cmd} accepted:\n{spec}\n{}{}", r.stdout, r.stderr);
-        let located = regex::Regex::new(r"t\.yaml:\d+:\d+").unwrap();
         assert!(located.is_match(&r.stderr), "no file:line:col in:\n{}", r.stderr);
         assert!(!p.path("specs/.flow").exists() && !p.path(".flow").exists(), "flow {cmd} wrote a workspace");
         message = r.stderr;
@@ -335,6 +335,7 @@ fn validate_rejects_bad_backend_specs() {
     let literal = good.replace("api_key_env: FLOW_TEST_KEY", "api_key: sk-literal-0042");
     let e = rejected(&literal);
     assert!(e.contains("api_key_env"), "{e}");
+    assert!(!e.contains("sk-literal-0042"), "the diagnostic shows the key: {e}");
 
     let e = rejected(&good.replace("backend: bot", "backend: bto"));
     assert!(e.contains("did you mean `bot`"), "{e}");

@@ -75,7 +75,9 @@ fn a_broken_exec_metric_fails_the_node_naming_the_command() {
     let r = p.flow(&["run", "specs/eval.yaml"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("metric `brevity` (`python3 metrics/brevity.py`): line 1 of its output: `great answer` is not JSON"),
+        r.stderr.contains(
+            "metric `brevity` (`python3 metrics/brevity.py`): line 1 of its output: `great answer` is not JSON"
+        ),
         "{}",
         r.stderr
     );
