@@ -59,6 +59,8 @@ fn eval_spec_runs_offline_and_reruns_from_cache() {
     p.write("specs/metrics/brevity.py", &script);
     let plan = p.flow(&["plan", "specs/eval.yaml"]);
     assert!(plan.stdout.contains("input file changed: metrics/brevity.py"), "{}", plan.stdout);
+    // The judge's calls are all memoized: the plan counts them as such.
+    assert!(plan.stdout.contains("0 (24 memoized)"), "{}", plan.stdout);
     let third = p.flow(&["run", "specs/eval.yaml"]);
     assert_eq!(third.code, 0, "{}", third.stderr);
     let m3 = p.latest_run("specs/.flow");

@@ -30,35 +30,33 @@ impl Judge {
         Self { backend, rubric, field, threshold }
     }
 
-    /// The judge's chat for one record.
-    fn messages(&self, record: &Record) -> Result<Vec<Message>, String> {
-        let response = match record.get(&self.field) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => {
-                return Err(match record.get("error").and_then(Value::as_str) {
-                    Some(e) => format!("no `{}` to grade: the call failed ({e})", self.field),
-                    None => format!("record has no field `{}`", self.field),
-                })
-            }
-            Some(other) => other.to_string(),
-        };
-        let criteria = self.rubric.render(record)?;
-        let user = format!(
-            "Criteria:\n{criteria}\n\n{JUDGE_RESPONSE_MARKER}\n{response}\n\nReply with a JSON object {{\"score\": <0 to 1>, \"reason\": \"...\"}}."
-        );
-        Ok(vec![
-            Message { role: "system".into(), content: SYSTEM.into() },
-            Message { role: "user".into(), content: user },
-        ])
-    }
-
     /// Grades one record: the verdict, or why there is none.
     pub async fn grade(&self, record: &Record, opts: CallOpts<'_>) -> Result<Score, String> {
-        let messages = self.messages(record)?;
+        let messages = messages(&self.rubric, &self.field, record)?;
         let reply = self.backend.chat(&messages, true, opts).await.map_err(|e| format!("judge call failed: {e}"))?;
         let (score, reason) = parse_verdict(&reply.text)?;
         Ok(Score { score, pass: score >= self.threshold, reason: Some(reason), value: None })
     }
+}
+
+/// The judge's chat for one record: the same at plan time (to count memo
+/// hits) and at run time.
+pub fn messages(rubric: &Template, field: &str, record: &Record) -> Result<Vec<Message>, String> {
+    let response = match record.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => {
+            return Err(match record.get("error").and_then(Value::as_str) {
+                Some(e) => format!("no `{field}` to grade: the call failed ({e})"),
+                None => format!("record has no field `{field}`"),
+            })
+        }
+        Some(other) => other.to_string(),
+    };
+    let criteria = rubric.render(record)?;
+    let user = format!(
+        "Criteria:\n{criteria}\n\n{JUDGE_RESPONSE_MARKER}\n{response}\n\nReply with a JSON object {{\"score\": <0 to 1>, \"reason\": \"...\"}}."
+    );
+    Ok(vec![Message { role: "system".into(), content: SYSTEM.into() }, Message { role: "user".into(), content: user }])
 }
 
 /// `{"score": 0.8, "reason": "..."}`, also inside a Markdown code fence or

@@ -32,7 +32,9 @@ use flow_engine::{
     RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
 };
 
-use crate::backend::{Backends, CallOpts};
+use crate::backend::{self, Backends, CallOpts, Endpoint};
+use flow_engine::cache::ContentHash;
+use flow_engine::BackendSpec;
 
 pub struct Evaluate;
 
@@ -287,6 +289,25 @@ impl Node for Evaluate {
         cx.calls_per_record(judges);
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         input.extend("Scored", &["scores", "pass"])
+    }
+
+    /// One key per judge metric, as [`judge::Judge::grade`] asks; none for a
+    /// record a judge cannot grade (no call is made for it).
+    fn call_keys(
+        config: &EvaluateConfig,
+        record: &Record,
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<ContentHash>> {
+        let mut keys = Vec::new();
+        for m in config.metrics.iter().filter(|m| m.kind == MetricType::Judge) {
+            let spec = backends.get(m.backend.as_deref()?)?;
+            let rubric = Template::parse(m.rubric.as_deref()?).ok()?;
+            if let Ok(messages) = judge::messages(&rubric, m.field(), record) {
+                let body = backend::chat_body(spec, &messages, true, 0);
+                keys.push(backend::memo_key(spec, Endpoint::Chat, &body, 0));
+            }
+        }
+        Some(keys)
     }
 
     fn build(config: &EvaluateConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
