@@ -15,6 +15,9 @@ use serde::Serialize;
 
 use crate::{hash_json, ContentHash};
 
+/// redb's page cache for the memo (its default is 1 GiB).
+const MEMO_CACHE_BYTES: usize = 4 << 20;
+
 const CALLS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("calls");
 
 /// Errors of the call memo.
@@ -41,7 +44,9 @@ impl CallMemo {
             std::fs::create_dir_all(dir)
                 .map_err(|e| MemoError::Store { path: path.to_path_buf(), source: Box::new(redb::Error::Io(e)) })?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        // Calls are written once and read rarely, each at most once a run:
+        // a small page cache keeps a big memo from growing the process.
+        let db = Database::builder().set_cache_size(MEMO_CACHE_BYTES).create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => MemoError::InUse(path.to_path_buf()),
             e => MemoError::Store { path: path.to_path_buf(), source: Box::new(e.into()) },
         })?;

@@ -75,7 +75,7 @@ pub fn compile_with_env(
 }
 
 fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
-    let ParsedSpec { file, name: spec_name, params, backends, prices, nodes: raw, .. } = parsed;
+    let ParsedSpec { file, name: spec_name, params, backends, declared_backends, prices, nodes: raw, .. } = parsed;
     let names: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
 
     // Kinds and names first: everything else needs them.
@@ -156,7 +156,7 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
                 _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
             })
             .collect();
-        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends);
+        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
         compiled[i] = kind.compile(&node.config, &mut cx);
     }
     if !diags.is_empty() {

@@ -233,6 +233,8 @@ pub struct CheckCx<'a> {
     diags: &'a mut Vec<Diagnostic>,
     files: Vec<FileInput>,
     backends: &'a BTreeMap<String, BackendSpec>,
+    /// Every name under `backends:`, valid or not.
+    declared_backends: &'a [String],
     backends_used: BTreeMap<String, serde_json::Value>,
     calls_per_record: u64,
 }
@@ -245,6 +247,7 @@ impl<'a> CheckCx<'a> {
         inputs: Vec<InputInfo>,
         diags: &'a mut Vec<Diagnostic>,
         backends: &'a BTreeMap<String, BackendSpec>,
+        declared_backends: &'a [String],
     ) -> Self {
         Self {
             file,
@@ -254,6 +257,7 @@ impl<'a> CheckCx<'a> {
             diags,
             files: Vec::new(),
             backends,
+            declared_backends,
             backends_used: BTreeMap::new(),
             calls_per_record: 0,
         }
@@ -268,6 +272,8 @@ impl<'a> CheckCx<'a> {
                 self.backends_used.insert(name.to_string(), b.identity());
                 Some(b.clone())
             }
+            // Declared but rejected: its own error is already reported.
+            None if self.declared_backends.iter().any(|d| d == name) => None,
             None => {
                 let hint = if self.backends.is_empty() {
                     "declare it under `backends:` at the top of the spec, e.g. `backends: {bot: {provider: sim}}`"

@@ -321,9 +321,12 @@ impl StreamStage for Caller {
         input
             .flat_map(move |r| futures::stream::iter((0..repeat).map(move |s| (r.clone(), s))))
             .map(move |(r, s)| this.clone().one(r, s))
-            // Up to the backend's cap in flight from this node; the backend's
-            // own semaphore holds the cap across nodes. Output in input order.
-            .buffered(self.concurrency)
+            // Output in input order. Twice the backend's cap may be pending
+            // here, so a slot freed by any call is taken at once by a waiting
+            // one instead of waiting for the oldest call (ordering holds the
+            // finished ones); the backend's semaphore keeps the cap, across
+            // nodes too.
+            .buffered(self.concurrency * 2)
             .ready_chunks(BATCH_SIZE)
             .map(|chunk| chunk.into_iter().collect::<Result<Vec<_>, _>>())
             .boxed()

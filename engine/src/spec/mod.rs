@@ -98,6 +98,9 @@ pub struct ParsedSpec {
     pub description: Option<String>,
     pub params: BTreeMap<String, serde_json::Value>,
     pub backends: BTreeMap<String, BackendSpec>,
+    /// Every name under `backends:`, also those rejected (so a node naming
+    /// one is not told it does not exist).
+    pub declared_backends: Vec<String>,
     /// `prices:` overrides, USD per million tokens by model.
     pub prices: BTreeMap<String, Price>,
     pub nodes: Vec<RawNode>,
@@ -148,6 +151,7 @@ pub fn parse(
         description: s.description,
         params: s.params,
         backends: s.backends,
+        declared_backends: s.declared_backends,
         prices: s.prices,
         nodes: s.nodes,
     });
@@ -160,6 +164,7 @@ struct SpecParts {
     description: Option<String>,
     params: BTreeMap<String, serde_json::Value>,
     backends: BTreeMap<String, BackendSpec>,
+    declared_backends: Vec<String>,
     prices: BTreeMap<String, Price>,
     nodes: Vec<RawNode>,
 }
@@ -213,9 +218,13 @@ impl Parser<'_> {
         let description = top.get("description").and_then(Value::as_str).map(str::to_string);
         let params = self.params(top.get("params"), sets);
         let backends = self.backends(top.get("backends"), &params, env);
+        let declared_backends = match top.get("backends") {
+            Some(Value::Mapping(m)) => m.keys().map(yaml_brief).collect(),
+            _ => Vec::new(),
+        };
         let prices = self.prices(top.get("prices"));
         let nodes = self.nodes(top.get("nodes"), &params, env);
-        Some(SpecParts { name, description, params, backends, prices, nodes })
+        Some(SpecParts { name, description, params, backends, declared_backends, prices, nodes })
     }
 
     fn unknown_fields(&mut self, map: &Mapping, at: &YamlPath, allowed: &[&str], context: &str) {

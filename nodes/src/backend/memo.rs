@@ -3,8 +3,9 @@
 //! Every commit of the memo waits for the disk (fsync). One commit per call
 //! would cap a fast backend at a few hundred calls a second, so a writer
 //! thread takes every answer that arrived while the previous commit was on
-//! its way and commits them together: under light load each call is
-//! committed alone and at once, under heavy load commits grow. Answers
+//! its way, and those arriving within a few milliseconds after, and commits
+//! them together: under light load each call is committed alone within
+//! milliseconds, under heavy load commits grow. Answers
 //! waiting for their commit are served from memory, so a repeated request
 //! in the same run is not sent twice.
 
@@ -12,13 +13,22 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the writer waits for more answers before a commit.
+const GATHER: Duration = Duration::from_millis(5);
+/// The most answers in one commit.
+const MAX_BATCH: usize = 1024;
 
 use flow_engine::cache::{CallMemo, ContentHash};
+
+/// Set once everything sent before it is committed.
+type Flush = Arc<(Mutex<bool>, Condvar)>;
 
 enum Msg {
     Put(ContentHash, Arc<Vec<u8>>),
     /// Reply once everything sent before is committed.
-    Flush(Arc<(Mutex<bool>, Condvar)>),
+    Flush(Flush),
 }
 
 /// The call memo, with its group-commit writer.
@@ -41,13 +51,22 @@ impl MemoWriter {
                 while let Ok(first) = rx.recv() {
                     let mut batch = Vec::new();
                     let mut flushes = Vec::new();
-                    let mut take = |msg: Msg| match msg {
-                        Msg::Put(k, v) => batch.push((k, v)),
-                        Msg::Flush(f) => flushes.push(f),
-                    };
-                    take(first);
-                    while let Ok(more) = rx.try_recv() {
-                        take(more);
+                    fn take(msg: Msg, batch: &mut Vec<(ContentHash, Arc<Vec<u8>>)>, flushes: &mut Vec<Flush>) {
+                        match msg {
+                            Msg::Put(k, v) => batch.push((k, v)),
+                            Msg::Flush(f) => flushes.push(f),
+                        }
+                    }
+                    take(first, &mut batch, &mut flushes);
+                    // Gather what arrives in the next few milliseconds too:
+                    // a commit costs about the same for one call or hundreds.
+                    let deadline = Instant::now() + GATHER;
+                    while batch.len() < MAX_BATCH && flushes.is_empty() {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(left) {
+                            Ok(more) => take(more, &mut batch, &mut flushes),
+                            Err(_) => break,
+                        }
                     }
                     if !batch.is_empty() {
                         let rows: Vec<(ContentHash, Vec<u8>)> =
