@@ -257,10 +257,8 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
     if used.is_empty() {
         return Ok(None);
     }
-    store.create().map_err(anyhow::Error::from)?;
-    let memo = store.call_memo().map_err(anyhow::Error::from)?;
     let env = |n: &str| std::env::var(n).ok();
-    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &env).map(Some).map_err(|e| {
+    let usage = |e: BackendError| {
         let hint = match &e {
             BackendError::MissingKey { var, .. } => {
                 format!("export {var}=<your key> before `flow run`; the key is read from the environment only")
@@ -268,7 +266,12 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
             BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
         };
         Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
-    })
+    };
+    // A missing key is a usage error: nothing may be written before it.
+    Backends::check_keys(&plan.backends, &used, &env).map_err(usage)?;
+    store.create().map_err(anyhow::Error::from)?;
+    let memo = store.call_memo().map_err(anyhow::Error::from)?;
+    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &env).map(Some).map_err(usage)
 }
 
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {

@@ -86,3 +86,17 @@ fn a_broken_exec_metric_fails_the_node_naming_the_command() {
     let m = p.latest_run("specs/.flow");
     assert_eq!(node(&m, "scores")["status"], "failed");
 }
+
+#[test]
+fn a_missing_key_stops_the_run_before_anything_is_written() {
+    let p = eval_project();
+    let r = crate::common::run_in_env(
+        p.dir.path(),
+        &["run", "specs/eval.yaml", "--set", "provider=openai", "--set", "model=gpt-4o-mini"],
+        &[("OPENAI_API_KEY", "")],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("environment variable `OPENAI_API_KEY` (its `api_key_env`) is not set"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: export OPENAI_API_KEY="), "{}", r.stderr);
+    assert!(!p.path("specs/.flow").exists(), "flow wrote a workspace");
+}

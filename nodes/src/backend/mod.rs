@@ -210,6 +210,24 @@ impl Backends {
         Ok(Self { backends, memo })
     }
 
+    /// The first backend of `used` whose key is missing from the
+    /// environment, checked before anything is created or written.
+    pub fn check_keys(
+        specs: &BTreeMap<String, BackendSpec>,
+        used: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), BackendError> {
+        for name in used {
+            let Some(spec) = specs.get(name) else { continue };
+            if let (Provider::Openai, Some(var)) = (spec.provider, &spec.api_key_env) {
+                if env(var).is_none_or(|k| k.is_empty()) {
+                    return Err(BackendError::MissingKey { backend: name.clone(), var: var.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The names of the backends that the nodes of `plan` call.
     pub fn used_by(plan: &Plan, nodes: impl Fn(usize) -> bool) -> Vec<String> {
         let mut names: Vec<String> = plan
