@@ -100,10 +100,14 @@ impl Display {
         }
         table.load_preset(UTF8_BORDERS_ONLY).set_header(header);
         for n in &m.nodes {
+            let status = match &n.gate_failed {
+                Some(_) => format!("{} (GATE)", status_word(n.status)),
+                None => status_word(n.status).to_string(),
+            };
             let mut row = vec![
                 n.name.clone(),
                 n.kind.clone(),
-                status_word(n.status).to_string(),
+                status,
                 n.records_in.to_string(),
                 n.records_out.to_string(),
                 format_ms(n.wall_ms),
@@ -145,6 +149,13 @@ impl Display {
             }
             RunStatus::Interrupted => {
                 eprintln!("\nrun {} interrupted; finished nodes are kept and will be reused", m.run_id)
+            }
+            _ if m.nodes.iter().any(|n| n.gate_failed.is_some()) && m.nodes.iter().all(|n| n.error.is_none()) => {
+                eprintln!("\nerror: run {} failed: a gate tripped", m.run_id);
+                for n in m.nodes.iter().filter(|n| n.gate_failed.is_some()) {
+                    eprintln!("  node `{}`: {}", n.name, n.gate_failed.as_deref().unwrap_or_default());
+                }
+                eprintln!("  hint: every node finished and is cached; the report is in {}", folder.display());
             }
             _ => eprintln!(
                 "\nerror: run {} failed: {}\n  hint: finished nodes are cached; fix the problem and run again",

@@ -78,6 +78,9 @@ pub struct NodeRecord {
     /// Backend calls, for nodes that make any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallStats>,
+    /// A gate of this node tripped (its output is complete, the run fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_failed: Option<String>,
 }
 
 /// What backend calls a node (or a whole run) made and spent.
@@ -131,6 +134,7 @@ impl NodeRecord {
             artifacts: BTreeMap::new(),
             error: None,
             calls: None,
+            gate_failed: None,
         }
     }
 }

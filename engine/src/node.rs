@@ -512,6 +512,12 @@ pub struct Artifact {
 /// Name of the artifact printed after a run.
 pub const SUMMARY_MD: &str = "summary.md";
 
+/// Name of the artifact a node writes when one of its gates tripped (a
+/// `compare` node's `fail_if`): its text says which gate, with the figures.
+/// The node's output is complete and cached, but the run fails (exit 1),
+/// also when the node is replayed from the cache.
+pub const GATE_FAILED: &str = "gate_failed.txt";
+
 /// A node failed as a whole (not a single record), or stopped because the
 /// run is being cancelled.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ use crate::assess::{assess, key_fields, Force, State};
 use crate::compile::Plan;
 use crate::key::KeyFields;
 use crate::meter::Meter;
-use crate::node::{Artifact, BuildCx, NodeError, RunContext, Stage};
+use crate::node::{Artifact, BuildCx, NodeError, RunContext, Stage, GATE_FAILED};
 use crate::record::{Batch, Record, BATCH_SIZE};
 
 /// Batches buffered on one edge before the producer waits.
@@ -131,7 +131,7 @@ pub async fn run(
             let base = cached_record(node.name.clone(), node.kind, &m);
             if outputs.is_empty() {
                 // Nothing downstream needs it: not even read.
-                let r = finish_cached(&store, &run_dir, base, &m);
+                let r = with_gate(&store, finish_cached(&store, &run_dir, base, &m));
                 let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
                 if r.status == NodeStatus::Failed && early_failure.is_none() {
                     early_failure = Some(failure_message(&r));
@@ -145,7 +145,7 @@ pub async fn run(
                 let mut out =
                     Emitter { node: base.name.clone(), senders: outputs, sink: None, count: 0, events: events.clone() };
                 let replayed = replay(&store, &m.output, &mut out).await;
-                let mut r = finish_cached(&store, &run_dir, base, &m);
+                let mut r = with_gate(&store, finish_cached(&store, &run_dir, base, &m));
                 r.wall_ms = started.elapsed().as_millis() as u64;
                 let result = match replayed {
                     Ok(()) => Ok(r),
@@ -218,17 +218,34 @@ pub async fn run(
     manifest.nodes = records.into_iter().flatten().collect();
     manifest.calls = manifest.nodes.iter().filter_map(|n| n.calls).reduce(|a, b| a.add(&b));
     manifest.finished = Some(flow_cache::now_rfc3339());
+    let gates: Vec<String> = manifest
+        .nodes
+        .iter()
+        .filter_map(|n| n.gate_failed.as_ref().map(|g| format!("node `{}`: {g}", n.name)))
+        .collect();
     manifest.status = if interrupted {
         manifest.error = Some("interrupted".into());
         RunStatus::Interrupted
     } else if let Some(f) = failure {
         manifest.error = Some(f);
         RunStatus::Failed
+    } else if !gates.is_empty() {
+        manifest.error = Some(format!("gate tripped: {}", gates.join("; ")));
+        RunStatus::Failed
     } else {
         RunStatus::Succeeded
     };
     store.write_run_manifest(&manifest)?;
     Ok(manifest)
+}
+
+/// Marks a finished node whose gate tripped, from its artifact.
+fn with_gate(store: &Store, mut r: NodeRecord) -> NodeRecord {
+    if let Some(h) = r.artifacts.get(GATE_FAILED) {
+        let text = store.read_object(h).map(|b| String::from_utf8_lossy(&b).trim().to_string());
+        r.gate_failed = Some(text.unwrap_or_else(|e| format!("a gate tripped (its report is unreadable: {e})")));
+    }
+    r
 }
 
 fn failure_message(r: &NodeRecord) -> String {
@@ -348,13 +365,14 @@ impl NodeJob {
         let mut record =
             NodeRecord::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
         let events = self.events.clone();
+        let store = self.store.clone();
         let meter = Arc::new(Meter::default());
         let result = self.execute(&mut record, meter.clone()).await;
         record.wall_ms = started.elapsed().as_millis() as u64;
         // Calls count whether the node finished or not: they were made.
         record.calls = meter.snapshot();
         let result = match result {
-            Ok(()) => Ok(record),
+            Ok(()) => Ok(with_gate(&store, record)),
             Err(NodeError::Cancelled) => {
                 record.status = NodeStatus::Cancelled;
                 Err(record)

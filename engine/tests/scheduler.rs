@@ -113,8 +113,14 @@ impl Node for Tag {
 struct Total;
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TotalConfig {}
-struct TotalStage;
+struct TotalConfig {
+    /// Trip a gate with this message.
+    #[serde(default)]
+    gate: Option<String>,
+}
+struct TotalStage {
+    gate: Option<String>,
+}
 impl BarrierStage for TotalStage {
     fn run(
         self: Box<Self>,
@@ -124,7 +130,11 @@ impl BarrierStage for TotalStage {
             BARRIER_RUNS.fetch_add(1, Ordering::SeqCst);
             let sizes: Vec<usize> = inputs.iter().map(Vec::len).collect();
             let rec = serde_json::json!({"sizes": sizes}).as_object().unwrap().clone();
-            Ok((vec![Arc::new(rec)], vec![Artifact { name: "note.txt".into(), bytes: b"done".to_vec() }]))
+            let mut artifacts = vec![Artifact { name: "note.txt".into(), bytes: b"done".to_vec() }];
+            if let Some(g) = self.gate {
+                artifacts.push(Artifact { name: flow_engine::GATE_FAILED.into(), bytes: g.into_bytes() });
+            }
+            Ok((vec![Arc::new(rec)], artifacts))
         })
     }
 }
@@ -138,8 +148,8 @@ impl Node for Total {
     fn check(_: &TotalConfig, _: &mut CheckCx<'_>) -> PortType {
         PortType::records(FieldSet::Known(["sizes".to_string()].into()))
     }
-    fn build(_: &TotalConfig, _: &BuildCx) -> Result<Stage, NodeError> {
-        Ok(Stage::Barrier(Box::new(TotalStage)))
+    fn build(c: &TotalConfig, _: &BuildCx) -> Result<Stage, NodeError> {
+        Ok(Stage::Barrier(Box::new(TotalStage { gate: c.gate.clone() })))
     }
 }
 
@@ -168,12 +178,26 @@ fn scheduler_behaviour() {
         fan_out_and_barrier_reuse().await;
         backpressure_bounds_the_producer().await;
         failure_cancels_and_keeps_finished_work().await;
+        a_tripped_gate_fails_the_run_and_stays_cached().await;
     });
     // On one thread the consumer of a failed source often sees its input
     // close before the abort lands: it must not file partial output.
     let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for _ in 0..20 {
         single.block_on(consumer_of_a_failed_node_is_cancelled());
+    }
+}
+
+async fn a_tripped_gate_fails_the_run_and_stays_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: g\nnodes:\n  src: {kind: count, n: 10}\n  sum: {kind: total, inputs: [src], gate: \"accuracy dropped 0.2\"}\n";
+    for run in 0..2 {
+        let m = run_spec(dir.path(), spec, Force::default()).await;
+        assert_eq!(m.status, RunStatus::Failed, "run {run}");
+        assert_eq!(m.error.as_deref(), Some("gate tripped: node `sum`: accuracy dropped 0.2"), "run {run}");
+        let expected = if run == 0 { NodeStatus::Ran } else { NodeStatus::Cached };
+        assert_eq!(status(&m, "sum"), expected, "the node finished and is kept (run {run})");
+        assert_eq!(m.node("sum").unwrap().gate_failed.as_deref(), Some("accuracy dropped 0.2"));
     }
 }
 
