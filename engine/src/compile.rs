@@ -117,6 +117,9 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
             let bad = match kind.inputs() {
                 Arity::None if n > 0 => Some(format!("`{}` is a source and takes no input", kind.name())),
                 Arity::One if n != 1 => Some(format!("`{}` takes exactly one input (`input: <node>`)", kind.name())),
+                Arity::Optional if n > 1 => {
+                    Some(format!("`{}` takes at most one input (`input: <node>`)", kind.name()))
+                }
                 Arity::Many if n == 0 => Some(format!("`{}` needs `inputs: [a, b, ...]`", kind.name())),
                 _ => None,
             };

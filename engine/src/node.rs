@@ -29,6 +29,8 @@ pub enum Arity {
     None,
     /// Exactly one `input`.
     One,
+    /// No input, or one (`generate`: seed records are optional).
+    Optional,
     /// One or more `inputs`.
     Many,
 }
