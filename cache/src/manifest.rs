@@ -81,6 +81,9 @@ pub struct NodeRecord {
     /// A gate of this node tripped (its output is complete, the run fails).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate_failed: Option<String>,
+    /// What the node says about its output (a generated dataset's counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
 }
 
 /// What backend calls a node (or a whole run) made and spent.
@@ -135,6 +138,7 @@ impl NodeRecord {
             error: None,
             calls: None,
             gate_failed: None,
+            meta: None,
         }
     }
 }

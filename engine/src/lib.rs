@@ -25,7 +25,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use meter::Meter;
 pub use node::{
     kind, Arity, Artifact, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError,
-    RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED, SUMMARY_MD,
+    RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED, META_JSON, SUMMARY_MD,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
 pub use run::{run, RunEvent, RunOptions};

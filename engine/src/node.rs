@@ -466,6 +466,8 @@ pub struct BuildCx {
     pub memo_reads: bool,
     /// The run's shared context, if the caller gave one.
     pub context: Option<RunContext>,
+    /// How many upstream inputs the node has in this spec.
+    pub inputs: usize,
 }
 
 impl std::fmt::Debug for BuildCx {
@@ -484,6 +486,7 @@ impl BuildCx {
             meter: Arc::default(),
             memo_reads: true,
             context: None,
+            inputs: 0,
         }
     }
 
@@ -519,6 +522,10 @@ pub const SUMMARY_MD: &str = "summary.md";
 /// The node's output is complete and cached, but the run fails (exit 1),
 /// also when the node is replayed from the cache.
 pub const GATE_FAILED: &str = "gate_failed.txt";
+
+/// Name of the artifact whose JSON object the run manifest shows as the
+/// node's `meta` (a generated dataset's counts and provenance).
+pub const META_JSON: &str = "meta.json";
 
 /// A node failed as a whole (not a single record), or stopped because the
 /// run is being cancelled.
@@ -568,6 +575,10 @@ pub trait StreamStage: Send + Sync {
 /// Streaming source: produces batches until it returns `None`.
 pub trait SourceStage: Send {
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<Vec<Record>>, NodeError>>;
+    /// Runs after the last batch; returns the node's artifacts.
+    fn finish(&mut self) -> Result<Vec<Artifact>, NodeError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Streaming map: called for each input record in order, pushes zero or

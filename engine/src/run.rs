@@ -26,7 +26,7 @@ use crate::assess::{assess, key_fields, Force, State};
 use crate::compile::Plan;
 use crate::key::KeyFields;
 use crate::meter::Meter;
-use crate::node::{Artifact, BuildCx, NodeError, RunContext, Stage, GATE_FAILED};
+use crate::node::{Artifact, BuildCx, NodeError, RunContext, Stage, GATE_FAILED, META_JSON};
 use crate::record::{Batch, Record, BATCH_SIZE};
 
 /// Batches buffered on one edge before the producer waits.
@@ -131,7 +131,7 @@ pub async fn run(
             let base = cached_record(node.name.clone(), node.kind, &m);
             if outputs.is_empty() {
                 // Nothing downstream needs it: not even read.
-                let r = with_gate(&store, finish_cached(&store, &run_dir, base, &m));
+                let r = with_reports(&store, finish_cached(&store, &run_dir, base, &m));
                 let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
                 if r.status == NodeStatus::Failed && early_failure.is_none() {
                     early_failure = Some(failure_message(&r));
@@ -145,7 +145,7 @@ pub async fn run(
                 let mut out =
                     Emitter { node: base.name.clone(), senders: outputs, sink: None, count: 0, events: events.clone() };
                 let replayed = replay(&store, &m.output, &mut out).await;
-                let mut r = with_gate(&store, finish_cached(&store, &run_dir, base, &m));
+                let mut r = with_reports(&store, finish_cached(&store, &run_dir, base, &m));
                 r.wall_ms = started.elapsed().as_millis() as u64;
                 let result = match replayed {
                     Ok(()) => Ok(r),
@@ -239,11 +239,15 @@ pub async fn run(
     Ok(manifest)
 }
 
-/// Marks a finished node whose gate tripped, from its artifact.
-fn with_gate(store: &Store, mut r: NodeRecord) -> NodeRecord {
+/// Adds what a finished node's artifacts say to its record: a tripped gate
+/// ([`GATE_FAILED`]) and its `meta` ([`META_JSON`]).
+fn with_reports(store: &Store, mut r: NodeRecord) -> NodeRecord {
     if let Some(h) = r.artifacts.get(GATE_FAILED) {
         let text = store.read_object(h).map(|b| String::from_utf8_lossy(&b).trim().to_string());
         r.gate_failed = Some(text.unwrap_or_else(|e| format!("a gate tripped (its report is unreadable: {e})")));
+    }
+    if let Some(h) = r.artifacts.get(META_JSON) {
+        r.meta = store.read_object(h).ok().and_then(|b| serde_json::from_slice(&b).ok());
     }
     r
 }
@@ -372,7 +376,7 @@ impl NodeJob {
         // Calls count whether the node finished or not: they were made.
         record.calls = meter.snapshot();
         let result = match result {
-            Ok(()) => Ok(with_gate(&store, record)),
+            Ok(()) => Ok(with_reports(&store, record)),
             Err(NodeError::Cancelled) => {
                 record.status = NodeStatus::Cancelled;
                 Err(record)
@@ -397,6 +401,7 @@ impl NodeJob {
             meter,
             memo_reads: self.memo_reads,
             context: self.context.clone(),
+            inputs: node.inputs.len(),
         };
         let stage = node.compiled.build(&cx)?;
 
@@ -414,7 +419,7 @@ impl NodeJob {
                 while let Some(batch) = src.next_batch().await? {
                     out.emit(batch).await?;
                 }
-                Vec::new()
+                src.finish()?
             }
             Stage::Map(map) => {
                 let mut input = self.inputs.pop().expect("a map stage has one input");

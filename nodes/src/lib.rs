@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod evaluate;
+pub mod generate;
 pub mod load;
 pub mod run;
 
@@ -9,5 +10,10 @@ use flow_engine::{kind, Registry};
 
 /// Every kind this build of flow knows.
 pub fn registry() -> Registry {
-    Registry::new(vec![kind::<load::Load>(), kind::<run::Run>(), kind::<evaluate::Evaluate>()])
+    Registry::new(vec![
+        kind::<load::Load>(),
+        kind::<generate::Generate>(),
+        kind::<run::Run>(),
+        kind::<evaluate::Evaluate>(),
+    ])
 }

@@ -10,6 +10,7 @@ mod cache;
 mod common;
 mod errors;
 mod eval;
+mod generate;
 mod inspect;
 mod interrupt;
 mod plan;

@@ -45,11 +45,23 @@ pub struct ServerConfig {
     /// Keep the bodies of successful requests for [`LlmServer::bodies`].
     /// Benchmarks sending many requests may turn this off.
     pub record_bodies: bool,
+    /// The assistant's content for a chat request body, instead of the echo.
+    pub reply: Option<ReplyFn>,
+}
+
+/// Computes a chat answer from the request body.
+#[derive(Clone)]
+pub struct ReplyFn(pub Arc<dyn Fn(&Value) -> String + Send + Sync>);
+
+impl std::fmt::Debug for ReplyFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyFn")
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { latency: Duration::ZERO, fail_every: None, api_key: None, record_bodies: true }
+        Self { latency: Duration::ZERO, fail_every: None, api_key: None, record_bodies: true, reply: None }
     }
 }
 
@@ -273,8 +285,11 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         req.pointer("/response_format/type").and_then(Value::as_str),
         Some("json_object") | Some("json_schema")
     );
-    let answer =
-        if json_mode { r#"{"score": 1, "reason": "looks right"}"#.to_string() } else { format!("echo: {last_user}") };
+    let answer = match &s.cfg.reply {
+        Some(f) => (f.0)(&req),
+        None if json_mode => r#"{"score": 1, "reason": "looks right"}"#.to_string(),
+        None => format!("echo: {last_user}"),
+    };
     let prompt_tokens: usize = texts.iter().map(|t| words(t)).sum();
     let completion_tokens = words(&answer);
     let id = s.next_id.fetch_add(1, Ordering::SeqCst);

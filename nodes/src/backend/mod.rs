@@ -31,7 +31,7 @@ use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider}
 
 pub use memo::MemoWriter;
 use price::Prices;
-pub use sim::JUDGE_RESPONSE_MARKER;
+pub use sim::{GENERATE_FIELDS_MARKER, JUDGE_RESPONSE_MARKER};
 
 /// An API endpoint, as a path under the backend's base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

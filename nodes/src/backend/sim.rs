@@ -25,6 +25,10 @@ use super::{CallError, Endpoint};
 /// The marker a judge prompt puts before the response it grades.
 pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
 
+/// The line before the JSON object of field descriptions in a `generate`
+/// prompt; the sim writes cases with those fields.
+pub const GENERATE_FIELDS_MARKER: &str = "Each case is a JSON object with these fields:";
+
 pub struct Sim {
     model: String,
     error_rate: f64,
@@ -96,6 +100,9 @@ impl Sim {
         if let Some((criteria, response)) = prompt.split_once(JUDGE_RESPONSE_MARKER) {
             return grade(criteria, response);
         }
+        if let Some((_, rest)) = prompt.split_once(GENERATE_FIELDS_MARKER) {
+            return write_cases(rest, seed);
+        }
         if let Some(props) = schema["properties"].as_object() {
             let mut out = serde_json::Map::new();
             for (i, (name, p)) in props.iter().enumerate() {
@@ -114,6 +121,54 @@ impl Sim {
         }
         json!({"answer": self.text_answer(prompt, seed)})
     }
+}
+
+/// Cases for a `generate` prompt: the field list is the JSON object on the
+/// line after the marker, the number of cases follows "Write ". Question-like
+/// string fields (`question`, `prompt`, `input`, `query`) get an arithmetic
+/// question, answer-like ones (`answer`, `expected`, `output`, `target`) its
+/// result, other fields values drawn from the seed.
+fn write_cases(rest: &str, seed: f64) -> Value {
+    let mut lines = rest.lines().map(str::trim).filter(|l| !l.is_empty());
+    let fields: serde_json::Map<String, Value> =
+        lines.next().and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+    let n = rest
+        .split("Write ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|w| w.parse::<usize>().ok())
+        .unwrap_or(1)
+        .min(100);
+    let cases: Vec<Value> = (0..n)
+        .map(|i| {
+            let r = |k: &str| unit(&format!("{seed}\u{0}{i}\u{0}{k}"));
+            let (a, b) = ((r("a") * 98.0) as i64 + 2, (r("b") * 98.0) as i64 + 2);
+            let (op, value) = match (r("op") * 3.0) as u32 {
+                0 => ("+", a + b),
+                1 => ("-", a - b),
+                _ => ("*", a * b),
+            };
+            let mut case = serde_json::Map::new();
+            for (name, desc) in &fields {
+                let ty = desc.as_str().unwrap_or("string").split([',', ':']).next().unwrap_or("string").trim();
+                let v = match ty {
+                    "integer" => json!((r(name) * 100.0) as i64),
+                    "number" => json!((r(name) * 1000.0).round() / 1000.0),
+                    "boolean" => json!(r(name) < 0.5),
+                    _ => match name.as_str() {
+                        "question" | "prompt" | "input" | "query" => {
+                            json!(format!("What is {a} {op} {b}? Answer with the number only."))
+                        }
+                        "answer" | "expected" | "output" | "target" => json!(value.to_string()),
+                        _ => json!(format!("{name} {:x}", (r(name) * 1e9) as u64)),
+                    },
+                };
+                case.insert(name.clone(), v);
+            }
+            Value::Object(case)
+        })
+        .collect();
+    json!({ "cases": cases })
 }
 
 /// Words a sim judge does not count: they say nothing about correctness.
