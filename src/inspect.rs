@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 
-use flow_engine::cache::{NodeStatus, Store};
+use flow_engine::cache::{NodeStatus, Store, StoreError, StoredOutput};
 use flow_engine::diag::{suggest, Diagnostic};
 
 /// The `.flow` folder to read: the one given, else `.flow` in the current
@@ -36,46 +36,45 @@ pub fn find_workspace(given: Option<PathBuf>) -> Result<PathBuf, Diagnostic> {
 
 /// Prints a node's stored output as JSONL.
 pub fn show(store: &Store, node: &str, limit: Option<usize>, run: Option<&str>) -> Result<(), super::Failure> {
-    let ids = store.run_ids().map_err(anyhow::Error::from)?;
-    let candidates: Vec<String> = match run {
-        Some(id) => {
-            if !ids.iter().any(|x| x == id) {
-                return Err(Diagnostic::new(format!("no run `{id}` in {}", store.root().display()))
-                    .hint(suggest(id, ids.iter().map(String::as_str), "a run id"))
-                    .into());
-            }
-            vec![id.to_string()]
+    let found = stored_output(store, node, run)?;
+    let file = store.open_object(&found.output).map_err(anyhow::Error::from)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in BufReader::new(file).lines().take(limit.unwrap_or(usize::MAX)) {
+        let line = line.context("reading stored output")?;
+        if writeln!(out, "{line}").is_err() {
+            break; // closed pipe (`| head`)
         }
-        None => ids.iter().rev().cloned().collect(),
-    };
-    let mut known: Vec<String> = Vec::new();
-    for id in &candidates {
-        let m = store.run_manifest(id).map_err(anyhow::Error::from)?;
-        for n in &m.nodes {
-            if !known.contains(&n.name) {
-                known.push(n.name.clone());
-            }
-        }
-        let Some(rec) = m.node(node) else { continue };
-        let Some(output) = rec.output.filter(|_| matches!(rec.status, NodeStatus::Ran | NodeStatus::Cached)) else {
-            continue;
-        };
-        let file = store.open_object(&output).map_err(anyhow::Error::from)?;
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        for line in BufReader::new(file).lines().take(limit.unwrap_or(usize::MAX)) {
-            let line = line.context("reading stored output")?;
-            if writeln!(out, "{line}").is_err() {
-                break; // closed pipe (`| head`)
-            }
-        }
-        return Ok(());
     }
-    let what = match run {
-        Some(id) => format!("run `{id}` has no output for node `{node}`"),
-        None => format!("no run has output for node `{node}`"),
-    };
-    Err(Diagnostic::new(what).hint(suggest(node, known.iter().map(String::as_str), "a node")).into())
+    Ok(())
+}
+
+/// Where node `node`'s output is, in run `run` or the newest run that has
+/// one; a usage error with a did-you-mean when there is none.
+pub fn stored_output(store: &Store, node: &str, run: Option<&str>) -> Result<StoredOutput, super::Failure> {
+    match store.node_output(node, run) {
+        Ok(Some(found)) => Ok(found),
+        Err(StoreError::NoSuchRun(id)) => Err(unknown_run(store, &id).into()),
+        Err(e) => Err(anyhow::Error::from(e).into()),
+        Ok(None) => {
+            let known = store.nodes_with_output(run).map_err(anyhow::Error::from)?;
+            let what = match run {
+                Some(id) => format!("run `{id}` has no output for node `{node}`"),
+                None => format!("no run has output for node `{node}`"),
+            };
+            Err(Diagnostic::new(what).hint(suggest(node, known.iter().map(String::as_str), "a node")).into())
+        }
+    }
+}
+
+/// `no run `x``, with a did-you-mean over the stored run ids.
+pub fn unknown_run(store: &Store, id: &str) -> Diagnostic {
+    let ids = store.run_ids().unwrap_or_default();
+    Diagnostic::new(format!("no run `{id}` in {}", store.root().display())).hint(suggest(
+        id,
+        ids.iter().map(String::as_str),
+        "a run id",
+    ))
 }
 
 /// Prints recent runs, newest first.

@@ -1,6 +1,7 @@
 //! The `flow` command line: argument parsing and wiring only. The engine
 //! compiles and runs specs; the nodes crate provides the stage kinds.
 
+mod compare;
 mod inspect;
 mod progress;
 
@@ -103,6 +104,19 @@ enum Command {
         /// From this run instead of the latest that has the node.
         #[arg(long, value_name = "RUN_ID")]
         run: Option<String>,
+        /// The .flow folder [default: found from the current folder].
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
+    /// Compare a node's scored output between two stored runs (RUN_A is the baseline).
+    Compare {
+        /// The baseline run's id (`flow runs` lists them).
+        run_a: String,
+        /// The candidate run's id.
+        run_b: String,
+        /// The node to compare [default: the one node whose records have `scores`].
+        #[arg(long)]
+        node: Option<String>,
         /// The .flow folder [default: found from the current folder].
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
@@ -213,6 +227,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             inspect::show(&store, &node, limit, run.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compare { run_a, run_b, node, workspace } => {
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            compare::compare(&store, &run_a, &run_b, node.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Runs { limit, workspace } => {
             let store = Store::open(inspect::find_workspace(workspace)?);
             inspect::runs(&store, limit)?;
@@ -221,8 +240,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
+/// Compiles the spec; a node may read past runs from its workspace (a
+/// `compare` node's stored baseline).
 fn compile(spec: &SpecArgs) -> Result<Plan, Diagnostics> {
-    flow_engine::compile(&spec.spec, &spec.sets, &flow_nodes::registry())
+    flow_engine::compile_in(&spec.spec, &spec.sets, &flow_nodes::registry(), &workspace_of(spec))
 }
 
 fn workspace_of(spec: &SpecArgs) -> PathBuf {

@@ -153,7 +153,9 @@ impl Display {
             _ if m.nodes.iter().any(|n| n.gate_failed.is_some()) && m.nodes.iter().all(|n| n.error.is_none()) => {
                 eprintln!("\nerror: run {} failed: a gate tripped", m.run_id);
                 for n in m.nodes.iter().filter(|n| n.gate_failed.is_some()) {
-                    eprintln!("  node `{}`: {}", n.name, n.gate_failed.as_deref().unwrap_or_default());
+                    // One line per tripped rule, indented under the node.
+                    let text = n.gate_failed.as_deref().unwrap_or_default().replace('\n', "\n    ");
+                    eprintln!("  node `{}`: {text}", n.name);
                 }
                 eprintln!("  hint: every node finished and is cached; the report is in {}", folder.display());
             }

@@ -99,17 +99,18 @@ pub struct CallStats {
     pub errors: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// USD spent by this run's requests; null when no price is known.
+    /// USD spent by this run's requests; null when a request's model has no
+    /// known price.
     pub cost_usd: Option<f64>,
 }
 
 impl CallStats {
     /// The sum of two counts (a run's total over its nodes).
     pub fn add(&self, other: &CallStats) -> CallStats {
-        let cost_usd = match (self.cost_usd, other.cost_usd) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-        };
+        // Unknown in a part makes the sum unknown, unless that part made no
+        // request (it spent nothing).
+        let part = |s: &CallStats| if s.requests == 0 { Some(s.cost_usd.unwrap_or(0.0)) } else { s.cost_usd };
+        let cost_usd = part(self).zip(part(other)).map(|(a, b)| a + b);
         CallStats {
             requests: self.requests + other.requests,
             memo_hits: self.memo_hits + other.memo_hits,

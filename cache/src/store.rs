@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, RunManifest};
+use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, NodeStatus, RunManifest};
 
 /// Errors reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,62 @@ impl Store {
         read_json_opt(&self.run_dir(run_id).join("manifest.json"))?
             .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }
+
+    /// The output of node `node` as run `run_id` stored it, or, with `None`,
+    /// as the newest run that has one stored it. A node has an output in a
+    /// run where it ran or was cached (a failed or cancelled node has none).
+    /// `Ok(None)` when there is no such output; an unknown run id is
+    /// [`StoreError::NoSuchRun`]. `flow show`, `flow compare` and a
+    /// `compare` node's stored baseline all find outputs this way.
+    pub fn node_output(&self, node: &str, run_id: Option<&str>) -> Result<Option<StoredOutput>, StoreError> {
+        let ids = match run_id {
+            Some(id) => vec![id.to_string()],
+            None => self.run_ids()?.into_iter().rev().collect(),
+        };
+        for id in ids {
+            let m = self.run_manifest(&id)?;
+            if let Some((output, records)) = output_of(&m, node) {
+                return Ok(Some(StoredOutput { run_id: id, node: node.to_string(), output, records }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The nodes that have an output in run `run_id`, or in any run (`None`),
+    /// each named once: what a did-you-mean offers when
+    /// [`Store::node_output`] finds nothing.
+    pub fn nodes_with_output(&self, run_id: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let ids = match run_id {
+            Some(id) => vec![id.to_string()],
+            None => self.run_ids()?,
+        };
+        let mut names: Vec<String> = Vec::new();
+        for id in ids {
+            let m = self.run_manifest(&id)?;
+            for n in &m.nodes {
+                if output_of(&m, &n.name).is_some() && !names.contains(&n.name) {
+                    names.push(n.name.clone());
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// A node's output as one run stored it (see [`Store::node_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutput {
+    pub run_id: String,
+    pub node: String,
+    /// The output object (JSONL).
+    pub output: ContentHash,
+    pub records: u64,
+}
+
+fn output_of(m: &RunManifest, node: &str) -> Option<(ContentHash, u64)> {
+    let n = m.node(node)?;
+    let complete = matches!(n.status, NodeStatus::Ran | NodeStatus::Cached);
+    n.output.filter(|_| complete).map(|o| (o, n.records_out))
 }
 
 fn read_json_opt<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, StoreError> {
@@ -301,5 +357,41 @@ mod tests {
         assert_eq!(file_safe("scores"), "scores");
         assert_eq!(file_safe("a/b c"), "a%2Fb%20c");
         assert_eq!(file_safe(".."), "%2E.");
+    }
+
+    #[test]
+    fn node_output_finds_the_newest_run_with_one() {
+        use crate::{NodeRecord, RunStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        assert_eq!(store.node_output("scores", None).unwrap(), None);
+        store.create().unwrap();
+        let run = |id: &str, nodes: Vec<NodeRecord>| RunManifest {
+            run_id: id.into(),
+            spec: "demo".into(),
+            spec_path: "demo.yaml".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            finished: None,
+            status: RunStatus::Succeeded,
+            params: Default::default(),
+            error: None,
+            calls: None,
+            nodes,
+        };
+        let node = |name: &str, status, bytes: &[u8]| NodeRecord {
+            output: Some(ContentHash::of(bytes)),
+            records_out: 1,
+            ..NodeRecord::new(name.into(), "evaluate".into(), status, None)
+        };
+        store.write_run_manifest(&run("r1", vec![node("scores", NodeStatus::Ran, b"1")])).unwrap();
+        store.write_run_manifest(&run("r2", vec![node("scores", NodeStatus::Cached, b"2")])).unwrap();
+        store.write_run_manifest(&run("r3", vec![node("scores", NodeStatus::Failed, b"3")])).unwrap();
+        let latest = store.node_output("scores", None).unwrap().unwrap();
+        assert_eq!((latest.run_id.as_str(), latest.output), ("r2", ContentHash::of(b"2")));
+        assert_eq!(store.node_output("scores", Some("r1")).unwrap().unwrap().output, ContentHash::of(b"1"));
+        assert_eq!(store.node_output("scores", Some("r3")).unwrap(), None);
+        assert!(matches!(store.node_output("scores", Some("r9")), Err(StoreError::NoSuchRun(id)) if id == "r9"));
+        assert_eq!(store.nodes_with_output(Some("r3")).unwrap(), Vec::<String>::new());
+        assert_eq!(store.nodes_with_output(None).unwrap(), ["scores"]);
     }
 }

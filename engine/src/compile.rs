@@ -9,6 +9,8 @@ use std::path::Path;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
+use flow_cache::Store;
+
 use crate::diag::{suggest, Diagnostic, Diagnostics};
 use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
 use crate::record::{FieldSet, PortType};
@@ -52,6 +54,13 @@ pub fn compile(path: &Path, sets: &[String], registry: &Registry) -> Result<Plan
     compile_with_env(path, sets, registry, &|n| std::env::var(n).ok())
 }
 
+/// [`compile`] for a spec whose nodes may read past runs (`compare`'s
+/// stored baseline) from `workspace`, the `.flow` folder its runs go to.
+pub fn compile_in(path: &Path, sets: &[String], registry: &Registry, workspace: &Path) -> Result<Plan, Diagnostics> {
+    let store = Store::open(workspace);
+    compile_full(path, sets, registry, &|n| std::env::var(n).ok(), Some(&store))
+}
+
 /// [`compile`] with the environment given explicitly (tests).
 pub fn compile_with_env(
     path: &Path,
@@ -59,12 +68,22 @@ pub fn compile_with_env(
     registry: &Registry,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Diagnostics> {
+    compile_full(path, sets, registry, env, None)
+}
+
+fn compile_full(
+    path: &Path,
+    sets: &[String],
+    registry: &Registry,
+    env: &dyn Fn(&str) -> Option<String>,
+    workspace: Option<&Store>,
+) -> Result<Plan, Diagnostics> {
     let kinds: Vec<&str> = registry.names().collect();
     let (parsed, mut diags) = spec::parse(path, sets, env, &kinds);
     let Some(parsed) = parsed else {
         return Err(Diagnostics(diags));
     };
-    let plan = build(parsed, registry, &mut diags);
+    let plan = build(parsed, registry, workspace, &mut diags);
     // Report in source order; problems without a position (command line) first.
     diags.sort_by_key(|d| d.loc.map(|l| (l.line, l.col)));
     if diags.is_empty() {
@@ -74,7 +93,12 @@ pub fn compile_with_env(
     }
 }
 
-fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
+fn build(
+    parsed: ParsedSpec,
+    registry: &Registry,
+    workspace: Option<&Store>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Plan> {
     let ParsedSpec { file, name: spec_name, params, backends, declared_backends, prices, nodes: raw, .. } = parsed;
     let names: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
 
@@ -160,6 +184,7 @@ fn build(parsed: ParsedSpec, registry: &Registry, diags: &mut Vec<Diagnostic>) -
             })
             .collect();
         let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
+        cx.workspace = workspace;
         compiled[i] = kind.compile(&node.config, &mut cx);
     }
     if !diags.is_empty() {

@@ -20,7 +20,7 @@ pub mod spec;
 pub mod template;
 
 pub use assess::{assess, Assessment, Force, Reason, State};
-pub use compile::{compile, compile_with_env, Plan, PlanNode};
+pub use compile::{compile, compile_in, compile_with_env, Plan, PlanNode};
 pub use diag::{Diagnostic, Diagnostics};
 pub use meter::Meter;
 pub use node::{

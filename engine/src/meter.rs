@@ -18,7 +18,6 @@ pub struct Meter {
     nano_usd: AtomicU64,
     /// Some call had no known price.
     unpriced: AtomicBool,
-    priced: AtomicBool,
 }
 
 impl Meter {
@@ -29,7 +28,6 @@ impl Meter {
         self.completion_tokens.fetch_add(completion_tokens, Relaxed);
         match cost_usd {
             Some(c) => {
-                self.priced.store(true, Relaxed);
                 self.nano_usd.fetch_add((c.max(0.0) * 1e9).round() as u64, Relaxed);
             }
             None => self.unpriced.store(true, Relaxed),
@@ -60,9 +58,8 @@ impl Meter {
             errors: self.errors.load(Relaxed),
             prompt_tokens: self.prompt_tokens.load(Relaxed),
             completion_tokens: self.completion_tokens.load(Relaxed),
-            // Unknown only if no request had a price.
-            cost_usd: (self.priced.load(Relaxed) || !self.unpriced.load(Relaxed))
-                .then(|| self.nano_usd.load(Relaxed) as f64 / 1e9),
+            // A sum with an unpriced call in it is not the cost: unknown.
+            cost_usd: (!self.unpriced.load(Relaxed)).then(|| self.nano_usd.load(Relaxed) as f64 / 1e9),
         };
         (s.requests + s.memo_hits + s.errors > 0).then_some(s)
     }

@@ -20,7 +20,7 @@ use crate::diag::{suggest, Diagnostic};
 use crate::meter::Meter;
 use crate::record::{FieldSet, PortType, Record};
 use crate::spec::{BackendSpec, SpecFile, YamlPath};
-use flow_cache::ContentHash;
+use flow_cache::{ContentHash, Store};
 
 /// How many upstream inputs a kind takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,12 +208,13 @@ impl Registry {
     }
 }
 
-/// A file a node reads; its content hash is part of the node key.
+/// A file a node reads; its content hash is part of the node key. A past
+/// run's stored output is one too (see [`CheckCx::stored_output`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInput {
-    /// As written in the spec.
+    /// As written in the spec; `runs/<run-id>/<node>` for a stored output.
     pub written: String,
-    /// Resolved against the spec's folder.
+    /// Resolved against the spec's folder; the stored object for an output.
     pub path: PathBuf,
     pub hash: ContentHash,
 }
@@ -239,6 +240,9 @@ pub struct CheckCx<'a> {
     declared_backends: &'a [String],
     backends_used: BTreeMap<String, serde_json::Value>,
     calls_per_record: u64,
+    /// Where past runs are stored, when the caller knows (the CLI does: the
+    /// workspace next to the spec, or `--workspace`).
+    pub(crate) workspace: Option<&'a Store>,
 }
 
 impl<'a> CheckCx<'a> {
@@ -262,6 +266,7 @@ impl<'a> CheckCx<'a> {
             declared_backends,
             backends_used: BTreeMap::new(),
             calls_per_record: 0,
+            workspace: None,
         }
     }
 
@@ -402,6 +407,75 @@ impl<'a> CheckCx<'a> {
         }
     }
 
+    /// Registers the output of node `node` as a past run of this workspace
+    /// stored it, for a node that reads it (`compare`'s stored baseline):
+    /// `run` is a run id, or `latest` for the newest run that has an output
+    /// for `node`. It counts as an input file (the stored object): its
+    /// content hash joins the node key, so a new baseline re-runs the node,
+    /// while a newer run with the same output does not. `at` is the config
+    /// field holding the reference; a run or node that is not there is
+    /// reported at `at.run` or `at.node`.
+    pub fn stored_output(&mut self, at: &YamlPath, run: &str, node: &str) -> Option<FileInput> {
+        let hint_runs = "run the spec once, or name a run with `run: <id>`; `flow runs` lists them";
+        let Some(store) = self.workspace else {
+            let msg = format!("node `{}` reads a stored run, but no workspace is known here", self.node);
+            self.error(at, msg, Some("run it with the flow CLI, which uses the .flow folder next to the spec".into()));
+            return None;
+        };
+        let id = (run != "latest").then_some(run);
+        let found = match store.node_output(node, id) {
+            Ok(found) => found,
+            Err(flow_cache::StoreError::NoSuchRun(_)) => {
+                let ids = store.run_ids().unwrap_or_default();
+                let hint = match crate::diag::did_you_mean(run, ids.iter().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{c}`? `flow runs` lists the runs"),
+                    None => hint_runs.to_string(),
+                };
+                let msg = format!("node `{}`: no run `{run}` in {}", self.node, store.root().display());
+                self.error(&at.key("run"), msg, Some(hint));
+                return None;
+            }
+            Err(e) => {
+                self.error(at, format!("node `{}`: cannot read past runs: {e}", self.node), None);
+                return None;
+            }
+        };
+        let Some(found) = found else {
+            let known = store.nodes_with_output(id).unwrap_or_default();
+            let which = match id {
+                Some(id) => format!("run `{id}` has"),
+                None if store.run_ids().unwrap_or_default().is_empty() => {
+                    format!("no run is stored in {} yet, so none has", store.root().display())
+                }
+                None => format!("no run in {} has", store.root().display()),
+            };
+            let hint = match crate::diag::did_you_mean(node, known.iter().map(String::as_str)) {
+                Some(c) => format!("did you mean `{c}`? {hint_runs}"),
+                None => hint_runs.to_string(),
+            };
+            self.error(
+                &at.key("node"),
+                format!("node `{}`: {which} an output for node `{node}`", self.node),
+                Some(hint),
+            );
+            return None;
+        };
+        let path = store.object_path(&found.output);
+        if !path.is_file() {
+            let msg = format!(
+                "node `{}`: the output of node `{node}` in run `{}` is no longer stored ({})",
+                self.node,
+                found.run_id,
+                path.display()
+            );
+            self.error(at, msg, Some(hint_runs.into()));
+            return None;
+        }
+        let input = FileInput { written: format!("runs/{}/{node}", found.run_id), path, hash: found.output };
+        self.files.push(input.clone());
+        Some(input)
+    }
+
     /// Checks that every input has the fields the node reads; `fields` pairs
     /// each field with the config path that names it.
     pub fn require_fields(&mut self, fields: &[(String, YamlPath)]) {
@@ -468,6 +542,9 @@ pub struct BuildCx {
     pub context: Option<RunContext>,
     /// How many upstream inputs the node has in this spec.
     pub inputs: usize,
+    /// The names of those inputs, in the order written (a barrier's outer
+    /// vec follows it), for reports that name their inputs.
+    pub input_names: Vec<String>,
 }
 
 impl std::fmt::Debug for BuildCx {
@@ -487,6 +564,7 @@ impl BuildCx {
             memo_reads: true,
             context: None,
             inputs: 0,
+            input_names: Vec::new(),
         }
     }
 

@@ -117,6 +117,9 @@ pub async fn run(
     }
 
     let mut records: Vec<Option<NodeRecord>> = vec![None; n];
+    // One meter per node, kept here: a node aborted mid-way (Ctrl-C, another
+    // node failed) still reports the calls it made.
+    let meters: Vec<Arc<Meter>> = (0..n).map(|_| Arc::new(Meter::default())).collect();
     let mut early_failure: Option<String> = None;
     let mut tasks: JoinSet<(usize, Result<NodeRecord, NodeRecord>)> = JoinSet::new();
     let run_dir = store.run_dir(&run_id);
@@ -171,6 +174,7 @@ pub async fn run(
             done: done_tx[i].clone(),
             outputs,
             events: events.clone(),
+            meter: meters[i].clone(),
         };
         tasks.spawn(async move { (i, job.run().await) });
     }
@@ -210,7 +214,9 @@ pub async fn run(
     for (i, slot) in records.iter_mut().enumerate() {
         if slot.is_none() {
             let node = &plan.nodes[i];
-            let r = NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
+            let mut r =
+                NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
+            r.calls = meters[i].snapshot();
             let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
             *slot = Some(r);
         }
@@ -358,6 +364,7 @@ struct NodeJob {
     done: watch::Sender<Option<ContentHash>>,
     outputs: Vec<mpsc::Sender<Batch>>,
     events: mpsc::UnboundedSender<RunEvent>,
+    meter: Arc<Meter>,
 }
 
 impl NodeJob {
@@ -370,7 +377,7 @@ impl NodeJob {
             NodeRecord::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
         let events = self.events.clone();
         let store = self.store.clone();
-        let meter = Arc::new(Meter::default());
+        let meter = self.meter.clone();
         let result = self.execute(&mut record, meter.clone()).await;
         record.wall_ms = started.elapsed().as_millis() as u64;
         // Calls count whether the node finished or not: they were made.
@@ -402,6 +409,7 @@ impl NodeJob {
             memo_reads: self.memo_reads,
             context: self.context.clone(),
             inputs: node.inputs.len(),
+            input_names: node.inputs.iter().map(|&u| plan.nodes[u].name.clone()).collect(),
         };
         let stage = node.compiled.build(&cx)?;
 

@@ -1,6 +1,7 @@
 //! flow-nodes: the stage kinds, one module each, and the one list of them.
 
 pub mod backend;
+pub mod compare;
 pub mod evaluate;
 pub mod generate;
 pub mod load;
@@ -15,5 +16,6 @@ pub fn registry() -> Registry {
         kind::<generate::Generate>(),
         kind::<run::Run>(),
         kind::<evaluate::Evaluate>(),
+        kind::<compare::Compare>(),
     ])
 }

@@ -60,6 +60,9 @@ impl Role {
 #[serde(untagged)]
 pub enum MaxErrors {
     Count(u64),
+    /// `0.1`: a fraction of the records.
+    Fraction(f64),
+    /// `"10%"`.
     Share(String),
 }
 
@@ -75,6 +78,8 @@ impl MaxErrors {
     pub fn limit(&self) -> Result<ErrorLimit, String> {
         match self {
             MaxErrors::Count(n) => Ok(ErrorLimit::Count(*n)),
+            MaxErrors::Fraction(f) if (0.0..=1.0).contains(f) => Ok(ErrorLimit::Share(*f)),
+            MaxErrors::Fraction(f) => Err(format!("`{f}` is neither a count nor a fraction in 0..=1")),
             MaxErrors::Share(s) => s
                 .trim()
                 .strip_suffix('%')
@@ -85,6 +90,9 @@ impl MaxErrors {
         }
     }
 }
+
+/// After this many calls, all failed, a node with a share limit stops.
+const EARLY_FAILURE_CALLS: u64 = 20;
 
 /// By default a node tolerates a tenth of its calls failing (a content
 /// filter here and there); an endpoint that is down fails it.
@@ -293,12 +301,20 @@ impl Caller {
             }
             Err(e) => {
                 let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-                if let ErrorLimit::Count(max) = self.limit {
-                    if n > max {
+                let calls = self.calls.load(Ordering::Relaxed);
+                match self.limit {
+                    ErrorLimit::Count(max) if n > max => {
                         return Err(NodeError::new(format!(
-                            "{n} calls failed, more than `max_errors: {max}`; the last: {e}"
+                            "{n} calls failed, more than `max_errors: {max}`; the last: {e}; see the `error` field of the records (`flow show {}`)",
+                            self.node
                         )));
                     }
+                    // A backend that fails every call is down or misconfigured:
+                    // stop now rather than after every record's retries.
+                    ErrorLimit::Share(max) if max < 1.0 && calls >= EARLY_FAILURE_CALLS && n == calls => {
+                        return Err(NodeError::new(format!("the first {calls} calls all failed; the last: {e}")));
+                    }
+                    _ => {}
                 }
                 for f in ["output", "usage", "latency_ms", "cost_usd"] {
                     fields.insert(f.into(), Value::Null);
@@ -380,5 +396,7 @@ mod tests {
         assert_eq!(MaxErrors::Share("10%".into()).limit(), Ok(ErrorLimit::Share(0.1)));
         assert!(MaxErrors::Share("ten".into()).limit().is_err());
         assert!(MaxErrors::Share("150%".into()).limit().is_err());
+        assert_eq!(MaxErrors::Fraction(0.25).limit(), Ok(ErrorLimit::Share(0.25)));
+        assert!(MaxErrors::Fraction(1.5).limit().is_err());
     }
 }

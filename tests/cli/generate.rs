@@ -134,7 +134,7 @@ fn a_rerun_sends_nothing_and_a_larger_count_only_new_calls() {
     assert_eq!(node(&m, "cases")["status"], "cached");
 
     s.reset_counters();
-    p.write("specs/g.yaml", &spec(&s.base_url(), 18));
+    p.write("specs/g.yaml", &spec(&s.base_url(), 30));
     let plan = run_in_env(p.dir.path(), &["plan", "specs/g.yaml"], &[]);
     assert!(plan.stdout.contains("config changed: count"), "{}", plan.stdout);
     let m = run(&p);
@@ -142,7 +142,7 @@ fn a_rerun_sends_nothing_and_a_larger_count_only_new_calls() {
     assert!(!second.is_empty(), "more cases need more calls");
     assert!(second.iter().all(|b| !first.contains(b)), "a call of the first run was sent again");
     let more = cases(&p);
-    assert_eq!(more.len(), 18);
+    assert_eq!(more.len(), 30);
     assert_eq!(&more[..12], &first_cases[..], "the first 12 cases are the same, in the same order");
     assert!(node(&m, "cases")["calls"]["memo_hits"].as_u64().unwrap() > 0);
 }

@@ -107,3 +107,37 @@ fn ctrl_c_stops_cleanly_and_records_the_run_as_interrupted() {
     assert_eq!(finished_nodes(&p.path("specs/.flow")), ["small", "small_scores"]);
     assert_eq!(std::fs::read_dir(p.path("specs/.flow/tmp")).unwrap().count(), 0, "temp objects removed");
 }
+
+/// Calls made before Ctrl-C are accounted for, and answers received are in
+/// the memo: the next run repeats none of them.
+#[test]
+fn ctrl_c_keeps_the_calls_made_so_far() {
+    let p = Project::empty();
+    let cases: String =
+        (0..400).map(|i| format!("{{\"id\": \"c{i}\", \"question\": \"what is {i} + 1?\"}}\n")).collect();
+    p.write("specs/data/cases.jsonl", &cases);
+    p.write(
+        "specs/slow.yaml",
+        "flow: 1\nname: slow\nbackends:\n  bot: {provider: sim, max_concurrency: 8, sim: {latency: 20ms}}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n",
+    );
+    let mut child = Command::new(FLOW)
+        .args(["run", "specs/slow.yaml"])
+        .current_dir(p.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let run = p.latest_run("specs/.flow");
+    assert_eq!(node(&run, "answers")["status"], "cancelled");
+    let made = node(&run, "answers")["calls"]["requests"].as_u64().expect("the cancelled node's calls are recorded");
+    assert!(made > 0 && made < 400, "{made} calls");
+    assert_eq!(run["calls"]["requests"], made);
+
+    let again = p.run_ok(&["specs/slow.yaml"]);
+    assert_eq!(node(&again, "answers")["calls"]["memo_hits"], made, "every answered call is reused");
+    assert_eq!(node(&again, "answers")["calls"]["requests"], 400 - made);
+}

@@ -8,6 +8,7 @@ mod llm_server;
 mod backends;
 mod cache;
 mod common;
+mod compare;
 mod errors;
 mod eval;
 mod generate;

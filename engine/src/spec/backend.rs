@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use serde_yaml::{Mapping, Value as Yaml};
+
+use super::{yaml_brief, Seg, YamlPath};
+use crate::diag::suggest;
 
 /// Which client talks to the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,7 +264,25 @@ pub const SECRET_FIELDS: &[&str] = &["api_key", "key", "token", "secret", "passw
 
 /// Header names that carry credentials.
 pub fn is_credential_header(name: &str) -> bool {
-    matches!(name.to_ascii_lowercase().as_str(), "authorization" | "api-key" | "x-api-key" | "proxy-authorization")
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "api-key"
+            | "x-api-key"
+            | "x-goog-api-key"
+            | "ocp-apim-subscription-key"
+    ) || n.contains("token")
+        || n.contains("secret")
+        || n.ends_with("-key")
+}
+
+/// Whether a value starts the way common API keys do.
+pub fn has_key_prefix(s: &str) -> bool {
+    let s = s.trim();
+    ["sk-", "sk_", "pk-", "hf_", "gsk_", "xai-", "AIza", "Bearer ", "Basic "].iter().any(|p| s.starts_with(p))
 }
 
 /// Whether `s` looks like a secret rather than the name of an environment
@@ -269,8 +291,199 @@ pub fn looks_like_secret(s: &str) -> bool {
     let is_env_name = !s.is_empty()
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !s.chars().next().is_some_and(|c| c.is_ascii_digit());
-    let key_prefix = ["sk-", "sk_", "pk-", "hf_", "gsk_", "xai-", "AIza"].iter().any(|p| s.starts_with(p));
-    key_prefix || !is_env_name
+    has_key_prefix(s) || !is_env_name
+}
+
+/// Reading `backends:` and `prices:`, and keeping keys out of specs.
+impl super::Parser<'_> {
+    pub(super) fn backends(
+        &mut self,
+        value: Option<&Yaml>,
+        params: &BTreeMap<String, serde_json::Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> BTreeMap<String, BackendSpec> {
+        let at = YamlPath::root().key("backends");
+        let mut out = BTreeMap::new();
+        let map = match value {
+            None | Some(Yaml::Null) => return out,
+            Some(Yaml::Mapping(m)) => m,
+            Some(_) => {
+                self.diags.push(
+                    self.file
+                        .at_value(&at, "`backends` must be a mapping from backend name to backend")
+                        .hint("write `backends: {bot: {provider: sim}}`"),
+                );
+                return out;
+            }
+        };
+        for (k, v) in map {
+            let name = yaml_brief(k);
+            let path = at.key(name.clone());
+            let Some(body) = v.as_mapping() else {
+                self.diags.push(
+                    self.file
+                        .at_value(&path, format!("backend `{name}` must be a mapping"))
+                        .hint("write `provider: openai` (or `sim`), `model:` and the other fields under the name"),
+                );
+                continue;
+            };
+            // Secrets are reported, then left out so the rest is still checked.
+            let has_secrets = !self.no_literal_secrets(body, &path, &name);
+            let mut body = body.clone();
+            body.retain(|k, _| !SECRET_FIELDS.contains(&yaml_brief(k).as_str()));
+            let errors_before = self.diags.len();
+            let resolved = self.interpolate(&Yaml::Mapping(body), &path, params, env);
+            if self.diags.len() > errors_before {
+                continue;
+            }
+            match serde_path_to_error::deserialize::<_, BackendSpec>(resolved) {
+                Ok(_) if has_secrets => {}
+                // `api_key_env: ${env.X}` or `--set` may resolve to the key itself.
+                Ok(spec) if spec.api_key_env.as_deref().is_some_and(looks_like_secret) => {
+                    let d = self
+                        .file
+                        .at_value(&path.key("api_key_env"), format!("`api_key_env` of backend `{name}` resolves to something that is not the name of an environment variable (it looks like a key)"))
+                        .hint("write the variable's name itself: `api_key_env: OPENAI_API_KEY`")
+                        .redacted();
+                    self.diags.push(d);
+                }
+                Ok(spec) => {
+                    if spec.provider == Provider::Openai && spec.model.is_none() {
+                        self.diags.push(
+                            self.file
+                                .at_key(&path.key("provider"), format!("backend `{name}` names no `model`"))
+                                .hint("add `model: gpt-4o-mini` (or the model your server serves)"),
+                        );
+                        continue;
+                    }
+                    out.insert(name, spec);
+                }
+                Err(e) => self.field_error(&path, &format!("backend `{name}`"), e.path(), &e.inner().to_string()),
+            }
+        }
+        out
+    }
+
+    /// Rejects a key written into the spec itself: specs are committed, keys
+    /// must not be. The line shown is redacted.
+    fn no_literal_secrets(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> bool {
+        let before = self.diags.len();
+        let hint = "keep keys out of specs: export the key in an environment variable and name it with `api_key_env: OPENAI_API_KEY`";
+        for (key, value) in body {
+            let k = yaml_brief(key);
+            if SECRET_FIELDS.contains(&k.as_str()) {
+                self.secret(value);
+                let d = self
+                    .file
+                    .at_key(
+                        &path.key(k.clone()),
+                        format!("backend `{name}` has a literal `{k}`; flow does not read keys from specs"),
+                    )
+                    .hint(hint)
+                    .redacted();
+                self.diags.push(d);
+            }
+        }
+        if let Some(Yaml::String(s)) = body.get("api_key_env") {
+            if looks_like_secret(s) && !s.starts_with("${") {
+                self.secret(&Yaml::String(s.clone()));
+                let d = self
+                    .file
+                    .at_value(&path.key("api_key_env"), format!("`api_key_env` of backend `{name}` looks like a key, not the name of an environment variable"))
+                    .hint("write the variable's name (`api_key_env: OPENAI_API_KEY`) and export the key under that name")
+                    .redacted();
+                self.diags.push(d);
+            }
+        }
+        if let Some(Yaml::Mapping(headers)) = body.get("headers") {
+            for (h, value) in headers {
+                let h = yaml_brief(h);
+                let shaped_like_a_key = value.as_str().is_some_and(has_key_prefix);
+                if is_credential_header(&h) || shaped_like_a_key {
+                    self.secret(value);
+                    let d = self
+                        .file
+                        .at_key(&path.key("headers").key(h.clone()), format!("header `{h}` of backend `{name}` would put a key in the spec"))
+                        .hint("name the key's environment variable with `api_key_env:`; for a header other than `Authorization: Bearer`, add `api_key_header: api-key`")
+                        .redacted();
+                    self.diags.push(d);
+                }
+            }
+        }
+        self.diags.len() == before
+    }
+
+    /// Remembers a secret's text, to mask it in every line shown.
+    fn secret(&mut self, value: &Yaml) {
+        if let Yaml::String(s) = value {
+            let s = s.trim();
+            // Masking a tiny string would garble the lines shown.
+            if s.len() >= 4 && !s.starts_with("${") {
+                self.secrets.push(s.to_string());
+            }
+        }
+    }
+
+    pub(super) fn prices(&mut self, value: Option<&Yaml>) -> BTreeMap<String, Price> {
+        let at = YamlPath::root().key("prices");
+        let mut out = BTreeMap::new();
+        let map = match value {
+            None | Some(Yaml::Null) => return out,
+            Some(Yaml::Mapping(m)) => m,
+            Some(_) => {
+                self.diags.push(
+                    self.file
+                        .at_value(&at, "`prices` must be a mapping from model to price")
+                        .hint("write `prices: {my-model: {input: 0.15, output: 0.60}}` (USD per million tokens)"),
+                );
+                return out;
+            }
+        };
+        for (k, v) in map {
+            let model = yaml_brief(k);
+            let path = at.key(model.clone());
+            match serde_path_to_error::deserialize::<_, Price>(v.clone()) {
+                Ok(p) if p.input >= 0.0 && p.output >= 0.0 => {
+                    out.insert(model, p);
+                }
+                Ok(_) => self.diags.push(self.file.at_value(&path, format!("price of `{model}` is negative"))),
+                Err(e) => self.field_error(&path, &format!("price of `{model}`"), e.path(), &e.inner().to_string()),
+            }
+        }
+        out
+    }
+
+    /// A serde error inside a section (`backends.bot`), located, with a
+    /// did-you-mean for unknown fields and values.
+    fn field_error(&mut self, base: &YamlPath, what: &str, at: &serde_path_to_error::Path, message: &str) {
+        let path = base.join_serde(at);
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let key_path =
+                if path.0.last() == Some(&Seg::Key(field.to_string())) { path.clone() } else { path.key(field) };
+            let d = self.file.at_key(&key_path, format!("unknown field `{field}` in {what}")).hint(suggest(
+                field,
+                allowed.iter().copied(),
+                "a field",
+            ));
+            self.diags.push(d);
+        } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+            let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let d = self.file.at_value(&path, format!("unknown value `{value}` in {what}")).hint(suggest(
+                value,
+                allowed.iter().copied(),
+                "the value",
+            ));
+            self.diags.push(d);
+        } else if message.contains("missing field") {
+            self.diags.push(self.file.at_key(&path, format!("invalid {what}: {message}")));
+        } else {
+            let field = YamlPath(path.0[base.0.len().min(path.0.len())..].to_vec());
+            self.diags.push(self.file.at_value(&path, format!("invalid `{field}` in {what}: {message}")));
+        }
+    }
 }
 
 #[cfg(test)]

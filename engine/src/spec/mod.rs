@@ -142,9 +142,23 @@ pub fn parse(
         }
     };
     let file = SpecFile { index: LocationIndex::build(&file.source.text), ..file };
-    let mut p = Parser { file: &file, kinds, diags: Vec::new() };
+    let mut p = Parser { file: &file, kinds, diags: Vec::new(), secrets: Vec::new() };
     let spec = p.spec(&value, sets, env);
-    let diags = p.diags;
+    let (mut diags, secrets) = (p.diags, p.secrets);
+    // No line shown for any problem may carry a key written in the spec.
+    let mut file = file;
+    if !secrets.is_empty() {
+        let mut text = file.source.text.to_string();
+        for secret in &secrets {
+            text = text.replace(secret.as_str(), "***");
+        }
+        file.source.text = text.into();
+        for d in &mut diags {
+            if let Some(src) = &mut d.source {
+                src.text = file.source.text.clone();
+            }
+        }
+    }
     let spec = spec.map(|s| ParsedSpec {
         file,
         name: s.name,
@@ -174,6 +188,8 @@ struct Parser<'a> {
     /// Kind names, for the hint when a node has none.
     kinds: &'a [&'a str],
     diags: Vec<Diagnostic>,
+    /// Keys found written in the spec: masked in every line shown.
+    secrets: Vec<String>,
 }
 
 impl Parser<'_> {
@@ -423,171 +439,6 @@ impl Parser<'_> {
         nodes
     }
 
-    fn backends(
-        &mut self,
-        value: Option<&Value>,
-        params: &BTreeMap<String, serde_json::Value>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> BTreeMap<String, BackendSpec> {
-        let at = YamlPath::root().key("backends");
-        let mut out = BTreeMap::new();
-        let map = match value {
-            None | Some(Value::Null) => return out,
-            Some(Value::Mapping(m)) => m,
-            Some(_) => {
-                self.diags.push(
-                    self.file
-                        .at_value(&at, "`backends` must be a mapping from backend name to backend")
-                        .hint("write `backends: {bot: {provider: sim}}`"),
-                );
-                return out;
-            }
-        };
-        for (k, v) in map {
-            let name = yaml_brief(k);
-            let path = at.key(name.clone());
-            let Some(body) = v.as_mapping() else {
-                self.diags.push(
-                    self.file
-                        .at_value(&path, format!("backend `{name}` must be a mapping"))
-                        .hint("write `provider: openai` (or `sim`), `model:` and the other fields under the name"),
-                );
-                continue;
-            };
-            // Secrets are reported, then left out so the rest is still checked.
-            let has_secrets = !self.no_literal_secrets(body, &path, &name);
-            let mut body = body.clone();
-            body.retain(|k, _| !backend::SECRET_FIELDS.contains(&yaml_brief(k).as_str()));
-            let errors_before = self.diags.len();
-            let resolved = self.interpolate(&Value::Mapping(body), &path, params, env);
-            if self.diags.len() > errors_before {
-                continue;
-            }
-            match serde_path_to_error::deserialize::<_, BackendSpec>(resolved) {
-                Ok(_) if has_secrets => {}
-                Ok(spec) => {
-                    if spec.provider == Provider::Openai && spec.model.is_none() {
-                        self.diags.push(
-                            self.file
-                                .at_key(&path.key("provider"), format!("backend `{name}` names no `model`"))
-                                .hint("add `model: gpt-4o-mini` (or the model your server serves)"),
-                        );
-                        continue;
-                    }
-                    out.insert(name, spec);
-                }
-                Err(e) => self.field_error(&path, &format!("backend `{name}`"), e.path(), &e.inner().to_string()),
-            }
-        }
-        out
-    }
-
-    /// Rejects a key written into the spec itself: specs are committed, keys
-    /// must not be. The line shown is redacted.
-    fn no_literal_secrets(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> bool {
-        let before = self.diags.len();
-        let hint = "keep keys out of specs: export the key in an environment variable and name it with `api_key_env: OPENAI_API_KEY`";
-        for key in body.keys() {
-            let k = yaml_brief(key);
-            if backend::SECRET_FIELDS.contains(&k.as_str()) {
-                let d = self
-                    .file
-                    .at_key(
-                        &path.key(k.clone()),
-                        format!("backend `{name}` has a literal `{k}`; flow does not read keys from specs"),
-                    )
-                    .hint(hint)
-                    .redacted();
-                self.diags.push(d);
-            }
-        }
-        if let Some(Value::String(s)) = body.get("api_key_env") {
-            if backend::looks_like_secret(s) && !s.starts_with("${") {
-                let d = self
-                    .file
-                    .at_value(&path.key("api_key_env"), format!("`api_key_env` of backend `{name}` looks like a key, not the name of an environment variable"))
-                    .hint("write the variable's name (`api_key_env: OPENAI_API_KEY`) and export the key under that name")
-                    .redacted();
-                self.diags.push(d);
-            }
-        }
-        if let Some(Value::Mapping(headers)) = body.get("headers") {
-            for h in headers.keys() {
-                let h = yaml_brief(h);
-                if backend::is_credential_header(&h) {
-                    let d = self
-                        .file
-                        .at_key(&path.key("headers").key(h.clone()), format!("header `{h}` of backend `{name}` would put a key in the spec"))
-                        .hint("name the key's environment variable with `api_key_env:`; for a header other than `Authorization: Bearer`, add `api_key_header: api-key`")
-                        .redacted();
-                    self.diags.push(d);
-                }
-            }
-        }
-        self.diags.len() == before
-    }
-
-    fn prices(&mut self, value: Option<&Value>) -> BTreeMap<String, Price> {
-        let at = YamlPath::root().key("prices");
-        let mut out = BTreeMap::new();
-        let map = match value {
-            None | Some(Value::Null) => return out,
-            Some(Value::Mapping(m)) => m,
-            Some(_) => {
-                self.diags.push(
-                    self.file
-                        .at_value(&at, "`prices` must be a mapping from model to price")
-                        .hint("write `prices: {my-model: {input: 0.15, output: 0.60}}` (USD per million tokens)"),
-                );
-                return out;
-            }
-        };
-        for (k, v) in map {
-            let model = yaml_brief(k);
-            let path = at.key(model.clone());
-            match serde_path_to_error::deserialize::<_, Price>(v.clone()) {
-                Ok(p) if p.input >= 0.0 && p.output >= 0.0 => {
-                    out.insert(model, p);
-                }
-                Ok(_) => self.diags.push(self.file.at_value(&path, format!("price of `{model}` is negative"))),
-                Err(e) => self.field_error(&path, &format!("price of `{model}`"), e.path(), &e.inner().to_string()),
-            }
-        }
-        out
-    }
-
-    /// A serde error inside a section (`backends.bot`), located, with a
-    /// did-you-mean for unknown fields and values.
-    fn field_error(&mut self, base: &YamlPath, what: &str, at: &serde_path_to_error::Path, message: &str) {
-        let path = base.join_serde(at);
-        if let Some(rest) = message.strip_prefix("unknown field `") {
-            let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let key_path =
-                if path.0.last() == Some(&Seg::Key(field.to_string())) { path.clone() } else { path.key(field) };
-            let d = self.file.at_key(&key_path, format!("unknown field `{field}` in {what}")).hint(suggest(
-                field,
-                allowed.iter().copied(),
-                "a field",
-            ));
-            self.diags.push(d);
-        } else if let Some(rest) = message.strip_prefix("unknown variant `") {
-            let (value, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let d = self.file.at_value(&path, format!("unknown value `{value}` in {what}")).hint(suggest(
-                value,
-                allowed.iter().copied(),
-                "the value",
-            ));
-            self.diags.push(d);
-        } else if message.contains("missing field") {
-            self.diags.push(self.file.at_key(&path, format!("invalid {what}: {message}")));
-        } else {
-            let field = YamlPath(path.0[base.0.len().min(path.0.len())..].to_vec());
-            self.diags.push(self.file.at_value(&path, format!("invalid `{field}` in {what}: {message}")));
-        }
-    }
-
     fn inputs(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> Vec<InputRef> {
         let one = body.get("input");
         let many = body.get("inputs");
@@ -739,6 +590,7 @@ fn coerce(v: &Value, ty: &str) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Diagnostics;
 
     fn parse_text(text: &str, sets: &[&str]) -> (Option<ParsedSpec>, Vec<Diagnostic>) {
         let dir = tempfile::tempdir().unwrap();
@@ -771,6 +623,24 @@ mod tests {
         assert!(msgs.iter().any(|m| m.contains("both `input` and `inputs`")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("`NOPE` is not set")), "{msgs:?}");
         assert!(msgs.iter().any(|m| m.contains("--set names unknown param `zz`")), "{msgs:?}");
+    }
+
+    #[test]
+    fn keys_in_a_spec_are_rejected_and_never_shown() {
+        let text = "flow: 1\nbackends:\n  a: {provider: openia, model: m, api_key: sk-LEAKED-999}\n  b: {provider: openai, model: m, api_key_env: \"${env.MYKEY}\"}\n  c: {provider: openai, model: m, headers: {X-Auth-Token: tok-12345}}\nnodes:\n  n: {kind: load}\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, text).unwrap();
+        let (_, diags) = parse(&p, &[], &|n| (n == "MYKEY").then(|| "sk-SECRET-123".into()), &["load"]);
+        let shown = Diagnostics(diags.clone()).to_string();
+        for secret in ["sk-LEAKED-999", "sk-SECRET-123", "tok-12345"] {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
+        let msgs: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+        assert!(msgs.iter().any(|m| m.contains("literal `api_key`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown value `openia`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("`api_key_env` of backend `b` resolves to")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("header `X-Auth-Token`")), "{msgs:?}");
     }
 
     #[test]

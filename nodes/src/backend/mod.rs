@@ -180,14 +180,7 @@ impl Backends {
             let transport = match spec.provider {
                 Provider::Sim => Transport::Sim(sim::Sim::new(spec)),
                 Provider::Openai => {
-                    let key = match &spec.api_key_env {
-                        Some(var) => Some(
-                            env(var)
-                                .filter(|k| !k.is_empty())
-                                .ok_or_else(|| BackendError::MissingKey { backend: name.clone(), var: var.clone() })?,
-                        ),
-                        None => None,
-                    };
+                    let key = key_of(name, spec, env)?;
                     let client = openai::Client::new(spec, key)
                         .map_err(|message| BackendError::Invalid { backend: name.clone(), message })?;
                     Transport::Openai(client)
@@ -218,11 +211,8 @@ impl Backends {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), BackendError> {
         for name in used {
-            let Some(spec) = specs.get(name) else { continue };
-            if let (Provider::Openai, Some(var)) = (spec.provider, &spec.api_key_env) {
-                if env(var).is_none_or(|k| k.is_empty()) {
-                    return Err(BackendError::MissingKey { backend: name.clone(), var: var.clone() });
-                }
+            if let Some(spec) = specs.get(name).filter(|s| s.provider == Provider::Openai) {
+                key_of(name, spec, env)?;
             }
         }
         Ok(())
@@ -265,6 +255,35 @@ impl Backends {
 impl Drop for Backends {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The key of backend `name` from the environment, if it names a variable.
+fn key_of(
+    name: &str,
+    spec: &BackendSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, BackendError> {
+    match &spec.api_key_env {
+        Some(var) => env(var)
+            .filter(|k| !k.is_empty())
+            .map(Some)
+            .ok_or_else(|| BackendError::MissingKey { backend: name.to_string(), var: var.clone() }),
+        None => Ok(None),
+    }
+}
+
+/// Whether a chat completion holds an answer (not a refusal by a content
+/// filter, or a tool call).
+fn has_content(body: &Value) -> Result<(), String> {
+    let choice = &body["choices"][0];
+    match &choice["message"]["content"] {
+        Value::String(_) => Ok(()),
+        _ => {
+            let why = choice["finish_reason"].as_str().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default();
+            let shown: String = body.to_string().chars().take(200).collect();
+            Err(format!("the response has no message content{why}: {shown}"))
+        }
     }
 }
 
@@ -328,6 +347,20 @@ impl Backend {
 
     /// One call: memo, limits, transport, retries, accounting.
     pub async fn call(&self, endpoint: Endpoint, body: Value, opts: CallOpts<'_>) -> Result<Reply, CallError> {
+        self.call_checked(endpoint, body, opts, |_| Ok(())).await
+    }
+
+    /// [`Backend::call`], where `usable` says whether a response the server
+    /// sent with success holds what the caller needs (a chat answer's
+    /// content). One that does not is a failed call: counted as an error and
+    /// not memoized.
+    pub async fn call_checked(
+        &self,
+        endpoint: Endpoint,
+        body: Value,
+        opts: CallOpts<'_>,
+        usable: impl Fn(&Value) -> Result<(), String>,
+    ) -> Result<Reply, CallError> {
         let key = self.memo_key(endpoint, &body, opts.sample);
         if opts.memo_reads {
             if let Some(memo) = &self.memo {
@@ -335,8 +368,10 @@ impl Backend {
                     if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
                         let latency_ms = stored["latency_ms"].as_u64().unwrap_or(0);
                         let body = stored["body"].clone();
-                        opts.meter.memo_hit();
-                        return Ok(self.reply(body, latency_ms, true));
+                        if usable(&body).is_ok() {
+                            opts.meter.memo_hit();
+                            return Ok(self.reply(body, latency_ms, true));
+                        }
                     }
                 }
             }
@@ -379,7 +414,12 @@ impl Backend {
             Ok((body, elapsed)) => {
                 let latency_ms = elapsed.as_millis() as u64;
                 let reply = self.reply(body, latency_ms, false);
+                // Answered and paid for, whatever it holds.
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
+                if let Err(e) = usable(&reply.body) {
+                    opts.meter.error();
+                    return Err(CallError::fatal(e));
+                }
                 if let Some(memo) = &self.memo {
                     let stored = json!({"body": reply.body, "latency_ms": latency_ms});
                     memo.put(key, serde_json::to_vec(&stored).expect("json"));
@@ -402,7 +442,11 @@ impl Backend {
             completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
         };
         let model = body["model"].as_str().filter(|m| !m.is_empty()).unwrap_or(self.spec.model()).to_string();
-        let cost_usd = self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage));
+        let cost_usd = match self.spec.provider {
+            // The offline backend costs nothing, unless `prices:` says so for a demo.
+            Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
+            Provider::Openai => self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage)),
+        };
         Reply { body, latency_ms, memo_hit, usage, model, cost_usd }
     }
 
@@ -419,14 +463,8 @@ impl Backend {
         opts: CallOpts<'_>,
     ) -> Result<ChatReply, CallError> {
         let body = self.chat_body(messages, json_mode, opts.sample);
-        let reply = self.call(Endpoint::Chat, body, opts).await?;
-        let text = match &reply.body["choices"][0]["message"]["content"] {
-            Value::String(s) => s.clone(),
-            _ => {
-                let shown: String = reply.body.to_string().chars().take(200).collect();
-                return Err(CallError::fatal(format!("the response has no message content: {shown}")));
-            }
-        };
+        let reply = self.call_checked(Endpoint::Chat, body, opts, has_content).await?;
+        let text = reply.body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
         Ok(ChatReply {
             text,
             usage: reply.usage,
@@ -439,7 +477,11 @@ impl Backend {
     /// Embeddings of `texts`, in order.
     pub async fn embed(&self, texts: &[String], opts: CallOpts<'_>) -> Result<Vec<Vec<f32>>, CallError> {
         let body = json!({"model": self.spec.model(), "input": texts});
-        let reply = self.call(Endpoint::Embeddings, body, opts).await?;
+        let listed = |b: &Value| match b["data"].as_array() {
+            Some(d) if d.len() == texts.len() => Ok(()),
+            _ => Err(format!("expected {} embeddings in the response's `data`", texts.len())),
+        };
+        let reply = self.call_checked(Endpoint::Embeddings, body, opts, listed).await?;
         let data = reply.body["data"]
             .as_array()
             .ok_or_else(|| CallError::fatal("the embeddings response has no `data` list"))?;
@@ -496,6 +538,14 @@ mod tests {
         assert_ne!(e[0], e[2]);
         let norm: f32 = e[2].iter().map(|x| x * x).sum();
         assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_reply_without_content_is_not_usable() {
+        let ok = json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]});
+        assert!(has_content(&ok).is_ok());
+        let filtered = json!({"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "content_filter"}]});
+        assert!(has_content(&filtered).unwrap_err().contains("no message content (finish_reason: content_filter)"));
     }
 
     #[test]

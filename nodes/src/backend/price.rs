@@ -46,27 +46,40 @@ impl Prices {
 
     /// The price of `model`, if known.
     pub fn of(&self, model: &str) -> Option<Price> {
-        let model = model.rsplit('/').next().unwrap_or(model);
-        let lookup = |names: &mut dyn Iterator<Item = (&str, Price)>| -> Option<Price> {
-            names
-                .filter(|(name, _)| {
-                    model == *name || model.strip_prefix(*name).is_some_and(|rest| rest.starts_with(['-', ':', '@']))
-                })
-                .max_by_key(|(name, _)| name.len())
-                .map(|(_, p)| p)
-        };
-        lookup(&mut self.overrides.iter().map(|(k, p)| (k.as_str(), *p)))
-            .or_else(|| lookup(&mut BUILT_IN.iter().map(|(k, i, o)| (*k, Price { input: *i, output: *o }))))
+        self.overridden(model)
+            .or_else(|| lookup(model, BUILT_IN.iter().map(|(k, i, o)| (*k, Price { input: *i, output: *o }))))
+    }
+
+    fn overridden(&self, model: &str) -> Option<Price> {
+        lookup(model, self.overrides.iter().map(|(k, p)| (k.as_str(), *p)))
     }
 
     /// What a call with this usage cost.
     pub fn cost(&self, model: &str, usage: Usage) -> Option<f64> {
-        self.of(model).map(|p| {
-            let usd = (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6;
-            // Twelve decimals: stable in JSON, exact enough for sums.
-            (usd * 1e12).round() / 1e12
-        })
+        self.of(model).map(|p| usd(p, usage))
     }
+
+    /// What a call cost by the spec's `prices:` alone.
+    pub fn cost_override(&self, model: &str, usage: Usage) -> Option<f64> {
+        self.overridden(model).map(|p| usd(p, usage))
+    }
+}
+
+/// The listed price whose name `model` is, or starts with (longest first).
+fn lookup<'a>(model: &str, names: impl Iterator<Item = (&'a str, Price)>) -> Option<Price> {
+    let model = model.rsplit('/').next().unwrap_or(model);
+    names
+        .filter(|(name, _)| {
+            model == *name || model.strip_prefix(*name).is_some_and(|rest| rest.starts_with(['-', ':', '@']))
+        })
+        .max_by_key(|(name, _)| name.len())
+        .map(|(_, p)| p)
+}
+
+fn usd(p: Price, usage: Usage) -> f64 {
+    let usd = (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6;
+    // Twelve decimals: stable in JSON, exact enough for sums.
+    (usd * 1e12).round() / 1e12
 }
 
 #[cfg(test)]

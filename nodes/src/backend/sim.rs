@@ -174,7 +174,7 @@ fn write_cases(rest: &str, seed: f64) -> Value {
 /// Words a sim judge does not count: they say nothing about correctness.
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "is", "are", "was", "of", "to", "in", "on", "and", "or", "it", "that", "this", "with", "for",
-    "as", "be", "by", "answer", "what", "which", "who", "how", "score", "if", "0", "1",
+    "as", "be", "by", "answer", "what", "which", "who", "how", "score", "if", "one", "zero",
 ];
 
 /// A sim judge: the share of the response's content words that the criteria

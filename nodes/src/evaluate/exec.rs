@@ -29,7 +29,8 @@ pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {
         );
         return;
     }
-    for (i, arg) in command.iter().enumerate().skip(1) {
+    // The program itself too, when it is a script of the project.
+    for (i, arg) in command.iter().enumerate() {
         if !arg.starts_with('-') && cx.resolve(arg).is_file() {
             cx.input_file(&at.index(i), arg);
         }

@@ -1,0 +1,441 @@
+//! The comparison itself, apart from the node: scored records of a baseline
+//! and of each candidate joined by a key, and per metric the figures a
+//! report shows. The `compare` node and `flow compare` both call
+//! [`compare`], so the same inputs give the same figures either way.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use flow_engine::diag::did_you_mean;
+use flow_engine::Record;
+
+use super::stats::{mcnemar_exact, mean, paired_bootstrap};
+
+/// How to compare: the node's settings, or `flow compare`'s defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The field records are joined by.
+    pub key: String,
+    /// Metrics to compare; `None`: every metric both sides scored.
+    pub metrics: Option<Vec<String>>,
+    pub confidence: f64,
+    pub resamples: u32,
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { key: "id".into(), metrics: None, confidence: 0.95, resamples: 2000, seed: 0 }
+    }
+}
+
+/// One side of a comparison: a name for reports and its scored records.
+pub struct Side {
+    pub name: String,
+    pub records: Vec<Record>,
+}
+
+/// Which test gives a metric's p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    /// Pass/fail metrics (every score 0 or 1, and 1 exactly when it
+    /// passed): exact McNemar on the records that flipped.
+    McNemar,
+    /// Other scores: the paired bootstrap's p-value.
+    Bootstrap,
+}
+
+impl Test {
+    pub fn name(self) -> &'static str {
+        match self {
+            Test::McNemar => "mcnemar",
+            Test::Bootstrap => "bootstrap",
+        }
+    }
+}
+
+/// One metric of one candidate against the baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricComparison {
+    pub metric: String,
+    /// Matched records with a score on both sides.
+    pub pairs: usize,
+    /// Matched records without a score on one side or both (an `error`, a
+    /// null score, the metric missing): not compared.
+    pub skipped: usize,
+    /// Means over the pairs; `None` without pairs.
+    pub baseline_mean: Option<f64>,
+    pub candidate_mean: Option<f64>,
+    /// Candidate mean − baseline mean.
+    pub delta: Option<f64>,
+    /// Paired bootstrap interval for the delta at the settings' confidence.
+    pub ci: Option<(f64, f64)>,
+    /// Two-sided p-value of "no change", by `test`.
+    pub p: Option<f64>,
+    pub test: Test,
+    /// Exact McNemar p on the pass/fail flips, whatever `test` is.
+    pub mcnemar_p: f64,
+    pub baseline_pass_rate: Option<f64>,
+    pub candidate_pass_rate: Option<f64>,
+    /// Keys of the records that passed in the baseline and fail in the
+    /// candidate, in the baseline's order; and the other way round.
+    pub pass_to_fail: Vec<String>,
+    pub fail_to_pass: Vec<String>,
+}
+
+impl MetricComparison {
+    /// The delta is negative and its p-value below 1 − `confidence`.
+    pub fn significant_drop(&self, confidence: f64) -> bool {
+        matches!((self.delta, self.p), (Some(d), Some(p)) if d < 0.0 && p < 1.0 - confidence)
+    }
+}
+
+/// One candidate against the baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateComparison {
+    pub name: String,
+    pub records: usize,
+    /// Keys present on both sides.
+    pub matched: usize,
+    /// Keys on one side only, in that side's order: counted and shown, not
+    /// compared.
+    pub only_in_baseline: Vec<String>,
+    pub only_in_candidate: Vec<String>,
+    pub metrics: Vec<MetricComparison>,
+}
+
+/// A whole comparison: every candidate against the baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub settings: Settings,
+    pub baseline: String,
+    pub baseline_records: usize,
+    pub candidates: Vec<CandidateComparison>,
+}
+
+/// Compares each candidate with the baseline. Errors (a record without the
+/// key, a key twice on one side, a metric no record scored, nothing
+/// matched) are the node's error messages.
+pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Result<Comparison, String> {
+    let base = Indexed::new(baseline, &settings.key)?;
+    let mut out = Vec::with_capacity(candidates.len());
+    for side in candidates {
+        let cand = Indexed::new(side, &settings.key)?;
+        let metrics = match &settings.metrics {
+            Some(names) => {
+                for name in names {
+                    base.require_metric(name)?;
+                    cand.require_metric(name)?;
+                }
+                names.clone()
+            }
+            None => {
+                let common: Vec<String> = base.metrics.intersection(&cand.metrics).cloned().collect();
+                if common.is_empty() {
+                    return Err(format!(
+                        "`{}` and `{}` have no metric in common ({}: {}; {}: {})",
+                        base.name,
+                        cand.name,
+                        base.name,
+                        list(&base.metrics),
+                        cand.name,
+                        list(&cand.metrics)
+                    ));
+                }
+                common
+            }
+        };
+        let matched: Vec<(usize, usize)> =
+            base.keys.iter().enumerate().filter_map(|(i, k)| cand.by_key.get(k.as_str()).map(|&j| (i, j))).collect();
+        if matched.is_empty() {
+            return Err(format!(
+                "no record of `{}` matches one of `{}` by `{}` (e.g. `{}` in `{}`, `{}` in `{}`)",
+                cand.name,
+                base.name,
+                settings.key,
+                base.keys.first().map(String::as_str).unwrap_or("-"),
+                base.name,
+                cand.keys.first().map(String::as_str).unwrap_or("-"),
+                cand.name
+            ));
+        }
+        let only_in_baseline = base.keys.iter().filter(|k| !cand.by_key.contains_key(k.as_str())).cloned().collect();
+        let only_in_candidate = cand.keys.iter().filter(|k| !base.by_key.contains_key(k.as_str())).cloned().collect();
+        let metrics = metrics.iter().map(|m| compare_metric(m, &base, &cand, &matched, settings)).collect();
+        out.push(CandidateComparison {
+            name: side.name.clone(),
+            records: side.records.len(),
+            matched: matched.len(),
+            only_in_baseline,
+            only_in_candidate,
+            metrics,
+        });
+    }
+    Ok(Comparison {
+        settings: settings.clone(),
+        baseline: baseline.name.clone(),
+        baseline_records: baseline.records.len(),
+        candidates: out,
+    })
+}
+
+/// A metric's verdict on one record, when it has a score.
+#[derive(Clone, Copy)]
+struct Outcome {
+    score: f64,
+    pass: Option<bool>,
+}
+
+fn outcome(scores: &Map<String, Value>, metric: &str) -> Option<Outcome> {
+    let entry = scores.get(metric)?.as_object()?;
+    if entry.get("error").is_some_and(|e| !e.is_null()) {
+        return None;
+    }
+    Some(Outcome { score: entry.get("score")?.as_f64()?, pass: entry.get("pass").and_then(Value::as_bool) })
+}
+
+fn compare_metric(
+    metric: &str,
+    base: &Indexed,
+    cand: &Indexed,
+    matched: &[(usize, usize)],
+    settings: &Settings,
+) -> MetricComparison {
+    let mut pairs: Vec<(Outcome, Outcome)> = Vec::with_capacity(matched.len());
+    let (mut pass_to_fail, mut fail_to_pass) = (Vec::new(), Vec::new());
+    let mut skipped = 0;
+    let (mut base_passed, mut cand_passed, mut with_pass) = (0usize, 0usize, 0usize);
+    for &(i, j) in matched {
+        let (Some(b), Some(c)) = (outcome(base.scores[i], metric), outcome(cand.scores[j], metric)) else {
+            skipped += 1;
+            continue;
+        };
+        pairs.push((b, c));
+        if let (Some(bp), Some(cp)) = (b.pass, c.pass) {
+            with_pass += 1;
+            base_passed += bp as usize;
+            cand_passed += cp as usize;
+            match (bp, cp) {
+                (true, false) => pass_to_fail.push(base.keys[i].clone()),
+                (false, true) => fail_to_pass.push(base.keys[i].clone()),
+                _ => {}
+            }
+        }
+    }
+    let binary = |o: &Outcome| (o.score == 0.0 || o.score == 1.0) && o.pass.is_none_or(|p| p == (o.score == 1.0));
+    let test = if !pairs.is_empty() && pairs.iter().all(|(b, c)| binary(b) && binary(c)) {
+        Test::McNemar
+    } else {
+        Test::Bootstrap
+    };
+    let diffs: Vec<f64> = pairs.iter().map(|(b, c)| c.score - b.score).collect();
+    let base_scores: Vec<f64> = pairs.iter().map(|(b, _)| b.score).collect();
+    let cand_scores: Vec<f64> = pairs.iter().map(|(_, c)| c.score).collect();
+    let boot = paired_bootstrap(&diffs, settings.resamples, settings.confidence, settings.seed);
+    let mcnemar_p = mcnemar_exact(pass_to_fail.len() as u64, fail_to_pass.len() as u64);
+    let some = !pairs.is_empty();
+    let (baseline_mean, candidate_mean) =
+        if some { (Some(mean(&base_scores)), Some(mean(&cand_scores))) } else { (None, None) };
+    let rate = |n: usize| (with_pass > 0).then(|| n as f64 / with_pass as f64);
+    MetricComparison {
+        metric: metric.to_string(),
+        pairs: pairs.len(),
+        skipped,
+        baseline_mean,
+        candidate_mean,
+        delta: some.then(|| mean(&diffs)),
+        ci: boot.map(|b| (b.lo, b.hi)),
+        p: match test {
+            Test::McNemar => Some(mcnemar_p),
+            Test::Bootstrap => boot.map(|b| b.p),
+        },
+        test,
+        mcnemar_p,
+        baseline_pass_rate: rate(base_passed),
+        candidate_pass_rate: rate(cand_passed),
+        pass_to_fail,
+        fail_to_pass,
+    }
+}
+
+/// One side's records by key, with their `scores`.
+struct Indexed<'a> {
+    name: &'a str,
+    keys: Vec<String>,
+    by_key: HashMap<String, usize>,
+    scores: Vec<&'a Map<String, Value>>,
+    /// Every metric some record scored.
+    metrics: BTreeSet<String>,
+}
+
+impl<'a> Indexed<'a> {
+    fn new(side: &'a Side, key: &str) -> Result<Self, String> {
+        let name = side.name.as_str();
+        let mut keys = Vec::with_capacity(side.records.len());
+        let mut scores = Vec::with_capacity(side.records.len());
+        let mut metrics = BTreeSet::new();
+        for (n, r) in side.records.iter().enumerate() {
+            let k = match r.get(key) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+                Some(Value::Null) | None => {
+                    return Err(format!(
+                        "record {} of `{name}` has no `{key}` to join by; set `key:` to a field every record has",
+                        n + 1
+                    ))
+                }
+                Some(v) => v.to_string(),
+            };
+            let Some(s) = r.get("scores").and_then(Value::as_object) else {
+                return Err(format!(
+                    "record `{k}` of `{name}` has no `scores`: compare reads the output of an `evaluate` node"
+                ));
+            };
+            metrics.extend(s.keys().cloned());
+            keys.push(k);
+            scores.push(s);
+        }
+        let mut by_key = HashMap::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(first) = by_key.insert(k.clone(), i) {
+                return Err(format!(
+                    "`{key}` `{k}` appears twice in `{name}` (records {} and {}); set `key:` to a field that is unique",
+                    first + 1,
+                    i + 1
+                ));
+            }
+        }
+        Ok(Self { name, keys, by_key, scores, metrics })
+    }
+
+    fn require_metric(&self, metric: &str) -> Result<(), String> {
+        if self.metrics.contains(metric) {
+            return Ok(());
+        }
+        let mean = match did_you_mean(metric, self.metrics.iter().map(String::as_str)) {
+            Some(c) => format!("did you mean `{c}`? "),
+            None => String::new(),
+        };
+        Err(format!(
+            "metric `{metric}` is not in the scores of `{}`; {mean}they have: {}",
+            self.name,
+            list(&self.metrics)
+        ))
+    }
+}
+
+fn list(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A side from `(id, {metric: score or "error"})` pairs; a score of 1
+    /// or 0 passes or fails, others pass at 0.5.
+    fn side(name: &str, rows: &[(&str, Value)]) -> Side {
+        let records = rows
+            .iter()
+            .map(|(id, scores)| {
+                let scores: Map<String, Value> = scores
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(m, v)| {
+                        let entry = match v.as_f64() {
+                            Some(s) => json!({"score": s, "pass": s >= 0.5}),
+                            None => json!({"score": null, "pass": false, "error": "failed"}),
+                        };
+                        (m.clone(), entry)
+                    })
+                    .collect();
+                let v = json!({"id": id, "scores": scores});
+                Arc::new(v.as_object().unwrap().clone())
+            })
+            .collect();
+        Side { name: name.into(), records }
+    }
+
+    #[test]
+    fn joins_by_key_and_counts_what_it_cannot_compare() {
+        let base = side(
+            "base",
+            &[
+                ("a", json!({"em": 1, "sim": 0.9})),
+                ("b", json!({"em": 1, "sim": 0.8})),
+                ("c", json!({"em": 0, "sim": "error"})),
+                ("gone", json!({"em": 1, "sim": 0.7})),
+            ],
+        );
+        let cand = side(
+            "cand",
+            &[
+                ("new", json!({"em": 1, "sim": 0.1})),
+                ("c", json!({"em": 1, "sim": 0.5})),
+                ("b", json!({"em": 0, "sim": 0.6})),
+                ("a", json!({"em": 1, "sim": 0.9})),
+            ],
+        );
+        let c = compare(&base, &[cand], &Settings::default()).unwrap();
+        let cand = &c.candidates[0];
+        assert_eq!(
+            (cand.matched, cand.only_in_baseline.clone(), cand.only_in_candidate.clone()),
+            (3, vec!["gone".to_string()], vec!["new".to_string()])
+        );
+        let names: Vec<&str> = cand.metrics.iter().map(|m| m.metric.as_str()).collect();
+        assert_eq!(names, ["em", "sim"], "every metric both sides scored, sorted");
+        let em = &cand.metrics[0];
+        assert_eq!((em.pairs, em.skipped, em.test), (3, 0, Test::McNemar));
+        assert_eq!((em.pass_to_fail.clone(), em.fail_to_pass.clone()), (vec!["b".to_string()], vec!["c".to_string()]));
+        assert_eq!(em.delta, Some(0.0));
+        assert_eq!(em.p, Some(1.0));
+        let sim = &cand.metrics[1];
+        assert_eq!((sim.pairs, sim.skipped, sim.test), (2, 1, Test::Bootstrap), "c's baseline sim failed");
+        assert!((sim.delta.unwrap() - (-0.1)).abs() < 1e-12);
+        let (lo, hi) = sim.ci.unwrap();
+        assert!(lo <= sim.delta.unwrap() && sim.delta.unwrap() <= hi);
+    }
+
+    #[test]
+    fn names_what_is_wrong_with_the_inputs() {
+        let base = side("base", &[("a", json!({"exact_match": 1}))]);
+        let twice = side("cand", &[("a", json!({"exact_match": 1})), ("a", json!({"exact_match": 0}))]);
+        let e = compare(&base, &[twice], &Settings::default()).unwrap_err();
+        assert!(e.contains("`id` `a` appears twice in `cand` (records 1 and 2)"), "{e}");
+
+        let cand = side("cand", &[("a", json!({"exact_match": 0}))]);
+        let typo = Settings { metrics: Some(vec!["exact_mach".into()]), ..Settings::default() };
+        let e = compare(&base, std::slice::from_ref(&cand), &typo).unwrap_err();
+        assert!(e.contains("metric `exact_mach` is not in the scores of `base`; did you mean `exact_match`?"), "{e}");
+
+        let other = side("cand", &[("b", json!({"exact_match": 0}))]);
+        let e = compare(&base, &[other], &Settings::default()).unwrap_err();
+        assert!(e.contains("no record of `cand` matches one of `base` by `id`"), "{e}");
+
+        let bare =
+            Side { name: "raw".into(), records: vec![Arc::new(json!({"id": "a"}).as_object().unwrap().clone())] };
+        let e = compare(&base, &[bare], &Settings::default()).unwrap_err();
+        assert!(e.contains("has no `scores`"), "{e}");
+    }
+
+    #[test]
+    fn several_candidates_are_each_compared_with_the_baseline() {
+        let base = side("base", &[("a", json!({"m": 1})), ("b", json!({"m": 1}))]);
+        let worse = side("worse", &[("a", json!({"m": 0})), ("b", json!({"m": 0}))]);
+        let same = side("same", &[("a", json!({"m": 1})), ("b", json!({"m": 1}))]);
+        let c = compare(&base, &[worse, same], &Settings::default()).unwrap();
+        assert_eq!(c.candidates[0].metrics[0].delta, Some(-1.0));
+        assert_eq!(c.candidates[1].metrics[0].delta, Some(0.0));
+        assert_eq!(c.candidates[0].metrics[0].pass_to_fail, ["a", "b"]);
+    }
+}

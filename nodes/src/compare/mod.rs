@@ -1,0 +1,356 @@
+//! `compare`: is the candidate better or worse than the baseline, and is the
+//! difference real? The gate a CI job runs after two `evaluate` nodes.
+//!
+//! The baseline is the first of `inputs` (each other input is a candidate),
+//! or a node's output stored by a past run (`baseline: {run: latest, node:
+//! scores}`), whose content hash joins the node key like an input file's.
+//! Records are joined by a key; per metric the node reports each side's
+//! mean, the delta with a seeded paired-bootstrap interval, a paired test
+//! (exact McNemar for pass/fail metrics, the bootstrap's p otherwise) and
+//! the records that flipped. `fail_if` rules turn a regression into a
+//! failed run (a [`GATE_FAILED`] artifact) while the report stays cached.
+//!
+//! The statistics are in [`stats`], the join and figures in [`analysis`]
+//! (shared with `flow compare`), the texts in [`report`].
+
+pub mod analysis;
+pub mod report;
+pub mod stats;
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use flow_engine::cache::ContentHash;
+use flow_engine::diag::did_you_mean;
+use flow_engine::{
+    Arity, Artifact, BarrierStage, BuildCx, CheckCx, FieldSet, Fields, FileInput, Node, NodeError, PortType, Record,
+    Shape, Stage, GATE_FAILED, SUMMARY_MD,
+};
+
+pub use analysis::{compare, Comparison, Settings, Side};
+
+pub struct Compare;
+
+/// `kind: compare`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareConfig {
+    /// A stored run's output as the baseline, instead of the first input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<StoredBaseline>,
+    /// The field records are joined by.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Metrics to compare; default: every metric both sides scored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<String>>,
+    /// Of the delta's interval, and the level `significant_drop` tests at.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Paired bootstrap resamples.
+    #[serde(default = "default_resamples")]
+    pub resamples: u32,
+    /// Seeds the bootstrap: the same seed gives the same figures.
+    #[serde(default)]
+    pub seed: u64,
+    /// Rules that fail the run when a candidate breaks one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_if: Vec<Gate>,
+}
+
+/// `baseline: {run: latest | <run-id>, node: <name>}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredBaseline {
+    pub run: String,
+    pub node: String,
+}
+
+/// One `fail_if` rule: exactly one of `drop_more_than` and
+/// `significant_drop`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub metric: String,
+    /// Trips when candidate mean − baseline mean < −this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_more_than: Option<f64>,
+    /// Trips when the delta is negative and significant at `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significant_drop: Option<bool>,
+}
+
+fn default_key() -> String {
+    Settings::default().key
+}
+
+fn default_confidence() -> f64 {
+    Settings::default().confidence
+}
+
+fn default_resamples() -> u32 {
+    Settings::default().resamples
+}
+
+impl CompareConfig {
+    fn settings(&self) -> Settings {
+        Settings {
+            key: self.key.clone(),
+            metrics: self.metrics.clone(),
+            confidence: self.confidence,
+            resamples: self.resamples,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Fields of the records `compare` emits, one per candidate and metric.
+const OUTPUT_FIELDS: &[&str] = &[
+    "id",
+    "baseline",
+    "candidate",
+    "metric",
+    "pairs",
+    "skipped",
+    "baseline_mean",
+    "candidate_mean",
+    "delta",
+    "ci",
+    "confidence",
+    "p",
+    "test",
+    "significant_drop",
+    "mcnemar_p",
+    "pass_rate",
+    "pass_to_fail",
+    "fail_to_pass",
+    "gates_tripped",
+];
+
+impl Node for Compare {
+    type Config = CompareConfig;
+    const KIND: &'static str = "compare";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "compares scored runs: deltas with bootstrap CIs, McNemar, flipped records, fail_if gates";
+    const INPUTS: Arity = Arity::Many;
+    const SHAPE: Shape = Shape::Barrier;
+
+    fn check(config: &CompareConfig, cx: &mut CheckCx<'_>) -> PortType {
+        // No input at all is the engine's error already (`Arity::Many`).
+        let n = cx.inputs().len();
+        let inputs_at = cx.field(if n == 1 { "input" } else { "inputs" });
+        match &config.baseline {
+            Some(b) => {
+                if n > 1 {
+                    let msg = format!("node `{}` has a stored `baseline:`, so it takes one input, not {n}", cx.node());
+                    cx.error(&inputs_at, msg, Some("write `input: <candidate>`".into()));
+                }
+                let at = cx.field("baseline");
+                cx.stored_output(&at, &b.run, &b.node);
+            }
+            None if n == 1 => {
+                let msg = format!("node `{}` has nothing to compare its input with", cx.node());
+                let hint = "write `inputs: [baseline, candidate]`, or keep `input:` and add \
+                            `baseline: {run: latest, node: <name>}` to compare with a stored run";
+                cx.error(&inputs_at, msg, Some(hint.into()));
+            }
+            None => {}
+        }
+        let key_at = cx.field("key");
+        cx.require_fields(&[(config.key.clone(), key_at), ("scores".to_string(), inputs_at)]);
+
+        if !(config.confidence > 0.0 && config.confidence < 1.0) {
+            let msg = format!("`confidence` must be between 0 and 1 (exclusive), not {}", config.confidence);
+            cx.error(&cx.field("confidence"), msg, Some("e.g. `confidence: 0.95`".into()));
+        }
+        if config.resamples < 100 {
+            let msg = format!("`resamples` must be at least 100, not {}", config.resamples);
+            cx.error(&cx.field("resamples"), msg, Some("the default, 2000, gives stable intervals".into()));
+        }
+        let mut listed = BTreeSet::new();
+        if let Some(metrics) = &config.metrics {
+            let at = cx.field("metrics");
+            if metrics.is_empty() {
+                cx.error(
+                    &at,
+                    "`metrics` is empty",
+                    Some("list metric names, or leave `metrics` out to compare every metric".into()),
+                );
+            }
+            for (i, m) in metrics.iter().enumerate() {
+                if !listed.insert(m.as_str()) {
+                    cx.error(&at.index(i), format!("metric `{m}` is listed twice"), None);
+                }
+            }
+        }
+        let rules_at = cx.field("fail_if");
+        for (i, rule) in config.fail_if.iter().enumerate() {
+            let at = rules_at.index(i);
+            let shape = "a rule is `{metric: m, drop_more_than: 0.02}` or `{metric: m, significant_drop: true}`";
+            match (rule.drop_more_than, rule.significant_drop) {
+                (Some(_), Some(_)) | (None, None) => {
+                    let msg = format!("`fail_if[{i}]` needs exactly one of `drop_more_than` and `significant_drop`");
+                    cx.error_at_key(&at.key("metric"), msg, Some(shape.into()));
+                }
+                (Some(d), None) if !(d.is_finite() && d >= 0.0) => {
+                    let msg = format!("`drop_more_than` must be a number ≥ 0, not {d}");
+                    cx.error(
+                        &at.key("drop_more_than"),
+                        msg,
+                        Some("e.g. `drop_more_than: 0.02` (a drop of 2 points)".into()),
+                    );
+                }
+                (None, Some(false)) => {
+                    let msg = "`significant_drop: false` checks nothing".to_string();
+                    cx.error(
+                        &at.key("significant_drop"),
+                        msg,
+                        Some("write `significant_drop: true`, or remove the rule".into()),
+                    );
+                }
+                _ => {}
+            }
+            if !listed.is_empty() && !listed.contains(rule.metric.as_str()) {
+                let hint = match did_you_mean(&rule.metric, listed.iter().copied()) {
+                    Some(c) => format!("did you mean `{c}`? a gate checks one of `metrics`"),
+                    None => "add it to `metrics`, or leave `metrics` out to compare every metric".to_string(),
+                };
+                cx.error(
+                    &at.key("metric"),
+                    format!("`fail_if[{i}]` checks metric `{}`, which is not in `metrics`", rule.metric),
+                    Some(hint),
+                );
+            }
+        }
+        PortType {
+            name: Cow::Borrowed("Comparison"),
+            fields: FieldSet::Known(OUTPUT_FIELDS.iter().map(|f| f.to_string()).collect()),
+        }
+    }
+
+    fn build(config: &CompareConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
+        // The only file a compare node registers is its stored baseline.
+        let stored = match &config.baseline {
+            Some(_) => {
+                Some(cx.files.first().cloned().ok_or_else(|| NodeError::new("the stored baseline was not resolved"))?)
+            }
+            None => None,
+        };
+        Ok(Stage::Barrier(Box::new(CompareStage { config: config.clone(), names: cx.input_names.clone(), stored })))
+    }
+}
+
+struct CompareStage {
+    config: CompareConfig,
+    /// The inputs' names, in the order written.
+    names: Vec<String>,
+    stored: Option<FileInput>,
+}
+
+impl BarrierStage for CompareStage {
+    fn run(
+        self: Box<Self>,
+        inputs: Vec<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+        Box::pin(async move {
+            // Reading the stored baseline and a few thousand resamples per
+            // metric: work for a blocking thread, not the scheduler's.
+            tokio::task::spawn_blocking(move || self.compare(inputs))
+                .await
+                .map_err(|e| NodeError::new(format!("compare panicked: {e}")))?
+        })
+    }
+}
+
+impl CompareStage {
+    fn compare(self, inputs: Vec<Vec<Record>>) -> Result<(Vec<Record>, Vec<Artifact>), NodeError> {
+        let name = |i: usize| self.names.get(i).cloned().unwrap_or_else(|| format!("input {}", i + 1));
+        let mut sides: Vec<Side> =
+            inputs.into_iter().enumerate().map(|(i, records)| Side { name: name(i), records }).collect();
+        let baseline = match &self.stored {
+            Some(file) => Side { name: file.written.clone(), records: read_stored(file)? },
+            None => sides.remove(0),
+        };
+        let settings = self.config.settings();
+        let comparison = checked(compare(&baseline, &sides, &settings), &self.config)?;
+        let gates = report::check_gates(&comparison, &self.config.fail_if);
+
+        let mut records = Vec::new();
+        for cand in &comparison.candidates {
+            for m in &cand.metrics {
+                let serde_json::Value::Object(fields) = report::record(&comparison, cand, m, &gates) else {
+                    unreachable!("a record is an object")
+                };
+                records.push(std::sync::Arc::new(fields));
+            }
+        }
+        let md = report::markdown(&comparison, &gates);
+        let mut json = serde_json::to_vec_pretty(&report::json_report(&comparison, &gates)).expect("report serializes");
+        json.push(b'\n');
+        let mut artifacts = vec![
+            Artifact { name: "report.json".into(), bytes: json },
+            Artifact { name: "report.md".into(), bytes: md.clone().into_bytes() },
+            Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
+        ];
+        if let Some(text) = report::gate_text(&gates) {
+            artifacts.push(Artifact { name: GATE_FAILED.into(), bytes: format!("{text}\n").into_bytes() });
+        }
+        Ok((records, artifacts))
+    }
+}
+
+/// The comparison, after checking that every gated metric was compared
+/// (without `metrics`, a gate's metric must be one both sides scored).
+fn checked(result: Result<Comparison, String>, config: &CompareConfig) -> Result<Comparison, NodeError> {
+    let c = result.map_err(NodeError::new)?;
+    for (i, rule) in config.fail_if.iter().enumerate() {
+        for cand in &c.candidates {
+            if cand.metrics.iter().any(|m| m.metric == rule.metric) {
+                continue;
+            }
+            let compared: Vec<&str> = cand.metrics.iter().map(|m| m.metric.as_str()).collect();
+            let mean = match did_you_mean(&rule.metric, compared.iter().copied()) {
+                Some(m) => format!("did you mean `{m}`? "),
+                None => String::new(),
+            };
+            return Err(NodeError::new(format!(
+                "`fail_if[{i}]` checks metric `{}`, which `{}` and `{}` do not both score; {mean}both have: {}",
+                rule.metric,
+                c.baseline,
+                cand.name,
+                compared.join(", ")
+            )));
+        }
+    }
+    Ok(c)
+}
+
+/// The stored baseline's records, checked against the hash its key has.
+fn read_stored(file: &FileInput) -> Result<Vec<Record>, NodeError> {
+    let bytes = std::fs::read(&file.path).map_err(|e| {
+        NodeError::new(format!("cannot read the stored baseline {} ({}): {e}", file.written, file.path.display()))
+    })?;
+    if ContentHash::of(&bytes) != file.hash {
+        return Err(NodeError::new(format!(
+            "the stored baseline {} changed since the plan was made; run again",
+            file.written
+        )));
+    }
+    read_jsonl(&bytes).map_err(|e| NodeError::new(format!("the stored baseline {}: {e}", file.written)))
+}
+
+/// Records from a stored JSONL output.
+pub fn read_jsonl(bytes: &[u8]) -> Result<Vec<Record>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str::<Fields>(l).map(std::sync::Arc::new).map_err(|e| format!("line {}: {e}", n + 1))
+        })
+        .collect()
+}
