@@ -5,6 +5,7 @@
 #[path = "../support/llm_server.rs"]
 mod llm_server;
 
+mod ab;
 mod backends;
 mod cache;
 mod common;

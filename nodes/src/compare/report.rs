@@ -178,7 +178,7 @@ pub fn markdown(c: &Comparison, gates: &[GateResult]) -> String {
         for m in &cand.metrics {
             let flips = match (m.pass_to_fail.len(), m.fail_to_pass.len()) {
                 (0, 0) => "-".to_string(),
-                (down, up) => format!("{down} → fail, {up} → pass"),
+                (down, up) => format!("{down} pass→fail, {up} fail→pass"),
             };
             let delta = m.delta.map(|d| format!("{:+.3}", rounded(d))).unwrap_or_else(|| "-".into());
             let _ = writeln!(
