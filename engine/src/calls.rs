@@ -107,6 +107,13 @@ pub fn estimate(
             out.push(Some(CallEstimate { expected: none, memo_hits: none, at_most: none, records: None, per_record }));
             continue;
         }
+        // A node without input (`generate` without seeds) makes its calls
+        // from its config alone.
+        if node.inputs.is_empty() {
+            let memo = if force.all || !node.cache { &Memo::Empty } else { memo };
+            out.push(Some(from_records(plan, i, &[], memo, per_record)));
+            continue;
+        }
         // Kinds with several inputs pair records in their own ways.
         let [u] = node.inputs[..] else {
             out.push(Some(CallEstimate::unknown(per_record)));
@@ -133,23 +140,21 @@ fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &Memo<'_>, per_
     let node = &plan.nodes[i];
     let (mut sent, mut hits) = (0u64, 0u64);
     let mut memo_known = !matches!(memo, Memo::Unreadable);
-    for r in records {
-        let Some(keys) = node.compiled.call_keys(r, &plan.backends) else {
-            return CallEstimate::up_to(records.len() as u64, per_record);
+    let Some(keys) = node.compiled.call_keys(records, &plan.backends) else {
+        return CallEstimate::up_to(records.len() as u64, per_record);
+    };
+    for key in keys {
+        let hit = match memo {
+            Memo::Open(m) => m.get(&key).unwrap_or_else(|_| {
+                memo_known = false;
+                None
+            }),
+            Memo::Empty | Memo::Unreadable => None,
         };
-        for key in keys {
-            let hit = match memo {
-                Memo::Open(m) => m.get(&key).unwrap_or_else(|_| {
-                    memo_known = false;
-                    None
-                }),
-                Memo::Empty | Memo::Unreadable => None,
-            };
-            if hit.is_some() {
-                hits += 1;
-            } else {
-                sent += 1;
-            }
+        if hit.is_some() {
+            hits += 1;
+        } else {
+            sent += 1;
         }
     }
     let records = Some(records.len() as u64);

@@ -82,6 +82,22 @@ pub trait Node: Send + Sync + 'static {
         let _ = (config, record, backends);
         None
     }
+
+    /// The call-memo keys of the calls the node would make for all of its
+    /// input `records` (empty for a node without input). By default each
+    /// record's [`Node::call_keys`]; a kind whose calls depend on the whole
+    /// input (`generate` shows every seed in every call) says so here.
+    fn batch_call_keys(
+        config: &Self::Config,
+        records: &[Record],
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<ContentHash>> {
+        let mut keys = Vec::new();
+        for r in records {
+            keys.extend(Self::call_keys(config, r, backends)?);
+        }
+        Some(keys)
+    }
 }
 
 /// A node's config after its kind accepted it.
@@ -100,7 +116,7 @@ pub struct Compiled {
 }
 
 type BuildFn = dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync;
-type CallKeysFn = dyn Fn(&Record, &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> + Send + Sync;
+type CallKeysFn = dyn Fn(&[Record], &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> + Send + Sync;
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,10 +129,10 @@ impl Compiled {
         (self.build)(cx)
     }
 
-    /// The memo keys of the calls the node would make for `record` (see
-    /// [`Node::call_keys`]); `backends` are the spec's.
-    pub fn call_keys(&self, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
-        (self.call_keys)(record, backends)
+    /// The memo keys of the calls the node would make for its input
+    /// `records` (see [`Node::batch_call_keys`]); `backends` are the spec's.
+    pub fn call_keys(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+        (self.call_keys)(records, backends)
     }
 }
 
@@ -174,7 +190,7 @@ impl<N: Node> Kind for Erased<N> {
             backends: std::mem::take(&mut cx.backends_used),
             calls_per_record: cx.calls_per_record,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
-            call_keys: Arc::new(move |record, backends| N::call_keys(&for_keys, record, backends)),
+            call_keys: Arc::new(move |records, backends| N::batch_call_keys(&for_keys, records, backends)),
         })
     }
 }

@@ -182,10 +182,21 @@ impl Node for Generate {
                 }
             }
         }
-        cx.calls_per_record(0);
+        // Not per record: the calls the first pass needs, for `flow plan`
+        // (dropped cases may need more).
+        cx.calls_per_record(c.count.div_ceil(c.per_call()).max(1));
         let mut fields: BTreeSet<String> = c.schema.keys().cloned().collect();
         fields.extend(CASE_FIELDS.iter().map(|s| s.to_string()));
         PortType { name: "Case".into(), fields: FieldSet::Known(fields) }
+    }
+
+    /// The first calls' keys, the seeds being all the input.
+    fn batch_call_keys(
+        c: &GenerateConfig,
+        seeds: &[Record],
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<ContentHash>> {
+        Some(first_call_keys(c, backends.get(&c.backend)?, seeds))
     }
 
     fn build(c: &GenerateConfig, cx: &BuildCx) -> Result<Stage, NodeError> {

@@ -137,6 +137,8 @@ fn a_rerun_sends_nothing_and_a_larger_count_only_new_calls() {
     p.write("specs/g.yaml", &spec(&s.base_url(), 30));
     let plan = run_in_env(p.dir.path(), &["plan", "specs/g.yaml"], &[]);
     assert!(plan.stdout.contains("config changed: count"), "{}", plan.stdout);
+    // The plan knows the first calls are memoized.
+    assert!(plan.stdout.contains("memoized)"), "{}", plan.stdout);
     let m = run(&p);
     let second: Vec<String> = s.bodies().iter().map(Value::to_string).collect();
     assert!(!second.is_empty(), "more cases need more calls");
