@@ -109,13 +109,13 @@ pub fn estimate(
         }
         // A node without input (`generate` without seeds) makes its calls
         // from its config alone.
-        if node.inputs.is_empty() {
+        if node.main_inputs().is_empty() {
             let memo = if force.all || !node.cache { &Memo::Empty } else { memo };
             out.push(Some(from_records(plan, i, &[], memo, per_record)));
             continue;
         }
         // Kinds with several inputs pair records in their own ways.
-        let [u] = node.inputs[..] else {
+        let [u] = node.main_inputs()[..] else {
             out.push(Some(CallEstimate::unknown(per_record)));
             continue;
         };

@@ -14,7 +14,7 @@ use flow_cache::Store;
 use crate::diag::{suggest, Diagnostic, Diagnostics};
 use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
 use crate::record::{FieldSet, PortType};
-use crate::spec::{self, ParsedSpec, SpecFile};
+use crate::spec::{self, InputRef, ParsedSpec, SpecFile};
 
 /// One node of a plan.
 #[derive(Debug)]
@@ -28,6 +28,17 @@ pub struct PlanNode {
     pub compiled: Compiled,
     /// `cache: false` in the spec: always run, reuse no memoized call.
     pub cache: bool,
+    /// Config fields naming side inputs; they are the last entries of
+    /// `inputs`, in this order.
+    pub side_inputs: Vec<String>,
+}
+
+impl PlanNode {
+    /// The inputs the node streams from (`input`/`inputs`), without its
+    /// side inputs.
+    pub fn main_inputs(&self) -> &[usize] {
+        &self.inputs[..self.inputs.len() - self.side_inputs.len()]
+    }
 }
 
 /// A validated spec, ready to be assessed against the cache and run.
@@ -117,11 +128,27 @@ fn build(
         });
         kinds.push(kind);
     }
+    // Config fields that name nodes (`rules: improve`) are inputs too.
+    let mut sides: Vec<Vec<(String, InputRef)>> = vec![Vec::new(); raw.len()];
+    for (i, node) in raw.iter().enumerate() {
+        for field in kinds[i].map(|k| k.side_inputs()).unwrap_or_default() {
+            match node.config.get(*field) {
+                None => {}
+                Some(serde_yaml::Value::String(name)) => {
+                    sides[i].push((field.to_string(), InputRef { name: name.clone(), path: node.path.key(*field) }))
+                }
+                Some(_) => diags.push(
+                    file.at_value(&node.path.key(*field), format!("`{field}` must name a node of the spec"))
+                        .hint(format!("write `{field}: <node name>`")),
+                ),
+            }
+        }
+    }
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let idx: Vec<NodeIndex> = (0..raw.len()).map(|i| graph.add_node(i)).collect();
     let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
     for (i, node) in raw.iter().enumerate() {
-        for input in &node.inputs {
+        for input in node.inputs.iter().chain(sides[i].iter().map(|(_, r)| r)) {
             match names.get(input.name.as_str()) {
                 Some(&j) => {
                     inputs[i].push(j);
@@ -183,8 +210,21 @@ fn build(
                 _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
             })
             .collect();
+        let side_infos = sides[i]
+            .iter()
+            .map(|(field, r)| {
+                let info = match names.get(r.name.as_str()).map(|&j| (&compiled[j], kinds[j])) {
+                    Some((Some(c), Some(k))) => {
+                        InputInfo { name: r.name.clone(), kind: k.name(), ty: c.output.clone() }
+                    }
+                    _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
+                };
+                (field.clone(), info)
+            })
+            .collect();
         let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
         cx.workspace = workspace;
+        cx.side_inputs = side_infos;
         compiled[i] = kind.compile(&node.config, &mut cx);
     }
     if !diags.is_empty() {
@@ -204,6 +244,7 @@ fn build(
             inputs: inputs[i].iter().map(|j| position[j]).collect(),
             compiled: compiled[i].take().expect("checked above"),
             cache: raw[i].cache,
+            side_inputs: sides[i].iter().map(|(f, _)| f.clone()).collect(),
         });
     }
     Some(Plan { spec_name, file, params, backends, prices, nodes })

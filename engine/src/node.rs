@@ -60,6 +60,11 @@ pub trait Node: Send + Sync + 'static {
     const ABOUT: &'static str;
     const INPUTS: Arity;
     const SHAPE: Shape;
+    /// Config fields whose value names another node of the spec (`run`'s
+    /// `rules: <synthesize node>`): the engine makes each an extra input,
+    /// read whole before the node starts and handed over in
+    /// [`BuildCx::side_inputs`].
+    const SIDE_INPUTS: &'static [&'static str] = &[];
 
     /// Checks the config against the inputs' types, registers the files the
     /// node reads, and returns the output port type. Problems go to `cx`.
@@ -143,6 +148,7 @@ pub trait Kind: Send + Sync {
     fn about(&self) -> &'static str;
     fn inputs(&self) -> Arity;
     fn shape(&self) -> Shape;
+    fn side_inputs(&self) -> &'static [&'static str];
     /// Deserializes and checks a config; `None` when it has problems (they
     /// are in `cx`).
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled>;
@@ -165,6 +171,9 @@ impl<N: Node> Kind for Erased<N> {
     }
     fn shape(&self) -> Shape {
         N::SHAPE
+    }
+    fn side_inputs(&self) -> &'static [&'static str] {
+        N::SIDE_INPUTS
     }
 
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled> {
@@ -249,6 +258,8 @@ pub struct CheckCx<'a> {
     node: String,
     path: YamlPath,
     inputs: Vec<InputInfo>,
+    /// Side inputs by config field (see [`Node::SIDE_INPUTS`]).
+    pub(crate) side_inputs: Vec<(String, InputInfo)>,
     diags: &'a mut Vec<Diagnostic>,
     files: Vec<FileInput>,
     backends: &'a BTreeMap<String, BackendSpec>,
@@ -276,6 +287,7 @@ impl<'a> CheckCx<'a> {
             node: node.to_string(),
             path,
             inputs,
+            side_inputs: Vec::new(),
             diags,
             files: Vec::new(),
             backends,
@@ -323,6 +335,12 @@ impl<'a> CheckCx<'a> {
     /// The node's upstream inputs, in the order written.
     pub fn inputs(&self) -> &[InputInfo] {
         &self.inputs
+    }
+
+    /// The node named by config field `field`, when it is a side input
+    /// ([`Node::SIDE_INPUTS`]) the spec sets.
+    pub fn side_input(&self, field: &str) -> Option<&InputInfo> {
+        self.side_inputs.iter().find(|(f, _)| f == field).map(|(_, i)| i)
     }
 
     /// A path written in the spec, resolved against the spec's folder.
@@ -561,6 +579,8 @@ pub struct BuildCx {
     /// The names of those inputs, in the order written (a barrier's outer
     /// vec follows it), for reports that name their inputs.
     pub input_names: Vec<String>,
+    /// Every record of each side input, by config field ([`Node::SIDE_INPUTS`]).
+    pub side_inputs: BTreeMap<String, Vec<Record>>,
 }
 
 impl std::fmt::Debug for BuildCx {
@@ -581,6 +601,7 @@ impl BuildCx {
             context: None,
             inputs: 0,
             input_names: Vec::new(),
+            side_inputs: BTreeMap::new(),
         }
     }
 

@@ -32,6 +32,10 @@ use crate::record::{Batch, Record, BATCH_SIZE};
 /// Batches buffered on one edge before the producer waits.
 const EDGE_CAPACITY: usize = 4;
 
+/// Batches a node with side inputs may buffer from its main input while it
+/// waits for them (memory is allocated as batches arrive).
+const SIDE_WAIT_BUFFER: usize = 1 << 20;
+
 /// What a run reports as it goes (progress bars, `--json` lines).
 #[derive(Debug, Clone)]
 pub enum RunEvent {
@@ -401,6 +405,32 @@ impl NodeJob {
     async fn execute(mut self, record: &mut NodeRecord, meter: Arc<Meter>) -> Result<(), NodeError> {
         let plan = self.plan.clone();
         let node = &plan.nodes[self.index];
+        // Side inputs (the last receivers) are read whole before the node
+        // starts. Meanwhile the main inputs are drained into memory: their
+        // producer may also feed a side input, and must not wait on us.
+        let side_rx = self.inputs.split_off(self.inputs.len() - node.side_inputs.len());
+        if !side_rx.is_empty() {
+            for rx in &mut self.inputs {
+                let (tx, buffered) = mpsc::channel(SIDE_WAIT_BUFFER);
+                let mut upstream = std::mem::replace(rx, buffered);
+                tokio::spawn(async move {
+                    while let Some(batch) = upstream.recv().await {
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        let mut side_inputs = BTreeMap::new();
+        for (field, mut rx) in node.side_inputs.iter().zip(side_rx) {
+            let mut all: Vec<Record> = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                all.extend(batch.iter().cloned());
+            }
+            side_inputs.insert(field.clone(), all);
+        }
+        let main = node.main_inputs();
         let cx = BuildCx {
             node: node.name.clone(),
             spec_dir: plan.file.dir.clone(),
@@ -408,8 +438,9 @@ impl NodeJob {
             meter,
             memo_reads: self.memo_reads,
             context: self.context.clone(),
-            inputs: node.inputs.len(),
-            input_names: node.inputs.iter().map(|&u| plan.nodes[u].name.clone()).collect(),
+            inputs: main.len(),
+            input_names: main.iter().map(|&u| plan.nodes[u].name.clone()).collect(),
+            side_inputs,
         };
         let stage = node.compiled.build(&cx)?;
 

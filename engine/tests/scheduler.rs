@@ -153,8 +153,42 @@ impl Node for Total {
     }
 }
 
+/// Adds to each record how many records its side input `extra` had.
+struct Sided;
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SidedConfig {
+    extra: String,
+}
+struct SidedStage(usize);
+impl MapStage for SidedStage {
+    fn map(&self, r: &Record, out: &mut Vec<Record>) -> Result<(), NodeError> {
+        let mut f = (**r).clone();
+        f.insert("extra".into(), self.0.into());
+        out.push(Arc::new(f));
+        Ok(())
+    }
+}
+impl Node for Sided {
+    type Config = SidedConfig;
+    const KIND: &'static str = "sided";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "counts its side input";
+    const INPUTS: Arity = Arity::One;
+    const SHAPE: Shape = Shape::Streaming;
+    const SIDE_INPUTS: &'static [&'static str] = &["extra"];
+    fn check(_: &SidedConfig, cx: &mut CheckCx<'_>) -> PortType {
+        assert!(cx.side_input("extra").is_some(), "the side input is known at check time");
+        assert_eq!(cx.inputs().len(), 1, "a side input is not a main input");
+        cx.inputs()[0].ty.extend("Sided", &["extra"])
+    }
+    fn build(_: &SidedConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
+        Ok(Stage::Map(Box::new(SidedStage(cx.side_inputs["extra"].len()))))
+    }
+}
+
 fn registry() -> Registry {
-    Registry::new(vec![kind::<Count>(), kind::<Tag>(), kind::<Total>()])
+    Registry::new(vec![kind::<Count>(), kind::<Tag>(), kind::<Total>(), kind::<Sided>()])
 }
 
 async fn run_spec(dir: &std::path::Path, spec: &str, force: Force) -> RunManifest {
@@ -179,6 +213,7 @@ fn scheduler_behaviour() {
         backpressure_bounds_the_producer().await;
         failure_cancels_and_keeps_finished_work().await;
         a_tripped_gate_fails_the_run_and_stays_cached().await;
+        a_side_input_fed_by_the_main_input_does_not_deadlock().await;
     });
     // On one thread the consumer of a failed source often sees its input
     // close before the abort lands: it must not file partial output.
@@ -186,6 +221,25 @@ fn scheduler_behaviour() {
     for _ in 0..20 {
         single.block_on(consumer_of_a_failed_node_is_cancelled());
     }
+}
+
+/// `m` reads `src` and takes `side` (which also reads `src`) whole first:
+/// `src` must not stall on `m`'s full channel while `side` still needs it.
+async fn a_side_input_fed_by_the_main_input_does_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: s\nnodes:\n  src: {kind: count, n: 20000}\n  side: {kind: tag, input: src}\n  m: {kind: sided, input: src, extra: side}\n";
+    let m = tokio::time::timeout(std::time::Duration::from_secs(30), run_spec(dir.path(), spec, Force::default()))
+        .await
+        .expect("the run finished");
+    assert_eq!(m.status, RunStatus::Succeeded, "{:?}", m.error);
+    assert_eq!(m.node("m").unwrap().records_out, 20000);
+    let store = Store::open(dir.path().join(".flow"));
+    let out = store.read_object(&m.node("m").unwrap().output.unwrap()).unwrap();
+    let first: serde_json::Value = serde_json::from_slice(out.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["extra"], 20000, "the side input was whole when the node started");
+    // The side input is part of the key: a second run reuses everything.
+    let again = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(status(&again, "m"), NodeStatus::Cached);
 }
 
 async fn a_tripped_gate_fails_the_run_and_stays_cached() {
