@@ -1,7 +1,10 @@
 //! The `flow` command line: argument parsing and wiring only. The engine
 //! compiles and runs specs; the nodes crate provides the stage kinds.
 
+mod cache_cmd;
 mod compare;
+mod explain;
+mod init;
 mod inspect;
 mod progress;
 
@@ -88,6 +91,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
+        /// Explain one node: its cache key's fields and which changed since its last cached entry.
+        #[arg(long, value_name = "NODE")]
+        explain: Option<String>,
     },
     /// Check a spec (names, kinds, fields, port types, files) without running it.
     Validate {
@@ -129,6 +135,41 @@ enum Command {
         /// The .flow folder [default: found from the current folder].
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
+    },
+    /// Write a runnable example spec and its data into a folder.
+    Init {
+        /// Which example.
+        #[arg(long, value_enum, default_value = "eval")]
+        template: init::Template,
+        /// The folder [default: the current one].
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Look at or reclaim the cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The .flow folder [default: found from the current folder].
+        #[arg(long, value_name = "DIR", global = true)]
+        workspace: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// List cache entries (node outputs) with their size and last use.
+    Ls,
+    /// Remove runs beyond the newest N and whatever no kept run or current entry uses.
+    Gc {
+        /// Runs to keep, newest first.
+        #[arg(long, default_value_t = 10)]
+        keep_runs: usize,
+        /// Spare files younger than this (a run may be writing them), e.g. 10m, 0s.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        min_age: std::time::Duration,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -185,11 +226,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { spec, force, format } => {
+        Command::Plan { spec, force, format, explain } => {
             let plan = compile(&spec)?;
             let force = force_of(&plan, &force)?;
             let store = Store::open(workspace_of(&spec));
             let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
+            if let Some(name) = explain {
+                let Some(i) = plan.index_of(&name) else {
+                    let names = plan.nodes.iter().map(|n| n.name.as_str());
+                    return Err(Diagnostic::new(format!("--explain names unknown node `{name}`"))
+                        .hint(suggest(&name, names, "a node"))
+                        .into());
+                };
+                print!("{}", explain::explain(&plan, &assessed, &store, i)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let calls = {
                 // Plan writes nothing: a memo that does not exist yet is not
                 // created, and one a running flow holds is done without.
@@ -235,6 +286,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Runs { limit, workspace } => {
             let store = Store::open(inspect::find_workspace(workspace)?);
             inspect::runs(&store, limit)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { template, dir } => {
+            let spec = init::init(template, &dir)?;
+            println!(
+                "wrote {}; run it with `flow run {}` (offline, on the built-in `sim` backend)",
+                spec.display(),
+                spec.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cache { action, workspace } => {
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            match action {
+                CacheAction::Ls => cache_cmd::ls(&store)?,
+                CacheAction::Gc { keep_runs, min_age, dry_run } => cache_cmd::gc(&store, keep_runs, min_age, dry_run)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -8,6 +8,7 @@
 //! only knows how to store and find bytes safely.
 
 mod atomic;
+pub mod gc;
 mod hash;
 mod manifest;
 mod memo;

@@ -16,3 +16,4 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod plan;
+mod tools;

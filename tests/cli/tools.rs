@@ -1,0 +1,81 @@
+//! `flow init`, `flow cache ls`/`gc` and `flow plan --explain`.
+
+use crate::common::{node, run_in, statuses, Project};
+
+#[test]
+fn init_writes_a_spec_that_validates_and_runs_offline() {
+    let p = Project::empty();
+    for (template, spec) in [("eval", "eval.yaml"), ("ab", "ab.yaml"), ("demo", "demo.yaml")] {
+        let dir = format!("new-{template}");
+        let r = p.flow(&["init", "--template", template, &dir]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let path = format!("{dir}/{spec}");
+        assert_eq!(p.flow(&["validate", &path]).code, 0);
+        let run = p.flow(&["run", &path]);
+        assert_eq!(run.code, 0, "flow run {path}: {}", run.stderr);
+    }
+    // It never overwrites.
+    let again = p.flow(&["init", "new-eval"]);
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("not overwriting"), "{}", again.stderr);
+}
+
+#[test]
+fn explain_names_the_key_fields_and_what_changed() {
+    let p = Project::demo();
+    p.run_ok(&["specs/demo.yaml"]);
+    let r = p.flow(&["plan", "specs/demo.yaml", "--set", "similarity_threshold=0.9", "--explain", "scores"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("config changed: metrics[1].threshold"), "{}", r.stdout);
+    assert!(r.stdout.contains("changed `metrics[1].threshold`: 0.8 → 0.9"), "{}", r.stdout);
+    assert!(r.stdout.contains("input     node `answers`: output"), "{}", r.stdout);
+    assert!(r.stdout.contains("(same)"), "{}", r.stdout);
+    let same = p.flow(&["plan", "specs/demo.yaml", "--explain", "scores"]);
+    assert!(same.stdout.contains("the same key: reused"), "{}", same.stdout);
+    let bad = p.flow(&["plan", "specs/demo.yaml", "--explain", "score"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("did you mean `scores`?"), "{}", bad.stderr);
+}
+
+#[test]
+fn gc_keeps_what_kept_runs_use_and_removes_the_rest() {
+    let p = Project::demo();
+    for t in ["0.5", "0.6", "0.7"] {
+        p.run_ok(&["specs/demo.yaml", "--set", &format!("similarity_threshold={t}")]);
+    }
+    let ws = p.path("specs/.flow");
+    // A temp object left by a killed run.
+    std::fs::write(ws.join("tmp/obj-leftover"), b"partial").unwrap();
+    let ls = run_in(p.dir.path(), &["cache", "ls", "--workspace", "specs/.flow"]);
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    assert!(ls.stdout.contains("4 entries (2 current)"), "{}", ls.stdout);
+    assert!(ls.stdout.contains("1 temp files"), "{}", ls.stdout);
+
+    let dry = run_in(
+        p.dir.path(),
+        &["cache", "gc", "--keep-runs", "1", "--min-age", "0s", "--dry-run", "--workspace", "specs/.flow"],
+    );
+    assert!(dry.stdout.starts_with("would remove 2 runs, 2 cache entries"), "{}", dry.stdout);
+    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 3, "a dry run removes nothing");
+
+    let gc =
+        run_in(p.dir.path(), &["cache", "gc", "--keep-runs", "1", "--min-age", "0s", "--workspace", "specs/.flow"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert!(gc.stdout.starts_with("removed 2 runs, 2 cache entries"), "{}", gc.stdout);
+    assert!(gc.stdout.contains("1 temp files"), "{}", gc.stdout);
+    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 1);
+
+    // What the kept run uses is intact: the same spec is all cached.
+    let again = p.run_ok(&["specs/demo.yaml", "--set", "similarity_threshold=0.7"]);
+    assert!(statuses(&again).iter().all(|(_, s)| s == "cached"), "{:?}", statuses(&again));
+    let show = p.flow(&["show", "scores", "--workspace", "specs/.flow"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    // An entry no kept run used is gone: that threshold runs again.
+    let old = p.run_ok(&["specs/demo.yaml", "--set", "similarity_threshold=0.5"]);
+    assert_eq!(node(&old, "scores")["status"], "ran");
+    assert_eq!(node(&old, "answers")["status"], "cached");
+
+    // Files younger than --min-age (default 10 minutes) are spared.
+    let young = run_in(p.dir.path(), &["cache", "gc", "--keep-runs", "0", "--workspace", "specs/.flow"]);
+    assert!(young.stdout.starts_with("removed 0 runs, 0 cache entries, 0 objects"), "{}", young.stdout);
+}
