@@ -25,15 +25,18 @@ impl Template {
         match self {
             Template::Eval => vec![
                 ("eval.yaml", include_str!("../specs/eval.yaml")),
+                ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/cases.jsonl", include_str!("../specs/data/cases.jsonl")),
                 ("metrics/brevity.py", include_str!("../specs/metrics/brevity.py")),
             ],
             Template::Ab => vec![
                 ("ab.yaml", include_str!("../specs/ab.yaml")),
+                ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/seeds.jsonl", include_str!("../specs/data/seeds.jsonl")),
             ],
             Template::Demo => vec![
                 ("demo.yaml", include_str!("../specs/demo.yaml")),
+                ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/answers.jsonl", include_str!("../specs/data/answers.jsonl")),
             ],
         }

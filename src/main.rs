@@ -7,6 +7,7 @@ mod explain;
 mod init;
 mod inspect;
 mod progress;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,6 +137,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// Print the path of a run's HTML report and open it in the browser.
+    View {
+        /// The run's id [default: the latest run].
+        run: Option<String>,
+        /// Print the path only; do not open the report.
+        #[arg(long)]
+        no_open: bool,
+        /// The .flow folder [default: found from the current folder].
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of a spec (for editors: see the README).
+    Schema,
     /// Write a runnable example spec and its data into a folder.
     Init {
         /// Which example.
@@ -288,6 +302,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             inspect::runs(&store, limit)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::View { run, no_open, workspace } => {
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            report::view(&store, run.as_deref(), !no_open)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            let schema = flow_engine::schema::spec_schema(&flow_nodes::registry());
+            println!("{}", serde_json::to_string_pretty(&schema).expect("a schema serializes"));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init { template, dir } => {
             let spec = init::init(template, &dir)?;
             println!(
@@ -385,6 +409,13 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     }
     let (manifest, display) = manifest.map_err(anyhow::Error::from)?;
     display.finish(&store, &manifest);
+    // The report is a view of the run, not its outcome: failing to write it
+    // is a warning.
+    match report::write(&store, Some(&plan), &manifest) {
+        Ok(path) if !json => println!("report: {}", path.display()),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: no report: {e:#}"),
+    }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),

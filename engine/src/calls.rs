@@ -205,7 +205,7 @@ fn read_object(store: &Store, m: &flow_cache::NodeManifest) -> Option<Vec<Record
 /// since the plan hashed it, say).
 fn read_source(plan: &Plan, u: usize) -> Option<Vec<Record>> {
     let node = &plan.nodes[u];
-    let mut cx = BuildCx::new(&node.name, plan.file.dir.clone());
+    let mut cx = BuildCx::new(&node.name, node.file.dir.clone());
     cx.files = node.compiled.files.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     runtime.block_on(async {

@@ -4,8 +4,9 @@
 //! is collected before failing (vector's compiler does the same).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -14,7 +15,7 @@ use flow_cache::Store;
 use crate::diag::{suggest, Diagnostic, Diagnostics};
 use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
 use crate::record::{FieldSet, PortType};
-use crate::spec::{self, InputRef, ParsedSpec, SpecFile};
+use crate::spec::{self, InputRef, ParsedSpec, RawNode, Resolved, Scopes, SpecFile, Unresolved};
 
 /// One node of a plan.
 #[derive(Debug)]
@@ -31,6 +32,9 @@ pub struct PlanNode {
     /// Config fields naming side inputs; they are the last entries of
     /// `inputs`, in this order.
     pub side_inputs: Vec<String>,
+    /// The file the node is written in: the spec, or the template it came
+    /// from. Its relative paths resolve against that file's folder.
+    pub file: Arc<SpecFile>,
 }
 
 impl PlanNode {
@@ -45,7 +49,8 @@ impl PlanNode {
 #[derive(Debug)]
 pub struct Plan {
     pub spec_name: String,
-    pub file: SpecFile,
+    /// The spec file (each node has the file it is written in).
+    pub file: Arc<SpecFile>,
     pub params: BTreeMap<String, serde_json::Value>,
     pub backends: BTreeMap<String, crate::spec::BackendSpec>,
     /// `prices:` overrides, USD per million tokens by model.
@@ -94,13 +99,62 @@ fn compile_full(
     let Some(parsed) = parsed else {
         return Err(Diagnostics(diags));
     };
+    let copies: HashMap<String, String> =
+        parsed.nodes.iter().filter(|n| n.name != n.written).map(|n| (n.name.clone(), n.written.clone())).collect();
+    let root = parsed.file.source.path.clone();
     let plan = build(parsed, registry, workspace, &mut diags);
-    // Report in source order; problems without a position (command line) first.
-    diags.sort_by_key(|d| d.loc.map(|l| (l.line, l.col)));
+    tidy(&mut diags, &root, &copies);
     if diags.is_empty() {
         Ok(plan.expect("a plan exists when there are no problems"))
     } else {
         Err(Diagnostics(diags))
+    }
+}
+
+/// An input of a node once names are resolved: a node of the plan, or a
+/// name that reads nothing (its problem already reported).
+enum Slot {
+    Node(usize),
+    Missing(String),
+}
+
+/// The nodes `r`, written in `node`, names; a problem is reported in the
+/// file the node is written in.
+fn resolve_ref(
+    scopes: &Scopes,
+    names: &HashMap<&str, usize>,
+    node: &RawNode,
+    r: &InputRef,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Slot> {
+    if r.reported {
+        return vec![Slot::Missing(r.name.clone())];
+    }
+    match scopes.resolve(node.scope, &r.name, r.many, &node.local) {
+        Ok(Resolved::Nodes(full)) => full
+            .into_iter()
+            .map(|q| match names.get(q.as_str()) {
+                Some(&j) => Slot::Node(j),
+                None => Slot::Missing(q),
+            })
+            .collect(),
+        Ok(Resolved::Reported) => vec![Slot::Missing(r.name.clone())],
+        Err(Unresolved::Unknown { hint }) => {
+            let d = node
+                .file
+                .at_value(&r.path, format!("node `{}` reads unknown input `{}`", node.name, r.name))
+                .hint(hint);
+            diags.push(d);
+            vec![Slot::Missing(r.name.clone())]
+        }
+        Err(Unresolved::Matrix { copies, hint, .. }) => {
+            let d = node
+                .file
+                .at_value(&r.path, format!("node `{}` reads `{}`, a matrix of {copies} nodes", node.name, r.name))
+                .hint(hint);
+            diags.push(d);
+            vec![Slot::Missing(r.name.clone())]
+        }
     }
 }
 
@@ -110,8 +164,14 @@ fn build(
     workspace: Option<&Store>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Plan> {
-    let ParsedSpec { file, name: spec_name, params, backends, declared_backends, prices, nodes: raw, .. } = parsed;
-    let names: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let ParsedSpec { file, name: spec_name, params, backends, declared_backends, prices, nodes: raw, scopes, .. } =
+        parsed;
+    let mut names: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
+    for (i, n) in raw.iter().enumerate() {
+        if names.insert(n.name.as_str(), i).is_some() {
+            diags.push(n.file.at_key(&n.path, format!("two nodes are named `{}`", n.name)));
+        }
+    }
 
     // Kinds and names first: everything else needs them.
     let mut kinds = Vec::with_capacity(raw.len());
@@ -119,7 +179,8 @@ fn build(
         let kind = node.kind.as_deref().and_then(|k| {
             let found = registry.get(k);
             if found.is_none() {
-                let d = file
+                let d = node
+                    .file
                     .at_value(&node.path.key("kind"), format!("unknown kind `{k}` in node `{}`", node.name))
                     .hint(suggest(k, registry.names(), "a kind"));
                 diags.push(d);
@@ -128,43 +189,47 @@ fn build(
         });
         kinds.push(kind);
     }
-    // Config fields that name nodes (`rules: improve`) are inputs too.
-    let mut sides: Vec<Vec<(String, InputRef)>> = vec![Vec::new(); raw.len()];
+    // What each node reads: its inputs, then the config fields that name
+    // nodes (`rules: improve`), which are inputs too.
+    let mut main: Vec<Vec<Slot>> = Vec::with_capacity(raw.len());
+    let mut sides: Vec<Vec<(String, Slot)>> = Vec::with_capacity(raw.len());
     for (i, node) in raw.iter().enumerate() {
+        let mut slots = Vec::new();
+        for r in &node.inputs {
+            slots.extend(resolve_ref(&scopes, &names, node, r, diags));
+        }
+        main.push(slots);
+        let mut side = Vec::new();
         for field in kinds[i].map(|k| k.side_inputs()).unwrap_or_default() {
             match node.config.get(*field) {
                 None => {}
                 Some(serde_yaml::Value::String(name)) => {
-                    sides[i].push((field.to_string(), InputRef { name: name.clone(), path: node.path.key(*field) }))
+                    let r = InputRef { name: name.clone(), path: node.path.key(*field), many: false, reported: false };
+                    for slot in resolve_ref(&scopes, &names, node, &r, diags) {
+                        side.push((field.to_string(), slot));
+                    }
                 }
                 Some(_) => diags.push(
-                    file.at_value(&node.path.key(*field), format!("`{field}` must name a node of the spec"))
+                    node.file
+                        .at_value(&node.path.key(*field), format!("`{field}` must name a node of the spec"))
                         .hint(format!("write `{field}: <node name>`")),
                 ),
             }
         }
+        sides.push(side);
     }
     let mut graph: DiGraph<usize, ()> = DiGraph::new();
     let idx: Vec<NodeIndex> = (0..raw.len()).map(|i| graph.add_node(i)).collect();
     let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
     for (i, node) in raw.iter().enumerate() {
-        for input in node.inputs.iter().chain(sides[i].iter().map(|(_, r)| r)) {
-            match names.get(input.name.as_str()) {
-                Some(&j) => {
-                    inputs[i].push(j);
-                    graph.add_edge(idx[j], idx[i], ());
-                }
-                None => {
-                    let others = raw.iter().map(|n| n.name.as_str()).filter(|n| *n != node.name);
-                    let d = file
-                        .at_value(&input.path, format!("node `{}` reads unknown input `{}`", node.name, input.name))
-                        .hint(suggest(&input.name, others, "an input"));
-                    diags.push(d);
-                }
+        for slot in main[i].iter().chain(sides[i].iter().map(|(_, s)| s)) {
+            if let Slot::Node(j) = *slot {
+                inputs[i].push(j);
+                graph.add_edge(idx[j], idx[i], ());
             }
         }
         if let Some(kind) = kinds[i] {
-            let n = node.inputs.len();
+            let n = main[i].len();
             let bad = match kind.inputs() {
                 Arity::None if n > 0 => Some(format!("`{}` is a source and takes no input", kind.name())),
                 Arity::One if n != 1 => Some(format!("`{}` takes exactly one input (`input: <node>`)", kind.name())),
@@ -176,7 +241,7 @@ fn build(
             };
             if let Some(msg) = bad {
                 let at = if n > 0 { node.inputs[0].path.clone() } else { node.path.key("kind") };
-                diags.push(file.at_value(&at, format!("node `{}`: {msg}", node.name)));
+                diags.push(node.file.at_value(&at, format!("node `{}`: {msg}", node.name)));
             }
         }
     }
@@ -186,7 +251,8 @@ fn build(
         Err(cycle) => {
             let path: Vec<&str> = cycle.iter().map(|&i| raw[i].name.as_str()).collect();
             let first = &raw[cycle[0]];
-            let d = file
+            let d = first
+                .file
                 .at_key(&first.path, format!("the nodes form a cycle: {}", path.join(" → ")))
                 .hint("a node cannot depend on its own output; remove one of these inputs");
             diags.push(d);
@@ -202,27 +268,17 @@ fn build(
         // An input that is itself broken (or unknown) is checked against as
         // "records with unknown fields", so this node's own config problems
         // are still reported in the same pass.
-        let infos = node
-            .inputs
-            .iter()
-            .map(|r| match names.get(r.name.as_str()).map(|&j| (&compiled[j], kinds[j])) {
-                Some((Some(c), Some(k))) => InputInfo { name: r.name.clone(), kind: k.name(), ty: c.output.clone() },
-                _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
-            })
-            .collect();
-        let side_infos = sides[i]
-            .iter()
-            .map(|(field, r)| {
-                let info = match names.get(r.name.as_str()).map(|&j| (&compiled[j], kinds[j])) {
-                    Some((Some(c), Some(k))) => {
-                        InputInfo { name: r.name.clone(), kind: k.name(), ty: c.output.clone() }
-                    }
-                    _ => InputInfo { name: r.name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
-                };
-                (field.clone(), info)
-            })
-            .collect();
-        let mut cx = CheckCx::new(&file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
+        let info = |slot: &Slot| match slot {
+            Slot::Node(j) => match (&compiled[*j], kinds[*j]) {
+                (Some(c), Some(k)) => InputInfo { name: raw[*j].name.clone(), kind: k.name(), ty: c.output.clone() },
+                _ => InputInfo { name: raw[*j].name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
+            },
+            Slot::Missing(name) => InputInfo { name: name.clone(), kind: "?", ty: PortType::records(FieldSet::Open) },
+        };
+        let infos = main[i].iter().map(info).collect();
+        let side_infos = sides[i].iter().map(|(field, slot)| (field.clone(), info(slot))).collect();
+        let mut cx =
+            CheckCx::new(&node.file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
         cx.workspace = workspace;
         cx.side_inputs = side_infos;
         compiled[i] = kind.compile(&node.config, &mut cx);
@@ -245,9 +301,47 @@ fn build(
             compiled: compiled[i].take().expect("checked above"),
             cache: raw[i].cache,
             side_inputs: sides[i].iter().map(|(f, _)| f.clone()).collect(),
+            file: raw[i].file.clone(),
         });
     }
     Some(Plan { spec_name, file, params, backends, prices, nodes })
+}
+
+/// Reports each problem once, in the order of the files and lines: a
+/// problem in a template used twice (or in a `matrix:` node) is found once
+/// per copy, naming the copy; the first copy's report stands for all.
+fn tidy(diags: &mut Vec<Diagnostic>, root: &Path, copies: &HashMap<String, String>) {
+    let normalized = |msg: &str| {
+        let mut out = String::with_capacity(msg.len());
+        for (i, part) in msg.split('`').enumerate() {
+            if i > 0 {
+                out.push('`');
+            }
+            match copies.get(part) {
+                Some(written) if i % 2 == 1 => out.push_str(written),
+                _ => out.push_str(part),
+            }
+        }
+        out
+    };
+    let mut seen = HashSet::new();
+    diags.retain(|d| {
+        let at = d.source.as_ref().map(|s| s.path.clone());
+        seen.insert((at, d.loc.map(|l| (l.line, l.col)), normalized(&d.message), d.hint.clone()))
+    });
+    let mut files: Vec<PathBuf> = vec![root.to_path_buf()];
+    for d in diags.iter() {
+        if let Some(s) = &d.source {
+            if !files.contains(&s.path) {
+                files.push(s.path.clone());
+            }
+        }
+    }
+    // Problems without a position (the command line) first.
+    diags.sort_by_key(|d| {
+        let file = d.source.as_ref().and_then(|s| files.iter().position(|f| *f == s.path)).unwrap_or(0);
+        (d.loc.is_some(), file, d.loc.map(|l| (l.line, l.col)))
+    });
 }
 
 /// Kahn's algorithm with ties broken by the order written, so plans read in

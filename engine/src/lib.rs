@@ -16,6 +16,7 @@ pub mod node;
 pub mod record;
 pub mod render;
 pub mod run;
+pub mod schema;
 pub mod spec;
 pub mod template;
 

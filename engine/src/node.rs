@@ -88,6 +88,13 @@ pub trait Node: Send + Sync + 'static {
         None
     }
 
+    /// The JSON Schema of the config (`flow schema`), for kinds that derive
+    /// `schemars::JsonSchema`: `Some(generator.subschema_for::<Self::Config>())`.
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        let _ = generator;
+        None
+    }
+
     /// The call-memo keys of the calls the node would make for all of its
     /// input `records` (empty for a node without input). By default each
     /// record's [`Node::call_keys`]; a kind whose calls depend on the whole
@@ -149,6 +156,7 @@ pub trait Kind: Send + Sync {
     fn inputs(&self) -> Arity;
     fn shape(&self) -> Shape;
     fn side_inputs(&self) -> &'static [&'static str];
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema>;
     /// Deserializes and checks a config; `None` when it has problems (they
     /// are in `cx`).
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled>;
@@ -174,6 +182,9 @@ impl<N: Node> Kind for Erased<N> {
     }
     fn side_inputs(&self) -> &'static [&'static str] {
         N::SIDE_INPUTS
+    }
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        N::config_schema(generator)
     }
 
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled> {
@@ -343,7 +354,8 @@ impl<'a> CheckCx<'a> {
         self.side_inputs.iter().find(|(f, _)| f == field).map(|(_, i)| i)
     }
 
-    /// A path written in the spec, resolved against the spec's folder.
+    /// A path written in the node, resolved against the folder of the file
+    /// it is written in (the spec, or its template).
     pub fn resolve(&self, written: &str) -> PathBuf {
         self.file.resolve(written)
     }
@@ -427,10 +439,9 @@ impl<'a> CheckCx<'a> {
             Err(e) => {
                 let what =
                     if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
-                let hint = format!(
-                    "paths resolve against the spec's folder ({}); check the name",
-                    display_dir(&self.file.dir)
-                );
+                let whose = if self.file.template { "the template's" } else { "the spec's" };
+                let hint =
+                    format!("paths resolve against {whose} folder ({}); check the name", display_dir(&self.file.dir));
                 self.error(
                     at,
                     format!("input file `{written}` of node `{}`: {what} ({})", self.node, path.display()),
@@ -562,7 +573,8 @@ pub type RunContext = Arc<dyn Any + Send + Sync>;
 #[derive(Clone)]
 pub struct BuildCx {
     pub node: String,
-    /// The spec's folder, for resolving relative paths.
+    /// The folder of the file the node is written in (a template's own
+    /// folder for a template's nodes), for resolving relative paths.
     pub spec_dir: PathBuf,
     /// The files the node registered at compile time, with the content hash
     /// its key was computed from.

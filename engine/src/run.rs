@@ -433,7 +433,7 @@ impl NodeJob {
         let main = node.main_inputs();
         let cx = BuildCx {
             node: node.name.clone(),
-            spec_dir: plan.file.dir.clone(),
+            spec_dir: node.file.dir.clone(),
             files: node.compiled.files.clone(),
             meter,
             memo_reads: self.memo_reads,

@@ -38,7 +38,7 @@ use crate::backend::{self, Backend, Backends, CallOpts, Endpoint, Message};
 pub struct Generate;
 
 /// The type of a schema field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     String,
@@ -59,7 +59,7 @@ impl FieldType {
 }
 
 /// One field of the cases to generate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
     #[serde(rename = "type")]
@@ -72,7 +72,7 @@ pub struct FieldSpec {
 }
 
 /// Duplicate removal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DedupSpec {
     /// Fields compared; default every string field of the schema.
@@ -85,7 +85,7 @@ pub struct DedupSpec {
 }
 
 /// `kind: generate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateConfig {
     pub backend: String,
@@ -140,6 +140,10 @@ impl Node for Generate {
     const ABOUT: &'static str = "makes a synthetic test set through a backend: schema-checked, deduplicated";
     const INPUTS: Arity = Arity::Optional;
     const SHAPE: Shape = Shape::Streaming;
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<GenerateConfig>())
+    }
 
     fn check(c: &GenerateConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);

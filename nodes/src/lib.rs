@@ -3,9 +3,12 @@
 pub mod backend;
 pub mod compare;
 pub mod evaluate;
+pub mod extract;
 pub mod generate;
 pub mod load;
 pub mod run;
+pub mod synthesize;
+pub mod train;
 
 use flow_engine::{kind, Registry};
 
@@ -17,5 +20,8 @@ pub fn registry() -> Registry {
         kind::<run::Run>(),
         kind::<evaluate::Evaluate>(),
         kind::<compare::Compare>(),
+        kind::<synthesize::Synthesize>(),
+        kind::<extract::Extract>(),
+        kind::<train::Train>(),
     ])
 }

@@ -26,7 +26,7 @@ use flow_engine::{
 pub struct Load;
 
 /// File formats `load` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Jsonl,
@@ -35,7 +35,7 @@ pub enum Format {
 }
 
 /// `kind: load`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadConfig {
     /// File to read, relative to the spec's folder.
@@ -73,6 +73,10 @@ impl Node for Load {
     const ABOUT: &'static str = "records from a JSONL, JSON-array or CSV file";
     const INPUTS: Arity = Arity::None;
     const SHAPE: Shape = Shape::Source;
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<LoadConfig>())
+    }
 
     fn check(config: &LoadConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);

@@ -9,6 +9,12 @@
 //! so outputs diff cleanly between runs. A call that fails for good (a 4xx,
 //! or retries spent) leaves its `error` on the record; the node fails only
 //! past `max_errors`.
+//!
+//! With `rules: <synthesize node>`, the active rules that node induced join
+//! the system prompt (after `system:`, as a bullet list), and the rules it
+//! enforces post-process each answer ([`RuleSet::apply`]); the record keeps
+//! the answer as received in `raw_output` and lists the rules that changed
+//! it in `rules_applied`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,18 +32,19 @@ use flow_engine::{
 };
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint, Message};
+use crate::synthesize::rules::RuleSet;
 
 pub struct Run;
 
 /// One message of `messages:`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageConfig {
     pub role: Role,
     pub content: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     System,
@@ -56,7 +63,7 @@ impl Role {
 }
 
 /// `max_errors:` a count (`5`) or a share of the records (`"10%"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum MaxErrors {
     Count(u64),
@@ -99,7 +106,7 @@ const EARLY_FAILURE_CALLS: u64 = 20;
 pub const DEFAULT_MAX_ERRORS: ErrorLimit = ErrorLimit::Share(0.1);
 
 /// `kind: run`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// A name under the spec's `backends:`.
@@ -122,14 +129,24 @@ pub struct RunConfig {
     /// Ask for a JSON object (`response_format: json_object`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<bool>,
+    /// A `synthesize` node whose rules to apply: in the system prompt, and
+    /// on the outputs where a rule is mechanical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
 }
 
 /// The fields `run` adds to each record.
 pub const OUTPUT_FIELDS: &[&str] = &["output", "usage", "latency_ms", "cost_usd", "model", "error"];
 
+/// The fields `run` adds besides, with `rules:`.
+pub const RULES_FIELDS: &[&str] = &["raw_output", "rules_applied"];
+
 struct Prompt {
     /// (role, template)
     parts: Vec<(&'static str, Template)>,
+    /// The rules block, appended to the first system message (or sent as
+    /// one, before the others).
+    rules: Option<String>,
 }
 
 impl Prompt {
@@ -145,14 +162,27 @@ impl Prompt {
         for (i, m) in c.messages.iter().flatten().enumerate() {
             parts.push((m.role.name(), parse(&format!("messages[{i}].content"), &m.content)?));
         }
-        Ok(Self { parts })
+        Ok(Self { parts, rules: None })
     }
 
     fn render(&self, r: &Record) -> Result<Vec<Message>, String> {
-        self.parts
+        let mut messages = self
+            .parts
             .iter()
             .map(|(role, t)| Ok(Message { role: role.to_string(), content: t.render(r)?.into_owned() }))
-            .collect()
+            .collect::<Result<Vec<_>, String>>()?;
+        if let Some(block) = &self.rules {
+            match messages.iter_mut().find(|m| m.role == "system") {
+                Some(m) if m.content.trim().is_empty() => m.content = block.clone(),
+                Some(m) => {
+                    m.content.truncate(m.content.trim_end().len());
+                    m.content.push_str("\n\n");
+                    m.content.push_str(block);
+                }
+                None => messages.insert(0, Message { role: "system".into(), content: block.clone() }),
+            }
+        }
+        Ok(messages)
     }
 }
 
@@ -163,6 +193,11 @@ impl Node for Run {
     const ABOUT: &'static str = "sends each record to a backend (prompt or messages) and adds the answer";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
+    const SIDE_INPUTS: &'static [&'static str] = &["rules"];
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<RunConfig>())
+    }
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);
@@ -210,10 +245,24 @@ impl Node for Run {
                 cx.error(&cx.field("max_errors"), e, Some("write a count (`5`) or a percentage (`\"10%\"`)".into()));
             }
         }
+        if c.rules.is_some() {
+            // An unknown node is the engine's error; a broken one (`?`) its own.
+            if let Some(side) = cx.side_input("rules").filter(|s| s.kind != "synthesize" && s.kind != "?") {
+                let msg = format!(
+                    "`rules` of node `{}` names `{}`, a `{}` node; it must name a `synthesize` node",
+                    cx.node(),
+                    side.name,
+                    side.kind
+                );
+                let hint = "`rules:` applies the rules a `kind: synthesize` node induced from feedback pairs";
+                cx.error(&cx.field("rules"), msg, Some(hint.into()));
+            }
+        }
         let repeat = c.repeat.unwrap_or(1);
         cx.calls_per_record(repeat as u64);
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         let out = input.extend("Response", OUTPUT_FIELDS);
+        let out = if c.rules.is_some() { out.extend("Response", RULES_FIELDS) } else { out };
         if repeat > 1 {
             out.extend("Response", &["sample"])
         } else {
@@ -223,7 +272,17 @@ impl Node for Run {
 
     fn build(c: &RunConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
         let backend = Backends::of(cx, &c.backend)?;
-        let prompt = Prompt::new(c).map_err(|(f, e)| NodeError::new(format!("`{f}`: {e}")))?;
+        let mut prompt = Prompt::new(c).map_err(|(f, e)| NodeError::new(format!("`{f}`: {e}")))?;
+        let rules = match &c.rules {
+            Some(from) => {
+                let records = cx.side_inputs.get("rules").map(Vec::as_slice).unwrap_or_default();
+                let set = RuleSet::from_records(records)
+                    .map_err(|e| NodeError::new(format!("the rules of `{from}`: {e}")))?;
+                prompt.rules = (!set.is_empty()).then(|| set.block());
+                Some((from.clone(), set))
+            }
+            None => None,
+        };
         let limit = match &c.max_errors {
             Some(m) => m.limit().map_err(NodeError::new)?,
             None => DEFAULT_MAX_ERRORS,
@@ -235,6 +294,8 @@ impl Node for Run {
             prompt,
             repeat: c.repeat.unwrap_or(1),
             json: c.json.unwrap_or(false),
+            rules,
+            changed: AtomicU64::new(0),
             limit,
             meter: cx.meter.clone(),
             memo_reads: cx.memo_reads,
@@ -246,7 +307,12 @@ impl Node for Run {
 
     /// One key per sample, as [`Caller::one`] asks; none for a record the
     /// prompt cannot be rendered from (it gets an `error`, not a call).
+    /// Unknown with `rules:`: the prompt holds the rules, which the plan
+    /// does not read.
     fn call_keys(c: &RunConfig, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+        if c.rules.is_some() {
+            return None;
+        }
         let spec = backends.get(&c.backend)?;
         let Ok(messages) = Prompt::new(c).ok()?.render(record) else {
             return Some(Vec::new());
@@ -268,6 +334,10 @@ struct Caller {
     prompt: Prompt,
     repeat: u32,
     json: bool,
+    /// The rules node and its rules, with `rules:`.
+    rules: Option<(String, RuleSet)>,
+    /// Answers the rules changed.
+    changed: AtomicU64,
     concurrency: usize,
     limit: ErrorLimit,
     meter: Arc<Meter>,
@@ -289,7 +359,17 @@ impl Caller {
         match answer {
             Ok(a) => {
                 self.latencies.lock().expect("latencies lock").push(a.latency_ms);
-                fields.insert("output".into(), Value::String(a.text));
+                if let Some((_, set)) = &self.rules {
+                    let (text, applied) = set.apply(&a.text);
+                    if !applied.is_empty() {
+                        self.changed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    fields.insert("output".into(), Value::String(text));
+                    fields.insert("raw_output".into(), Value::String(a.text));
+                    fields.insert("rules_applied".into(), json!(applied));
+                } else {
+                    fields.insert("output".into(), Value::String(a.text));
+                }
                 fields.insert(
                     "usage".into(),
                     json!({"prompt_tokens": a.usage.prompt_tokens, "completion_tokens": a.usage.completion_tokens}),
@@ -321,6 +401,10 @@ impl Caller {
                 }
                 fields.insert("model".into(), json!(self.backend.spec.model()));
                 fields.insert("error".into(), Value::String(e));
+                if self.rules.is_some() {
+                    fields.insert("raw_output".into(), Value::Null);
+                    fields.insert("rules_applied".into(), json!([]));
+                }
             }
         }
         if self.repeat > 1 {
@@ -373,10 +457,22 @@ impl StreamStage for Caller {
         if let (Some(p50), Some(p95)) = (pct(0.5), pct(0.95)) {
             let _ = writeln!(md, "latency: p50 {p50} ms, p95 {p95} ms");
         }
-        let summary = json!({
+        let changed = self.changed.load(Ordering::Relaxed);
+        if let Some((from, set)) = &self.rules {
+            let _ = writeln!(
+                md,
+                "rules: {} from `{from}` in the system prompt, {} enforced on outputs; {changed} answers changed by them",
+                set.lines.len(),
+                set.enforced()
+            );
+        }
+        let mut summary = json!({
             "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
         });
+        if let Some((from, set)) = &self.rules {
+            summary["rules"] = json!({"from": from, "prompt": set.lines.len(), "enforced": set.enforced(), "outputs_changed": changed});
+        }
         let mut bytes = serde_json::to_vec_pretty(&summary).expect("json");
         bytes.push(b'\n');
         Ok(vec![

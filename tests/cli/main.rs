@@ -5,6 +5,10 @@
 #[path = "../support/llm_server.rs"]
 mod llm_server;
 
+#[cfg(target_os = "linux")]
+#[path = "../support/browser.rs"]
+mod browser;
+
 mod ab;
 mod backends;
 mod cache;
@@ -12,8 +16,13 @@ mod common;
 mod compare;
 mod errors;
 mod eval;
+mod extract;
 mod generate;
 mod inspect;
 mod interrupt;
 mod plan;
+mod report;
+mod synthesize;
+mod templates;
 mod tools;
+mod train;

@@ -79,3 +79,25 @@ fn gc_keeps_what_kept_runs_use_and_removes_the_rest() {
     let young = run_in(p.dir.path(), &["cache", "gc", "--keep-runs", "0", "--workspace", "specs/.flow"]);
     assert!(young.stdout.starts_with("removed 0 runs, 0 cache entries, 0 objects"), "{}", young.stdout);
 }
+
+/// The committed schema is what `flow schema` prints: a spec type that
+/// changes without regenerating it fails here.
+#[test]
+fn committed_schema_is_current() {
+    let p = Project::empty();
+    let r = p.flow(&["schema"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let printed: serde_json::Value = serde_json::from_str(&r.stdout).expect("the schema is JSON");
+    let committed_text = std::fs::read_to_string(crate::common::repo().join("specs/flow.schema.json")).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(&committed_text).unwrap();
+    assert!(
+        printed == committed,
+        "specs/flow.schema.json is stale: regenerate it with `cargo run -- schema > specs/flow.schema.json`"
+    );
+    // Every kind is in it, with its own fields.
+    let defs = &printed["$defs"];
+    for kind in ["load", "run", "evaluate", "generate", "compare"] {
+        assert!(defs.get(format!("node:{kind}")).is_some(), "no schema for `{kind}`");
+    }
+    assert!(printed["properties"]["backends"]["additionalProperties"].is_object());
+}

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use serde_yaml::{Mapping, Value as Yaml};
@@ -19,7 +20,7 @@ use super::{yaml_brief, Seg, YamlPath};
 use crate::diag::suggest;
 
 /// Which client talks to the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     /// Any OpenAI-compatible HTTP API (OpenAI, Azure OpenAI, vLLM, Ollama,
@@ -44,7 +45,7 @@ pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const SIM_MODEL: &str = "sim-1";
 
 /// One entry of `backends:`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
     pub provider: Provider,
@@ -79,6 +80,7 @@ pub struct BackendSpec {
     pub headers: BTreeMap<String, String>,
     /// Per-request timeout, e.g. `60s`; default 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Requests in flight at once, across every node using this backend in
     /// a run; default 16.
@@ -99,14 +101,16 @@ pub struct BackendSpec {
 
 /// Retries on 429, 5xx, timeouts and connection errors: exponential backoff
 /// with jitter, or the server's `Retry-After` when it sends one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     #[serde(default = "default_initial_delay", with = "duration")]
+    #[schemars(with = "String")]
     pub initial_delay: Duration,
     #[serde(default = "default_max_delay", with = "duration")]
+    #[schemars(with = "String")]
     pub max_delay: Duration,
 }
 
@@ -131,7 +135,7 @@ impl Default for RetrySpec {
 }
 
 /// How the `sim` backend behaves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimSpec {
     /// Share of arithmetic questions answered wrong, in 0..=1; default 0.1.
@@ -139,6 +143,7 @@ pub struct SimSpec {
     pub error_rate: Option<f64>,
     /// Simulated latency per call, e.g. `200ms`; default none.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub latency: Option<Duration>,
 }
 
@@ -200,7 +205,7 @@ impl BackendSpec {
 }
 
 /// Price of a model in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: f64,

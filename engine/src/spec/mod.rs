@@ -2,40 +2,52 @@
 //!
 //! This is the one place that knows the YAML layout. It checks the top level
 //! and each node's common fields (`kind`, `input`, `inputs`), resolves
-//! `params` (with `--set` overrides) and `${...}` references, and leaves each
-//! node's own config as a YAML value for its kind to deserialize. Every
-//! problem is collected with its file:line:col; nothing stops at the first.
+//! `params` (with `--set` overrides) and `${...}` references, expands
+//! templates (`uses:`) and `matrix:` nodes into plain nodes with full names
+//! (`baseline.scores`, `answers[model=gpt-4o]`), and leaves each node's own
+//! config as a YAML value for its kind to deserialize. Every problem is
+//! collected with its file:line:col, in the spec or in the template file
+//! where it is written; nothing stops at the first.
 
 pub mod backend;
+mod expand;
 mod interp;
 mod locate;
+mod matrix;
+mod nodes;
+mod scope;
+mod template;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_yaml::{Mapping, Value};
 
 use crate::diag::{suggest, Diagnostic, Loc, Source};
 pub use backend::{BackendSpec, Price, Provider};
-pub use interp::InterpError;
+pub use interp::{InterpError, Vars};
 pub use locate::{LocationIndex, Seg, YamlPath};
+pub use scope::{Resolved, Scope, Scopes, Unresolved};
 
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u64 = 1;
 
 const TOP_FIELDS: &[&str] = &["flow", "name", "description", "params", "backends", "prices", "nodes"];
 /// Fields every node has, whatever its kind.
-pub const NODE_FIELDS: &[&str] = &["kind", "input", "inputs", "description", "cache"];
+pub const NODE_FIELDS: &[&str] = &["kind", "input", "inputs", "description", "cache", "matrix"];
 const PARAM_FIELDS: &[&str] = &["type", "default", "description"];
 const PARAM_TYPES: &[&str] = &["string", "int", "float", "bool"];
 
-/// The spec file with what is needed to point into it.
+/// A spec or template file with what is needed to point into it.
 #[derive(Debug)]
 pub struct SpecFile {
     pub source: Source,
-    /// Folder relative paths in the spec resolve against.
+    /// Folder relative paths in the file resolve against.
     pub dir: PathBuf,
     pub index: LocationIndex,
+    /// A template (`uses:`), not the spec itself.
+    pub template: bool,
 }
 
 impl SpecFile {
@@ -49,9 +61,18 @@ impl SpecFile {
         Diagnostic::new(message).at(&self.source, self.index.key(path))
     }
 
-    /// Resolves a path written in the spec against the spec's folder.
+    /// Resolves a path written in the file against the file's folder.
     pub fn resolve(&self, p: &str) -> PathBuf {
         resolve_in(&self.dir, p)
+    }
+
+    /// `path:line` of the value at `path`, for hints that point elsewhere.
+    pub fn position(&self, path: &YamlPath) -> String {
+        let shown = self.source.path.display().to_string().replace('\\', "/");
+        match self.index.key(path) {
+            Some(l) => format!("{shown}:{}", l.line),
+            None => shown,
+        }
     }
 }
 
@@ -66,11 +87,22 @@ pub fn resolve_in(dir: &Path, p: &str) -> PathBuf {
 }
 
 /// A node as written: its name, kind, upstream inputs and its kind's config.
+/// A template's nodes and a `matrix:` node's copies are nodes like any other,
+/// with full names.
 #[derive(Debug)]
 pub struct RawNode {
+    /// The full name: `scores`, `baseline.scores`, `answers[model=gpt-4o]`.
     pub name: String,
-    /// Path of the node's mapping (`nodes.<name>`).
+    /// The name as written in its file, before namespace and matrix suffix.
+    pub written: String,
+    /// The name in its own scope: `written` plus the matrix suffix.
+    pub local: String,
+    /// Path of the node's mapping (`nodes.<name>`) in `file`.
     pub path: YamlPath,
+    /// The file the node is written in: the spec, or a template.
+    pub file: Arc<SpecFile>,
+    /// The scope its names resolve in ([`ParsedSpec::scopes`]).
+    pub scope: usize,
     /// The kind as written; `None` when it was missing or not a string.
     pub kind: Option<String>,
     pub inputs: Vec<InputRef>,
@@ -83,17 +115,22 @@ pub struct RawNode {
     pub cache: bool,
 }
 
-/// A reference to an upstream node.
+/// A reference to an upstream node, as written (references resolved).
 #[derive(Debug, Clone)]
 pub struct InputRef {
     pub name: String,
     pub path: YamlPath,
+    /// Written in `inputs: [...]`: a `matrix:` node's name reads every copy.
+    pub many: bool,
+    /// Could not be read (already reported): counts as an input, names none.
+    pub reported: bool,
 }
 
-/// A spec read from disk, parameters and references resolved.
+/// A spec read from disk, parameters and references resolved, templates
+/// and matrices expanded.
 #[derive(Debug)]
 pub struct ParsedSpec {
-    pub file: SpecFile,
+    pub file: Arc<SpecFile>,
     pub name: String,
     pub description: Option<String>,
     pub params: BTreeMap<String, serde_json::Value>,
@@ -104,6 +141,8 @@ pub struct ParsedSpec {
     /// `prices:` overrides, USD per million tokens by model.
     pub prices: BTreeMap<String, Price>,
     pub nodes: Vec<RawNode>,
+    /// Where the names written in each file instance point.
+    pub scopes: Scopes,
 }
 
 /// Reads and checks a spec. Returns what could be read plus every problem
@@ -122,27 +161,11 @@ pub fn parse(
             return (None, vec![d]);
         }
     };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let file = SpecFile {
-        source: Source { path: path.to_path_buf(), text: text.into() },
-        dir,
-        index: LocationIndex::default(),
+    let (file, value) = match read_yaml(path, text) {
+        Ok(x) => x,
+        Err(d) => return (None, vec![d]),
     };
-    let value: Value = match serde_yaml::from_str(&file.source.text) {
-        Ok(v) => v,
-        Err(e) => {
-            let loc = e.location().map(|l| Loc { line: l.line(), col: l.column(), width: 1 });
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let d = Diagnostic::new(format!("invalid YAML: {msg}"))
-                .at(&file.source, loc)
-                .hint("check indentation and quoting near this position; a value with `: ` or `#` needs quotes");
-            return (None, vec![d]);
-        }
-    };
-    let file = SpecFile { index: LocationIndex::build(&file.source.text), ..file };
-    let mut p = Parser { file: &file, kinds, diags: Vec::new(), secrets: Vec::new() };
+    let mut p = Parser { file: &file, diags: Vec::new(), secrets: Vec::new() };
     let spec = p.spec(&value, sets, env);
     let (mut diags, secrets) = (p.diags, p.secrets);
     // No line shown for any problem may carry a key written in the spec.
@@ -159,7 +182,14 @@ pub fn parse(
             }
         }
     }
-    let spec = spec.map(|s| ParsedSpec {
+    let file = Arc::new(file);
+    let Some(s) = spec else {
+        return (None, diags);
+    };
+    let mut ex = expand::Expander::new(env, kinds, diags, file.clone(), s.params.clone());
+    ex.expand_nodes(0, value.get("nodes"));
+    let (scopes, nodes, diags) = ex.finish();
+    let spec = ParsedSpec {
         file,
         name: s.name,
         description: s.description,
@@ -167,12 +197,38 @@ pub fn parse(
         backends: s.backends,
         declared_backends: s.declared_backends,
         prices: s.prices,
-        nodes: s.nodes,
-    });
-    (spec, diags)
+        nodes,
+        scopes,
+    };
+    (Some(spec), diags)
 }
 
-/// A spec without its file, as the parser builds it.
+/// A YAML file as a [`SpecFile`] and its value; a syntax error is located.
+fn read_yaml(path: &Path, text: String) -> Result<(SpecFile, Value), Diagnostic> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let file = SpecFile {
+        source: Source { path: path.to_path_buf(), text: text.into() },
+        dir,
+        index: LocationIndex::default(),
+        template: false,
+    };
+    let value: Value = match serde_yaml::from_str(&file.source.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let loc = e.location().map(|l| Loc { line: l.line(), col: l.column(), width: 1 });
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            return Err(Diagnostic::new(format!("invalid YAML: {msg}"))
+                .at(&file.source, loc)
+                .hint("check indentation and quoting near this position; a value with `: ` or `#` needs quotes"));
+        }
+    };
+    let index = LocationIndex::build(&file.source.text);
+    Ok((SpecFile { index, ..file }, value))
+}
+
+/// A spec's top level without its nodes, as the parser builds it.
 struct SpecParts {
     name: String,
     description: Option<String>,
@@ -180,16 +236,56 @@ struct SpecParts {
     backends: BTreeMap<String, BackendSpec>,
     declared_backends: Vec<String>,
     prices: BTreeMap<String, Price>,
-    nodes: Vec<RawNode>,
 }
 
 struct Parser<'a> {
     file: &'a SpecFile,
-    /// Kind names, for the hint when a node has none.
-    kinds: &'a [&'a str],
     diags: Vec<Diagnostic>,
     /// Keys found written in the spec: masked in every line shown.
     secrets: Vec<String>,
+}
+
+/// Reports each key of `map` (at `at`) that is not in `allowed`.
+fn unknown_fields(
+    file: &SpecFile,
+    diags: &mut Vec<Diagnostic>,
+    map: &Mapping,
+    at: &YamlPath,
+    allowed: &[&str],
+    context: &str,
+) {
+    for key in map.keys() {
+        let k = yaml_brief(key);
+        if !allowed.contains(&k.as_str()) {
+            let d = file.at_key(&at.key(k.clone()), format!("unknown field `{k}` {context}")).hint(suggest(
+                &k,
+                allowed.iter().copied(),
+                "a field",
+            ));
+            diags.push(d);
+        }
+    }
+}
+
+/// Checks the `flow:` version at the top of a spec or template.
+fn check_version(file: &SpecFile, diags: &mut Vec<Diagnostic>, top: &Mapping) {
+    let root = YamlPath::root();
+    match top.get("flow") {
+        None => diags.push(
+            Diagnostic::new("missing `flow:` version")
+                .at(&file.source, Some(Loc { line: 1, col: 1, width: 1 }))
+                .hint("add `flow: 1` as the first line"),
+        ),
+        Some(v) if v.as_u64() == Some(SPEC_VERSION) => {}
+        Some(Value::String(s)) => diags.push(
+            file.at_value(&root.key("flow"), format!("`flow` must be a number, not the string \"{s}\""))
+                .hint(format!("write `flow: {SPEC_VERSION}` without quotes")),
+        ),
+        Some(v) => diags.push(
+            file.at_value(&root.key("flow"), format!("unsupported spec version {}", yaml_brief(v)))
+                .hint(format!("this flow reads `flow: {SPEC_VERSION}`")),
+        ),
+    }
 }
 
 impl Parser<'_> {
@@ -201,28 +297,7 @@ impl Parser<'_> {
             return None;
         };
         self.unknown_fields(top, &root, TOP_FIELDS, "at the top of the spec");
-        match top.get("flow") {
-            None => self.diags.push(
-                Diagnostic::new("missing `flow:` version")
-                    .at(&self.file.source, Some(Loc { line: 1, col: 1, width: 1 }))
-                    .hint("add `flow: 1` as the first line"),
-            ),
-            Some(v) if v.as_u64() == Some(SPEC_VERSION) => {}
-            Some(Value::String(s)) => {
-                let d = self
-                    .file
-                    .at_value(&root.key("flow"), format!("`flow` must be a number, not the string \"{s}\""))
-                    .hint(format!("write `flow: {SPEC_VERSION}` without quotes"));
-                self.diags.push(d);
-            }
-            Some(v) => {
-                let d = self
-                    .file
-                    .at_value(&root.key("flow"), format!("unsupported spec version {}", yaml_brief(v)))
-                    .hint(format!("this flow reads `flow: {SPEC_VERSION}`"));
-                self.diags.push(d);
-            }
-        }
+        check_version(self.file, &mut self.diags, top);
         let name = match top.get("name") {
             None => self.file.source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
@@ -239,22 +314,23 @@ impl Parser<'_> {
             _ => Vec::new(),
         };
         let prices = self.prices(top.get("prices"));
-        let nodes = self.nodes(top.get("nodes"), &params, env);
-        Some(SpecParts { name, description, params, backends, declared_backends, prices, nodes })
+        Some(SpecParts { name, description, params, backends, declared_backends, prices })
     }
 
     fn unknown_fields(&mut self, map: &Mapping, at: &YamlPath, allowed: &[&str], context: &str) {
-        for key in map.keys() {
-            let k = yaml_brief(key);
-            if !allowed.contains(&k.as_str()) {
-                let d = self.file.at_key(&at.key(k.clone()), format!("unknown field `{k}` {context}")).hint(suggest(
-                    &k,
-                    allowed.iter().copied(),
-                    "a field",
-                ));
-                self.diags.push(d);
-            }
-        }
+        unknown_fields(self.file, &mut self.diags, map, at, allowed, context);
+    }
+
+    /// Resolves `${...}` in a value of the spec's top level (`backends:`).
+    fn interpolate(
+        &mut self,
+        v: &Value,
+        path: &YamlPath,
+        params: &BTreeMap<String, serde_json::Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Value {
+        let vars = Vars { params: Some(params), inputs: None, matrix: None, env };
+        interp::Interp::new(self.file, &mut self.diags).value(v, path, &vars)
     }
 
     fn params(&mut self, value: Option<&Value>, sets: &[String]) -> BTreeMap<String, serde_json::Value> {
@@ -351,176 +427,6 @@ impl Parser<'_> {
             }
         }
         out
-    }
-
-    fn nodes(
-        &mut self,
-        value: Option<&Value>,
-        params: &BTreeMap<String, serde_json::Value>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Vec<RawNode> {
-        let at = YamlPath::root().key("nodes");
-        let map = match value {
-            Some(Value::Mapping(m)) if !m.is_empty() => m,
-            Some(Value::Mapping(_)) | None | Some(Value::Null) => {
-                self.diags.push(
-                    Diagnostic::new("the spec has no nodes")
-                        .at(&self.file.source, self.file.index.key(&at))
-                        .hint("add `nodes:` with at least one node, e.g. `cases: {kind: load, path: data.jsonl}`"),
-                );
-                return Vec::new();
-            }
-            Some(_) => {
-                self.diags.push(self.file.at_value(&at, "`nodes` must be a mapping from node name to node"));
-                return Vec::new();
-            }
-        };
-        let mut nodes = Vec::new();
-        for (k, v) in map {
-            let name = yaml_brief(k);
-            let path = at.key(name.clone());
-            if !valid_node_name(&name) {
-                self.diags.push(
-                    self.file
-                        .at_key(&path, format!("invalid node name `{name}`"))
-                        .hint("use letters, digits, `_` and `-`, starting with a letter"),
-                );
-                continue;
-            }
-            let Some(body) = v.as_mapping() else {
-                self.diags.push(
-                    self.file
-                        .at_value(&path, format!("node `{name}` must be a mapping"))
-                        .hint("write `kind: <kind>` and the kind's fields under the node name"),
-                );
-                continue;
-            };
-            let kind = match body.get("kind") {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    self.diags.push(self.file.at_value(&path.key("kind"), "`kind` must be a string"));
-                    None
-                }
-                None => {
-                    self.diags.push(
-                        self.file
-                            .at_key(&path, format!("node `{name}` has no `kind`"))
-                            .hint(format!("add `kind:`, one of {}", backticked(self.kinds))),
-                    );
-                    None
-                }
-            };
-            let inputs = self.inputs(body, &path, &name);
-            let errors_before = self.diags.len();
-            let mut config = Mapping::new();
-            for (ck, cv) in body {
-                let key = yaml_brief(ck);
-                if NODE_FIELDS.contains(&key.as_str()) {
-                    continue;
-                }
-                let resolved = self.interpolate(cv, &path.key(key), params, env);
-                config.insert(ck.clone(), resolved);
-            }
-            let unresolved = self.diags.len() > errors_before;
-            let cache = match body.get("cache") {
-                None | Some(Value::Bool(true)) => true,
-                Some(Value::Bool(false)) => false,
-                Some(_) => {
-                    self.diags.push(
-                        self.file
-                            .at_value(&path.key("cache"), "`cache` must be true or false")
-                            .hint("`cache: false` makes the node run every time and skip memoized calls"),
-                    );
-                    true
-                }
-            };
-            nodes.push(RawNode { name, path, kind, inputs, config: Value::Mapping(config), unresolved, cache });
-        }
-        nodes
-    }
-
-    fn inputs(&mut self, body: &Mapping, path: &YamlPath, name: &str) -> Vec<InputRef> {
-        let one = body.get("input");
-        let many = body.get("inputs");
-        if one.is_some() && many.is_some() {
-            self.diags.push(
-                self.file
-                    .at_key(&path.key("inputs"), format!("node `{name}` has both `input` and `inputs`"))
-                    .hint("use `input: a` for one upstream node or `inputs: [a, b]` for several"),
-            );
-        }
-        let mut refs = Vec::new();
-        if let Some(v) = one {
-            match v {
-                Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("input") }),
-                _ => self.diags.push(
-                    self.file
-                        .at_value(&path.key("input"), "`input` must be the name of one upstream node")
-                        .hint("for several inputs write `inputs: [a, b]`"),
-                ),
-            }
-        }
-        if let Some(v) = many {
-            match v {
-                Value::Sequence(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        match item {
-                            Value::String(s) => {
-                                refs.push(InputRef { name: s.clone(), path: path.key("inputs").index(i) })
-                            }
-                            _ => self.diags.push(
-                                self.file.at_value(&path.key("inputs").index(i), "each input must be a node name"),
-                            ),
-                        }
-                    }
-                }
-                Value::String(s) => refs.push(InputRef { name: s.clone(), path: path.key("inputs") }),
-                _ => self.diags.push(self.file.at_value(&path.key("inputs"), "`inputs` must be a list of node names")),
-            }
-        }
-        refs
-    }
-
-    fn interpolate(
-        &mut self,
-        v: &Value,
-        path: &YamlPath,
-        params: &BTreeMap<String, serde_json::Value>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Value {
-        match v {
-            Value::String(s) => match interp::resolve_str(s, params, env) {
-                Ok(v) => v,
-                Err(e) => {
-                    let d = match e {
-                        InterpError::UnknownParam(p) => self
-                            .file
-                            .at_value(path, format!("unknown param `{p}` in `${{params.{p}}}`"))
-                            .hint(suggest(&p, params.keys().map(String::as_str), "a param")),
-                        InterpError::MissingEnv(n) => self
-                            .file
-                            .at_value(path, format!("environment variable `{n}` is not set"))
-                            .hint(format!("export {n}=..., or give a default: `${{env.{n}:-value}}`")),
-                        InterpError::Malformed(r) => self
-                            .file
-                            .at_value(path, format!("cannot resolve `{r}`"))
-                            .hint("references are `${params.NAME}`, `${env.NAME}` or `${env.NAME:-default}`; write `$${` for a literal `${`"),
-                    };
-                    self.diags.push(d);
-                    v.clone()
-                }
-            },
-            Value::Sequence(items) => Value::Sequence(
-                items.iter().enumerate().map(|(i, x)| self.interpolate(x, &path.index(i), params, env)).collect(),
-            ),
-            Value::Mapping(m) => Value::Mapping(
-                m.iter()
-                    .map(|(k, x)| (k.clone(), self.interpolate(x, &path.key(yaml_brief(k)), params, env)))
-                    .collect(),
-            ),
-            Value::Tagged(t) => self.interpolate(&t.value, path, params, env),
-            other => other.clone(),
-        }
     }
 }
 

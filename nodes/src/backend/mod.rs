@@ -8,8 +8,13 @@
 //! exponential backoff and jitter on 429, 5xx, timeouts and connection
 //! errors, honouring `Retry-After` (backon) → the answer is memoized and
 //! counted (tokens, cost) on the node's meter. Endpoints are paths under the
-//! API root, so chat completions and embeddings share all of it, and
-//! fine-tuning's files and jobs endpoints can join.
+//! API root, so chat completions and embeddings share all of it, and so do
+//! fine-tuning's files and jobs endpoints: a multipart upload
+//! ([`Backend::upload`]) and a JSON POST at any path ([`Backend::post_as`])
+//! are memoized like a chat call, so a re-run replays the upload and the job
+//! creation instead of starting a second job; a GET ([`Backend::get`], a
+//! job's status) goes through limits, retries and accounting but is never
+//! memoized, since its answer changes over time.
 
 mod memo;
 mod openai;
@@ -47,6 +52,26 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
         }
     }
+}
+
+/// A file to send as `multipart/form-data` (a fine-tuning dataset): the
+/// form has a `purpose` field and a `file` part.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub filename: &'a str,
+    pub bytes: &'a [u8],
+    /// The form's `purpose` (`fine-tune` for OpenAI's files API).
+    pub purpose: &'a str,
+}
+
+/// What one attempt sends: a chat or embeddings call, a JSON POST or a
+/// multipart upload at a path under the base URL, or a GET.
+#[derive(Debug, Clone, Copy)]
+enum Request<'a> {
+    Endpoint(Endpoint, &'a Value, u32),
+    Post(&'a str, &'a Value),
+    Upload(&'a str, Upload<'a>),
+    Get(&'a str),
 }
 
 /// Why a call failed.
@@ -303,12 +328,49 @@ pub fn memo_key(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u3
 }
 
 fn memo_key_of(identity: &Value, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+    path_key_of(identity, endpoint.path(), body, sample)
+}
+
+fn path_key_of(identity: &Value, path: &str, body: &Value, sample: u32) -> ContentHash {
     let request = if sample == 0 {
-        json!({"endpoint": endpoint.path(), "body": body})
+        json!({"endpoint": path, "body": body})
     } else {
-        json!({"endpoint": endpoint.path(), "body": body, "sample": sample})
+        json!({"endpoint": path, "body": body, "sample": sample})
     };
     CallMemo::key(identity, &request)
+}
+
+/// The memo key of a JSON POST to `path` filed under `key` (see
+/// [`Backend::post_as`]); a chat call's body at `chat/completions` has the
+/// key [`memo_key`] gives it.
+pub fn post_key(spec: &BackendSpec, path: &str, key: &Value) -> ContentHash {
+    path_key_of(&spec.identity(), path, key, 0)
+}
+
+/// The memo key of an upload to `path`: the file's content (by hash), name
+/// and purpose.
+pub fn upload_key(spec: &BackendSpec, path: &str, file: &Upload<'_>) -> ContentHash {
+    upload_key_of(&spec.identity(), path, file)
+}
+
+fn upload_key_of(identity: &Value, path: &str, file: &Upload<'_>) -> ContentHash {
+    let upload = json!({
+        "filename": file.filename,
+        "purpose": file.purpose,
+        "bytes": file.bytes.len(),
+        "content": ContentHash::of(file.bytes).hex(),
+    });
+    CallMemo::key(identity, &json!({"endpoint": path, "upload": upload}))
+}
+
+/// The request body of an embeddings call to the backend `spec`: its model,
+/// the texts, and `dimensions` when given.
+pub fn embed_body(spec: &BackendSpec, texts: &[String], dimensions: Option<u32>) -> Value {
+    let mut body = json!({"model": spec.model(), "input": texts});
+    if let Some(d) = dimensions {
+        body["dimensions"] = json!(d);
+    }
+    body
 }
 
 /// The request body of a chat completion to the backend `spec`: its model
@@ -362,35 +424,99 @@ impl Backend {
         usable: impl Fn(&Value) -> Result<(), String>,
     ) -> Result<Reply, CallError> {
         let key = self.memo_key(endpoint, &body, opts.sample);
-        if opts.memo_reads {
-            if let Some(memo) = &self.memo {
-                if let Some(stored) = memo.get(&key) {
-                    if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
-                        let latency_ms = stored["latency_ms"].as_u64().unwrap_or(0);
-                        let body = stored["body"].clone();
-                        if usable(&body).is_ok() {
-                            opts.meter.memo_hit();
-                            return Ok(self.reply(body, latency_ms, true));
+        let tokens = estimate_tokens(&body, self.spec.max_tokens);
+        self.execute(Request::Endpoint(endpoint, &body, opts.sample), Some(key), Some(tokens), opts, usable).await
+    }
+
+    /// A JSON POST to `path` under the base URL (a fine-tuning job's
+    /// creation), memoized under `key` rather than the body: the caller
+    /// names what the answer depends on when the body holds ids an earlier
+    /// call returned (the uploaded file's id), so the key can be computed
+    /// before that call is made (`flow plan`) and stays the same when the
+    /// server hands out a new id. `usable` as in [`Backend::call_checked`].
+    pub async fn post_as(
+        &self,
+        path: &str,
+        body: Value,
+        key: &Value,
+        opts: CallOpts<'_>,
+        usable: impl Fn(&Value) -> Result<(), String>,
+    ) -> Result<Reply, CallError> {
+        let key = path_key_of(&self.identity, path, key, 0);
+        self.execute(Request::Post(path, &body), Some(key), None, opts, usable).await
+    }
+
+    /// A `multipart/form-data` upload to `path` (OpenAI's `files`),
+    /// memoized under the file's content, name and purpose: uploading the
+    /// same dataset again replays the first answer (the same file id).
+    pub async fn upload(
+        &self,
+        path: &str,
+        file: Upload<'_>,
+        opts: CallOpts<'_>,
+        usable: impl Fn(&Value) -> Result<(), String>,
+    ) -> Result<Reply, CallError> {
+        let key = upload_key_of(&self.identity, path, &file);
+        self.execute(Request::Upload(path, file), Some(key), None, opts, usable).await
+    }
+
+    /// A GET of `path` under the base URL (a job's status, its events):
+    /// limits, retries and accounting, never the memo (the answer changes
+    /// over time).
+    pub async fn get(&self, path: &str, opts: CallOpts<'_>) -> Result<Reply, CallError> {
+        self.execute(Request::Get(path), None, None, opts, |_| Ok(())).await
+    }
+
+    /// One call of any kind: the memo when it has a `key`, the limits
+    /// (`tokens` for `tpm`: only inference calls count), the transport with
+    /// retries, then accounting and the memo.
+    async fn execute(
+        &self,
+        request: Request<'_>,
+        key: Option<ContentHash>,
+        tokens: Option<u32>,
+        opts: CallOpts<'_>,
+        usable: impl Fn(&Value) -> Result<(), String>,
+    ) -> Result<Reply, CallError> {
+        let inference = matches!(request, Request::Endpoint(..));
+        if let (true, Some(memo), Some(key)) = (opts.memo_reads, &self.memo, &key) {
+            if let Some(stored) = memo.get(key) {
+                if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
+                    let latency_ms = stored["latency_ms"].as_u64().unwrap_or(0);
+                    let body = stored["body"].clone();
+                    if usable(&body).is_ok() {
+                        opts.meter.memo_hit();
+                        if let Transport::Sim(s) = &self.transport {
+                            // The sim plays a server with state (files,
+                            // jobs) that this request, answered here, does
+                            // not reach: it learns what the answer made.
+                            s.replayed(request, &body);
                         }
+                        return Ok(self.reply(body, latency_ms, true, inference));
                     }
                 }
             }
         }
-        let tokens = estimate_tokens(&body, self.spec.max_tokens);
         let attempt = || async {
             if let Some(rpm) = &self.rpm {
                 rpm.until_ready().await;
             }
-            if let Some((tpm, cap)) = &self.tpm {
+            if let (Some((tpm, cap)), Some(tokens)) = (&self.tpm, tokens) {
                 // A request larger than a minute's budget waits for all of it.
                 let n = NonZeroU32::new(tokens.clamp(1, *cap)).expect("clamped to at least 1");
                 let _ = tpm.until_n_ready(n).await;
             }
             let _slot = self.slots.acquire().await.map_err(|_| CallError::fatal("backend closed"))?;
             let started = Instant::now();
-            let body = match &self.transport {
-                Transport::Openai(c) => c.send(endpoint, &body).await?,
-                Transport::Sim(s) => s.send(endpoint, &body, opts.sample).await?,
+            let body = match (&self.transport, request) {
+                (Transport::Openai(c), Request::Endpoint(endpoint, body, _)) => c.send(endpoint, body).await?,
+                (Transport::Openai(c), Request::Post(path, body)) => c.post(path, body).await?,
+                (Transport::Openai(c), Request::Upload(path, file)) => c.upload(path, &file).await?,
+                (Transport::Openai(c), Request::Get(path)) => c.get(path).await?,
+                (Transport::Sim(s), Request::Endpoint(endpoint, body, sample)) => {
+                    s.send(endpoint, body, sample).await?
+                }
+                (Transport::Sim(s), other) => s.fine_tuning(other).await?,
             };
             Ok::<_, CallError>((body, started.elapsed()))
         };
@@ -413,14 +539,14 @@ impl Backend {
         match result {
             Ok((body, elapsed)) => {
                 let latency_ms = elapsed.as_millis() as u64;
-                let reply = self.reply(body, latency_ms, false);
+                let reply = self.reply(body, latency_ms, false, inference);
                 // Answered and paid for, whatever it holds.
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
                 if let Err(e) = usable(&reply.body) {
                     opts.meter.error();
                     return Err(CallError::fatal(e));
                 }
-                if let Some(memo) = &self.memo {
+                if let (Some(memo), Some(key)) = (&self.memo, key) {
                     let stored = json!({"body": reply.body, "latency_ms": latency_ms});
                     memo.put(key, serde_json::to_vec(&stored).expect("json"));
                 }
@@ -436,7 +562,11 @@ impl Backend {
         }
     }
 
-    fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool) -> Reply {
+    /// `inference`: a chat or embeddings call, priced by its tokens. Other
+    /// calls (files, jobs) are not priced here: the provider bills a
+    /// fine-tuning job by trained tokens, so their cost is unknown (`null`),
+    /// not $0; the offline `sim` costs nothing either way.
+    fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool, inference: bool) -> Reply {
         let usage = Usage {
             prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
             completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
@@ -445,6 +575,7 @@ impl Backend {
         let cost_usd = match self.spec.provider {
             // The offline backend costs nothing, unless `prices:` says so for a demo.
             Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
+            Provider::Openai if !inference => None,
             Provider::Openai => self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage)),
         };
         Reply { body, latency_ms, memo_hit, usage, model, cost_usd }
@@ -476,7 +607,18 @@ impl Backend {
 
     /// Embeddings of `texts`, in order.
     pub async fn embed(&self, texts: &[String], opts: CallOpts<'_>) -> Result<Vec<Vec<f32>>, CallError> {
-        let body = json!({"model": self.spec.model(), "input": texts});
+        self.embed_dims(texts, None, opts).await
+    }
+
+    /// Embeddings of `texts`, in order, of `dimensions` when given (the
+    /// request's `dimensions`, for models that can shorten their vectors).
+    pub async fn embed_dims(
+        &self,
+        texts: &[String],
+        dimensions: Option<u32>,
+        opts: CallOpts<'_>,
+    ) -> Result<Vec<Vec<f32>>, CallError> {
+        let body = embed_body(&self.spec, texts, dimensions);
         let listed = |b: &Value| match b["data"].as_array() {
             Some(d) if d.len() == texts.len() => Ok(()),
             _ => Err(format!("expected {} embeddings in the response's `data`", texts.len())),
@@ -586,5 +728,43 @@ mod tests {
         }
         let other = memo_key(&spec, Endpoint::Chat, &chat_body(&spec, &ask("other"), false, 0), 0);
         assert_eq!(memo.get(&other).unwrap(), None);
+    }
+
+    /// An upload and a job's creation are filed under the keys `flow plan`
+    /// computes, and replayed; a GET (a job's status) never is.
+    #[tokio::test]
+    async fn uploads_and_keyed_posts_are_memoized_and_gets_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memo.redb");
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim, model: base-1}").unwrap();
+        let specs = BTreeMap::from([("ft".to_string(), spec.clone())]);
+        let memo = CallMemo::open(&path).unwrap();
+        let backends = Backends::new(&specs, &BTreeMap::new(), &["ft".into()], Some(memo), &|_| None).unwrap();
+        let b = backends.get("ft").unwrap();
+        let meter = Meter::default();
+        let opts = CallOpts { meter: &meter, memo_reads: true, sample: 0 };
+        let bytes = b"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n";
+        let file = Upload { filename: "train.jsonl", bytes, purpose: "fine-tune" };
+        let key = json!({"model": "base-1", "training_file": {"content": "the file's hash"}});
+        let mut ids = Vec::new();
+        for round in 0..2 {
+            let up = b.upload("files", file, opts, |_| Ok(())).await.unwrap();
+            let body = json!({"model": "base-1", "training_file": up.body["id"]});
+            let job = b.post_as("fine_tuning/jobs", body, &key, opts, |_| Ok(())).await.unwrap();
+            assert_eq!((up.memo_hit, job.memo_hit), (round == 1, round == 1));
+            let id = job.body["id"].as_str().unwrap().to_string();
+            let polled = b.get(&format!("fine_tuning/jobs/{id}"), opts).await.unwrap();
+            assert!(!polled.memo_hit);
+            ids.push(id);
+        }
+        assert_eq!(ids[0], ids[1], "the replayed creation names the same job");
+        let counts = meter.snapshot().unwrap();
+        assert_eq!((counts.requests, counts.memo_hits), (4, 2));
+        drop(b);
+        drop(backends);
+        let memo = CallMemo::open(&path).unwrap();
+        assert_eq!(memo.len().unwrap(), 2);
+        assert!(memo.get(&upload_key(&spec, "files", &file)).unwrap().is_some());
+        assert!(memo.get(&post_key(&spec, "fine_tuning/jobs", &key)).unwrap().is_some());
     }
 }

@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::RequestBuilder;
 use serde_json::Value;
 
 use flow_engine::BackendSpec;
 
-use super::{CallError, Endpoint};
+use super::{CallError, Endpoint, Upload};
 
 pub struct Client {
     http: reqwest::Client,
@@ -50,28 +51,55 @@ impl Client {
 
     /// One attempt.
     pub async fn send(&self, endpoint: Endpoint, body: &Value) -> Result<Value, CallError> {
-        let url = format!("{}/{}", self.base_url, endpoint.path());
+        self.post(endpoint.path(), body).await
+    }
+
+    /// One attempt at a JSON POST to `path` under the base URL.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+        let url = self.url(path);
         let bytes = serde_json::to_vec(body).expect("a request serializes");
-        let response =
-            self.http.post(&url).header(CONTENT_TYPE, "application/json").body(bytes).send().await.map_err(|e| {
-                CallError {
-                    message: format!("POST {url}: {}", error_chain(&e)),
-                    status: None,
-                    retryable: e.is_timeout() || e.is_connect() || e.is_request(),
-                    retry_after: None,
-                }
-            })?;
+        let request = self.http.post(&url).header(CONTENT_TYPE, "application/json").body(bytes);
+        self.execute("POST", &url, request).await
+    }
+
+    /// One attempt at a `multipart/form-data` upload to `path`.
+    pub async fn upload(&self, path: &str, file: &Upload<'_>) -> Result<Value, CallError> {
+        let url = self.url(path);
+        let (content_type, body) = multipart(file);
+        let request = self.http.post(&url).header(CONTENT_TYPE, content_type).body(body);
+        self.execute("POST", &url, request).await
+    }
+
+    /// One attempt at a GET of `path`.
+    pub async fn get(&self, path: &str) -> Result<Value, CallError> {
+        let url = self.url(path);
+        self.execute("GET", &url, self.http.get(&url)).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    /// Sends `request` and reads a JSON answer; `method` and `url` are for
+    /// messages.
+    async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
+        let response = request.send().await.map_err(|e| CallError {
+            message: format!("{method} {url}: {}", error_chain(&e)),
+            status: None,
+            retryable: e.is_timeout() || e.is_connect() || e.is_request(),
+            retry_after: None,
+        })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let text = response.bytes().await.map_err(|e| CallError {
-            message: format!("POST {url}: reading the response: {}", error_chain(&e)),
+            message: format!("{method} {url}: reading the response: {}", error_chain(&e)),
             status: Some(status.as_u16()),
             retryable: true,
             retry_after,
         })?;
         if status.is_success() {
             return serde_json::from_slice(&text).map_err(|e| CallError {
-                message: format!("POST {url}: the response is not JSON ({e})"),
+                message: format!("{method} {url}: the response is not JSON ({e})"),
                 status: Some(status.as_u16()),
                 retryable: true,
                 retry_after: None,
@@ -83,12 +111,47 @@ impl Client {
             .and_then(|v| v["error"]["message"].as_str().or(v["message"].as_str()).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&text).chars().take(300).collect());
         Err(CallError {
-            message: format!("HTTP {code} from POST {url}: {}", detail.trim()),
+            message: format!("HTTP {code} from {method} {url}: {}", detail.trim()),
             status: Some(code),
             retryable: code == 408 || code == 409 || code == 429 || status.is_server_error(),
             retry_after,
         })
     }
+}
+
+/// A `multipart/form-data` body with the `purpose` field and the `file`
+/// part, and its content type. Written by hand (a few lines) rather than
+/// with reqwest's `multipart` feature: the body is bytes, deterministic for
+/// the same file, and any retry sends it again as is. The boundary is
+/// derived from the content and checked not to occur in it.
+pub fn multipart(file: &Upload<'_>) -> (String, Vec<u8>) {
+    let mut salt = 0u32;
+    let boundary = loop {
+        let mut h = blake3::Hasher::new();
+        h.update(file.bytes);
+        h.update(&salt.to_le_bytes());
+        let b = format!("flow-boundary-{}", &h.finalize().to_hex()[..24]);
+        if !file.bytes.windows(b.len()).any(|w| w == b.as_bytes()) {
+            break b;
+        }
+        salt += 1;
+    };
+    // Quotes and line breaks cannot be in a quoted header parameter.
+    let name: String = file.filename.chars().map(|c| if matches!(c, '"' | '\r' | '\n') { '_' } else { c }).collect();
+    let mut body = Vec::with_capacity(file.bytes.len() + 512);
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{}\r\n", file.purpose)
+            .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file.bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// `Retry-After` in seconds (or OpenAI's `retry-after-ms`). An HTTP date is
@@ -132,5 +195,20 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("150"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn multipart_holds_the_purpose_and_the_file() {
+        let file = Upload { filename: "train.jsonl", bytes: b"{\"messages\": []}\n", purpose: "fine-tune" };
+        let (content_type, body) = multipart(&file);
+        let boundary = content_type.strip_prefix("multipart/form-data; boundary=").unwrap();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(text.starts_with(&format!("--{boundary}\r\n")), "{text}");
+        assert!(text.ends_with(&format!("\r\n--{boundary}--\r\n")), "{text}");
+        assert!(text.contains("name=\"purpose\"\r\n\r\nfine-tune\r\n"), "{text}");
+        assert!(text.contains("name=\"file\"; filename=\"train.jsonl\"\r\n"), "{text}");
+        assert!(text.contains("\r\n\r\n{\"messages\": []}\n\r\n--"), "{text}");
+        // The same file, the same bytes: a retry or a rerun sends it alike.
+        assert_eq!(multipart(&file).1, body);
     }
 }

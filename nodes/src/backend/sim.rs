@@ -10,17 +10,26 @@
 //!   sentence. In JSON mode the answer is a JSON object: a grade
 //!   (`score`, `reason`) for a judge prompt, else fields named by a
 //!   `json_schema` response format, else `{"answer": ...}`.
+//!   A `synthesize` rewording prompt gets its rules back, each with its
+//!   support appended.
 //! - Embeddings: hashed bag-of-words vectors (`dimensions`, default 64),
 //!   L2-normalized, so texts sharing words are close.
-
-use std::sync::OnceLock;
+//! - Fine-tuning: an upload answers a file id, a job creation a job that goes
+//!   `validating_files` → `running` → `succeeded` over four polls, with events
+//!   and a model named `ft:<model>:<suffix>:<hash8>`. Files and jobs are the
+//!   sim's state, like a server's; a call the memo answers never reaches the
+//!   sim, so the backend hands it the replayed request and answer
+//!   ([`Sim::replayed`]), and a resumed run polls the job an earlier run made.
+//!
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use flow_engine::BackendSpec;
 
-use super::{CallError, Endpoint};
+use super::{CallError, Endpoint, Request, Upload};
 
 /// The marker a judge prompt puts before the response it grades.
 pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
@@ -33,7 +42,16 @@ pub struct Sim {
     model: String,
     error_rate: f64,
     latency: Option<Duration>,
+    /// Uploaded files: id → tokens (words of the messages).
+    files: Mutex<HashMap<String, u64>>,
+    /// Fine-tuning jobs by id.
+    jobs: Mutex<HashMap<String, SimJob>>,
 }
+
+/// Polls a sim job answers `validating_files`, then `running`, before it
+/// succeeds.
+const VALIDATING_POLLS: u32 = 1;
+const RUNNING_POLLS: u32 = 2;
 
 impl Sim {
     pub fn new(spec: &BackendSpec) -> Self {
@@ -42,6 +60,8 @@ impl Sim {
             model: spec.model().to_string(),
             error_rate: sim.and_then(|s| s.error_rate).unwrap_or(0.1).clamp(0.0, 1.0),
             latency: sim.and_then(|s| s.latency),
+            files: Mutex::default(),
+            jobs: Mutex::default(),
         }
     }
 
@@ -49,10 +69,108 @@ impl Sim {
         if let Some(d) = self.latency {
             tokio::time::sleep(d).await;
         }
+        self.answer(endpoint, body, sample)
+    }
+
+    fn answer(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
         match endpoint {
             Endpoint::Chat => self.chat(body, sample),
             Endpoint::Embeddings => Ok(embeddings(body, &self.model)),
         }
+    }
+
+    /// Files and jobs: an upload, a job's creation (a POST with a
+    /// `training_file`), and GETs of a job or its events, wherever the
+    /// spec's paths put them (the job id is a segment of the path).
+    pub async fn fine_tuning(&self, request: Request<'_>) -> Result<Value, CallError> {
+        if let Some(d) = self.latency {
+            tokio::time::sleep(d).await;
+        }
+        match request {
+            Request::Endpoint(endpoint, body, sample) => self.answer(endpoint, body, sample),
+            Request::Upload(_, file) => Ok(self.upload(&file)),
+            Request::Post(_, body) if body.get("training_file").is_some() => self.create_job(body),
+            Request::Post(path, body) => match path.trim_matches('/') {
+                "chat/completions" => self.chat(body, 0),
+                "embeddings" => Ok(embeddings(body, &self.model)),
+                other => Err(CallError::fatal(format!("sim: no endpoint `{other}`"))),
+            },
+            Request::Get(path) => self.get(path),
+        }
+    }
+
+    /// A request the call memo answered instead of the sim: what its answer
+    /// made (a file, a job) becomes part of the sim's state, as it was on
+    /// the server that first answered it.
+    pub fn replayed(&self, request: Request<'_>, answer: &Value) {
+        let Some(id) = answer["id"].as_str() else { return };
+        match request {
+            Request::Upload(_, file) => {
+                self.files.lock().expect("sim files lock").insert(id.to_string(), file_tokens(&file));
+            }
+            Request::Post(_, body) if body.get("training_file").is_some() => {
+                let job = self.job_of(body);
+                self.jobs.lock().expect("sim jobs lock").entry(id.to_string()).or_insert(job);
+            }
+            _ => {}
+        }
+    }
+
+    fn upload(&self, file: &Upload<'_>) -> Value {
+        let id = format!("file-{}", &blake3::hash(file.bytes).to_hex()[..12]);
+        self.files.lock().expect("sim files lock").insert(id.clone(), file_tokens(file));
+        json!({
+            "object": "file",
+            "id": id,
+            "bytes": file.bytes.len(),
+            "created_at": 0,
+            "filename": file.filename,
+            "purpose": file.purpose,
+            "status": "processed",
+        })
+    }
+
+    fn job_of(&self, body: &Value) -> SimJob {
+        let file = body["training_file"].as_str().unwrap_or_default();
+        let tokens = self.files.lock().expect("sim files lock").get(file).copied().unwrap_or(0);
+        let epochs = body["method"]["supervised"]["hyperparameters"]["n_epochs"].as_u64().unwrap_or(3);
+        let hash = blake3::hash(body.to_string().as_bytes()).to_hex();
+        SimJob {
+            id: format!("ftjob-{}", &hash[..12]),
+            hash8: hash[..8].to_string(),
+            trained_tokens: tokens * epochs,
+            model: body["model"].as_str().unwrap_or(&self.model).to_string(),
+            suffix: body["suffix"].as_str().unwrap_or_default().to_string(),
+            polls: 0,
+        }
+    }
+
+    fn create_job(&self, body: &Value) -> Result<Value, CallError> {
+        let file = body["training_file"].as_str().unwrap_or_default();
+        if !self.files.lock().expect("sim files lock").contains_key(file) {
+            return Err(not_found(format!("sim: no file `{file}` was uploaded")));
+        }
+        let job = self.job_of(body);
+        let answer = job.object("validating_files");
+        self.jobs.lock().expect("sim jobs lock").insert(job.id.clone(), job);
+        Ok(answer)
+    }
+
+    fn get(&self, path: &str) -> Result<Value, CallError> {
+        let path = path.split('?').next().unwrap_or(path);
+        let mut jobs = self.jobs.lock().expect("sim jobs lock");
+        let id = path.split('/').find(|segment| jobs.contains_key(*segment)).unwrap_or_default().to_string();
+        let job = jobs.get_mut(&id).ok_or_else(|| not_found(format!("sim: no fine-tuning job in `{path}`")))?;
+        if path.trim_end_matches('/').ends_with("/events") {
+            return Ok(job.events());
+        }
+        job.polls += 1;
+        let status = match job.polls {
+            n if n <= VALIDATING_POLLS => "validating_files",
+            n if n <= VALIDATING_POLLS + RUNNING_POLLS => "running",
+            _ => "succeeded",
+        };
+        Ok(job.object(status))
     }
 
     fn chat(&self, body: &Value, sample: u32) -> Result<Value, CallError> {
@@ -97,6 +215,9 @@ impl Sim {
     }
 
     fn json_answer(&self, prompt: &str, schema: &Value, seed: f64) -> Value {
+        if let Some((_, rest)) = prompt.split_once(crate::synthesize::reword::RULES_MARKER) {
+            return reword_rules(rest);
+        }
         if let Some((criteria, response)) = prompt.split_once(JUDGE_RESPONSE_MARKER) {
             return grade(criteria, response);
         }
@@ -121,6 +242,101 @@ impl Sim {
         }
         json!({"answer": self.text_answer(prompt, seed)})
     }
+}
+
+fn not_found(message: String) -> CallError {
+    CallError { message, status: Some(404), retryable: false, retry_after: None }
+}
+
+/// A file's size in sim tokens: the words of its messages.
+fn file_tokens(file: &Upload<'_>) -> u64 {
+    String::from_utf8_lossy(file.bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| v["messages"].as_array().cloned().unwrap_or_default())
+        .map(|m| words(m["content"].as_str().unwrap_or("")) as u64)
+        .sum()
+}
+
+/// A sim fine-tuning job.
+struct SimJob {
+    id: String,
+    hash8: String,
+    trained_tokens: u64,
+    model: String,
+    suffix: String,
+    /// Status polls so far (in this process).
+    polls: u32,
+}
+
+impl SimJob {
+    fn fine_tuned_model(&self) -> String {
+        if self.suffix.is_empty() {
+            format!("ft:{}:{}", self.model, self.hash8)
+        } else {
+            format!("ft:{}:{}:{}", self.model, self.suffix, self.hash8)
+        }
+    }
+
+    fn object(&self, status: &str) -> Value {
+        let done = status == "succeeded";
+        json!({
+            "object": "fine_tuning.job",
+            "id": self.id,
+            "model": self.model,
+            "created_at": 0,
+            "finished_at": if done { json!(self.polls) } else { Value::Null },
+            "status": status,
+            "fine_tuned_model": if done { json!(self.fine_tuned_model()) } else { Value::Null },
+            "trained_tokens": if done { json!(self.trained_tokens) } else { Value::Null },
+            "suffix": self.suffix,
+            "error": null,
+        })
+    }
+
+    /// The events so far, newest first (as OpenAI lists them).
+    fn events(&self) -> Value {
+        let mut events = vec![format!("Created fine-tuning job: {}", self.id)];
+        if self.polls >= 1 {
+            events.push("Validating training file".into());
+        }
+        let running = self.polls.saturating_sub(VALIDATING_POLLS).min(RUNNING_POLLS);
+        if running >= 1 {
+            events.push("Fine-tuning job started".into());
+        }
+        for step in 1..=running {
+            let loss = 1.0 / (step as f64 + 1.0);
+            events.push(format!("Step {step}/{RUNNING_POLLS}: training loss={loss:.3}"));
+        }
+        if self.polls > VALIDATING_POLLS + RUNNING_POLLS {
+            events.push(format!("New fine-tuned model created: {}", self.fine_tuned_model()));
+            events.push("The job has successfully completed".into());
+        }
+        let data: Vec<Value> = events
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, m)| {
+                json!({"object": "fine_tuning.job.event", "id": format!("ftevent-{}-{i}", self.hash8), "created_at": i, "level": "info", "message": m, "type": "message"})
+            })
+            .collect();
+        json!({"object": "list", "data": data, "has_more": false})
+    }
+}
+
+/// A `synthesize` rewording: each rule listed (the JSON array on the line
+/// after the marker) keeps its text, with its support appended.
+fn reword_rules(rest: &str) -> Value {
+    let first = rest.lines().map(str::trim).find(|l| !l.is_empty());
+    let listed: Vec<Value> = first.and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+    let rules: Vec<Value> = listed
+        .iter()
+        .map(|r| {
+            let text = r["text"].as_str().unwrap_or("").trim_end_matches('.');
+            json!({"ids": [r["id"]], "text": format!("{text}, as {} feedback pairs show.", r["support"])})
+        })
+        .collect();
+    json!({ "rules": rules })
 }
 
 /// Cases for a `generate` prompt: the field list is the JSON object on the
@@ -282,6 +498,43 @@ mod tests {
         assert_eq!(grade("The right answer is 42.", "\n42\n")["score"], 1.0);
         assert_eq!(grade("The right answer is 42.", "41")["score"], 0.0);
         assert_eq!(grade("The correct answer is Paris.", "The answer: the capital of France")["score"], 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_job_succeeds_over_polls_and_a_replay_restores_it() {
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim, model: base-1}").unwrap();
+        let sim = Sim::new(&spec);
+        let data = b"{\"messages\": [{\"role\": \"user\", \"content\": \"hi there\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n";
+        let upload = Upload { filename: "train.jsonl", bytes: data, purpose: "fine-tune" };
+        let file = sim.fine_tuning(Request::Upload("files", upload)).await.unwrap();
+        let file_id = file["id"].as_str().unwrap();
+        let body = json!({"model": "base-1", "training_file": file_id, "suffix": "golden", "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}});
+        let created = sim.fine_tuning(Request::Post("fine_tuning/jobs", &body)).await.unwrap();
+        assert_eq!(created["status"], "validating_files");
+        let path = format!("fine_tuning/jobs/{}", created["id"].as_str().unwrap());
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let j = sim.fine_tuning(Request::Get(&path)).await.unwrap();
+            seen.push(j["status"].as_str().unwrap().to_string());
+        }
+        assert_eq!(seen, ["validating_files", "running", "running", "succeeded"]);
+        let done = sim.fine_tuning(Request::Get(&path)).await.unwrap();
+        let model = done["fine_tuned_model"].as_str().unwrap();
+        assert!(model.starts_with("ft:base-1:golden:") && model.len() == "ft:base-1:golden:".len() + 8, "{model}");
+        assert_eq!(done["trained_tokens"], 6, "3 words × 2 epochs");
+        let events = sim.fine_tuning(Request::Get(&format!("{path}/events"))).await.unwrap();
+        assert_eq!(events["data"][0]["message"], "The job has successfully completed");
+
+        // Another process (a resumed run) knows the job once the memo's
+        // answers are replayed to it, and it starts over its polls.
+        let fresh = Sim::new(&spec);
+        assert_eq!(fresh.fine_tuning(Request::Get(&path)).await.unwrap_err().status, Some(404));
+        fresh.replayed(Request::Upload("files", upload), &file);
+        fresh.replayed(Request::Post("fine_tuning/jobs", &body), &created);
+        let j = fresh.fine_tuning(Request::Get(&path)).await.unwrap();
+        assert_eq!((j["status"].as_str(), j["id"].as_str()), (Some("validating_files"), created["id"].as_str()));
+        let bad = json!({"model": "base-1", "training_file": "file-nope"});
+        assert_eq!(fresh.fine_tuning(Request::Post("fine_tuning/jobs", &bad)).await.unwrap_err().status, Some(404));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use analysis::{compare, Comparison, Settings, Side};
 pub struct Compare;
 
 /// `kind: compare`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompareConfig {
     /// A stored run's output as the baseline, instead of the first input.
@@ -62,7 +62,7 @@ pub struct CompareConfig {
 }
 
 /// `baseline: {run: latest | <run-id>, node: <name>}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoredBaseline {
     pub run: String,
@@ -71,7 +71,7 @@ pub struct StoredBaseline {
 
 /// One `fail_if` rule: exactly one of `drop_more_than` and
 /// `significant_drop`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
     pub metric: String,
@@ -138,6 +138,10 @@ impl Node for Compare {
         "compares scored runs: deltas with bootstrap CIs, McNemar, flipped records, fail_if gates";
     const INPUTS: Arity = Arity::Many;
     const SHAPE: Shape = Shape::Barrier;
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<CompareConfig>())
+    }
 
     fn check(config: &CompareConfig, cx: &mut CheckCx<'_>) -> PortType {
         // No input at all is the engine's error already (`Arity::Many`).

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The metric types `evaluate` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricType {
     /// The field equals `expected`.
@@ -70,7 +70,7 @@ impl MetricType {
 /// One metric, as written under `metrics:`. A flat struct rather than a
 /// tagged enum, so a bad value is reported at its own line and column; which
 /// arguments apply to which `type` is checked at compile time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricConfig {
     #[serde(rename = "type")]

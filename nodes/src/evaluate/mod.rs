@@ -42,7 +42,7 @@ use flow_engine::BackendSpec;
 pub struct Evaluate;
 
 /// `kind: evaluate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateConfig {
     pub metrics: Vec<MetricConfig>,
@@ -56,6 +56,10 @@ impl Node for Evaluate {
         "scores records: exact_match, contains, regex, json_valid, similarity, judge, latency, cost, exec";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<EvaluateConfig>())
+    }
 
     fn check(config: &EvaluateConfig, cx: &mut CheckCx<'_>) -> PortType {
         let at = cx.field("metrics");

@@ -1,0 +1,226 @@
+//! From logs with vectors to the node's output: per group, the densities,
+//! the picks, and each pick as a chat example; then `train.jsonl` (the
+//! examples as a fine-tuning API reads them), the summary and the counts.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use flow_engine::{Artifact, Record, META_JSON, SUMMARY_MD};
+
+use super::density::{self, Density};
+use super::logs::{self, Log, Logs};
+use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
+
+/// What one group held and gave.
+#[derive(Debug, Clone, Serialize)]
+struct GroupReport {
+    function: Option<String>,
+    /// Input records, copies included.
+    records: u64,
+    /// Distinct logs.
+    logs: usize,
+    successful: usize,
+    picked: usize,
+    /// The densities of the picks, first and last.
+    densities: Option<(f64, f64)>,
+}
+
+/// Densities, picks, examples and artifacts for `logs`, whose vectors are
+/// all there (given or embedded).
+pub fn extract(
+    c: &ExtractConfig,
+    templates: &Templates,
+    mut logs: Logs,
+    embedded: Embedded,
+) -> Result<(Vec<Record>, Vec<Artifact>), String> {
+    let dims = dimension(&logs)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut out = Vec::new();
+    let mut groups = Vec::new();
+    for (function, mut group) in std::mem::take(&mut logs.groups) {
+        let (x, weights) = unit_vectors(&mut group, dims)?;
+        let started = std::time::Instant::now();
+        let d = density::density(&x, dims, &weights, c.threshold(), threads, density::BLOCK);
+        tracing::debug!(logs = group.len(), seconds = started.elapsed().as_secs_f64(), "extract: densities");
+        // A success without an answer teaches nothing.
+        let success: Vec<bool> =
+            group.iter().map(|l| l.success && !logs::text(&l.record, "output").trim().is_empty()).collect();
+        let top_k = c.top_k as usize;
+        let picks = match c.strategy {
+            Strategy::Steady => select::steady(&x, dims, &d, &success, c.threshold(), top_k, c.min_neighbours),
+            Strategy::Anomaly => select::anomaly(&d, &success, top_k),
+        };
+        drop(x);
+        for (rank, &i) in picks.iter().enumerate() {
+            out.push(example(c, templates, &group[i], &d, i, rank + 1)?);
+        }
+        groups.push(GroupReport {
+            records: weights.iter().map(|&w| w as u64).sum(),
+            logs: group.len(),
+            successful: success.iter().filter(|&&s| s).count(),
+            picked: picks.len(),
+            densities: picks.first().zip(picks.last()).map(|(&a, &b)| (round(d.density[a]), round(d.density[b]))),
+            function,
+        });
+    }
+    let artifacts = artifacts(c, &out, &groups, logs.records, embedded, dims)?;
+    Ok((out, artifacts))
+}
+
+/// The one dimension of every vector; an error naming two logs that differ.
+fn dimension(logs: &Logs) -> Result<usize, String> {
+    let mut first: Option<(&str, usize)> = None;
+    for log in logs.groups.values().flatten() {
+        let Some(v) = &log.embedding else {
+            return Err(format!("log `{}` has no embedding (the backend returned none for it)", log.id));
+        };
+        match first {
+            None => first = Some((&log.id, v.len())),
+            Some((id, n)) if n != v.len() => {
+                return Err(format!(
+                    "log `{}` has a {}-dimensional embedding, but log `{id}` a {n}-dimensional one; \
+                     hint: embed every log with the same model (and `dimensions`)",
+                    log.id,
+                    v.len()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(_, n)| n).unwrap_or(1))
+}
+
+/// The group's vectors as unit rows (taken out of the logs), and each
+/// log's weight (itself and its copies).
+fn unit_vectors(group: &mut [Log], dims: usize) -> Result<(Vec<f32>, Vec<u32>), String> {
+    let mut x = Vec::with_capacity(group.len() * dims);
+    for log in group.iter_mut() {
+        let mut v = log.embedding.take().unwrap_or_default();
+        if !density::normalize(&mut v) {
+            return Err(format!("log `{}` has an all-zero embedding, which has no direction", log.id));
+        }
+        x.extend_from_slice(&v);
+    }
+    Ok((x, group.iter().map(|l| 1 + l.duplicates).collect()))
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Pick `i` of a group as a chat example.
+fn example(
+    c: &ExtractConfig,
+    templates: &Templates,
+    log: &Log,
+    d: &Density,
+    i: usize,
+    rank: usize,
+) -> Result<Record, String> {
+    let mut messages = Vec::new();
+    if let Some(t) = &templates.system {
+        let system = t.render(&log.record).map_err(|e| format!("log `{}`: `system`: {e}", log.id))?;
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": logs::text(&log.record, "input")}));
+    messages.push(json!({"role": "assistant", "content": logs::text(&log.record, "output")}));
+    let Value::Object(fields) = json!({
+        "id": log.id,
+        "function": log.group,
+        "strategy": c.strategy.name(),
+        "rank": rank,
+        "density": round(d.density[i]),
+        "neighbours": d.neighbours[i],
+        "duplicates": log.duplicates,
+        "messages": messages,
+    }) else {
+        unreachable!("an object")
+    };
+    Ok(Arc::new(fields))
+}
+
+fn artifacts(
+    c: &ExtractConfig,
+    examples: &[Record],
+    groups: &[GroupReport],
+    records: usize,
+    embedded: Embedded,
+    dims: usize,
+) -> Result<Vec<Artifact>, String> {
+    let mut train = Vec::new();
+    for e in examples {
+        let line = Map::from_iter([("messages".to_string(), e["messages"].clone())]);
+        serde_json::to_writer(&mut train, &line).map_err(|e| e.to_string())?;
+        train.push(b'\n');
+    }
+    let distinct: usize = groups.iter().map(|g| g.logs).sum();
+    let successful: usize = groups.iter().map(|g| g.successful).sum();
+    let meta = json!({
+        "strategy": c.strategy.name(),
+        "epsilon": c.epsilon,
+        "top_k": c.top_k,
+        "records": records,
+        "logs": distinct,
+        "duplicates": records - distinct,
+        "successful": successful,
+        "examples": examples.len(),
+        "dimensions": dims,
+        "embedded": {"texts": embedded.texts, "calls": embedded.calls},
+        "groups": groups,
+    });
+    let mut meta_bytes = serde_json::to_vec_pretty(&meta).expect("json");
+    meta_bytes.push(b'\n');
+    let md = markdown(c, groups, records, distinct, successful, examples.len(), embedded, dims);
+    Ok(vec![
+        Artifact { name: TRAIN_JSONL.into(), bytes: train },
+        Artifact { name: META_JSON.into(), bytes: meta_bytes },
+        Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
+    ])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn markdown(
+    c: &ExtractConfig,
+    groups: &[GroupReport],
+    records: usize,
+    distinct: usize,
+    successful: usize,
+    examples: usize,
+    embedded: Embedded,
+    dims: usize,
+) -> String {
+    let mut md = format!(
+        "extract ({}, ε = {}, top_k = {}): {examples} examples from {records} logs ({distinct} distinct, {successful} successful) in {} groups; {dims}-dimensional embeddings",
+        c.strategy.name(),
+        c.epsilon,
+        c.top_k,
+        groups.len(),
+    );
+    if embedded.texts > 0 {
+        let _ = write!(md, ", {} embedded in {} calls", embedded.texts, embedded.calls);
+    }
+    md.push_str("; written to train.jsonl\n\n");
+    let by = c.group_by.as_deref().unwrap_or("group");
+    let _ = writeln!(md, "| {by} | logs | distinct | successful | examples | density of examples |");
+    md.push_str("|---|---:|---:|---:|---:|---|\n");
+    for g in groups {
+        let densities = match g.densities {
+            Some((a, b)) if a == b => format!("{a:.3}"),
+            Some((a, b)) => format!("{a:.3} … {b:.3}"),
+            None => "—".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {densities} |",
+            g.function.as_deref().unwrap_or("(none)"),
+            g.records,
+            g.logs,
+            g.successful,
+            g.picked
+        );
+    }
+    md
+}

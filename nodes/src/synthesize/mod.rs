@@ -1,0 +1,417 @@
+//! `synthesize`: feedback pairs (a bad output and its fixed version) to
+//! prompt rules, and the rules to a hook script.
+//!
+//! The pairs are measured one by one ([`analysis`]), rules are induced
+//! over all of them deterministically, each with the pairs that back it,
+//! and contradictions are settled by support and reported ([`induce`]).
+//! With `backend:`, an LLM rewords the rules with the measurements as
+//! evidence, guarded by the induction ([`reword`]). The node emits one
+//! `Rule` record per rule, `rules.json` (rules, contradictions, the
+//! per-pair measurements) and `generated_prompt_hook.py` ([`hook`]). A
+//! `run` node with `rules: <this node>` applies the active rules
+//! ([`rules::RuleSet`]): in its system prompt, and on its outputs where a
+//! rule is mechanical.
+
+pub mod analysis;
+pub mod hook;
+pub mod induce;
+pub mod reword;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use flow_engine::cache::ContentHash;
+use flow_engine::{
+    Arity, Artifact, BackendSpec, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
+    Shape, Stage, META_JSON, SUMMARY_MD,
+};
+
+use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
+use analysis::Pair;
+use induce::Settings;
+use rules::{Rule, RuleKind, RuleSet, RULE_FIELDS};
+
+pub struct Synthesize;
+
+/// `kind: synthesize`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynthesizeConfig {
+    /// A backend that rewords the induced rules (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Pairs needed to back a rule; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_support: Option<u32>,
+    /// A fix below this length ratio (fixed / bad words) shortened the
+    /// answer; default 0.8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shorter_below: Option<f64>,
+    /// ... above this, lengthened it; default 1.25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longer_above: Option<f64>,
+    /// The most `avoid` rules, and the most `include` rules; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_terms: Option<u32>,
+    /// The longest phrase a term rule may be, in words; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_phrase_words: Option<u32>,
+    /// Rule kinds enforced on outputs (by `run` with `rules:` and the
+    /// hook); default every kind that can be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<Vec<RuleKind>>,
+}
+
+impl SynthesizeConfig {
+    fn settings(&self) -> Settings {
+        let d = Settings::default();
+        Settings {
+            min_support: self.min_support.map_or(d.min_support, |n| n as usize),
+            shorter_below: self.shorter_below.unwrap_or(d.shorter_below),
+            longer_above: self.longer_above.unwrap_or(d.longer_above),
+            max_terms: self.max_terms.map_or(d.max_terms, |n| n as usize),
+            max_phrase_words: self.max_phrase_words.map_or(d.max_phrase_words, |n| n as usize),
+            enforce: self.enforce.as_ref().map_or(d.enforce, |e| e.iter().copied().collect()),
+        }
+    }
+}
+
+/// The fields a feedback pair must have.
+pub const PAIR_FIELDS: &[&str] = &["bad_output", "fixed_output"];
+
+impl Node for Synthesize {
+    type Config = SynthesizeConfig;
+    const KIND: &'static str = "synthesize";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "induces prompt rules and a hook script from bad → fixed feedback pairs";
+    const INPUTS: Arity = Arity::One;
+    const SHAPE: Shape = Shape::Barrier;
+
+    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        Some(generator.subschema_for::<SynthesizeConfig>())
+    }
+
+    fn check(c: &SynthesizeConfig, cx: &mut CheckCx<'_>) -> PortType {
+        if let Some(b) = &c.backend {
+            cx.backend(&cx.field("backend"), b);
+            // One call for the whole input, not per record.
+            cx.calls_per_record(1);
+        }
+        if c.min_support == Some(0) {
+            let hint = "a rule needs at least one pair behind it; the default is 2";
+            cx.error(&cx.field("min_support"), "`min_support` must be at least 1", Some(hint.into()));
+        }
+        if let Some(r) = c.shorter_below.filter(|r| !(*r > 0.0 && *r <= 1.0)) {
+            let msg = format!("`shorter_below` must be in (0, 1], not {r}");
+            cx.error(&cx.field("shorter_below"), msg, Some("e.g. `shorter_below: 0.8` (20% fewer words)".into()));
+        }
+        if let Some(r) = c.longer_above.filter(|r| !(r.is_finite() && *r >= 1.0)) {
+            let msg = format!("`longer_above` must be a number ≥ 1, not {r}");
+            cx.error(&cx.field("longer_above"), msg, Some("e.g. `longer_above: 1.25` (25% more words)".into()));
+        }
+        if let Some(n) = c.max_phrase_words.filter(|n| !(1..=30).contains(n)) {
+            cx.error(&cx.field("max_phrase_words"), format!("`max_phrase_words` must be 1 to 30, not {n}"), None);
+        }
+        for (i, k) in c.enforce.iter().flatten().enumerate() {
+            if !RuleKind::ENFORCEABLE.contains(k) {
+                let can: Vec<&str> = RuleKind::ENFORCEABLE.iter().map(|k| k.name()).collect();
+                cx.error(
+                    &cx.field("enforce").index(i),
+                    format!("`{}` rules cannot be enforced on an output; they only go into the prompt", k.name()),
+                    Some(format!("kinds that can be enforced: {}", can.join(", "))),
+                );
+            }
+        }
+        let at = cx.field("input");
+        cx.require_fields(&PAIR_FIELDS.iter().map(|f| (f.to_string(), at.clone())).collect::<Vec<_>>());
+        PortType { name: "Rule".into(), fields: FieldSet::Known(RULE_FIELDS.iter().map(|f| f.to_string()).collect()) }
+    }
+
+    /// The rewording call, when there is a backend and a rule to reword.
+    fn batch_call_keys(
+        c: &SynthesizeConfig,
+        records: &[Record],
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<ContentHash>> {
+        let Some(name) = &c.backend else { return Some(Vec::new()) };
+        let spec = backends.get(name)?;
+        let Ok(pairs) = read_pairs(records) else { return Some(Vec::new()) };
+        let rules = induce::induce(&pairs, &c.settings());
+        if !rules.iter().any(|r| r.active) {
+            return Some(Vec::new());
+        }
+        let body = backend::chat_body(spec, &reword::messages(&pairs, &rules), true, 0);
+        Some(vec![backend::memo_key(spec, Endpoint::Chat, &body, 0)])
+    }
+
+    fn build(c: &SynthesizeConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
+        let backend = match &c.backend {
+            Some(name) => Some(Backends::of(cx, name)?),
+            None => None,
+        };
+        Ok(Stage::Barrier(Box::new(SynthesizeStage {
+            node: cx.node.clone(),
+            settings: c.settings(),
+            backend,
+            meter: cx.meter.clone(),
+            memo_reads: cx.memo_reads,
+        })))
+    }
+}
+
+/// The pairs of the input records, or the first record that is not one.
+fn read_pairs(records: &[Record]) -> Result<Vec<Pair>, String> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = match r.get("id") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ Value::Number(_)) => v.to_string(),
+                _ => format!("#{}", i + 1),
+            };
+            let text = |field: &str| -> Result<String, String> {
+                match r.get(field) {
+                    Some(Value::String(s)) => Ok(s.clone()),
+                    None | Some(Value::Null) => Err(format!(
+                        "feedback record {} (id `{id}`) has no `{field}`; every pair needs `bad_output` and `fixed_output`",
+                        i + 1
+                    )),
+                    Some(other) => Ok(other.to_string()),
+                }
+            };
+            let prompt = match r.get("input_prompt") {
+                Some(Value::String(s)) => Some(s.clone()),
+                None | Some(Value::Null) => None,
+                Some(other) => Some(other.to_string()),
+            };
+            let context = r.get("context").cloned().unwrap_or(Value::Null);
+            Ok(Pair::new(id.clone(), prompt, context, &text("bad_output")?, &text("fixed_output")?))
+        })
+        .collect()
+}
+
+struct SynthesizeStage {
+    node: String,
+    settings: Settings,
+    backend: Option<Arc<Backend>>,
+    meter: Arc<Meter>,
+    memo_reads: bool,
+}
+
+/// What the backend made of the rules.
+struct Reworded {
+    backend: String,
+    model: String,
+    outcome: reword::Outcome,
+}
+
+impl BarrierStage for SynthesizeStage {
+    fn run(
+        self: Box<Self>,
+        inputs: Vec<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+        Box::pin(async move {
+            let records = inputs.into_iter().next().unwrap_or_default();
+            let settings = self.settings.clone();
+            // Diffs and edit distances over every pair: a blocking thread's work.
+            let (pairs, mut rules) = tokio::task::spawn_blocking(move || {
+                let pairs = read_pairs(&records)?;
+                let rules = induce::induce(&pairs, &settings);
+                Ok::<_, String>((pairs, rules))
+            })
+            .await
+            .map_err(|e| NodeError::new(format!("synthesize panicked: {e}")))?
+            .map_err(NodeError::new)?;
+
+            let mut reworded = None;
+            if let Some(b) = self.backend.as_ref().filter(|_| rules.iter().any(|r| r.active)) {
+                let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
+                let reply = b.chat(&reword::messages(&pairs, &rules), true, opts).await.map_err(|e| {
+                    NodeError::new(format!("rewording the rules through backend `{}` failed: {}", b.name, e.message))
+                })?;
+                let outcome = reword::apply(&mut rules, &reply.text);
+                reworded = Some(Reworded { backend: b.name.clone(), model: reply.model, outcome });
+            }
+            let set = RuleSet::new(&rules).map_err(NodeError::new)?;
+            let artifacts = self.artifacts(&pairs, &rules, &set, reworded.as_ref());
+            Ok((rules.iter().map(Rule::to_record).collect(), artifacts))
+        })
+    }
+}
+
+/// One contradiction: its rules, the winner, the reason.
+fn contradictions(rules: &[Rule]) -> Vec<Value> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in rules {
+        let Some(c) = &r.conflict else { continue };
+        let mut members: Vec<String> = c.with.clone();
+        members.push(r.id.clone());
+        members.sort();
+        if seen.insert(members.clone()) {
+            out.push(json!({"rules": members, "winner": c.winner, "reason": c.reason}));
+        }
+    }
+    out
+}
+
+impl SynthesizeStage {
+    fn artifacts(&self, pairs: &[Pair], rules: &[Rule], set: &RuleSet, reworded: Option<&Reworded>) -> Vec<Artifact> {
+        let active = rules.iter().filter(|r| r.active).count();
+        let enforced = rules.iter().filter(|r| r.active && r.enforced).count();
+        let conflicts = contradictions(rules);
+        let s = &self.settings;
+        let settings = json!({
+            "min_support": s.min_support, "shorter_below": s.shorter_below, "longer_above": s.longer_above,
+            "max_terms": s.max_terms, "max_phrase_words": s.max_phrase_words,
+            "enforce": s.enforce.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        });
+        let reword_json = reworded.map(|r| {
+            json!({"backend": r.backend, "model": r.model, "reworded": r.outcome.reworded,
+                   "kept": r.outcome.kept, "unusable": r.outcome.unusable})
+        });
+        let n = pairs.len().max(1) as f64;
+        let similarity = pairs.iter().map(|p| p.similarity).sum::<f64>() / n;
+        let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.length_ratio).collect();
+        let ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        let report = json!({
+            "node": self.node,
+            "pairs": pairs.len(),
+            "settings": settings,
+            "mean_similarity": analysis::round3(similarity),
+            "mean_length_ratio": analysis::round3(ratio),
+            "rules": rules,
+            "contradictions": conflicts,
+            "prompt_block": set.block(),
+            "post_processing": set.ops_json(),
+            "reword": reword_json,
+            "analysis": pairs.iter().map(Pair::to_json).collect::<Vec<_>>(),
+        });
+        let meta = json!({
+            "pairs": pairs.len(), "rules": rules.len(), "active": active, "inactive": rules.len() - active,
+            "enforced": enforced, "contradictions": conflicts.len(),
+            "reworded": reworded.map(|r| r.outcome.reworded),
+        });
+
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "{} feedback pairs → {} rules ({active} active, {enforced} enforced on outputs), {} contradiction{}; mean similarity {similarity:.2}, mean length ratio {ratio:.2}",
+            pairs.len(),
+            rules.len(),
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" }
+        );
+        if !rules.is_empty() {
+            md.push_str("\n| rule | support | pairs | status |\n|---|---|---|---|\n");
+            for r in rules {
+                let mut ids: Vec<&str> = r.pairs.iter().take(5).map(String::as_str).collect();
+                let more = r.pairs.len().saturating_sub(5);
+                let more = if more > 0 { format!(" +{more}") } else { String::new() };
+                if ids.is_empty() {
+                    ids.push("-");
+                }
+                let status = match (&r.conflict, r.active) {
+                    (_, true) if r.enforced => "active, enforced".to_string(),
+                    (_, true) => "active".to_string(),
+                    (Some(c), false) => match &c.winner {
+                        Some(w) => format!("overridden by `{w}`"),
+                        None => "not applied (tie)".to_string(),
+                    },
+                    (None, false) => "inactive".to_string(),
+                };
+                let _ = writeln!(md, "| `{}` | {} | {}{more} | {status} |", r.id, r.support, ids.join(", "));
+            }
+        }
+        if !conflicts.is_empty() {
+            md.push_str("\ncontradictions:\n");
+            for c in &conflicts {
+                let _ = writeln!(md, "- {}", c["reason"].as_str().unwrap_or_default());
+            }
+        }
+        if let Some(r) = reworded {
+            let o = &r.outcome;
+            let _ = write!(md, "\nreworded by `{}` ({}): {} of {active} rules", r.backend, r.model, o.reworded);
+            match &o.unusable {
+                Some(why) => {
+                    let _ = writeln!(md, "; the answer was not usable ({why}), so the induced texts stand");
+                }
+                None if !o.kept.is_empty() => {
+                    let kept: Vec<String> = o.kept.iter().map(|(id, why)| format!("`{id}` ({why})")).collect();
+                    let _ = writeln!(md, "; kept the induced text of {}", kept.join(", "));
+                }
+                None => md.push('\n'),
+            }
+        }
+        let _ = writeln!(md, "\nfiles: rules.json, {}", hook::HOOK_FILE);
+
+        let json_bytes = |v: &Value| {
+            let mut b = serde_json::to_vec_pretty(v).expect("json");
+            b.push(b'\n');
+            b
+        };
+        vec![
+            Artifact { name: "rules.json".into(), bytes: json_bytes(&report) },
+            Artifact {
+                name: hook::HOOK_FILE.into(),
+                bytes: hook::script(&self.node, pairs.len(), rules, set).into_bytes(),
+            },
+            Artifact { name: META_JSON.into(), bytes: json_bytes(&meta) },
+            Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(v: Value) -> Record {
+        Arc::new(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn pairs_need_both_outputs() {
+        let ok = record(json!({"id": "a", "bad_output": "x", "fixed_output": {"k": 1}, "context": {"c": 1}}));
+        let pairs = read_pairs(std::slice::from_ref(&ok)).unwrap();
+        assert_eq!(pairs[0].fixed.raw, "{\"k\":1}");
+        assert_eq!(pairs[0].context, json!({"c": 1}));
+        let bad = record(json!({"bad_output": "x"}));
+        let e = read_pairs(&[ok, bad]).unwrap_err();
+        assert_eq!(
+            e,
+            "feedback record 2 (id `#2`) has no `fixed_output`; every pair needs `bad_output` and `fixed_output`"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_records_and_artifacts() {
+        let recs: Vec<Record> = (0..3)
+            .map(|i| {
+                record(json!({"id": format!("fb-{i}"), "bad_output": format!("Sorry! The total is {i} dollars, as shown on the invoice we sent."), "fixed_output": format!("Total: {i} dollars.")}))
+            })
+            .collect();
+        let stage = SynthesizeStage {
+            node: "improve".into(),
+            settings: Settings::default(),
+            backend: None,
+            meter: Arc::default(),
+            memo_reads: true,
+        };
+        let (out, artifacts) = Box::new(stage).run(vec![recs]).await.unwrap();
+        let ids: Vec<&str> = out.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"avoid:sorry") && ids.contains(&"max_words"), "{ids:?}");
+        let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["rules.json", "generated_prompt_hook.py", "meta.json", "summary.md"]);
+        let md = String::from_utf8(artifacts[3].bytes.clone()).unwrap();
+        assert!(md.starts_with("3 feedback pairs → "), "{md}");
+        assert!(md.contains("| `avoid:sorry` | 3 | fb-0, fb-1, fb-2 | active, enforced |"), "{md}");
+    }
+}

@@ -1,0 +1,379 @@
+//! What a report shows, as one JSON value: the run, its nodes (the graph),
+//! and a view for each node whose kind has one.
+//!
+//! Everything here is bounded, so a report stays small enough to open
+//! whatever the run's size: a node's records are capped by count and bytes,
+//! long strings are cut, and long id lists (flips) are shortened; the page
+//! says so where it happens. A view that cannot be read (a missing object)
+//! carries a `problem` instead of failing the whole report.
+//!
+//! To add a view for a kind: a function here returning its data, a line in
+//! [`view_of`] naming its renderer, and that renderer in `page.js`'s
+//! `VIEWS`. Until then a kind gets the generic view (its `meta`, text
+//! artifacts and records).
+
+use std::io::{BufRead, BufReader};
+
+use serde_json::{json, Map, Value};
+
+use flow_engine::cache::{NodeRecord, NodeStatus, RunManifest, Store};
+use flow_engine::node::{META_JSON, SUMMARY_MD};
+use flow_engine::Plan;
+
+/// Records of one node kept in a report, at most.
+pub const MAX_RECORDS: usize = 10_000;
+/// Bytes of one node's records kept in a report, at most (JSON).
+pub const MAX_RECORD_BYTES: usize = 8 << 20;
+/// Bytes of records kept in a report over all its nodes, at most.
+pub const MAX_REPORT_RECORD_BYTES: usize = 48 << 20;
+/// Characters of one string kept in a report; the rest is cut.
+pub const MAX_STRING_CHARS: usize = 2_000;
+/// Ids kept in one list (flips, records on one side only).
+pub const MAX_IDS: usize = 1_000;
+/// Characters of one text artifact (a generated script) kept in a report.
+pub const MAX_ARTIFACT_CHARS: usize = 64 * 1024;
+
+/// The artifact most kinds summarize themselves in.
+const SUMMARY_JSON: &str = "summary.json";
+/// `compare`'s full report.
+const REPORT_JSON: &str = "report.json";
+
+/// The report's data for a run.
+pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> Value {
+    let nodes: Vec<Value> = m.nodes.iter().map(|n| node(plan, n)).collect();
+    let mut budget = MAX_REPORT_RECORD_BYTES;
+    let views: Vec<Value> = m.nodes.iter().filter_map(|n| view_of(store, plan, n, &mut budget)).collect();
+    json!({
+        "format": 1,
+        "flow_version": env!("CARGO_PKG_VERSION"),
+        "run": {
+            "run_id": m.run_id,
+            "spec": m.spec,
+            "spec_path": m.spec_path,
+            "started": m.started,
+            "finished": m.finished,
+            "status": m.status,
+            "error": m.error.as_deref().map(cut),
+            "params": m.params,
+            "calls": m.calls,
+        },
+        "graph": plan.is_some(),
+        "limits": {
+            "records": MAX_RECORDS,
+            "record_bytes": MAX_RECORD_BYTES,
+            "report_record_bytes": MAX_REPORT_RECORD_BYTES,
+            "string_chars": MAX_STRING_CHARS,
+            "ids": MAX_IDS,
+            "artifact_chars": MAX_ARTIFACT_CHARS,
+        },
+        "nodes": nodes,
+        "views": views,
+    })
+}
+
+/// A node of the pipeline view: its stats, and its inputs when the plan is
+/// known (side inputs listed apart: drawn dashed).
+fn node(plan: Option<&Plan>, n: &NodeRecord) -> Value {
+    let planned = plan.and_then(|p| p.index_of(&n.name).map(|i| (p, &p.nodes[i])));
+    let (inputs, side) = match planned {
+        Some((p, pn)) => {
+            let name = |&i: &usize| p.nodes[i].name.clone();
+            let side: Vec<String> = pn.inputs[pn.main_inputs().len()..].iter().map(name).collect();
+            (Some(pn.inputs.iter().map(name).collect::<Vec<_>>()), side)
+        }
+        None => (None, Vec::new()),
+    };
+    json!({
+        "name": n.name,
+        "kind": n.kind,
+        "status": n.status,
+        "inputs": inputs,
+        "side_inputs": side,
+        "records_in": n.records_in,
+        "records_out": n.records_out,
+        "wall_ms": n.wall_ms,
+        "calls": n.calls,
+        "error": n.error.as_deref().map(cut),
+        "gate_failed": n.gate_failed.as_deref().map(cut),
+        "artifacts": n.artifacts.keys().collect::<Vec<_>>(),
+    })
+}
+
+/// The view of a finished node: `{node, kind, view, data}`, where `view`
+/// names the renderer in `page.js`. `load` has none (its records are the
+/// input); a kind without a view of its own (extract, synthesize and train
+/// for now) gets the generic one.
+/// `budget` is what is left of [`MAX_REPORT_RECORD_BYTES`].
+fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Option<Value> {
+    if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
+        return None;
+    }
+    let (view, result) = match n.kind.as_str() {
+        "load" => return None,
+        "evaluate" => ("evaluate", evaluate(store, plan, n, budget)),
+        "compare" => ("compare", compare(store, n)),
+        "generate" => ("generate", Ok(generate(store, n))),
+        "run" => ("run", artifact(store, n, SUMMARY_JSON).map(|s| json!({"summary": s}))),
+        _ => ("generic", generic(store, n, budget)),
+    };
+    let data = result.unwrap_or_else(|problem| json!({"problem": problem}));
+    Some(json!({"node": n.name, "kind": n.kind, "view": view, "data": data}))
+}
+
+/// `evaluate`: the summary, the metric names in the spec's order, and the
+/// scored records (capped).
+fn evaluate(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+    let summary = artifact(store, n, SUMMARY_JSON).unwrap_or(Value::Null);
+    let records = records(store, n, budget)?;
+    let mut metrics: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !metrics.iter().any(|m| m == name) {
+            metrics.push(name.to_string());
+        }
+    };
+    let config = plan.and_then(|p| p.index_of(&n.name).map(|i| &p.nodes[i].compiled.config));
+    for m in config.and_then(|c| c["metrics"].as_array()).into_iter().flatten() {
+        if let Some(name) = m["name"].as_str().or_else(|| m["type"].as_str()) {
+            add(name);
+        }
+    }
+    for name in summary["metrics"].as_object().into_iter().flat_map(Map::keys) {
+        add(name);
+    }
+    for r in records["rows"].as_array().into_iter().flatten() {
+        for name in r["scores"].as_object().into_iter().flat_map(Map::keys) {
+            add(name);
+        }
+    }
+    Ok(json!({"summary": summary, "metrics": metrics, "records": records}))
+}
+
+/// `compare`: its `report.json`, with long id lists shortened.
+fn compare(store: &Store, n: &NodeRecord) -> Result<Value, String> {
+    let mut report = artifact(store, n, REPORT_JSON)?;
+    for c in report["candidates"].as_array_mut().into_iter().flatten() {
+        shorten_ids(c, &["only_in_baseline", "only_in_candidate"]);
+        for m in c["metrics"].as_array_mut().into_iter().flatten() {
+            shorten_ids(m, &["pass_to_fail", "fail_to_pass"]);
+        }
+    }
+    Ok(json!({"report": report}))
+}
+
+/// `generate`: what it made and dropped (its `meta`), and a few cases.
+fn generate(store: &Store, n: &NodeRecord) -> Value {
+    let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
+    let summary = n.artifacts.get(SUMMARY_MD).and_then(|h| store.read_object(h).ok());
+    json!({
+        "meta": meta,
+        "summary_md": summary.map(|b| cut(&String::from_utf8_lossy(&b))),
+    })
+}
+
+/// Any other kind: what it says about its output (`meta`), its text
+/// artifacts (a summary, a generated script, a config), and its records.
+fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+    let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
+    let mut texts = Vec::new();
+    for (name, hash) in &n.artifacts {
+        // Data files are records, not reading; meta.json is shown as `meta`.
+        if name.ends_with(".jsonl") || name == META_JSON {
+            continue;
+        }
+        let Ok(bytes) = store.read_object(hash) else { continue };
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let shown = match text.char_indices().nth(MAX_ARTIFACT_CHARS) {
+            Some((at, _)) => format!("{}… [cut: the whole file is in the run folder]", &text[..at]),
+            None => text,
+        };
+        texts.push(json!({"name": name, "text": shown}));
+    }
+    Ok(json!({"meta": meta, "artifacts": texts, "records": records(store, n, budget)?}))
+}
+
+/// Replaces each list named in `fields` longer than [`MAX_IDS`] by its
+/// first ids, and records the full length in `<field>_total`.
+fn shorten_ids(v: &mut Value, fields: &[&str]) {
+    for f in fields {
+        if let Some(list) = v[*f].as_array_mut() {
+            if list.len() > MAX_IDS {
+                let total = list.len();
+                list.truncate(MAX_IDS);
+                v[format!("{f}_total")] = json!(total);
+            }
+        }
+    }
+}
+
+/// A JSON artifact of the node, read from the store.
+fn artifact(store: &Store, n: &NodeRecord, name: &str) -> Result<Value, String> {
+    let hash = n.artifacts.get(name).ok_or_else(|| format!("node `{}` has no {name}", n.name))?;
+    let bytes = store.read_object(hash).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{name} of node `{}` is unreadable: {e}", n.name))
+}
+
+/// The node's first records, within [`MAX_RECORDS`] and
+/// [`MAX_RECORD_BYTES`] and what is left of the report's `budget`, strings
+/// cut at [`MAX_STRING_CHARS`]:
+/// `{total, rows, truncated}` where `truncated` says which bound stopped it.
+fn records(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+    let hash = n.output.ok_or_else(|| format!("node `{}` has no stored output", n.name))?;
+    let file = store.open_object(&hash).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    let mut truncated = Value::Null;
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| format!("reading the output of `{}`: {e}", n.name))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if rows.len() == MAX_RECORDS {
+            truncated = json!("records");
+            break;
+        }
+        let mut row: Value =
+            serde_json::from_str(&line).map_err(|e| format!("the output of `{}` is unreadable: {e}", n.name))?;
+        // The stored line's length is the row's size unless a string was cut
+        // (serde_json writes the same escapes both times).
+        let size =
+            if cut_strings(&mut row) { serde_json::to_vec(&row).map(|v| v.len()).unwrap_or(0) } else { line.len() };
+        if bytes + size > MAX_RECORD_BYTES.min(*budget) {
+            truncated = json!("bytes");
+            break;
+        }
+        bytes += size;
+        rows.push(row);
+    }
+    *budget -= bytes;
+    Ok(json!({"total": n.records_out, "rows": rows, "truncated": truncated}))
+}
+
+/// Cuts every string in `v` to [`MAX_STRING_CHARS`]; whether any was cut.
+fn cut_strings(v: &mut Value) -> bool {
+    match v {
+        Value::String(s) if s.len() > MAX_STRING_CHARS && s.chars().nth(MAX_STRING_CHARS).is_some() => {
+            *s = cut(s);
+            true
+        }
+        Value::Array(a) => a.iter_mut().fold(false, |any, x| cut_strings(x) | any),
+        Value::Object(o) => o.values_mut().fold(false, |any, x| cut_strings(x) | any),
+        _ => false,
+    }
+}
+
+/// `s`, or its first [`MAX_STRING_CHARS`] characters and how many more
+/// there were.
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_STRING_CHARS) {
+        None => s.to_string(),
+        Some((at, _)) => {
+            let more = s[at..].chars().count();
+            format!("{}… [{more} more characters not in the report]", &s[..at])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_engine::cache::{RunStatus, Store};
+
+    #[test]
+    fn each_finished_node_gets_its_kinds_view_or_the_generic_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        store.create().unwrap();
+        let output = store.put_bytes(b"{\"id\":\"e1\",\"messages\":[]}\n\n{\"id\":\"e2\",\"messages\":[]}\n").unwrap();
+        let node = |name: &str, kind: &str, status| NodeRecord {
+            output: Some(output),
+            records_out: 2,
+            ..NodeRecord::new(name.into(), kind.into(), status, None)
+        };
+        let mut train = node("tuned", "train", NodeStatus::Ran);
+        train.meta = Some(json!({"examples": 2, "status": "succeeded"}));
+        for (name, bytes) in [("train.jsonl", &b"{}"[..]), ("train_sft.py", b"print('hi')"), ("meta.json", b"{}")] {
+            train.artifacts.insert(name.into(), store.put_bytes(bytes).unwrap());
+        }
+        let m = RunManifest {
+            run_id: "r1".into(),
+            spec: "s".into(),
+            spec_path: "s.yaml".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            finished: None,
+            status: RunStatus::Failed,
+            params: Default::default(),
+            error: Some("node `scores` failed".into()),
+            calls: None,
+            nodes: vec![
+                node("examples", "load", NodeStatus::Ran),
+                train,
+                node("scores", "evaluate", NodeStatus::Failed),
+                node("ab", "compare", NodeStatus::Cancelled),
+            ],
+        };
+        let data = collect(&store, None, &m);
+        assert_eq!(data["graph"], false);
+        assert_eq!(data["nodes"].as_array().unwrap().len(), 4);
+        let views = data["views"].as_array().unwrap();
+        assert_eq!(views.len(), 1, "{views:?}");
+        let v = &views[0];
+        assert_eq!((&v["node"], &v["view"]), (&json!("tuned"), &json!("generic")));
+        assert_eq!(v["data"]["meta"]["examples"], 2);
+        assert_eq!(v["data"]["artifacts"], json!([{"name": "train_sft.py", "text": "print('hi')"}]));
+        assert_eq!(v["data"]["records"]["rows"].as_array().unwrap().len(), 2);
+        assert_eq!(v["data"]["records"]["truncated"], Value::Null);
+    }
+
+    #[test]
+    fn records_stop_at_the_count_and_at_the_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        store.create().unwrap();
+        let lines: String = (0..MAX_RECORDS + 5).map(|i| format!("{{\"id\":\"r{i}\"}}\n")).collect();
+        let mut n = NodeRecord::new("scores".into(), "evaluate".into(), NodeStatus::Ran, None);
+        n.output = Some(store.put_bytes(lines.as_bytes()).unwrap());
+        n.records_out = (MAX_RECORDS + 5) as u64;
+        let mut budget = MAX_REPORT_RECORD_BYTES;
+        let all = records(&store, &n, &mut budget).unwrap();
+        assert_eq!((all["rows"].as_array().unwrap().len(), &all["truncated"]), (MAX_RECORDS, &json!("records")));
+        assert_eq!(all["total"], MAX_RECORDS + 5);
+        let used = MAX_REPORT_RECORD_BYTES - budget;
+        assert!(used > 0);
+        let mut small = 100;
+        let some = records(&store, &n, &mut small).unwrap();
+        assert_eq!(&some["truncated"], &json!("bytes"));
+        assert_eq!(some["rows"].as_array().unwrap().len(), 100 / "{\"id\":\"r0\"}".len());
+    }
+
+    #[test]
+    fn a_missing_artifact_is_a_problem_of_its_view_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        let mut n = NodeRecord::new("ab".into(), "compare".into(), NodeStatus::Ran, None);
+        n.artifacts.insert(REPORT_JSON.into(), flow_engine::cache::ContentHash::of(b"gone"));
+        let v = view_of(&store, None, &n, &mut 0).unwrap();
+        assert!(v["data"]["problem"].as_str().unwrap().starts_with("read object"), "{v}");
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_character() {
+        let long = "é".repeat(MAX_STRING_CHARS + 5);
+        let mut v = json!({"a": [long.clone()], "b": "short"});
+        cut_strings(&mut v);
+        let a = v["a"][0].as_str().unwrap();
+        assert!(a.starts_with(&"é".repeat(MAX_STRING_CHARS)));
+        assert!(a.ends_with("… [5 more characters not in the report]"), "{a}");
+        assert_eq!(v["b"], "short");
+    }
+
+    #[test]
+    fn long_id_lists_are_shortened_with_their_total() {
+        let ids: Vec<String> = (0..MAX_IDS + 3).map(|i| format!("r{i}")).collect();
+        let mut v = json!({"pass_to_fail": ids, "fail_to_pass": ["a"]});
+        shorten_ids(&mut v, &["pass_to_fail", "fail_to_pass"]);
+        assert_eq!(v["pass_to_fail"].as_array().unwrap().len(), MAX_IDS);
+        assert_eq!(v["pass_to_fail_total"], MAX_IDS + 3);
+        assert_eq!(v["fail_to_pass"], json!(["a"]));
+        assert!(v.get("fail_to_pass_total").is_none());
+    }
+}

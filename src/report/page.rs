@@ -1,0 +1,117 @@
+//! Assembles the report file: the HTML skeleton with the stylesheet, the
+//! script and the data inlined.
+
+use serde_json::Value;
+
+const TEMPLATE: &str = include_str!("page.html");
+const STYLE: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// The whole page for run `run_id` of spec `spec`, with `data` embedded.
+pub fn render(spec: &str, run_id: &str, data: &Value, nonce: &str) -> String {
+    let data = embed_json(data);
+    let title = escape_html(&format!("flow · {spec} · {run_id}"));
+    fill(
+        TEMPLATE,
+        &[
+            ("NONCE", nonce),
+            ("TITLE", &title),
+            ("VERSION", env!("CARGO_PKG_VERSION")),
+            ("STYLE", STYLE),
+            ("SCRIPT", SCRIPT),
+            ("DATA", &data),
+        ],
+    )
+}
+
+/// `data` as JSON safe inside a `<script>` element: `<`, `>` and `&` only
+/// occur inside JSON strings, where `\u003c` means the same, so no record
+/// can close the element (`</script>`) or open a comment that changes how
+/// the parser finds its end (`<!--<script>`).
+fn embed_json(data: &Value) -> String {
+    let json = serde_json::to_string(data).expect("report data serializes");
+    let mut out = String::with_capacity(json.len() + json.len() / 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Replaces each `{{NAME}}` of `template` with its value, in one pass: a
+/// value is never scanned for markers itself.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + values.iter().map(|(_, v)| v.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").expect("page.html: an unclosed {{ marker");
+        let name = &after[..end];
+        let value = values.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("page.html: no value for {name}"));
+        out.push_str(value.1);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_json_cannot_close_its_element() {
+        let data = serde_json::json!({"output": "</script><script>alert(1)</script> <!--<script> a&b"});
+        let embedded = embed_json(&data);
+        assert!(!embedded.contains('<') && !embedded.contains('>') && !embedded.contains('&'), "{embedded}");
+        assert_eq!(serde_json::from_str::<Value>(&embedded).unwrap(), data);
+    }
+
+    #[test]
+    fn inlined_code_cannot_end_its_element_early() {
+        for (name, text) in [("page.js", SCRIPT), ("page.css", STYLE)] {
+            let lower = text.to_ascii_lowercase();
+            for bad in ["</script", "</style", "<!--", "{{"] {
+                assert!(!lower.contains(bad), "{name} contains `{bad}`");
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_not_scanned_for_markers() {
+        assert_eq!(fill("a{{X}}b{{Y}}", &[("X", "{{Y}}"), ("Y", "!")]), "a{{Y}}b!");
+    }
+
+    #[test]
+    fn the_page_is_self_contained() {
+        let page = render("s<x>", "r1", &serde_json::json!({"views": []}), "n0nce");
+        assert!(page.contains("<title>flow · s&lt;x&gt; · r1</title>"));
+        assert!(page.contains("script-src 'nonce-n0nce'"));
+        // The SVG namespace is a name and `url(#id)` a reference inside the
+        // page, not fetches.
+        let lower = page.to_ascii_lowercase().replace("\"http://www.w3.org/2000/svg\"", "").replace("url(#", "");
+        for fetch in ["http://", "https://", " src=", "<link", "@import", "url("] {
+            assert!(!lower.contains(fetch), "the page refers to `{fetch}`");
+        }
+    }
+}
