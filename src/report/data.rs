@@ -1,5 +1,5 @@
-//! What a report shows, as one JSON value: the run, its nodes (the graph),
-//! and a view for each node whose kind has one.
+//! What a report shows, as JSON: the run, its nodes (the graph), and a view
+//! for each finished node whose kind has one.
 //!
 //! Everything here is bounded, so a report stays small enough to open
 //! whatever the run's size: a node's records are capped by count and bytes,
@@ -38,12 +38,61 @@ const SUMMARY_JSON: &str = "summary.json";
 /// `compare`'s full report.
 const REPORT_JSON: &str = "report.json";
 
+/// What a report shows. Records stay JSON text rather than `Value`s: parsed,
+/// 10,000 of them weigh tens of MiB, which `flow run` would add to its peak
+/// memory just before it exits.
+pub struct ReportData {
+    /// The run, its nodes and the limits: everything but the views.
+    head: Value,
+    views: Vec<View>,
+}
+
+/// One node's view: `{node, kind, view, data}`, and its records, each a
+/// JSON object as text.
+struct View {
+    view: Value,
+    rows: Vec<String>,
+}
+
+impl ReportData {
+    /// All of it as one JSON object: the head's fields, and `views`, each
+    /// with its `rows`.
+    pub fn to_json(&self) -> String {
+        let size: usize = self.views.iter().flat_map(|v| &v.rows).map(|r| r.len() + 1).sum();
+        let mut out = String::with_capacity(size + 64 * 1024);
+        with_array(&mut out, &self.head, "views", |out| {
+            for (i, v) in self.views.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                with_array(out, &v.view, "rows", |out| out.push_str(&v.rows.join(",")));
+            }
+        });
+        out
+    }
+}
+
+/// Writes the JSON object `obj` with one more field, `name`, an array whose
+/// items `items` writes.
+fn with_array(out: &mut String, obj: &Value, name: &str, items: impl FnOnce(&mut String)) {
+    let text = serde_json::to_string(obj).expect("report data serializes");
+    let fields = text.strip_suffix('}').expect("an object");
+    out.push_str(fields);
+    if fields != "{" {
+        out.push(',');
+    }
+    out.push_str(&serde_json::to_string(name).expect("a name"));
+    out.push_str(":[");
+    items(out);
+    out.push_str("]}");
+}
+
 /// The report's data for a run.
-pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> Value {
+pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> ReportData {
     let nodes: Vec<Value> = m.nodes.iter().map(|n| node(plan, n)).collect();
     let mut budget = MAX_REPORT_RECORD_BYTES;
-    let views: Vec<Value> = m.nodes.iter().filter_map(|n| view_of(store, plan, n, &mut budget)).collect();
-    json!({
+    let views: Vec<View> = m.nodes.iter().filter_map(|n| view_of(store, plan, n, &mut budget)).collect();
+    let head = json!({
         "format": 1,
         "flow_version": env!("CARGO_PKG_VERSION"),
         "run": {
@@ -67,8 +116,8 @@ pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> Value {
             "artifact_chars": MAX_ARTIFACT_CHARS,
         },
         "nodes": nodes,
-        "views": views,
-    })
+    });
+    ReportData { head, views }
 }
 
 /// A node of the pipeline view: its stats, and its inputs when the plan is
@@ -99,32 +148,35 @@ fn node(plan: Option<&Plan>, n: &NodeRecord) -> Value {
     })
 }
 
-/// The view of a finished node: `{node, kind, view, data}`, where `view`
-/// names the renderer in `page.js`. `load` has none (its records are the
+/// The view of a finished node: `{node, kind, view, data}` and its rows,
+/// where `view` names the renderer in `page.js`. `load` has none (its records are the
 /// input); a kind without a view of its own (extract, synthesize and train
 /// for now) gets the generic one.
 /// `budget` is what is left of [`MAX_REPORT_RECORD_BYTES`].
-fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Option<Value> {
+fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Option<View> {
     if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
         return None;
     }
     let (view, result) = match n.kind.as_str() {
         "load" => return None,
         "evaluate" => ("evaluate", evaluate(store, plan, n, budget)),
-        "compare" => ("compare", compare(store, n)),
-        "generate" => ("generate", Ok(generate(store, n))),
-        "run" => ("run", artifact(store, n, SUMMARY_JSON).map(|s| json!({"summary": s}))),
+        "compare" => ("compare", compare(store, n).map(|d| (d, Vec::new()))),
+        "generate" => ("generate", Ok((generate(store, n), Vec::new()))),
+        "run" => ("run", artifact(store, n, SUMMARY_JSON).map(|s| (json!({"summary": s}), Vec::new()))),
         _ => ("generic", generic(store, n, budget)),
     };
-    let data = result.unwrap_or_else(|problem| json!({"problem": problem}));
-    Some(json!({"node": n.name, "kind": n.kind, "view": view, "data": data}))
+    let (data, rows) = result.unwrap_or_else(|problem| (json!({"problem": problem}), Vec::new()));
+    Some(View { view: json!({"node": n.name, "kind": n.kind, "view": view, "data": data}), rows })
 }
+
+/// A view's data and its records.
+type ViewResult = Result<(Value, Vec<String>), String>;
 
 /// `evaluate`: the summary, the metric names in the spec's order, and the
 /// scored records (capped).
-fn evaluate(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+fn evaluate(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> ViewResult {
     let summary = artifact(store, n, SUMMARY_JSON).unwrap_or(Value::Null);
-    let records = records(store, n, budget)?;
+    let (records, rows) = records(store, n, budget)?;
     let mut metrics: Vec<String> = Vec::new();
     let mut add = |name: &str| {
         if !metrics.iter().any(|m| m == name) {
@@ -140,12 +192,13 @@ fn evaluate(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usi
     for name in summary["metrics"].as_object().into_iter().flat_map(Map::keys) {
         add(name);
     }
-    for r in records["rows"].as_array().into_iter().flatten() {
-        for name in r["scores"].as_object().into_iter().flat_map(Map::keys) {
+    // Every record has a score for every metric: the first says them all.
+    if let Some(first) = rows.first().and_then(|r| serde_json::from_str::<Value>(r).ok()) {
+        for name in first["scores"].as_object().into_iter().flat_map(Map::keys) {
             add(name);
         }
     }
-    Ok(json!({"summary": summary, "metrics": metrics, "records": records}))
+    Ok((json!({"summary": summary, "metrics": metrics, "records": records}), rows))
 }
 
 /// `compare`: its `report.json`, with long id lists shortened.
@@ -160,7 +213,7 @@ fn compare(store: &Store, n: &NodeRecord) -> Result<Value, String> {
     Ok(json!({"report": report}))
 }
 
-/// `generate`: what it made and dropped (its `meta`), and a few cases.
+/// `generate`: what it made and dropped (its `meta`), and its summary.
 fn generate(store: &Store, n: &NodeRecord) -> Value {
     let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
     let summary = n.artifacts.get(SUMMARY_MD).and_then(|h| store.read_object(h).ok());
@@ -172,7 +225,7 @@ fn generate(store: &Store, n: &NodeRecord) -> Value {
 
 /// Any other kind: what it says about its output (`meta`), its text
 /// artifacts (a summary, a generated script, a config), and its records.
-fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
     let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
     let mut texts = Vec::new();
     for (name, hash) in &n.artifacts {
@@ -188,7 +241,8 @@ fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, S
         };
         texts.push(json!({"name": name, "text": shown}));
     }
-    Ok(json!({"meta": meta, "artifacts": texts, "records": records(store, n, budget)?}))
+    let (records, rows) = records(store, n, budget)?;
+    Ok((json!({"meta": meta, "artifacts": texts, "records": records}), rows))
 }
 
 /// Replaces each list named in `fields` longer than [`MAX_IDS`] by its
@@ -214,9 +268,9 @@ fn artifact(store: &Store, n: &NodeRecord, name: &str) -> Result<Value, String> 
 
 /// The node's first records, within [`MAX_RECORDS`] and
 /// [`MAX_RECORD_BYTES`] and what is left of the report's `budget`, strings
-/// cut at [`MAX_STRING_CHARS`]:
-/// `{total, rows, truncated}` where `truncated` says which bound stopped it.
-fn records(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, String> {
+/// cut at [`MAX_STRING_CHARS`]: `{total, shown, truncated}`, where
+/// `truncated` says which bound stopped it, and the records as JSON text.
+fn records(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
     let hash = n.output.ok_or_else(|| format!("node `{}` has no stored output", n.name))?;
     let file = store.open_object(&hash).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
@@ -231,21 +285,23 @@ fn records(store: &Store, n: &NodeRecord, budget: &mut usize) -> Result<Value, S
             truncated = json!("records");
             break;
         }
+        // Parsed to check it (the page parses them all at once) and to cut
+        // long strings; kept as the stored text when nothing was cut.
         let mut row: Value =
             serde_json::from_str(&line).map_err(|e| format!("the output of `{}` is unreadable: {e}", n.name))?;
-        // The stored line's length is the row's size unless a string was cut
-        // (serde_json writes the same escapes both times).
-        let size =
-            if cut_strings(&mut row) { serde_json::to_vec(&row).map(|v| v.len()).unwrap_or(0) } else { line.len() };
-        if bytes + size > MAX_RECORD_BYTES.min(*budget) {
+        if !row.is_object() {
+            return Err(format!("the output of `{}` holds a line that is not a record", n.name));
+        }
+        let text = if cut_strings(&mut row) { row.to_string() } else { line };
+        if bytes + text.len() > MAX_RECORD_BYTES.min(*budget) {
             truncated = json!("bytes");
             break;
         }
-        bytes += size;
-        rows.push(row);
+        bytes += text.len();
+        rows.push(text);
     }
     *budget -= bytes;
-    Ok(json!({"total": n.records_out, "rows": rows, "truncated": truncated}))
+    Ok((json!({"total": n.records_out, "shown": rows.len(), "truncated": truncated}), rows))
 }
 
 /// Cuts every string in `v` to [`MAX_STRING_CHARS`]; whether any was cut.
@@ -311,7 +367,7 @@ mod tests {
                 node("ab", "compare", NodeStatus::Cancelled),
             ],
         };
-        let data = collect(&store, None, &m);
+        let data: Value = serde_json::from_str(&collect(&store, None, &m).to_json()).unwrap();
         assert_eq!(data["graph"], false);
         assert_eq!(data["nodes"].as_array().unwrap().len(), 4);
         let views = data["views"].as_array().unwrap();
@@ -320,8 +376,8 @@ mod tests {
         assert_eq!((&v["node"], &v["view"]), (&json!("tuned"), &json!("generic")));
         assert_eq!(v["data"]["meta"]["examples"], 2);
         assert_eq!(v["data"]["artifacts"], json!([{"name": "train_sft.py", "text": "print('hi')"}]));
-        assert_eq!(v["data"]["records"]["rows"].as_array().unwrap().len(), 2);
-        assert_eq!(v["data"]["records"]["truncated"], Value::Null);
+        assert_eq!(v["rows"], json!([{"id": "e1", "messages": []}, {"id": "e2", "messages": []}]));
+        assert_eq!(v["data"]["records"], json!({"total": 2, "shown": 2, "truncated": null}));
     }
 
     #[test]
@@ -334,15 +390,16 @@ mod tests {
         n.output = Some(store.put_bytes(lines.as_bytes()).unwrap());
         n.records_out = (MAX_RECORDS + 5) as u64;
         let mut budget = MAX_REPORT_RECORD_BYTES;
-        let all = records(&store, &n, &mut budget).unwrap();
-        assert_eq!((all["rows"].as_array().unwrap().len(), &all["truncated"]), (MAX_RECORDS, &json!("records")));
-        assert_eq!(all["total"], MAX_RECORDS + 5);
+        let (all, rows) = records(&store, &n, &mut budget).unwrap();
+        assert_eq!((rows.len(), &all["truncated"]), (MAX_RECORDS, &json!("records")));
+        assert_eq!((&all["total"], &all["shown"]), (&json!(MAX_RECORDS + 5), &json!(MAX_RECORDS)));
+        assert_eq!(rows[7], r#"{"id":"r7"}"#);
         let used = MAX_REPORT_RECORD_BYTES - budget;
         assert!(used > 0);
         let mut small = 100;
-        let some = records(&store, &n, &mut small).unwrap();
+        let (some, rows) = records(&store, &n, &mut small).unwrap();
         assert_eq!(&some["truncated"], &json!("bytes"));
-        assert_eq!(some["rows"].as_array().unwrap().len(), 100 / "{\"id\":\"r0\"}".len());
+        assert_eq!(rows.len(), 100 / r#"{"id":"r0"}"#.len());
     }
 
     #[test]
@@ -351,8 +408,24 @@ mod tests {
         let store = Store::open(dir.path().join(".flow"));
         let mut n = NodeRecord::new("ab".into(), "compare".into(), NodeStatus::Ran, None);
         n.artifacts.insert(REPORT_JSON.into(), flow_engine::cache::ContentHash::of(b"gone"));
-        let v = view_of(&store, None, &n, &mut 0).unwrap();
+        let v = view_of(&store, None, &n, &mut 0).unwrap().view;
         assert!(v["data"]["problem"].as_str().unwrap().starts_with("read object"), "{v}");
+    }
+
+    #[test]
+    fn rows_are_spliced_into_their_view() {
+        let data = ReportData {
+            head: json!({}),
+            views: vec![
+                View { view: json!({"node": "a"}), rows: vec![r#"{"id":1}"#.into(), r#"{"id":2}"#.into()] },
+                View { view: json!({"node": "b"}), rows: vec![] },
+            ],
+        };
+        let parsed: Value = serde_json::from_str(&data.to_json()).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"views": [{"node": "a", "rows": [{"id": 1}, {"id": 2}]}, {"node": "b", "rows": []}]})
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub const REPORT_HTML: &str = "report.html";
 /// manifest alone, shows the nodes without them.
 pub fn write(store: &Store, plan: Option<&Plan>, manifest: &RunManifest) -> anyhow::Result<PathBuf> {
     let data = data::collect(store, plan, manifest);
-    let html = page::render(&manifest.spec, &manifest.run_id, &data, &nonce(&manifest.run_id));
+    let html = page::render(&manifest.spec, &manifest.run_id, &data.to_json(), &nonce(&manifest.run_id));
     let path = store.run_dir(&manifest.run_id).join(REPORT_HTML);
     write_atomic(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)

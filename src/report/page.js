@@ -271,7 +271,7 @@
 
   function renderEvaluate(panel, v) {
     if (!viewHead(panel, v, "scored records")) return;
-    const d = v.data, sum = d.summary || {}, rec = d.records;
+    const d = v.data, sum = d.summary || {}, rec = d.records, rows = v.rows;
     const cards = h("div", { class: "totals" },
       card("records", fmtInt(sum.records != null ? sum.records : rec.total)),
       card("passed every metric", sum.passed != null ? fmtInt(sum.passed) + " (" + fmtPct(sum.pass_rate) + ")" : dash),
@@ -297,10 +297,10 @@
       const why = rec.truncated === "bytes"
         ? mib(DATA.limits.record_bytes) + " of records per node, " + mib(DATA.limits.report_record_bytes) + " in all"
         : fmtInt(DATA.limits.records) + " records per node";
-      add(panel, h("div", { class: "note" }, "This report keeps the first " + fmtInt(rec.rows.length) + " of " + fmtInt(rec.total) +
+      add(panel, h("div", { class: "note" }, "This report keeps the first " + fmtInt(rows.length) + " of " + fmtInt(rec.total) +
         " records (at most " + why + "). All of them: ", h("code", { text: "flow show " + v.node + " --run " + run.run_id })));
     }
-    add(panel, recordsTable(v.node, rec.rows, d.metrics));
+    add(panel, recordsTable(v.node, rows, d.metrics));
   }
 
   // A table of records: search, a pass/fail filter, pages. Filtering walks
@@ -615,10 +615,10 @@
         h("summary", null, h("code", { text: a.name })), h("pre", { class: "md", text: a.text })));
     }
     const rec = d.records;
-    if (rec && rec.rows.length) {
+    if (v.rows.length) {
       add(panel, h("h3", { text: "Records" }));
-      if (rec.truncated) add(panel, h("div", { class: "note", text: "This report keeps the first " + fmtInt(rec.rows.length) + " of " + fmtInt(rec.total) + " records." }));
-      add(panel, recordsTable(v.node, rec.rows, []));
+      if (rec.truncated) add(panel, h("div", { class: "note", text: "This report keeps the first " + fmtInt(v.rows.length) + " of " + fmtInt(rec.total) + " records." }));
+      add(panel, recordsTable(v.node, v.rows, []));
     }
   }
 

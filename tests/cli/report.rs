@@ -44,7 +44,7 @@ fn every_run_writes_a_report_that_flow_view_finds() {
     assert_eq!(data["graph"], true);
     let scores = view(&data, "scores");
     assert_eq!(scores["kind"], "evaluate");
-    let rows = scores["data"]["records"]["rows"].as_array().unwrap();
+    let rows = scores["rows"].as_array().unwrap();
     assert_eq!(rows.len() as u64, scores["data"]["records"]["total"].as_u64().unwrap());
     assert!(rows.iter().all(|r| r["scores"].is_object()));
     let inputs: Vec<&Value> = data["nodes"].as_array().unwrap().iter().map(|n| &n["inputs"]).collect();
@@ -111,7 +111,7 @@ fn a_failed_run_reports_what_finished() {
     assert_eq!([status("answers"), status("good"), status("broken")], [json!("ran"), json!("ran"), json!("failed")]);
     let views: Vec<&Value> = data["views"].as_array().unwrap().iter().map(|v| &v["node"]).collect();
     assert_eq!(views, [&json!("good")], "a view for what finished, none for the failed node");
-    let rows = view(&data, "good")["data"]["records"]["rows"].as_array().unwrap();
+    let rows = view(&data, "good")["rows"].as_array().unwrap();
     assert_eq!(rows.iter().map(|r| r["pass"].clone()).collect::<Vec<_>>(), [json!(true), json!(false)]);
 }
 
