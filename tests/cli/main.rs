@@ -21,6 +21,7 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod plan;
+mod self_improve;
 mod report;
 mod synthesize;
 mod templates;

@@ -200,7 +200,8 @@ fn markdown(
         groups.len(),
     );
     if embedded.texts > 0 {
-        let _ = write!(md, ", {} embedded in {} calls", embedded.texts, embedded.calls);
+        let calls = if embedded.calls == 1 { "call" } else { "calls" };
+        let _ = write!(md, ", {} embedded in {} {calls}", embedded.texts, embedded.calls);
     }
     md.push_str("; written to train.jsonl\n\n");
     let by = c.group_by.as_deref().unwrap_or("group");
