@@ -391,4 +391,3 @@ mod tests {
         assert!((dot(&a, &a) - naive).abs() < 1e-2);
     }
 }
-

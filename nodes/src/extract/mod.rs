@@ -200,8 +200,7 @@ impl Node for Extract {
                                 `backends: {embedder: {provider: sim}}`, or give each log an `embedding`";
                     cx.error_at_key(&input_at, msg, Some(hint.into()));
                 }
-                for field in ["dimensions", "embed_text"] {
-                    let set = if field == "dimensions" { c.dimensions.is_some() } else { c.embed_text.is_some() };
+                for (field, set) in [("dimensions", c.dimensions.is_some()), ("embed_text", c.embed_text.is_some())] {
                     if set {
                         let msg = format!("`{field}` is for embedding logs, but node `{}` has no `backend`", cx.node());
                         cx.error_at_key(&cx.field(field), msg, Some("add `backend: <name>`, or remove it".into()));

@@ -70,7 +70,8 @@ pub fn extract(
     Ok((out, artifacts))
 }
 
-/// The one dimension of every vector; an error naming two logs that differ.
+/// The one dimension of every vector (0 without logs); an error naming two
+/// logs that differ.
 fn dimension(logs: &Logs) -> Result<usize, String> {
     let mut first: Option<(&str, usize)> = None;
     for log in logs.groups.values().flatten() {
@@ -90,7 +91,7 @@ fn dimension(logs: &Logs) -> Result<usize, String> {
             Some(_) => {}
         }
     }
-    Ok(first.map(|(_, n)| n).unwrap_or(1))
+    Ok(first.map(|(_, n)| n).unwrap_or(0))
 }
 
 /// The group's vectors as unit rows (taken out of the logs), and each
@@ -167,7 +168,7 @@ fn artifacts(
         "duplicates": records - distinct,
         "successful": successful,
         "examples": examples.len(),
-        "dimensions": dims,
+        "dimensions": (dims > 0).then_some(dims),
         "embedded": {"texts": embedded.texts, "calls": embedded.calls},
         "groups": groups,
     });
@@ -193,12 +194,15 @@ fn markdown(
     dims: usize,
 ) -> String {
     let mut md = format!(
-        "extract ({}, ε = {}, top_k = {}): {examples} examples from {records} logs ({distinct} distinct, {successful} successful) in {} groups; {dims}-dimensional embeddings",
+        "extract ({}, ε = {}, top_k = {}): {examples} examples from {records} logs ({distinct} distinct, {successful} successful) in {} groups",
         c.strategy.name(),
         c.epsilon,
         c.top_k,
         groups.len(),
     );
+    if dims > 0 {
+        let _ = write!(md, "; {dims}-dimensional embeddings");
+    }
     if embedded.texts > 0 {
         let calls = if embedded.calls == 1 { "call" } else { "calls" };
         let _ = write!(md, ", {} embedded in {} {calls}", embedded.texts, embedded.calls);
