@@ -252,7 +252,7 @@ fn run_flow(spec: &Path, workspace: &Path) -> (Duration, i64) {
 /// ≈ 0.8 between two logs of a cluster), or every 200th a random direction.
 /// Every 10th log is a FAIL. Components are written with 5 decimals.
 fn write_logs(path: &Path, n: usize) {
-    let mut rng = SplitMix64(0x10f5_eed);
+    let mut rng = SplitMix64(0x5eed_10f5);
     let centres: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| unit((0..DIMS).map(|_| rng.uniform()).collect())).collect();
     // Uniform noise in [-a, a) per component has norm √(DIMS · a² / 3).
     let amplitude = 0.5 * (3.0 / DIMS as f32).sqrt();
