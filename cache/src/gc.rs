@@ -13,10 +13,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::{ContentHash, NodeManifest, Store, StoreError};
+use crate::{ContentHash, NodeManifest, RunStatus, Store, StoreError};
 
 /// Files younger than this are never collected (a run may be writing them).
 pub const GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// A run recorded as running is taken for alive this long after its start.
+const RUNNING_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn started_within(started: &str, now: SystemTime, within: Duration) -> bool {
+    humantime::parse_rfc3339_weak(started).map(|t| now.duration_since(t).unwrap_or_default() < within).unwrap_or(true)
+}
 
 /// One cache entry (a node manifest) as `flow cache ls` shows it.
 #[derive(Debug, Clone)]
@@ -148,10 +155,25 @@ impl Store {
         let now = SystemTime::now();
         let recent = |p: &Path| recent(p, now, grace);
         let ids = self.run_ids()?;
-        let (old, kept) = ids.split_at(ids.len().saturating_sub(keep_runs));
+        let (older, newest) = ids.split_at(ids.len().saturating_sub(keep_runs));
+        // A run still going is kept whatever its age (its manifest is only
+        // rewritten as nodes finish, so a long node leaves it untouched for
+        // a while), unless it started so long ago that it must have died.
+        let mut kept: Vec<&String> = newest.iter().collect();
+        let mut old: Vec<&String> = Vec::new();
+        for id in older {
+            if self
+                .run_manifest(id)
+                .is_ok_and(|m| m.status == RunStatus::Running && started_within(&m.started, now, RUNNING_FOR))
+            {
+                kept.push(id);
+            } else {
+                old.push(id);
+            }
+        }
         let mut live_keys = self.current_keys();
         let mut live_objects: BTreeSet<ContentHash> = BTreeSet::new();
-        for id in kept {
+        for id in &kept {
             let m = self.run_manifest(id)?;
             for n in &m.nodes {
                 live_keys.extend(n.key);
@@ -196,7 +218,7 @@ impl Store {
                     source,
                 })?;
             }
-            report.runs.push(id.clone());
+            report.runs.push(id.to_string());
         }
         for p in files_in(&self.root().join("objects")) {
             let hash = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<ContentHash>().ok());

@@ -170,7 +170,12 @@ pub fn spec_schema(registry: &Registry) -> Value {
             },
             "backends": {"type": "object", "additionalProperties": backend},
             "prices": {"type": "object", "additionalProperties": price, "description": "USD per million tokens"},
-            "inputs": {"type": "object", "additionalProperties": template_input(), "description": "a template file's typed inputs"},
+            "inputs": {
+                "type": "object",
+                // `threshold: 0.8` is short for a declaration with that default.
+                "additionalProperties": {"anyOf": [template_input(), {"type": ["string", "number", "boolean", "array"]}]},
+                "description": "a template file's typed inputs",
+            },
             "nodes": {
                 "type": "object",
                 "additionalProperties": {

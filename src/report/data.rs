@@ -19,6 +19,8 @@ use serde_json::{json, Map, Value};
 use flow_engine::cache::{NodeRecord, NodeStatus, RunManifest, Store};
 use flow_engine::node::{META_JSON, SUMMARY_MD};
 use flow_engine::Plan;
+use flow_nodes::extract::map::PROJECTION_JSON;
+use flow_nodes::synthesize::hook::HOOK_FILE;
 
 /// Records of one node kept in a report, at most.
 pub const MAX_RECORDS: usize = 10_000;
@@ -37,6 +39,8 @@ pub const MAX_ARTIFACT_CHARS: usize = 64 * 1024;
 const SUMMARY_JSON: &str = "summary.json";
 /// `compare`'s full report.
 const REPORT_JSON: &str = "report.json";
+/// `synthesize`'s rules, contradictions and measurements.
+const RULES_JSON: &str = "rules.json";
 
 /// What a report shows. Records stay JSON text rather than `Value`s: parsed,
 /// 10,000 of them weigh tens of MiB, which `flow run` would add to its peak
@@ -149,9 +153,9 @@ fn node(plan: Option<&Plan>, n: &NodeRecord) -> Value {
 }
 
 /// The view of a finished node: `{node, kind, view, data}` and its rows,
-/// where `view` names the renderer in `page.js`. `load` has none (its records are the
-/// input); a kind without a view of its own (extract, synthesize and train
-/// for now) gets the generic one.
+/// where `view` names the renderer in `page.js`. `load` has none (its
+/// records are the input); a kind without a view of its own gets the
+/// generic one.
 /// `budget` is what is left of [`MAX_REPORT_RECORD_BYTES`].
 fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Option<View> {
     if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
@@ -163,6 +167,11 @@ fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usiz
         "compare" => ("compare", compare(store, n).map(|d| (d, Vec::new()))),
         "generate" => ("generate", Ok((generate(store, n), Vec::new()))),
         "run" => ("run", artifact(store, n, SUMMARY_JSON).map(|s| (json!({"summary": s}), Vec::new()))),
+        "extract" => ("extract", extract(store, n, budget)),
+        "synthesize" => ("synthesize", synthesize(store, n)),
+        // The job's record (status, events), its meta, and an export's
+        // config: what the generic view gathers, drawn its own way.
+        "train" => ("train", generic(store, n, budget)),
         _ => ("generic", generic(store, n, budget)),
     };
     let (data, rows) = result.unwrap_or_else(|problem| (json!({"problem": problem}), Vec::new()));
@@ -223,6 +232,35 @@ fn generate(store: &Store, n: &NodeRecord) -> Value {
     })
 }
 
+/// `extract`: its counts (`meta`), the map of the logs (`projection.json`:
+/// a point per log, at most 20,000, and the density histogram; `null` for
+/// an output from before it was written), and the examples.
+fn extract(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
+    let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
+    let mut projection =
+        if n.artifacts.contains_key(PROJECTION_JSON) { artifact(store, n, PROJECTION_JSON)? } else { Value::Null };
+    cut_strings(&mut projection);
+    let (records, rows) = records(store, n, budget)?;
+    Ok((json!({"meta": meta, "projection": projection, "records": records}), rows))
+}
+
+/// `synthesize`: its `rules.json` without the per-pair measurements (the
+/// rules with their support, the contradictions, the prompt block, the
+/// post-processing), long pair lists shortened, and the hook script.
+fn synthesize(store: &Store, n: &NodeRecord) -> ViewResult {
+    let mut report = artifact(store, n, RULES_JSON)?;
+    if let Some(fields) = report.as_object_mut() {
+        fields.remove("analysis");
+    }
+    for rule in report["rules"].as_array_mut().into_iter().flatten() {
+        shorten_ids(rule, &["pairs", "against"]);
+    }
+    cut_strings(&mut report);
+    let hook = n.artifacts.get(HOOK_FILE).and_then(|h| store.read_object(h).ok());
+    let hook = hook.map(|b| cut_artifact(String::from_utf8_lossy(&b).into_owned()));
+    Ok((json!({"report": report, "hook": {"name": HOOK_FILE, "text": hook}}), Vec::new()))
+}
+
 /// Any other kind: what it says about its output (`meta`), its text
 /// artifacts (a summary, a generated script, a config), and its records.
 fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
@@ -235,14 +273,18 @@ fn generic(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
         }
         let Ok(bytes) = store.read_object(hash) else { continue };
         let Ok(text) = String::from_utf8(bytes) else { continue };
-        let shown = match text.char_indices().nth(MAX_ARTIFACT_CHARS) {
-            Some((at, _)) => format!("{}… [cut: the whole file is in the run folder]", &text[..at]),
-            None => text,
-        };
-        texts.push(json!({"name": name, "text": shown}));
+        texts.push(json!({"name": name, "text": cut_artifact(text)}));
     }
     let (records, rows) = records(store, n, budget)?;
     Ok((json!({"meta": meta, "artifacts": texts, "records": records}), rows))
+}
+
+/// A text artifact, cut at [`MAX_ARTIFACT_CHARS`].
+fn cut_artifact(text: String) -> String {
+    match text.char_indices().nth(MAX_ARTIFACT_CHARS) {
+        Some((at, _)) => format!("{}… [cut: the whole file is in the run folder]", &text[..at]),
+        None => text,
+    }
 }
 
 /// Replaces each list named in `fields` longer than [`MAX_IDS`] by its

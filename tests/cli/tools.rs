@@ -51,19 +51,34 @@ fn gc_keeps_what_kept_runs_use_and_removes_the_rest() {
     assert!(ls.stdout.contains("4 entries (2 current)"), "{}", ls.stdout);
     assert!(ls.stdout.contains("1 temp files"), "{}", ls.stdout);
 
+    // A run still going (its manifest says running; it started just now)
+    // is kept even when it is not among the newest.
+    let runs = ws.join("runs");
+    let mut ids: Vec<String> =
+        std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    ids.sort();
+    let mut going: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join(&ids[1]).join("manifest.json")).unwrap()).unwrap();
+    going["status"] = "running".into();
+    going["started"] = "2999-01-01T00:00:00Z".into();
+    going["run_id"] = "00000000-000000-000-0000".into();
+    std::fs::create_dir_all(runs.join("00000000-000000-000-0000")).unwrap();
+    std::fs::write(runs.join("00000000-000000-000-0000/manifest.json"), going.to_string()).unwrap();
+
     let dry = run_in(
         p.dir.path(),
         &["cache", "gc", "--keep-runs", "1", "--min-age", "0s", "--dry-run", "--workspace", "specs/.flow"],
     );
-    assert!(dry.stdout.starts_with("would remove 2 runs, 2 cache entries"), "{}", dry.stdout);
-    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 3, "a dry run removes nothing");
+    assert!(dry.stdout.starts_with("would remove 2 runs, 1 cache entries"), "{}", dry.stdout);
+    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 4, "a dry run removes nothing");
 
     let gc =
         run_in(p.dir.path(), &["cache", "gc", "--keep-runs", "1", "--min-age", "0s", "--workspace", "specs/.flow"]);
     assert_eq!(gc.code, 0, "{}", gc.stderr);
-    assert!(gc.stdout.starts_with("removed 2 runs, 2 cache entries"), "{}", gc.stdout);
+    assert!(gc.stdout.starts_with("removed 2 runs, 1 cache entries"), "{}", gc.stdout);
     assert!(gc.stdout.contains("1 temp files"), "{}", gc.stdout);
-    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(ws.join("runs")).unwrap().count(), 2, "the newest run and the one still going");
+    std::fs::remove_dir_all(runs.join("00000000-000000-000-0000")).unwrap();
 
     // What the kept run uses is intact: the same spec is all cached.
     let again = p.run_ok(&["specs/demo.yaml", "--set", "similarity_threshold=0.7"]);

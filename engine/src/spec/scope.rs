@@ -116,7 +116,8 @@ impl Scopes {
         }
         if let Some(copies) = s.groups.get(written) {
             if many || copies.len() == 1 {
-                return Ok(Resolved::Nodes(copies.iter().map(|c| s.locals[c].clone()).collect()));
+                // A copy past the node limit was never added (already reported).
+                return Ok(Resolved::Nodes(copies.iter().filter_map(|c| s.locals.get(c).cloned()).collect()));
             }
             let hint = format!(
                 "name one copy (`{}`), read them all with `inputs: [{written}]`, or give this node the same `matrix:` and read its copy: `{written}[{}]`",

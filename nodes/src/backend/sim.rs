@@ -16,7 +16,9 @@
 //!   L2-normalized, so texts sharing words are close.
 //! - Fine-tuning: an upload answers a file id, a job creation a job that goes
 //!   `validating_files` → `running` → `succeeded` over four polls, with events
-//!   and a model named `ft:<model>:<suffix>:<hash8>`. Files and jobs are the
+//!   (among them `metrics` events, as OpenAI's, whose `data` carries the
+//!   `step` and a `train_loss` falling along a fixed curve) and a model
+//!   named `ft:<model>:<suffix>:<hash8>`. Files and jobs are the
 //!   sim's state, like a server's; a call the memo answers never reaches the
 //!   sim, so the backend hands it the replayed request and answer
 //!   ([`Sim::replayed`]), and a resumed run polls the job an earlier run made.
@@ -52,6 +54,10 @@ pub struct Sim {
 /// succeeds.
 const VALIDATING_POLLS: u32 = 1;
 const RUNNING_POLLS: u32 = 2;
+
+/// Training steps of a sim job, shown as `metrics` events: half of them by
+/// each `running` poll.
+const STEPS: u32 = 12;
 
 impl Sim {
     pub fn new(spec: &BackendSpec) -> Self {
@@ -304,24 +310,40 @@ impl SimJob {
         if running >= 1 {
             events.push("Fine-tuning job started".into());
         }
-        for step in 1..=running {
-            let loss = 1.0 / (step as f64 + 1.0);
-            events.push(format!("Step {step}/{RUNNING_POLLS}: training loss={loss:.3}"));
+        let mut events: Vec<(String, Value)> = events.into_iter().map(|m| (m, Value::Null)).collect();
+        for step in 1..=running * STEPS / RUNNING_POLLS {
+            let (loss, accuracy) = sim_metrics(step);
+            let data =
+                json!({"step": step, "total_steps": STEPS, "train_loss": loss, "train_mean_token_accuracy": accuracy});
+            events.push((format!("Step {step}/{STEPS}: training loss={loss:.3}"), data));
         }
         if self.polls > VALIDATING_POLLS + RUNNING_POLLS {
-            events.push(format!("New fine-tuned model created: {}", self.fine_tuned_model()));
-            events.push("The job has successfully completed".into());
+            events.push((format!("New fine-tuned model created: {}", self.fine_tuned_model()), Value::Null));
+            events.push(("The job has successfully completed".into(), Value::Null));
         }
         let data: Vec<Value> = events
-            .iter()
+            .into_iter()
             .enumerate()
             .rev()
-            .map(|(i, m)| {
-                json!({"object": "fine_tuning.job.event", "id": format!("ftevent-{}-{i}", self.hash8), "created_at": i, "level": "info", "message": m, "type": "message"})
+            .map(|(i, (m, data))| {
+                let mut e = json!({"object": "fine_tuning.job.event", "id": format!("ftevent-{}-{i}", self.hash8), "created_at": i, "level": "info", "message": m, "type": "message"});
+                if !data.is_null() {
+                    e["type"] = json!("metrics");
+                    e["data"] = data;
+                }
+                e
             })
             .collect();
         json!({"object": "list", "data": data, "has_more": false})
     }
+}
+
+/// The training loss and token accuracy a sim job reports at `step`: a
+/// loss falling from 2 towards 0.3, lower at every step.
+fn sim_metrics(step: u32) -> (f64, f64) {
+    let loss = 0.3 + 1.7 * (-(step as f64) / 4.0).exp();
+    let round = |x: f64| (x * 1e4).round() / 1e4;
+    (round(loss), round(1.0 - loss / 2.5))
 }
 
 /// A `synthesize` rewording: each rule listed (the JSON array on the line
@@ -524,6 +546,17 @@ mod tests {
         assert_eq!(done["trained_tokens"], 6, "3 words × 2 epochs");
         let events = sim.fine_tuning(Request::Get(&format!("{path}/events"))).await.unwrap();
         assert_eq!(events["data"][0]["message"], "The job has successfully completed");
+        // Metrics events, oldest last: every step once, the loss falling.
+        let steps: Vec<&Value> =
+            events["data"].as_array().unwrap().iter().rev().filter(|e| e["type"] == "metrics").collect();
+        assert_eq!(steps.len(), STEPS as usize);
+        assert_eq!(steps[0]["message"], format!("Step 1/{STEPS}: training loss=1.624"));
+        for (k, pair) in steps.windows(2).enumerate() {
+            assert_eq!(pair[0]["data"]["step"], k as u64 + 1);
+            let (a, b) =
+                (pair[0]["data"]["train_loss"].as_f64().unwrap(), pair[1]["data"]["train_loss"].as_f64().unwrap());
+            assert!(b < a, "step {}: {a} then {b}", k + 2);
+        }
 
         // Another process (a resumed run) knows the job once the memo's
         // answers are replayed to it, and it starts over its polls.

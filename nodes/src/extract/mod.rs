@@ -12,12 +12,16 @@
 //! The module is split along the work: [`logs`] turns records into
 //! distinct logs (copies collapsed, with their count), [`density`] computes
 //! every density exactly with tiled matrix products, [`select`] picks, and
-//! [`report`] writes the examples, `train.jsonl` and the summary. Logs
+//! [`report`] writes the examples, `train.jsonl` and the summary, and
+//! [`map`] the logs as points of a 2-D map ([`projection`]) for the
+//! report. Logs
 //! without a vector are embedded through a backend first, in batches whose
 //! memo keys `flow plan` knows in advance.
 
 pub mod density;
 pub mod logs;
+pub mod map;
+pub mod projection;
 pub mod report;
 pub mod select;
 
@@ -159,7 +163,8 @@ const CONCURRENT_CALLS: usize = 4;
 impl Node for Extract {
     type Config = ExtractConfig;
     const KIND: &'static str = "extract";
-    const VERSION: u32 = 1;
+    // 2: writes `projection.json`.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "picks golden chat examples from logs by embedding density: cluster centres or rare successes";
     const INPUTS: Arity = Arity::One;

@@ -1,6 +1,7 @@
 //! From logs with vectors to the node's output: per group, the densities,
 //! the picks, and each pick as a chat example; then `train.jsonl` (the
-//! examples as a fine-tuning API reads them), the summary and the counts.
+//! examples as a fine-tuning API reads them), the map of the logs
+//! (`projection.json`), the summary and the counts.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use flow_engine::{Artifact, Record, META_JSON, SUMMARY_MD};
 
 use super::density::{self, Density};
 use super::logs::{self, Log, Logs};
+use super::map::LogMap;
 use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
 
 /// What one group held and gave.
@@ -40,6 +42,7 @@ pub fn extract(
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut out = Vec::new();
     let mut groups = Vec::new();
+    let mut map = LogMap::default();
     for (function, mut group) in std::mem::take(&mut logs.groups) {
         let (x, weights) = unit_vectors(&mut group, dims)?;
         let started = std::time::Instant::now();
@@ -53,7 +56,6 @@ pub fn extract(
             Strategy::Steady => select::steady(&x, dims, &d, &success, c.threshold(), top_k, c.min_neighbours),
             Strategy::Anomaly => select::anomaly(&d, &success, top_k),
         };
-        drop(x);
         for (rank, &i) in picks.iter().enumerate() {
             out.push(example(c, templates, &group[i], &d, i, rank + 1)?);
         }
@@ -65,8 +67,12 @@ pub fn extract(
             densities: picks.first().zip(picks.last()).map(|(&a, &b)| (round(d.density[a]), round(d.density[b]))),
             function,
         });
+        map.add(&group, x, &d, &success, &picks);
     }
-    let artifacts = artifacts(c, &out, &groups, logs.records, embedded, dims)?;
+    let mut artifacts = artifacts(c, &out, &groups, logs.records, embedded, dims)?;
+    let started = std::time::Instant::now();
+    artifacts.push(map.artifact(c.strategy, dims));
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "extract: the map of the logs");
     Ok((out, artifacts))
 }
 

@@ -46,11 +46,27 @@ pub fn script(node: &str, pairs: usize, rules: &[Rule], set: &RuleSet) -> String
     }
     let rules_json = serde_json::to_string(&active.iter().map(|r| summary(r)).collect::<Vec<_>>()).expect("json");
     let ops_json = serde_json::to_string(&set.ops_json()).expect("json");
-    let body = TEMPLATE
-        .replace("@RULES@", &py_str(&rules_json))
-        .replace("@BLOCK@", &py_str(&set.block()))
-        .replace("@OPERATIONS@", &py_str(&ops_json));
+    // One pass: a value holding a marker's text is not filled again.
+    let body = fill(
+        TEMPLATE,
+        &[("@RULES@", &py_str(&rules_json)), ("@BLOCK@", &py_str(&set.block())), ("@OPERATIONS@", &py_str(&ops_json))],
+    );
     format!("{head}{body}")
+}
+
+/// The template with each marker replaced by its value, in one pass.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    loop {
+        let next = values.iter().filter_map(|(m, v)| rest.find(m).map(|i| (i, *m, *v))).min_by_key(|(i, _, _)| *i);
+        let Some((i, marker, value)) = next else { break };
+        out.push_str(&rest[..i]);
+        out.push_str(value);
+        rest = &rest[i + marker.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What the hook keeps of a rule.
@@ -244,6 +260,17 @@ def _tidy(before, after):
         s = s[0].upper() + s[1:]
     return s
 "#;
+
+#[cfg(test)]
+mod fill_tests {
+    use super::fill;
+
+    #[test]
+    fn a_value_holding_a_marker_is_not_filled_again() {
+        let out = fill("a=@A@; b=@B@", &[("@A@", "'@B@'"), ("@B@", "'x'")]);
+        assert_eq!(out, "a='@B@'; b='x'");
+    }
+}
 
 #[cfg(test)]
 mod tests {

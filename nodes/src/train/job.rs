@@ -105,7 +105,16 @@ impl Events {
             let level = e["level"].as_str().unwrap_or("info");
             let message = e["message"].as_str().unwrap_or_default();
             tracing::info!("train `{node}`: job {job}: [{level}] {message}");
-            self.list.push(json!({"created_at": e["created_at"], "level": level, "message": message}));
+            let mut kept = json!({"created_at": e["created_at"], "level": level, "message": message});
+            // OpenAI's `metrics` events carry the step's figures in `data`
+            // (`step`, `train_loss`...): the report draws the loss curve.
+            if let Some(t) = e.get("type").filter(|t| !t.is_null()) {
+                kept["type"] = t.clone();
+            }
+            if let Some(d) = e.get("data").filter(|d| !d.is_null()) {
+                kept["data"] = d.clone();
+            }
+            self.list.push(kept);
         }
     }
 }
@@ -228,7 +237,7 @@ impl JobRun {
                 Phase::Cancelled => {
                     return Err(NodeError::new(format!(
                         "job {job_id} was cancelled (status `{status}`); the same data and parameters follow this \
-                         job again: run with --no-cache to start a new one"
+                         job again: set `attempt: 2` (or the next number) on the node to start a new one (`--no-cache` would re-send every call of the spec)"
                     )))
                 }
                 Phase::Pending => {
@@ -261,7 +270,7 @@ fn failure(job_id: &str, status: &str, job: &Value, events: &[Value]) -> String 
     let code = err["code"].as_str().filter(|c| !c.is_empty()).map(|c| format!(" (code `{c}`)")).unwrap_or_default();
     format!(
         "fine-tuning job {job_id} {status}: {message}{code}; the same data and parameters follow this job again: fix \
-         them, or run with --no-cache to start a new job"
+         them, or set `attempt: 2` (or the next number) on the node to start a new job"
     )
 }
 
@@ -307,5 +316,16 @@ mod tests {
         ev.add("t", "j", &page(4));
         let messages: Vec<&str> = ev.list.iter().map(|e| e["message"].as_str().unwrap()).collect();
         assert_eq!(messages, ["m0", "m1", "m2", "m3"]);
+        assert_eq!(ev.list[0], json!({"created_at": 0, "level": "info", "message": "m0"}));
+    }
+
+    #[test]
+    fn metrics_events_keep_their_figures() {
+        let mut ev = Events::default();
+        let data = json!({"step": 3, "train_loss": 0.51});
+        let page = json!({"data": [{"id": "e1", "created_at": 5, "level": "info", "message": "Step 3/9: training loss=0.510",
+                                     "type": "metrics", "data": data}]});
+        ev.add("t", "j", &page);
+        assert_eq!((&ev.list[0]["type"], &ev.list[0]["data"]), (&json!("metrics"), &data));
     }
 }

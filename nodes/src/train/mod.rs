@@ -161,6 +161,11 @@ pub struct TrainConfig {
     pub paths: Paths,
     #[serde(default)]
     pub statuses: Statuses,
+    /// Raise it (2, 3, ...) to start a new job on the same data after a
+    /// failed or cancelled one: it is part of the job's memo key, so only
+    /// this node's job is created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -214,7 +219,11 @@ impl TrainConfig {
     /// What the job's creation is memoized under: its body with the file's
     /// content in place of the file id, known before the upload answers.
     fn job_key(&self, model: &str, data: &Dataset) -> Value {
-        self.job_body(model, json!({"content": data.hash.hex()}))
+        let mut key = self.job_body(model, json!({"content": data.hash.hex()}));
+        if let (Some(n), Some(o)) = (self.attempt, key.as_object_mut()) {
+            o.insert("attempt".into(), json!(n));
+        }
+        key
     }
 }
 
@@ -226,7 +235,8 @@ fn upload(data: &Dataset) -> Upload<'_> {
 impl Node for Train {
     type Config = TrainConfig;
     const KIND: &'static str = "train";
-    const VERSION: u32 = 1;
+    // 2: events keep their `type` and `data` (a `metrics` event's figures).
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "fine-tunes a model on chat examples through a fine-tuning API, or exports them";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
@@ -379,6 +389,14 @@ mod tests {
 
     fn config(yaml: &str) -> TrainConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_new_attempt_is_a_new_job_key() {
+        let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: ContentHash::of(b"x\n") };
+        let first = config("{backend: ft}").job_key("m", &data);
+        assert_eq!(first, config("{backend: ft}").job_key("m", &data));
+        assert_ne!(first, config("{backend: ft, attempt: 2}").job_key("m", &data));
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! `projection.json`: every log as a point of a 2-D map, with its density
+//! and whether it was picked, and a histogram of the densities, for the
+//! report's extract view (and anyone who wants to plot the logs).
+//!
+//! The points are the distinct logs (copies collapsed), projected by
+//! [`projection::pca`] over all groups at once, so groups that are far
+//! apart in embedding space are far apart on the map. At most
+//! [`MAX_POINTS`] are written: past that, every pick and a sample of the
+//! other logs (those whose hash of group and id is smallest: the same
+//! logs on every run, spread evenly over clusters), and the file says
+//! so (`sampled`). The histogram counts every distinct log.
+
+use serde_json::json;
+
+use flow_engine::Artifact;
+
+use super::density::Density;
+use super::logs::{self, Log};
+use super::projection::{self, coordinate};
+use super::Strategy;
+
+/// The artifact's name.
+pub const PROJECTION_JSON: &str = "projection.json";
+
+/// Points written at most.
+pub const MAX_POINTS: usize = 20_000;
+
+/// Bins of the density histogram.
+pub const BINS: usize = 40;
+
+/// The logs of every group, as the map needs them, gathered group by group.
+#[derive(Default)]
+pub struct LogMap {
+    groups: Vec<Group>,
+}
+
+struct Group {
+    function: Option<String>,
+    ids: Vec<String>,
+    statuses: Vec<String>,
+    density: Vec<f64>,
+    /// Whether the log could be picked (a success with an answer).
+    success: Vec<bool>,
+    /// The rank of a pick, 0 for the others.
+    rank: Vec<u32>,
+    /// The unit vectors, row by row.
+    x: Vec<f32>,
+}
+
+impl LogMap {
+    /// Adds a group: its logs, their unit vectors `x`, densities, which
+    /// could be picked and the picks (indexes, by rank).
+    pub fn add(&mut self, group: &[Log], x: Vec<f32>, d: &Density, success: &[bool], picks: &[usize]) {
+        let mut rank = vec![0u32; group.len()];
+        for (r, &i) in picks.iter().enumerate() {
+            rank[i] = r as u32 + 1;
+        }
+        self.groups.push(Group {
+            function: group.first().and_then(|l| l.group.clone()),
+            ids: group.iter().map(|l| l.id.clone()).collect(),
+            statuses: group.iter().map(|l| logs::text(&l.record, "status")).collect(),
+            density: d.density.clone(),
+            success: success.to_vec(),
+            rank,
+            x,
+        });
+    }
+
+    /// `projection.json` for vectors of `dims` dimensions.
+    pub fn artifact(self, strategy: Strategy, dims: usize) -> Artifact {
+        let parts: Vec<&[f32]> = self.groups.iter().map(|g| g.x.as_slice()).collect();
+        let pca = projection::pca(&parts, dims);
+        let total: usize = self.groups.iter().map(|g| g.ids.len()).sum();
+        let shown = self.shown();
+        let head = json!({
+            "format": 1,
+            "strategy": strategy.name(),
+            "logs": total,
+            "shown": shown.iter().flatten().filter(|&&s| s).count(),
+            "max_points": MAX_POINTS,
+            "sampled": total > MAX_POINTS,
+            "dimensions": (dims > 0).then_some(dims),
+            "projection": {
+                "method": "pca",
+                "about": "each log's unit embedding, mean taken out, on the first two principal components of all \
+                          logs (subspace iteration from fixed starting directions; a component's largest \
+                          coefficient is positive)",
+                "iterations": projection::ITERATIONS,
+                "explained_variance": pca.explained().map(round),
+            },
+        });
+        // The histogram's lists on one line each, a point a line: a file
+        // that reads well and stays small.
+        let mut text = serde_json::to_string_pretty(&head).expect("json");
+        text.truncate(text.len() - 2); // "\n}"
+        text.push_str(",\n  \"histogram\": ");
+        text.push_str(&serde_json::to_string(&self.histogram()).expect("json"));
+        text.push_str(",\n  \"points\": [");
+        let mut first = true;
+        for (g, keep) in self.groups.iter().zip(&shown) {
+            let function = serde_json::to_string(&g.function).expect("json");
+            for (i, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+                let (x, y) = pca.project(&g.x[i * dims..(i + 1) * dims]);
+                let picked = match g.rank[i] {
+                    0 => "null".to_string(),
+                    r => format!("{{\"strategy\": \"{}\", \"rank\": {r}}}", strategy.name()),
+                };
+                text.push_str(if first { "\n    " } else { ",\n    " });
+                first = false;
+                text.push_str(&format!(
+                    "{{\"id\": {}, \"function\": {function}, \"status\": {}, \"success\": {}, \"density\": {}, \
+                     \"x\": {}, \"y\": {}, \"picked\": {picked}}}",
+                    serde_json::to_string(&g.ids[i]).expect("json"),
+                    serde_json::to_string(&g.statuses[i]).expect("json"),
+                    g.success[i],
+                    serde_json::to_string(&round(g.density[i])).expect("json"),
+                    coordinate(x),
+                    coordinate(y),
+                ));
+            }
+        }
+        text.push_str(if first { "]\n}\n" } else { "\n  ]\n}\n" });
+        Artifact { name: PROJECTION_JSON.into(), bytes: text.into_bytes() }
+    }
+
+    /// Which logs of each group are written: all of them up to
+    /// [`MAX_POINTS`], else the picks and the other logs of smallest hash.
+    fn shown(&self) -> Vec<Vec<bool>> {
+        let total: usize = self.groups.iter().map(|g| g.ids.len()).sum();
+        let mut shown: Vec<Vec<bool>> = self.groups.iter().map(|g| vec![total <= MAX_POINTS; g.ids.len()]).collect();
+        if total <= MAX_POINTS {
+            return shown;
+        }
+        let mut left = MAX_POINTS;
+        let mut others = Vec::with_capacity(total);
+        for (gi, g) in self.groups.iter().enumerate() {
+            let key = g.function.as_deref().unwrap_or("");
+            for (i, id) in g.ids.iter().enumerate() {
+                if g.rank[i] > 0 && left > 0 {
+                    shown[gi][i] = true;
+                    left -= 1;
+                } else if g.rank[i] == 0 {
+                    let mut h = blake3::Hasher::new();
+                    h.update(key.as_bytes()).update(&[0]).update(id.as_bytes());
+                    others.push((*h.finalize().as_bytes(), gi, i));
+                }
+            }
+        }
+        if left < others.len() {
+            others.select_nth_unstable(left);
+            others.truncate(left);
+        }
+        for (_, gi, i) in others {
+            shown[gi][i] = true;
+        }
+        shown
+    }
+
+    /// [`BINS`] equal bins from the least density to the most, counting
+    /// every distinct log, the successful ones and the picks.
+    fn histogram(&self) -> serde_json::Value {
+        let all = || self.groups.iter().flat_map(|g| g.density.iter().copied());
+        let (lo, hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        if lo > hi {
+            return json!(null);
+        }
+        let bins = if hi > lo { BINS } else { 1 };
+        let width = (hi - lo) / bins as f64;
+        let (mut logs, mut successful, mut picked) = (vec![0u64; bins], vec![0u64; bins], vec![0u64; bins]);
+        for g in &self.groups {
+            for (i, &d) in g.density.iter().enumerate() {
+                let b = if width > 0.0 { (((d - lo) / width) as usize).min(bins - 1) } else { 0 };
+                logs[b] += 1;
+                successful[b] += g.success[i] as u64;
+                picked[b] += (g.rank[i] > 0) as u64;
+            }
+        }
+        json!({"from": round(lo), "to": round(hi), "logs": logs, "successful": successful, "picked": picked})
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// A group of `n` logs in 3 dimensions, every fifth failed, with
+    /// densities i and picks at the given indexes.
+    fn add_group(map: &mut LogMap, function: &str, n: usize, picks: &[usize]) {
+        let logs: Vec<Log> = (0..n)
+            .map(|i| Log {
+                id: format!("{function}-{i:06}"),
+                group: Some(function.into()),
+                success: i % 5 != 0,
+                record: Arc::new(
+                    json!({"status": if i % 5 == 0 { "FAIL" } else { "SUCCESS" }}).as_object().unwrap().clone(),
+                ),
+                embedding: None,
+                has_embedding: true,
+                duplicates: 0,
+            })
+            .collect();
+        let x: Vec<f32> = (0..n).flat_map(|i| [1.0, (i % 7) as f32 / 10.0, (i % 3) as f32 / 10.0]).collect();
+        let d = Density { density: (0..n).map(|i| i as f64).collect(), neighbours: vec![0; n] };
+        let success: Vec<bool> = logs.iter().map(|l| l.success).collect();
+        map.add(&logs, x, &d, &success, picks);
+    }
+
+    fn written(map: LogMap) -> Value {
+        let a = map.artifact(Strategy::Steady, 3);
+        assert_eq!(a.name, PROJECTION_JSON);
+        serde_json::from_slice(&a.bytes).unwrap()
+    }
+
+    #[test]
+    fn every_log_is_a_point_with_its_pick() {
+        let mut map = LogMap::default();
+        add_group(&mut map, "a", 30, &[12, 3]);
+        add_group(&mut map, "b", 10, &[]);
+        let v = written(map);
+        let points = v["points"].as_array().unwrap();
+        assert_eq!((points.len(), &v["logs"], &v["shown"], &v["sampled"]), (40, &json!(40), &json!(40), &json!(false)));
+        assert_eq!(points[12]["picked"], json!({"strategy": "steady", "rank": 1}));
+        assert_eq!(points[3]["picked"]["rank"], 2);
+        assert_eq!(points.iter().filter(|p| !p["picked"].is_null()).count(), 2);
+        assert_eq!(
+            (&points[35]["id"], &points[35]["function"], &points[35]["status"]),
+            (&json!("b-000005"), &json!("b"), &json!("FAIL"))
+        );
+        let h = &v["histogram"];
+        let sum = |k: &str| h[k].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>();
+        assert_eq!((sum("logs"), sum("successful"), sum("picked")), (40, 32, 2));
+        assert_eq!((&h["from"], &h["to"]), (&json!(0.0), &json!(29.0)));
+    }
+
+    #[test]
+    fn past_the_cap_the_picks_and_the_same_sample_are_written() {
+        let mut map = LogMap::default();
+        add_group(&mut map, "a", MAX_POINTS, &[7, MAX_POINTS - 1]);
+        add_group(&mut map, "b", 500, &[499]);
+        let v = written(map);
+        assert_eq!(
+            (&v["logs"], &v["shown"], &v["sampled"]),
+            (&json!(MAX_POINTS + 500), &json!(MAX_POINTS), &json!(true))
+        );
+        let points = v["points"].as_array().unwrap();
+        assert_eq!(points.len(), MAX_POINTS);
+        let picked: Vec<&str> =
+            points.iter().filter(|p| !p["picked"].is_null()).map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(picked, ["a-000007", "a-019999", "b-000499"]);
+        assert!(points.iter().any(|p| p["function"] == "b" && p["picked"].is_null()), "the sample spans groups");
+        let mut again = LogMap::default();
+        add_group(&mut again, "a", MAX_POINTS, &[7, MAX_POINTS - 1]);
+        add_group(&mut again, "b", 500, &[499]);
+        assert_eq!(written(again), v);
+    }
+}
