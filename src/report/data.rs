@@ -8,9 +8,9 @@
 //! carries a `problem` instead of failing the whole report.
 //!
 //! To add a view for a kind: a function here returning its data, a line in
-//! [`view_of`] naming its renderer, and that renderer in `page.js`'s
-//! `VIEWS`. Until then a kind gets the generic view (its `meta`, text
-//! artifacts and records).
+//! [`view_of`] naming its renderer, and that renderer in `page.js` (or
+//! `stages.js`, for the barrier stages) and in its `VIEWS`. Until then a
+//! kind gets the generic view (its `meta`, text artifacts and records).
 
 use std::io::{BufRead, BufReader};
 
@@ -51,38 +51,48 @@ pub struct ReportData {
     views: Vec<View>,
 }
 
-/// One node's view: `{node, kind, view, data}`, and its records, each a
-/// JSON object as text.
+/// One node's view: `{node, kind, view, data}`, its records, each a JSON
+/// object as text, and more fields of the view already JSON text (the
+/// extract map: 20,000 points parsed into `Value`s would cost more time
+/// and memory than the rest of the report).
 struct View {
     view: Value,
     rows: Vec<String>,
+    raw: Vec<(&'static str, String)>,
 }
 
 impl ReportData {
     /// All of it as one JSON object: the head's fields, and `views`, each
     /// with its `rows`.
     pub fn to_json(&self) -> String {
-        let size: usize = self.views.iter().flat_map(|v| &v.rows).map(|r| r.len() + 1).sum();
-        let mut out = String::with_capacity(size + 64 * 1024);
-        with_array(&mut out, &self.head, "views", |out| {
+        let rows: usize = self.views.iter().flat_map(|v| &v.rows).map(|r| r.len() + 1).sum();
+        let raw: usize = self.views.iter().flat_map(|v| &v.raw).map(|(_, r)| r.len() + 32).sum();
+        let mut out = String::with_capacity(rows + raw + 64 * 1024);
+        with_array(&mut out, &self.head, &[], "views", |out| {
             for (i, v) in self.views.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                with_array(out, &v.view, "rows", |out| out.push_str(&v.rows.join(",")));
+                with_array(out, &v.view, &v.raw, "rows", |out| out.push_str(&v.rows.join(",")));
             }
         });
         out
     }
 }
 
-/// Writes the JSON object `obj` with one more field, `name`, an array whose
-/// items `items` writes.
-fn with_array(out: &mut String, obj: &Value, name: &str, items: impl FnOnce(&mut String)) {
+/// Writes the JSON object `obj` with more fields: `raw` (names and JSON
+/// text), and `name`, an array whose items `items` writes.
+fn with_array(out: &mut String, obj: &Value, raw: &[(&str, String)], name: &str, items: impl FnOnce(&mut String)) {
     let text = serde_json::to_string(obj).expect("report data serializes");
     let fields = text.strip_suffix('}').expect("an object");
     out.push_str(fields);
     if fields != "{" {
+        out.push(',');
+    }
+    for (field, json) in raw {
+        out.push_str(&serde_json::to_string(field).expect("a name"));
+        out.push(':');
+        out.push_str(json);
         out.push(',');
     }
     out.push_str(&serde_json::to_string(name).expect("a name"));
@@ -161,13 +171,14 @@ fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usiz
     if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
         return None;
     }
+    let mut raw = Vec::new();
     let (view, result) = match n.kind.as_str() {
         "load" => return None,
         "evaluate" => ("evaluate", evaluate(store, plan, n, budget)),
         "compare" => ("compare", compare(store, n).map(|d| (d, Vec::new()))),
         "generate" => ("generate", Ok((generate(store, n), Vec::new()))),
         "run" => ("run", artifact(store, n, SUMMARY_JSON).map(|s| (json!({"summary": s}), Vec::new()))),
-        "extract" => ("extract", extract(store, n, budget)),
+        "extract" => ("extract", extract(store, n, budget, &mut raw)),
         "synthesize" => ("synthesize", synthesize(store, n)),
         // The job's record (status, events), its meta, and an export's
         // config: what the generic view gathers, drawn its own way.
@@ -175,7 +186,7 @@ fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usiz
         _ => ("generic", generic(store, n, budget)),
     };
     let (data, rows) = result.unwrap_or_else(|problem| (json!({"problem": problem}), Vec::new()));
-    Some(View { view: json!({"node": n.name, "kind": n.kind, "view": view, "data": data}), rows })
+    Some(View { view: json!({"node": n.name, "kind": n.kind, "view": view, "data": data}), rows, raw })
 }
 
 /// A view's data and its records.
@@ -232,16 +243,58 @@ fn generate(store: &Store, n: &NodeRecord) -> Value {
     })
 }
 
-/// `extract`: its counts (`meta`), the map of the logs (`projection.json`:
-/// a point per log, at most 20,000, and the density histogram; `null` for
-/// an output from before it was written), and the examples.
-fn extract(store: &Store, n: &NodeRecord, budget: &mut usize) -> ViewResult {
+/// `extract`: its counts (`meta`) and the examples, and in `raw` the map
+/// of the logs (`projection.json`: a point per log, at most 20,000, and
+/// the density histogram; `null` for an output from before it was written)
+/// as the view's `projection`.
+fn extract(store: &Store, n: &NodeRecord, budget: &mut usize, raw: &mut Vec<(&'static str, String)>) -> ViewResult {
     let meta = n.meta.clone().or_else(|| artifact(store, n, META_JSON).ok()).unwrap_or(Value::Null);
-    let mut projection =
-        if n.artifacts.contains_key(PROJECTION_JSON) { artifact(store, n, PROJECTION_JSON)? } else { Value::Null };
-    cut_strings(&mut projection);
+    let projection = match n.artifacts.get(PROJECTION_JSON) {
+        Some(hash) => {
+            let bytes = store.read_object(hash).map_err(|e| e.to_string())?;
+            let unreadable =
+                |e: serde_json::Error| format!("{PROJECTION_JSON} of node `{}` is unreadable: {e}", n.name);
+            flow_nodes::extract::map::check(&bytes).map_err(unreadable)?;
+            match String::from_utf8(bytes) {
+                // As it is, unless a string needs cutting.
+                Ok(text) if longest_string(text.as_bytes()) <= MAX_STRING_CHARS => text,
+                other => {
+                    let bytes = other.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                    let mut map: Value = serde_json::from_slice(&bytes).map_err(unreadable)?;
+                    cut_strings(&mut map);
+                    map.to_string()
+                }
+            }
+        }
+        None => "null".to_string(),
+    };
+    raw.push(("projection", projection));
     let (records, rows) = records(store, n, budget)?;
-    Ok((json!({"meta": meta, "projection": projection, "records": records}), rows))
+    Ok((json!({"meta": meta, "records": records}), rows))
+}
+
+/// The most characters in one string of the JSON text `json` (an escape
+/// counts as its characters: an overestimate, never under).
+fn longest_string(json: &[u8]) -> usize {
+    let (mut inside, mut escaped, mut len, mut most) = (false, false, 0, 0);
+    for &b in json {
+        if !inside {
+            if b == b'"' {
+                (inside, len) = (true, 0);
+            }
+        } else if escaped {
+            escaped = false;
+            len += 1;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            inside = false;
+            most = most.max(len);
+        } else if b & 0xC0 != 0x80 {
+            len += 1;
+        }
+    }
+    most
 }
 
 /// `synthesize`: its `rules.json` without the per-pair measurements (the
@@ -407,19 +460,71 @@ mod tests {
                 train,
                 node("scores", "evaluate", NodeStatus::Failed),
                 node("ab", "compare", NodeStatus::Cancelled),
+                node("later", "a_future_kind", NodeStatus::Ran),
             ],
         };
         let data: Value = serde_json::from_str(&collect(&store, None, &m).to_json()).unwrap();
         assert_eq!(data["graph"], false);
-        assert_eq!(data["nodes"].as_array().unwrap().len(), 4);
+        assert_eq!(data["nodes"].as_array().unwrap().len(), 5);
         let views = data["views"].as_array().unwrap();
-        assert_eq!(views.len(), 1, "{views:?}");
+        assert_eq!(views.len(), 2, "{views:?}");
+        assert_eq!((&views[1]["node"], &views[1]["view"]), (&json!("later"), &json!("generic")));
         let v = &views[0];
-        assert_eq!((&v["node"], &v["view"]), (&json!("tuned"), &json!("generic")));
+        assert_eq!((&v["node"], &v["view"]), (&json!("tuned"), &json!("train")));
         assert_eq!(v["data"]["meta"]["examples"], 2);
         assert_eq!(v["data"]["artifacts"], json!([{"name": "train_sft.py", "text": "print('hi')"}]));
         assert_eq!(v["rows"], json!([{"id": "e1", "messages": []}, {"id": "e2", "messages": []}]));
         assert_eq!(v["data"]["records"], json!({"total": 2, "shown": 2, "truncated": null}));
+    }
+
+    #[test]
+    fn extract_and_synthesize_views_carry_their_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        store.create().unwrap();
+        let mut n = NodeRecord::new("golden".into(), "extract".into(), NodeStatus::Ran, None);
+        n.output = Some(store.put_bytes(b"{\"id\":\"l1\",\"rank\":1}\n").unwrap());
+        n.records_out = 1;
+        let long = "x".repeat(MAX_STRING_CHARS + 1);
+        let map = json!({"logs": 2, "points": [{"id": "l1", "x": 0.5, "y": 0, "picked": {"rank": 1}}, {"id": long, "x": 0, "y": 1, "picked": null}]});
+        n.artifacts.insert(PROJECTION_JSON.into(), store.put_bytes(map.to_string().as_bytes()).unwrap());
+        let v = view_of(&store, None, &n, &mut MAX_REPORT_RECORD_BYTES.clone()).unwrap();
+        assert_eq!(v.view["view"], "extract");
+        assert_eq!(v.raw[0].0, "projection");
+        let cut: Value = serde_json::from_str(&v.raw[0].1).unwrap();
+        assert_eq!(cut["points"][0], map["points"][0]);
+        assert!(cut["points"][1]["id"].as_str().unwrap().ends_with("[1 more characters not in the report]"));
+        assert_eq!(v.rows, [r#"{"id":"l1","rank":1}"#]);
+        // Without a long string, the file goes in as it is.
+        let text = "{\"points\": [{\"id\": \"l\\u00e9\", \"x\": 0.5}]}";
+        n.artifacts.insert(PROJECTION_JSON.into(), store.put_bytes(text.as_bytes()).unwrap());
+        let v = view_of(&store, None, &n, &mut MAX_REPORT_RECORD_BYTES.clone()).unwrap();
+        assert_eq!(v.raw, [("projection", text.to_string())]);
+        // A broken one is the view's problem; an output from before the map
+        // has none, and the view says so.
+        n.artifacts.insert(PROJECTION_JSON.into(), store.put_bytes(b"{\"points\": [").unwrap());
+        let v = view_of(&store, None, &n, &mut MAX_REPORT_RECORD_BYTES.clone()).unwrap();
+        assert!(v.view["data"]["problem"].as_str().unwrap().contains("projection.json of node `golden` is unreadable"));
+        n.artifacts.clear();
+        let v = view_of(&store, None, &n, &mut MAX_REPORT_RECORD_BYTES.clone()).unwrap();
+        assert_eq!((&v.raw[0].1[..], v.view["data"].get("problem")), ("null", None));
+        assert_eq!(longest_string(r#"{"ab": "\"xé", "c": 1}"#.as_bytes()), 3);
+
+        let mut n = NodeRecord::new("rules".into(), "synthesize".into(), NodeStatus::Cached, None);
+        let pairs: Vec<String> = (0..MAX_IDS + 2).map(|i| format!("fb-{i}")).collect();
+        let rules = json!({"pairs": 9, "rules": [{"id": "max_words", "support": MAX_IDS + 2, "pairs": pairs, "against": []}],
+                           "contradictions": [], "analysis": [{"id": "fb-0"}]});
+        n.artifacts.insert(RULES_JSON.into(), store.put_bytes(rules.to_string().as_bytes()).unwrap());
+        n.artifacts
+            .insert(HOOK_FILE.into(), store.put_bytes(b"def intercept_prompt(p, c):\n    return '<b>' + p\n").unwrap());
+        let v = view_of(&store, None, &n, &mut 0).unwrap().view;
+        assert_eq!(v["view"], "synthesize");
+        let report = &v["data"]["report"];
+        assert!(report.get("analysis").is_none(), "the per-pair measurements stay in rules.json");
+        assert_eq!(report["rules"][0]["pairs"].as_array().unwrap().len(), MAX_IDS);
+        assert_eq!(report["rules"][0]["pairs_total"], MAX_IDS + 2);
+        assert_eq!(v["data"]["hook"]["name"], HOOK_FILE);
+        assert!(v["data"]["hook"]["text"].as_str().unwrap().contains("return '<b>' + p"));
     }
 
     #[test]
@@ -459,14 +564,18 @@ mod tests {
         let data = ReportData {
             head: json!({}),
             views: vec![
-                View { view: json!({"node": "a"}), rows: vec![r#"{"id":1}"#.into(), r#"{"id":2}"#.into()] },
-                View { view: json!({"node": "b"}), rows: vec![] },
+                View {
+                    view: json!({"node": "a"}),
+                    rows: vec![r#"{"id":1}"#.into(), r#"{"id":2}"#.into()],
+                    raw: vec![("map", r#"{"points": [1]}"#.into())],
+                },
+                View { view: json!({"node": "b"}), rows: vec![], raw: vec![] },
             ],
         };
         let parsed: Value = serde_json::from_str(&data.to_json()).unwrap();
         assert_eq!(
             parsed,
-            json!({"views": [{"node": "a", "rows": [{"id": 1}, {"id": 2}]}, {"node": "b", "rows": []}]})
+            json!({"views": [{"node": "a", "map": {"points": [1]}, "rows": [{"id": 1}, {"id": 2}]}, {"node": "b", "rows": []}]})
         );
     }
 

@@ -4,6 +4,15 @@
 // when their tab is first shown; a table renders only its visible page.
 (function () {
   "use strict";
+
+  // The tab named in the URL (`#golden`); a malformed one (`#%`) names none.
+  function hashTab() {
+    try {
+      return decodeURIComponent(location.hash.slice(1));
+    } catch (_) {
+      return "";
+    }
+  }
   const T0 = performance.now();
   const DATA = JSON.parse(document.getElementById("flow-data").textContent);
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -148,7 +157,7 @@
         }
       }
     }
-    if (decodeURIComponent(location.hash.slice(1)) !== target) {
+    if (hashTab() !== target) {
       try {
         history.replaceState(null, "", "#" + encodeURIComponent(target));
       } catch (e) {
@@ -255,7 +264,10 @@
   // ---- views by kind ------------------------------------------------------
 
   function VIEWS() {
-    return { evaluate: renderEvaluate, compare: renderCompare, generate: renderGenerate, run: renderRun, generic: renderGeneric };
+    return {
+      evaluate: renderEvaluate, compare: renderCompare, generate: renderGenerate, run: renderRun,
+      extract: renderExtract, synthesize: renderSynthesize, train: renderTrain, generic: renderGeneric,
+    };
   }
 
   function viewHead(panel, v, what) {
@@ -622,6 +634,8 @@
     }
   }
 
+  //@include stages.js
+
   function keyValues(obj, keys) {
     return h("div", { class: "panel" }, h("dl", { class: "fields" }, keys.map((k) => [h("dt", { text: k }), h("dd", { text: valueText(obj[k]) })])));
   }
@@ -633,7 +647,7 @@
   add(document.getElementById("foot"),
     "written by flow " + DATA.flow_version + " · one self-contained file: it fetches nothing · model output is shown as text · at most " +
       fmtInt(DATA.limits.records) + " records per node, strings cut at " + fmtInt(DATA.limits.string_chars) + " characters");
-  show(decodeURIComponent(location.hash.slice(1)) || "pipeline");
-  window.addEventListener("hashchange", () => show(decodeURIComponent(location.hash.slice(1)) || "pipeline"));
+  show(hashTab() || "pipeline");
+  window.addEventListener("hashchange", () => show(hashTab() || "pipeline"));
   window.flowReport = { data: DATA, show, bootMs: performance.now() - T0 };
 })();

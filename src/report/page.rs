@@ -1,9 +1,24 @@
 //! Assembles the report file: the HTML skeleton with the stylesheet, the
 //! script and the data inlined.
+//!
+//! The script is one scope in two files: `page.js` (the frame, the
+//! pipeline, the records table and the views of the streaming stages) and
+//! `stages.js` (the views of extract, synthesize and train), inlined where
+//! `page.js` says [`INCLUDE_STAGES`].
 
 const TEMPLATE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
+const STAGES: &str = include_str!("stages.js");
+
+/// The line of `page.js` that `stages.js` replaces.
+const INCLUDE_STAGES: &str = "  //@include stages.js\n";
+
+/// The whole script.
+fn script() -> String {
+    assert_eq!(SCRIPT.matches(INCLUDE_STAGES).count(), 1, "page.js includes stages.js once");
+    SCRIPT.replacen(INCLUDE_STAGES, STAGES, 1)
+}
 
 /// The whole page for run `run_id` of spec `spec`, with `data` (JSON)
 /// embedded.
@@ -17,7 +32,7 @@ pub fn render(spec: &str, run_id: &str, data: &str, nonce: &str) -> String {
             ("TITLE", &title),
             ("VERSION", env!("CARGO_PKG_VERSION")),
             ("STYLE", STYLE),
-            ("SCRIPT", SCRIPT),
+            ("SCRIPT", &script()),
             ("DATA", &data),
         ],
     )
@@ -29,14 +44,18 @@ pub fn render(spec: &str, run_id: &str, data: &str, nonce: &str) -> String {
 /// the parser finds its end (`<!--<script>`).
 fn embed_json(json: &str) -> String {
     let mut out = String::with_capacity(json.len() + json.len() / 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c => out.push(c),
-        }
+    let mut rest = json;
+    // Whole runs between the three bytes: a report's data is megabytes.
+    while let Some(at) = rest.find(['<', '>', '&']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'<' => "\\u003c",
+            b'>' => "\\u003e",
+            _ => "\\u0026",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -87,7 +106,7 @@ mod tests {
 
     #[test]
     fn inlined_code_cannot_end_its_element_early() {
-        for (name, text) in [("page.js", SCRIPT), ("page.css", STYLE)] {
+        for (name, text) in [("page.js", SCRIPT), ("stages.js", STAGES), ("page.css", STYLE)] {
             let lower = text.to_ascii_lowercase();
             for bad in ["</script", "</style", "<!--", "{{"] {
                 assert!(!lower.contains(bad), "{name} contains `{bad}`");
@@ -103,6 +122,7 @@ mod tests {
     #[test]
     fn the_page_is_self_contained() {
         let page = render("s<x>", "r1", r#"{"views":[]}"#, "n0nce");
+        assert!(page.contains("function renderExtract(") && !page.contains("@include"), "stages.js is inlined");
         assert!(page.contains("<title>flow · s&lt;x&gt; · r1</title>"));
         assert!(page.contains("script-src 'nonce-n0nce'"));
         // The SVG namespace is a name and `url(#id)` a reference inside the

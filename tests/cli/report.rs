@@ -163,6 +163,77 @@ fn an_interrupted_run_reports_what_finished() {
     assert!(data["views"].as_array().unwrap().is_empty());
 }
 
+/// A fresh project with `specs/self-improve.yaml` and its data, run: every
+/// barrier stage is in it (extract twice, synthesize, train on the sim).
+fn self_improve_run() -> (Project, Value) {
+    let p = Project::empty();
+    for f in [
+        "specs/self-improve.yaml",
+        "specs/data/logs.jsonl",
+        "specs/data/feedback.jsonl",
+        "specs/data/questions.jsonl",
+        "specs/metrics/style.py",
+    ] {
+        p.write(f, &std::fs::read_to_string(crate::common::repo().join(f)).unwrap());
+    }
+    let r = p.flow(&["run", "specs/self-improve.yaml"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let m = p.latest_run("specs/.flow");
+    (p, m)
+}
+
+fn ids(items: &Value) -> std::collections::BTreeSet<String> {
+    items.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn extract_synthesize_and_train_get_views_of_their_own() {
+    let (p, m) = self_improve_run();
+    let data = embedded(&std::fs::read_to_string(report_path(&p, &m)).unwrap());
+    let mut maps = Vec::new();
+    for name in ["golden", "rare"] {
+        let v = view(&data, name);
+        assert_eq!(v["view"], "extract");
+        let map = &v["projection"];
+        let points = map["points"].as_array().unwrap();
+        assert_eq!(points.len() as u64, v["data"]["meta"]["logs"].as_u64().unwrap(), "a point per distinct log");
+        assert_eq!((&map["logs"], &map["sampled"]), (&json!(points.len()), &json!(false)));
+        let picked: Vec<Value> = points.iter().filter(|p| !p["picked"].is_null()).cloned().collect();
+        assert_eq!(ids(&json!(picked)), ids(&v["rows"]), "the picks are the examples");
+        let sum = |k: &str| map["histogram"][k].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>();
+        assert_eq!((sum("logs"), sum("picked")), (points.len() as u64, picked.len() as u64));
+        // The same file as in the run folder.
+        let file: Value = serde_json::from_str(
+            &p.read(&format!("specs/.flow/runs/{}/{name}/projection.json", m["run_id"].as_str().unwrap())),
+        )
+        .unwrap();
+        assert_eq!(&file, map);
+        maps.push(points.iter().map(|p| (p["id"].clone(), p["x"].clone(), p["y"].clone())).collect::<Vec<_>>());
+    }
+    assert_eq!(maps[0], maps[1], "the same logs, the same map, whichever node drew it");
+
+    let rules = view(&data, "rules");
+    assert_eq!(rules["view"], "synthesize");
+    let listed = rules["data"]["report"]["rules"].as_array().unwrap();
+    assert_eq!(listed.len() as u64, crate::common::node(&m, "rules")["records_out"].as_u64().unwrap());
+    assert!(listed.iter().all(|r| r["support"].as_u64().unwrap() >= 2), "{listed:?}");
+    assert!(rules["data"]["hook"]["text"].as_str().unwrap().contains("def intercept_prompt("));
+
+    let tuned = view(&data, "tuned");
+    assert_eq!(tuned["view"], "train");
+    let job = &tuned["rows"][0];
+    assert_eq!(job["status"], "succeeded");
+    let losses: Vec<f64> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "metrics")
+        .map(|e| e["data"]["train_loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 12, "the sim's steps");
+    assert!(losses.windows(2).all(|w| w[1] < w[0]), "the loss falls: {losses:?}");
+}
+
 /// In a real browser (Linux: the client places pipes on fixed descriptors).
 #[cfg(target_os = "linux")]
 mod in_chromium {
@@ -171,9 +242,9 @@ mod in_chromium {
 
     use serde_json::{json, Value};
 
-    use super::report_path;
+    use super::{embedded, ids, report_path, self_improve_run, view};
     use crate::browser::{chromium, Browser};
-    use crate::common::{run_in_env, Project};
+    use crate::common::{node, repo, run_in_env, Project};
     use crate::llm_server::{LlmServer, ServerConfig};
 
     /// Where a browser test leaves its screenshots and the browser's log.
@@ -187,6 +258,8 @@ mod in_chromium {
     fn browser_or_skip(test: &str) -> Option<PathBuf> {
         let found = chromium();
         if found.is_none() {
+            // CI installs Chromium (.ci/run): there, a missing browser is a failure, not a skip.
+            assert!(std::env::var_os("CI").is_none(), "{test}: no Chromium found in CI; .ci/run installs it");
             eprintln!("skipping {test}: no Chromium found (apt-get install chromium, or set FLOW_TEST_CHROMIUM)");
         }
         found
@@ -406,6 +479,133 @@ mod in_chromium {
         let expected = format!("records 51–100 of {} · page 2 of {}", fmt_thousands(failing), failing.div_ceil(50));
         assert_eq!(t["info"], json!(expected));
         b.screenshot(&out.join("10k-records.png"));
+        assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+    }
+
+    #[test]
+    fn the_extract_synthesize_and_train_views_draw_their_data() {
+        let Some(bin) = browser_or_skip("the_extract_synthesize_and_train_views_draw_their_data") else { return };
+        let (p, m) = self_improve_run();
+        let path = report_path(&p, &m);
+        let data = embedded(&std::fs::read_to_string(&path).unwrap());
+        let out = out_dir("self-improve");
+        let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+        let url = file_url(&path);
+        b.open(&url, 1280, 1500);
+
+        // extract: a point per log, the picks marked (the node's examples),
+        // the histogram counting every log; a pick points at and opens its example.
+        for name in ["golden", "rare"] {
+            let examples = ids(&view(&data, name)["rows"]);
+            let logs = view(&data, name)["data"]["meta"]["logs"].as_u64().unwrap();
+            let got = b.eval(&format!(
+                "(() => {{ const p = flowReport.show('{name}').panel;
+                   const pts = flowReport.data.views.find(v => v.node === '{name}').projection.points;
+                   const picked = [...p.querySelectorAll('svg.map circle.pt.picked')];
+                   const bins = [...p.querySelectorAll('svg.hist g.bin')];
+                   const sum = (k) => bins.reduce((a, g) => a + Number(g.dataset[k]), 0);
+                   picked[0].dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}));
+                   const detail = p.querySelector('.map-detail').textContent;
+                   picked[0].dispatchEvent(new MouseEvent('click', {{bubbles: true}}));
+                   const rows = [...p.querySelectorAll('tr.rt-row .rt-id')].map(td => td.textContent);
+                   window.scrollTo(0, 0);
+                   return {{points: p.querySelectorAll('svg.map circle.pt').length,
+                           picked: picked.map(c => pts[Number(c.dataset.i)].id),
+                           ranks: p.querySelectorAll('svg.map text.rank').length,
+                           first: pts[Number(picked[0].dataset.i)].id, detail, rows,
+                           bins: bins.length, binLogs: sum('logs'), binPicked: sum('picked'),
+                           bars: p.querySelectorAll('svg.hist rect.hbar').length}}; }})()"
+            ));
+            assert_eq!(got["points"], logs, "{name}: one point per log");
+            let picked: BTreeSet<String> = serde_json::from_value(got["picked"].clone()).unwrap();
+            assert_eq!(picked, examples, "{name}: the picked points are the examples");
+            assert_eq!(got["ranks"], examples.len(), "{name}: each pick numbered");
+            assert_eq!(
+                (&got["bins"], &got["binLogs"], &got["binPicked"]),
+                (&json!(40), &json!(logs), &json!(examples.len()))
+            );
+            assert!(got["bars"].as_u64().unwrap() > 0, "{name}: the histogram has bars");
+            let first = got["first"].as_str().unwrap();
+            let detail = got["detail"].as_str().unwrap();
+            assert!(detail.contains(first) && detail.contains("picked"), "{name}: {detail}");
+            assert_eq!(got["rows"], json!([first]), "{name}: clicking a pick shows its example");
+            b.screenshot(&out.join(format!("extract-{name}.png")));
+        }
+
+        // synthesize: every rule with its support, the hook as plain text.
+        let rules = &view(&data, "rules")["data"]["report"]["rules"];
+        let want: Vec<(String, String)> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), r["support"].to_string()))
+            .collect();
+        let hook =
+            p.read(&format!("specs/.flow/runs/{}/rules/generated_prompt_hook.py", m["run_id"].as_str().unwrap()));
+        let got = b.eval(
+            "(() => { const p = flowReport.show('rules').panel; window.scrollTo(0, 0);
+               const pre = p.querySelector('pre.hook');
+               return {rules: [...p.querySelectorAll('table.rules tr.rule')].map(tr =>
+                         [tr.querySelector('code').textContent, tr.querySelector('td.support').textContent]),
+                       hook: pre.textContent, markup: pre.children.length}; })()",
+        );
+        let listed: Vec<(String, String)> = serde_json::from_value(got["rules"].clone()).unwrap();
+        assert_eq!(listed, want);
+        assert_eq!((got["hook"].as_str().unwrap(), &got["markup"]), (hook.as_str(), &json!(0)));
+        b.screenshot(&out.join("synthesize.png"));
+        b.eval("flowReport.show('rules').panel.querySelector('pre.hook').scrollIntoView()");
+        b.screenshot(&out.join("synthesize-hook.png"));
+
+        // train: the job's status, its events, the loss curve through the sim's steps.
+        let events = view(&data, "tuned")["rows"][0]["events"].as_array().unwrap().len();
+        let got = b.eval(
+            "(() => { const p = flowReport.show('tuned').panel; window.scrollTo(0, 0);
+               const ys = [...p.querySelectorAll('svg.loss circle.loss-pt')].map(c => Number(c.getAttribute('cy')));
+               return {status: p.querySelector('.totals .pill').textContent, ys,
+                       line: p.querySelectorAll('svg.loss polyline.loss-line').length,
+                       events: p.querySelectorAll('table.events tr.event').length}; })()",
+        );
+        assert_eq!(got["status"], "succeeded");
+        assert_eq!((&got["line"], &got["events"]), (&json!(1), &json!(events)));
+        let ys: Vec<f64> = serde_json::from_value(got["ys"].clone()).unwrap();
+        assert_eq!(ys.len(), 12, "a point per metrics event of the sim");
+        assert!(ys.windows(2).all(|w| w[1] > w[0]), "the curve goes down the chart: {ys:?}");
+        b.screenshot(&out.join("train.png"));
+        assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+        assert_eq!(b.requests(), vec![url.clone()], "the page fetched something");
+    }
+
+    /// A contradiction is listed with the rule kept, and the rule that lost
+    /// it says by whom.
+    #[test]
+    fn the_synthesize_view_shows_a_contradiction() {
+        let Some(bin) = browser_or_skip("the_synthesize_view_shows_a_contradiction") else { return };
+        let p = Project::empty();
+        for f in ["pairs.jsonl", "synthesize.yaml"] {
+            let text = std::fs::read_to_string(repo().join("tests/fixtures/synthesize").join(f)).unwrap();
+            p.write(&format!("specs/{f}"), &text);
+        }
+        let m = p.run_ok(&["specs/synthesize.yaml"]);
+        assert_eq!(node(&m, "rules")["meta"]["contradictions"], 1);
+        let out = out_dir("synthesize-contradiction");
+        let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+        b.open(&file_url(&report_path(&p, &m)), 1280, 1400);
+        let got = b.eval(
+            "(() => { const p = flowReport.show('rules').panel;
+               const lost = p.querySelector('tr.rule[data-rule=\"format:numbered\"]');
+               return {conflicts: [...p.querySelectorAll('table.conflicts tbody tr')].map(tr => tr.innerText),
+                       lost: lost.querySelector('.pill').textContent, inactive: lost.classList.contains('inactive')}; })()",
+        );
+        let conflicts = got["conflicts"].as_array().unwrap();
+        assert_eq!(conflicts.len(), 1, "{got}");
+        let row = conflicts[0].as_str().unwrap();
+        assert!(
+            row.contains("format:bullets") && row.contains("format:numbered") && row.contains("most support"),
+            "{row}"
+        );
+        assert_eq!((&got["lost"], &got["inactive"]), (&json!("overridden by format:bullets"), &json!(true)));
+        b.eval("flowReport.show('rules').panel.querySelector('table.conflicts').scrollIntoView({block: 'center'})");
+        b.screenshot(&out.join("contradiction.png"));
         assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
     }
 

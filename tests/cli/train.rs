@@ -171,7 +171,7 @@ fn a_failing_job_fails_the_node_with_the_providers_message() {
     let r = flow(&p, &["run", SPEC]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains(&format!("fine-tuning job ftjob-1 failed: {why} (code `job_failed`)")), "{}", r.stderr);
-    assert!(r.stderr.contains("--no-cache to start a new job"), "{}", r.stderr);
+    assert!(r.stderr.contains("set `attempt: 2` (or the next number) on the node to start a new job"), "{}", r.stderr);
     assert_eq!(server.route_count(CREATE), 1);
     let m = p.latest_run("specs/.flow");
     assert_eq!(node(&m, "tuned")["status"], "failed");

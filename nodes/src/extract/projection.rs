@@ -1,5 +1,5 @@
 //! A 2-D map of the logs, for the report: every log's embedding projected
-//! onto the first two principal components of all of them.
+//! onto the first two principal components of the logs.
 //!
 //! The report draws one point per log with the picks marked, so a reader
 //! sees whether the `steady` picks sit in the middle of distinct clusters
@@ -7,8 +7,11 @@
 //! densities (which cost n² · d) and the same on every run, so it is PCA by
 //! subspace iteration, not t-SNE or UMAP:
 //!
-//! - the unit vectors are read in blocks of [`BLOCK`] rows and never
-//!   gathered into a covariance or an n × n matrix: one iteration is
+//! - the components are fitted on at most [`FIT_ROWS`] logs (every k-th,
+//!   in the order of groups and ids, when there are more), then every log
+//!   is projected;
+//! - the unit vectors are read row by row, in blocks of [`BLOCK`], and
+//!   never gathered into a covariance or an n × n matrix: one iteration is
 //!   `W = C · V` with C the covariance of the vectors, taken as
 //!   `Σ (xᵢ − μ) ((xᵢ − μ) · V) / n`, two dot products and two
 //!   multiply-adds per row: 4 · n · d operations and memory for two
@@ -20,28 +23,34 @@
 //!   projected covariance);
 //! - a component's sign is arbitrary in PCA: each is flipped so that its
 //!   largest coefficient (the first, on a tie) is positive;
-//! - sums are taken in a fixed order, in f64, on one thread: the same
-//!   vectors give the same map to the last bit, and since logs are ordered
-//!   by id before anything else, so do the same logs in any order.
+//! - sums are taken in a fixed order on one thread (products in f32 within
+//!   a block, blocks added up in f64): the same vectors give the same map
+//!   to the last bit, and since logs are ordered by id before anything
+//!   else, so do the same logs in any order.
 //!
 //! A fixed number of iterations rather than a convergence test: where the
 //! second and third components carry nearly the same variance, the plane
 //! found is one of the (equally good) planes of nearly maximal variance.
 
-use std::fmt::Write as _;
-
-/// Rows read at a time.
+/// Rows whose products are summed in f32 before they are added into the
+/// f64 sums.
 pub const BLOCK: usize = 1024;
 
 /// Subspace iterations.
-pub const ITERATIONS: usize = 16;
+pub const ITERATIONS: usize = 10;
+
+/// Rows the components are fitted on, at most: every k-th row past that.
+/// A thousand unit vectors pin the two directions of most variance down
+/// well enough to draw, and keep the fit in a core's cache (and a few
+/// milliseconds), whatever the number of logs.
+pub const FIT_ROWS: usize = 1024;
 
 /// Seed of the starting directions.
-pub const SEED: u64 = 0x5eed_0f_f10e;
+pub const SEED: u64 = 0x005e_ed0f_f10e;
 
 /// Lanes of the dot products: independent accumulators that vectorize, in
 /// a fixed order.
-const LANES: usize = 8;
+const LANES: usize = 16;
 
 /// The plane the logs are projected onto.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,17 +73,57 @@ impl Pca {
         self.variance.map(|v| if t > 0.0 { (v / t).clamp(0.0, 1.0) } else { 0.0 })
     }
 
+    /// What projects vectors onto the plane.
+    pub fn projector(&self) -> Projector {
+        Projector {
+            axes: [0, 1].map(|k| self.axes[k].iter().map(|&x| x as f32).collect()),
+            shift: [0, 1].map(|k| dot64(&self.mean, &self.axes[k])),
+        }
+    }
+}
+
+/// The plane's axes in f32 and the mean's coordinates on them.
+pub struct Projector {
+    axes: [Vec<f32>; 2],
+    shift: [f64; 2],
+}
+
+impl Projector {
     /// The coordinates of one vector on the plane.
     pub fn project(&self, row: &[f32]) -> (f64, f64) {
-        let centred = |axis: &[f64]| dot(row, axis) - dot64(&self.mean, axis);
-        (centred(&self.axes[0]), centred(&self.axes[1]))
+        let (a, b) = dot2(row, &self.axes[0], &self.axes[1]);
+        (a - self.shift[0], b - self.shift[1])
     }
 }
 
 /// The first two principal components of the rows of `parts` (each a
-/// row-major matrix of rows `dims` long: one per group of logs).
+/// row-major matrix of rows `dims` long: one per group of logs), fitted on
+/// at most [`FIT_ROWS`] of them.
 pub fn pca(parts: &[&[f32]], dims: usize) -> Pca {
     let n: usize = parts.iter().map(|p| p.len() / dims.max(1)).sum();
+    if n == 0 || dims == 0 {
+        return Pca {
+            mean: vec![0.0; dims],
+            axes: [vec![0.0; dims], vec![0.0; dims]],
+            variance: [0.0; 2],
+            total_variance: 0.0,
+        };
+    }
+    // Every k-th row past FIT_ROWS, in the order of the parts: the same
+    // rows whichever way they are split into parts.
+    let stride = n.div_ceil(FIT_ROWS);
+    let sample: Vec<f32>;
+    let parts: Vec<&[f32]> = if stride == 1 {
+        parts.to_vec()
+    } else {
+        sample = rows(parts, dims).step_by(stride).fold(Vec::with_capacity(FIT_ROWS * dims), |mut s, row| {
+            s.extend_from_slice(row);
+            s
+        });
+        vec![&sample]
+    };
+    let parts = parts.as_slice();
+    let n = sample_len(parts, dims);
     let mut mean = vec![0f64; dims];
     let mut square = 0f64;
     for row in rows(parts, dims) {
@@ -82,9 +131,6 @@ pub fn pca(parts: &[&[f32]], dims: usize) -> Pca {
             *m += x as f64;
         }
         square += row.iter().map(|&x| x as f64 * x as f64).sum::<f64>();
-    }
-    if n == 0 || dims == 0 {
-        return Pca { mean, axes: [vec![0.0; dims], vec![0.0; dims]], variance: [0.0; 2], total_variance: 0.0 };
     }
     mean.iter_mut().for_each(|m| *m /= n as f64);
     let total_variance = (square / n as f64 - dot64(&mean, &mean)).max(0.0);
@@ -111,32 +157,75 @@ pub fn pca(parts: &[&[f32]], dims: usize) -> Pca {
     Pca { mean, axes: turned, variance: variance.map(|v| v.max(0.0)), total_variance }
 }
 
-/// The rows of every part, in order, read a block at a time.
+fn sample_len(parts: &[&[f32]], dims: usize) -> usize {
+    parts.iter().map(|p| p.len() / dims).sum()
+}
+
+/// The rows of every part, in order.
 fn rows<'a>(parts: &'a [&'a [f32]], dims: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
-    parts.iter().flat_map(move |p| p.chunks(BLOCK * dims.max(1))).flat_map(move |b| b.chunks_exact(dims.max(1)))
+    parts.iter().flat_map(move |p| p.chunks_exact(dims.max(1)))
 }
 
 /// `C · V` for the two columns of V, C the covariance of the rows about
 /// `mean`: Σ (xᵢ − μ) pᵢ / n with pᵢ = (xᵢ − μ) · V, as Σ xᵢ pᵢ − μ Σ pᵢ.
+/// Within a block the products are f32 (vectors twice as wide), and each
+/// block's sums are added into f64.
 fn times_covariance(parts: &[&[f32]], dims: usize, mean: &[f64], v: &[Vec<f64>; 2], n: usize) -> [Vec<f64>; 2] {
+    let v32 = [0, 1].map(|k| v[k].iter().map(|&x| x as f32).collect::<Vec<f32>>());
     let shift = [dot64(mean, &v[0]), dot64(mean, &v[1])];
     let mut w = [vec![0f64; dims], vec![0f64; dims]];
+    let (mut w0, mut w1) = (vec![0f32; dims], vec![0f32; dims]);
     let mut sum_p = [0f64; 2];
-    for row in rows(parts, dims) {
-        let p = [dot(row, &v[0]) - shift[0], dot(row, &v[1]) - shift[1]];
-        for k in 0..2 {
-            sum_p[k] += p[k];
-            for (w, &x) in w[k].iter_mut().zip(row) {
-                *w += x as f64 * p[k];
-            }
+    let mut flush = |w0: &mut Vec<f32>, w1: &mut Vec<f32>| {
+        for (k, wb) in [w0, w1].into_iter().enumerate() {
+            w[k].iter_mut().zip(wb.iter()).for_each(|(a, &b)| *a += b as f64);
+            wb.fill(0.0);
+        }
+    };
+    // Blocks of the rows in order, wherever the parts end: the same sums
+    // however the rows are split.
+    for (i, row) in rows(parts, dims).enumerate() {
+        let (a, b) = dot2(row, &v32[0], &v32[1]);
+        let p = [a - shift[0], b - shift[1]];
+        sum_p[0] += p[0];
+        sum_p[1] += p[1];
+        let (p0, p1) = (p[0] as f32, p[1] as f32);
+        for ((x, y0), y1) in row.iter().zip(w0.iter_mut()).zip(w1.iter_mut()) {
+            *y0 += x * p0;
+            *y1 += x * p1;
+        }
+        if (i + 1) % BLOCK == 0 {
+            flush(&mut w0, &mut w1);
         }
     }
+    flush(&mut w0, &mut w1);
     for k in 0..2 {
         for (w, &m) in w[k].iter_mut().zip(mean) {
             *w = (*w - m * sum_p[k]) / n as f64;
         }
     }
     w
+}
+
+/// x · a and x · b, each in [`LANES`] f32 accumulators, summed in f64.
+fn dot2(x: &[f32], a: &[f32], b: &[f32]) -> (f64, f64) {
+    let mut acc_a = [0f32; LANES];
+    let mut acc_b = [0f32; LANES];
+    let whole = x.len() - x.len() % LANES;
+    let lanes = x[..whole].chunks_exact(LANES).zip(a[..whole].chunks_exact(LANES)).zip(b[..whole].chunks_exact(LANES));
+    for ((x, a), b) in lanes {
+        for l in 0..LANES {
+            acc_a[l] += x[l] * a[l];
+            acc_b[l] += x[l] * b[l];
+        }
+    }
+    let mut sa = acc_a.iter().map(|&v| v as f64).sum::<f64>();
+    let mut sb = acc_b.iter().map(|&v| v as f64).sum::<f64>();
+    for j in whole..x.len() {
+        sa += (x[j] * a[j]) as f64;
+        sb += (x[j] * b[j]) as f64;
+    }
+    (sa, sb)
 }
 
 /// Gram–Schmidt on the two columns; a column with no length left becomes
@@ -194,19 +283,6 @@ fn fix_sign(v: &mut [f64]) {
     }
 }
 
-/// x · y for an f32 row and an f64 direction, in [`LANES`] accumulators.
-fn dot(x: &[f32], y: &[f64]) -> f64 {
-    let mut acc = [0f64; LANES];
-    let whole = x.len() - x.len() % LANES;
-    for (a, b) in x[..whole].chunks_exact(LANES).zip(y[..whole].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += a[l] as f64 * b[l];
-        }
-    }
-    let tail: f64 = x[whole..].iter().zip(&y[whole..]).map(|(&a, &b)| a as f64 * b).sum();
-    acc.iter().sum::<f64>() + tail
-}
-
 fn dot64(x: &[f64], y: &[f64]) -> f64 {
     x.iter().zip(y).map(|(a, b)| a * b).sum()
 }
@@ -229,12 +305,19 @@ impl SplitMix {
     }
 }
 
-/// `x` rounded to 5 decimals, as JSON text (`-0` as `0`).
-pub fn coordinate(x: f64) -> String {
+/// `x` rounded to 5 decimals, for JSON (`-0` as `0`).
+pub fn coordinate(x: f64) -> Coordinate {
     let r = (x * 1e5).round() / 1e5;
-    let mut s = String::new();
-    let _ = write!(s, "{}", if r == 0.0 { 0.0 } else { r });
-    s
+    Coordinate(if r == 0.0 { 0.0 } else { r })
+}
+
+/// A coordinate as JSON writes it.
+pub struct Coordinate(f64);
+
+impl std::fmt::Display for Coordinate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 #[cfg(test)]
@@ -268,8 +351,8 @@ mod tests {
         let (a, b) = x.split_at(1234 * dims);
         let split = pca(&[a, b], dims);
         assert_eq!(split, one);
-        let coords: Vec<(f64, f64)> = x.chunks(dims).map(|r| one.project(r)).collect();
-        let again: Vec<(f64, f64)> = x.chunks(dims).map(|r| split.project(r)).collect();
+        let coords: Vec<(f64, f64)> = x.chunks(dims).map(|r| one.projector().project(r)).collect();
+        let again: Vec<(f64, f64)> = x.chunks(dims).map(|r| split.projector().project(r)).collect();
         assert_eq!(coords, again);
         // Signs are fixed: the largest coefficient of each axis is positive.
         for axis in &one.axes {
@@ -279,9 +362,20 @@ mod tests {
     }
 
     #[test]
+    fn past_the_fit_sample_the_map_does_not_depend_on_the_groups_either() {
+        let (n, dims) = (FIT_ROWS * 2 + 123, 8);
+        let x = plane(n, dims, 3);
+        let one = pca(&[&x], dims);
+        let (a, rest) = x.split_at(777 * dims);
+        let (b, c) = rest.split_at(FIT_ROWS * dims);
+        assert_eq!(pca(&[a, b, c], dims), one);
+        assert!(one.axes[0][0].abs() > 0.9, "{:?}", one.axes[0]);
+    }
+
+    #[test]
     fn finds_the_directions_of_most_variance() {
         let dims = 16;
-        let x = plane(2000, dims, 5);
+        let x = plane(FIT_ROWS, dims, 5); // all of them fitted on
         let p = pca(&[&x], dims);
         // The data spreads along e₀ then e₁ (tilted towards e₂ by the
         // normalization); the axes are orthonormal and ordered.
@@ -293,7 +387,7 @@ mod tests {
         let [e0, e1] = p.explained();
         assert!(e0 + e1 > 0.95 && e0 + e1 <= 1.0 + 1e-9, "{e0} {e1}");
         // The projections have the mean taken out and the variance found.
-        let coords: Vec<(f64, f64)> = x.chunks(dims).map(|r| p.project(r)).collect();
+        let coords: Vec<(f64, f64)> = x.chunks(dims).map(|r| p.projector().project(r)).collect();
         let mx = coords.iter().map(|c| c.0).sum::<f64>() / coords.len() as f64;
         let vx = coords.iter().map(|c| (c.0 - mx).powi(2)).sum::<f64>() / coords.len() as f64;
         assert!(mx.abs() < 1e-9 && (vx - p.variance[0]).abs() < 1e-6 * p.variance[0].max(1.0), "{mx} {vx}");
@@ -304,11 +398,11 @@ mod tests {
         assert_eq!(pca(&[], 4).variance, [0.0, 0.0]);
         let same = [0.6f32, 0.8, 0.6, 0.8, 0.6, 0.8];
         let p = pca(&[&same], 2);
-        assert_eq!(p.project(&same[..2]), (0.0, 0.0));
+        assert_eq!(p.projector().project(&same[..2]), (0.0, 0.0));
         let one_dim = [1f32, -1.0, 1.0];
         let p = pca(&[&one_dim], 1);
         assert!(p.variance[0] > 0.0 && p.variance[1] == 0.0 && p.axes[1] == [0.0]);
-        assert_eq!(coordinate(-0.000001), "0");
-        assert_eq!(coordinate(0.123456), "0.12346");
+        assert_eq!(coordinate(-0.000001).to_string(), "0");
+        assert_eq!(coordinate(0.123456).to_string(), "0.12346");
     }
 }

@@ -14,6 +14,7 @@ use flow_engine::{Artifact, Record, META_JSON, SUMMARY_MD};
 use super::density::{self, Density};
 use super::logs::{self, Log, Logs};
 use super::map::LogMap;
+use super::projection::Projector;
 use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
 
 /// What one group held and gave.
@@ -42,9 +43,11 @@ pub fn extract(
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut out = Vec::new();
     let mut groups = Vec::new();
-    let mut map = LogMap::default();
+    let started = std::time::Instant::now();
+    let mut map = LogMap::fit(&logs, dims);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "extract: the plane of the map");
     for (function, mut group) in std::mem::take(&mut logs.groups) {
-        let (x, weights) = unit_vectors(&mut group, dims)?;
+        let (x, weights, at) = unit_vectors(&mut group, dims, map.plane())?;
         let started = std::time::Instant::now();
         let d = density::density(&x, dims, &weights, c.threshold(), threads, density::BLOCK);
         tracing::debug!(logs = group.len(), seconds = started.elapsed().as_secs_f64(), "extract: densities");
@@ -56,6 +59,7 @@ pub fn extract(
             Strategy::Steady => select::steady(&x, dims, &d, &success, c.threshold(), top_k, c.min_neighbours),
             Strategy::Anomaly => select::anomaly(&d, &success, top_k),
         };
+        drop(x);
         for (rank, &i) in picks.iter().enumerate() {
             out.push(example(c, templates, &group[i], &d, i, rank + 1)?);
         }
@@ -67,7 +71,7 @@ pub fn extract(
             densities: picks.first().zip(picks.last()).map(|(&a, &b)| (round(d.density[a]), round(d.density[b]))),
             function,
         });
-        map.add(&group, x, &d, &success, &picks);
+        map.add(&group, at, &d, &success, &picks);
     }
     let mut artifacts = artifacts(c, &out, &groups, logs.records, embedded, dims)?;
     let started = std::time::Instant::now();
@@ -100,18 +104,23 @@ fn dimension(logs: &Logs) -> Result<usize, String> {
     Ok(first.map(|(_, n)| n).unwrap_or(0))
 }
 
-/// The group's vectors as unit rows (taken out of the logs), and each
-/// log's weight (itself and its copies).
-fn unit_vectors(group: &mut [Log], dims: usize) -> Result<(Vec<f32>, Vec<u32>), String> {
+/// The group's vectors as unit rows (taken out of the logs), each log's
+/// weight (itself and its copies), and where each is on the map (projected
+/// while its vector is at hand).
+type UnitVectors = (Vec<f32>, Vec<u32>, Vec<(f64, f64)>);
+
+fn unit_vectors(group: &mut [Log], dims: usize, plane: &Projector) -> Result<UnitVectors, String> {
     let mut x = Vec::with_capacity(group.len() * dims);
+    let mut at = Vec::with_capacity(group.len());
     for log in group.iter_mut() {
         let mut v = log.embedding.take().unwrap_or_default();
         if !density::normalize(&mut v) {
             return Err(format!("log `{}` has an all-zero embedding, which has no direction", log.id));
         }
+        at.push(plane.project(&v));
         x.extend_from_slice(&v);
     }
-    Ok((x, group.iter().map(|l| 1 + l.duplicates).collect()))
+    Ok((x, group.iter().map(|l| 1 + l.duplicates).collect(), at))
 }
 
 fn round(x: f64) -> f64 {
