@@ -28,8 +28,12 @@
 mod llm_server;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{format_secs, median, run_flow, thousands};
 
 use llm_server::{LlmServer, ServerConfig};
 
@@ -127,7 +131,7 @@ fn bench(s: &Scenario, runs: usize) -> Measured {
             std::fs::remove_dir_all(&workspace).expect("remove the previous run's workspace");
         }
         server.reset_counters();
-        let (wall, max_rss_kib) = run_flow(&spec, &workspace);
+        let (wall, max_rss_kib) = run_flow(&spec, &workspace, &[(KEY_VAR, "sk-bench-0000")]);
         let (sent, answered) = (server.requests(), server.successes());
         assert!(
             sent == s.cases as u64 && answered == sent,
@@ -181,112 +185,4 @@ fn write_cases(path: &Path, n: usize) {
         ));
     }
     std::fs::write(path, text).expect("write cases.jsonl");
-}
-
-/// Runs `flow run --no-cache` once; returns its wall time and peak RSS in KiB.
-///
-/// The child is reaped with `wait4` rather than `Child::wait` because only
-/// `wait4` reports the child's resource usage.
-fn run_flow(spec: &Path, workspace: &Path) -> (Duration, i64) {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
-        .arg("run")
-        .arg("--no-cache")
-        .arg("--workspace")
-        .arg(workspace)
-        .arg(spec)
-        .env_remove("FLOW_LOG")
-        .env(KEY_VAR, "sk-bench-0000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the flow binary");
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
-
-    let mut status: libc::c_int = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our own unreaped child; `status` and `usage` are
-        // valid, exclusively borrowed out-parameters for the call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            panic!("wait4 on flow (pid {pid}) failed: {err}");
-        }
-    }
-    let wall = started.elapsed();
-    // Reaped already: dropping `child` neither waits nor kills.
-    drop(child);
-
-    if libc::WIFEXITED(status) {
-        let code = libc::WEXITSTATUS(status);
-        assert!(
-            code == 0,
-            "`flow run {}` exited with status {code}; rerun it by hand to see its output",
-            spec.display()
-        );
-    } else if libc::WIFSIGNALED(status) {
-        panic!("`flow run {}` was killed by signal {}", spec.display(), libc::WTERMSIG(status));
-    } else {
-        panic!("`flow run {}` ended with unexpected wait status {status:#x}", spec.display());
-    }
-    // `ru_maxrss` is in KiB on Linux.
-    (wall, usage.ru_maxrss)
-}
-
-/// The median (the mean of the middle two for an even count).
-fn median<T: PartialOrd + Copy + Mean>(mut values: Vec<T>) -> T {
-    assert!(!values.is_empty(), "median of no values");
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        T::mean(values[mid - 1], values[mid])
-    }
-}
-
-/// Averaging two values, for even-sized medians.
-trait Mean {
-    fn mean(a: Self, b: Self) -> Self;
-}
-
-impl Mean for Duration {
-    fn mean(a: Self, b: Self) -> Self {
-        (a + b) / 2
-    }
-}
-
-impl Mean for f64 {
-    fn mean(a: Self, b: Self) -> Self {
-        (a + b) / 2.0
-    }
-}
-
-/// `812.3 ms` below a second, else `3.21 s`.
-fn format_secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1.0 {
-        format!("{:.1} ms", s * 1000.0)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-/// `311000` as `311,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    // The leading group has 1 to 3 digits; every later group has exactly 3.
-    let first = (digits.len() - 1) % 3 + 1;
-    let mut out = digits[..first].to_string();
-    for start in (first..digits.len()).step_by(3) {
-        out.push(',');
-        out.push_str(&digits[start..start + 3]);
-    }
-    out
 }

@@ -32,17 +32,18 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{format_secs, median, run_flow, sizes, SplitMix64, MIB};
 
 /// Log counts measured by default.
 const DEFAULT_SIZES: [usize; 2] = [10_000, 100_000];
 
 /// Log count of the single smoke run done outside `cargo bench`.
 const SMOKE_SIZE: usize = 1_000;
-
-/// Environment variable overriding the sizes: comma-separated log counts.
-const SIZES_VAR: &str = "FLOW_BENCH_SIZES";
 
 /// Dimension of the embeddings (all-MiniLM-L6-v2's, a common choice).
 const DIMS: usize = 384;
@@ -65,7 +66,7 @@ nodes:
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
     let benching = std::env::args().any(|a| a == "--bench");
-    let sizes = if benching { sizes() } else { vec![SMOKE_SIZE] };
+    let sizes = if benching { sizes(&DEFAULT_SIZES, "log") } else { vec![SMOKE_SIZE] };
     println!("flow binary: {}", env!("CARGO_BIN_EXE_flow"));
     println!("threads available: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     for &n in &sizes {
@@ -82,25 +83,6 @@ fn main() {
     if benching {
         println!("target: 100,000 logs × 384 in ≤ 60 s on 2 cores");
     }
-}
-
-/// The sizes to measure: `FLOW_BENCH_SIZES` if set, else [`DEFAULT_SIZES`].
-fn sizes() -> Vec<usize> {
-    let Ok(raw) = std::env::var(SIZES_VAR) else {
-        return DEFAULT_SIZES.to_vec();
-    };
-    let sizes: Vec<usize> = raw
-        .split(',')
-        .map(|s| s.trim().replace('_', ""))
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
-                panic!("{SIZES_VAR}: `{s}` is not a positive log count (expected e.g. {SIZES_VAR}=10000,100000)")
-            })
-        })
-        .collect();
-    assert!(!sizes.is_empty(), "{SIZES_VAR} is set but names no sizes");
-    sizes
 }
 
 /// What was measured at one size: medians over its runs.
@@ -157,7 +139,7 @@ fn bench_size(n: usize, runs: usize) -> SizeResult {
         if workspace.exists() {
             std::fs::remove_dir_all(&workspace).expect("remove the previous run's workspace");
         }
-        let (wall, max_rss_kib) = run_flow(&spec, &workspace);
+        let (wall, max_rss_kib) = run_flow(&spec, &workspace, &[]);
         walls.push(wall);
         rss.push(max_rss_kib as f64 / 1024.0);
         let manifest = latest_manifest(&workspace);
@@ -182,8 +164,6 @@ fn bench_size(n: usize, runs: usize) -> SizeResult {
     }
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
-
 /// The run manifest of the only run in `workspace`.
 fn latest_manifest(workspace: &Path) -> serde_json::Value {
     let runs = workspace.join("runs");
@@ -191,60 +171,6 @@ fn latest_manifest(workspace: &Path) -> serde_json::Value {
     ids.sort();
     let path = ids.last().expect("a run").join("manifest.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("read the manifest")).expect("a JSON manifest")
-}
-
-/// Runs `flow run` once; returns its wall time and peak RSS in KiB.
-///
-/// The child is reaped with `wait4` rather than `Child::wait` because only
-/// `wait4` reports the child's resource usage.
-fn run_flow(spec: &Path, workspace: &Path) -> (Duration, i64) {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
-        .arg("run")
-        .arg("--no-cache")
-        .arg("--workspace")
-        .arg(workspace)
-        .arg(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the flow binary");
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
-
-    let mut status: libc::c_int = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our own unreaped child; `status` and `usage` are
-        // valid, exclusively borrowed out-parameters for the call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            panic!("wait4 on flow (pid {pid}) failed: {err}");
-        }
-    }
-    let wall = started.elapsed();
-    // Reaped already: dropping `child` neither waits nor kills.
-    drop(child);
-
-    if libc::WIFEXITED(status) {
-        let code = libc::WEXITSTATUS(status);
-        assert!(
-            code == 0,
-            "`flow run {}` exited with status {code}; rerun it by hand to see its output",
-            spec.display()
-        );
-    } else if libc::WIFSIGNALED(status) {
-        panic!("`flow run {}` was killed by signal {}", spec.display(), libc::WTERMSIG(status));
-    } else {
-        panic!("`flow run {}` ended with unexpected wait status {status:#x}", spec.display());
-    }
-    // `ru_maxrss` is in KiB on Linux.
-    (wall, usage.ru_maxrss)
 }
 
 /// Writes `n` deterministic logs as JSONL, each with its embedding: a
@@ -289,40 +215,4 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= norm);
     v
-}
-
-/// A tiny deterministic PRNG (SplitMix64), so the logs are identical across
-/// runs and machines without a `rand` dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// The median (the lower middle one for an even count).
-fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
-    assert!(!values.is_empty(), "median of no values");
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    values[(values.len() - 1) / 2]
-}
-
-/// `812.3 ms` below a second, else `3.21 s`.
-fn format_secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1.0 {
-        format!("{:.1} ms", s * 1000.0)
-    } else {
-        format!("{s:.2} s")
-    }
 }

@@ -30,17 +30,18 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{format_secs, median, run_flow, sizes, thousands, SplitMix64, MIB};
 
 /// Dataset sizes measured by default.
 const DEFAULT_SIZES: [usize; 2] = [10_000, 1_000_000];
 
 /// Dataset size of the single smoke run done outside `cargo bench`.
 const SMOKE_SIZE: usize = 1_000;
-
-/// Environment variable overriding the sizes: comma-separated record counts.
-const SIZES_VAR: &str = "FLOW_BENCH_SIZES";
 
 /// The pipeline under test. Paths are relative to the spec's folder.
 const SPEC: &str = r#"flow: 1
@@ -67,7 +68,7 @@ nodes:
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
     let benching = std::env::args().any(|a| a == "--bench");
-    let sizes = if benching { sizes() } else { vec![SMOKE_SIZE] };
+    let sizes = if benching { sizes(&DEFAULT_SIZES, "record") } else { vec![SMOKE_SIZE] };
 
     println!("flow binary: {}", env!("CARGO_BIN_EXE_flow"));
     let mut results = Vec::with_capacity(sizes.len());
@@ -97,25 +98,6 @@ fn main() {
         }
     }
     println!("target: >= 200k records/s at 1M, RSS ratio <= 1.5");
-}
-
-/// The sizes to measure: `FLOW_BENCH_SIZES` if set, else [`DEFAULT_SIZES`].
-fn sizes() -> Vec<usize> {
-    let Ok(raw) = std::env::var(SIZES_VAR) else {
-        return DEFAULT_SIZES.to_vec();
-    };
-    let sizes: Vec<usize> = raw
-        .split(',')
-        .map(|s| s.trim().replace('_', ""))
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
-                panic!("{SIZES_VAR}: `{s}` is not a positive record count (expected e.g. {SIZES_VAR}=10000,100000)")
-            })
-        })
-        .collect();
-    assert!(!sizes.is_empty(), "{SIZES_VAR} is set but names no sizes");
-    sizes
 }
 
 /// What was measured at one size: medians over its runs.
@@ -170,69 +152,12 @@ fn bench_size(n: usize, runs: usize) -> SizeResult {
         if workspace.exists() {
             std::fs::remove_dir_all(&workspace).expect("remove the previous run's workspace");
         }
-        let (wall, max_rss_kib) = run_flow(&spec, &workspace);
+        let (wall, max_rss_kib) = run_flow(&spec, &workspace, &[]);
         walls.push(wall);
         rss.push(max_rss_kib as f64 / 1024.0);
     }
     let wall_range = (walls.iter().copied().min().expect("runs > 0"), walls.iter().copied().max().expect("runs > 0"));
-    SizeResult { records: n, runs, wall: median_by(walls), wall_range, rss_mib: median_by(rss), data_mib }
-}
-
-/// Bytes in a mebibyte.
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// Runs `flow run` once; returns its wall time and peak RSS in KiB.
-///
-/// The child is reaped with `wait4` rather than `Child::wait` because only
-/// `wait4` reports the child's resource usage.
-fn run_flow(spec: &Path, workspace: &Path) -> (Duration, i64) {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
-        .arg("run")
-        .arg("--no-cache")
-        .arg("--workspace")
-        .arg(workspace)
-        .arg(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the flow binary");
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
-
-    let mut status: libc::c_int = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (plain integers and timevals).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our own unreaped child; `status` and `usage` are
-        // valid, exclusively borrowed out-parameters for the call.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            panic!("wait4 on flow (pid {pid}) failed: {err}");
-        }
-    }
-    let wall = started.elapsed();
-    // Reaped already: dropping `child` neither waits nor kills.
-    drop(child);
-
-    if libc::WIFEXITED(status) {
-        let code = libc::WEXITSTATUS(status);
-        assert!(
-            code == 0,
-            "`flow run {}` exited with status {code}; rerun it by hand to see its output",
-            spec.display()
-        );
-    } else if libc::WIFSIGNALED(status) {
-        panic!("`flow run {}` was killed by signal {}", spec.display(), libc::WTERMSIG(status));
-    } else {
-        panic!("`flow run {}` ended with unexpected wait status {status:#x}", spec.display());
-    }
-    // `ru_maxrss` is in KiB on Linux.
-    (wall, usage.ru_maxrss)
+    SizeResult { records: n, runs, wall: median(walls), wall_range, rss_mib: median(rss), data_mib }
 }
 
 /// Writes `n` deterministic support cases as JSONL.
@@ -303,70 +228,4 @@ fn typo(s: &str) -> String {
 /// `s` as a JSON string literal.
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialize")
-}
-
-/// A tiny deterministic PRNG (SplitMix64), so datasets are identical across
-/// runs and machines without a `rand` dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// The median (the mean of the middle two for an even count).
-fn median_by<T: PartialOrd + Copy + Median>(mut values: Vec<T>) -> T {
-    assert!(!values.is_empty(), "median of no values");
-    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        T::mean(values[mid - 1], values[mid])
-    }
-}
-
-/// Averaging two values, for even-sized medians.
-trait Median {
-    fn mean(a: Self, b: Self) -> Self;
-}
-
-impl Median for Duration {
-    fn mean(a: Self, b: Self) -> Self {
-        (a + b) / 2
-    }
-}
-
-impl Median for f64 {
-    fn mean(a: Self, b: Self) -> Self {
-        (a + b) / 2.0
-    }
-}
-
-/// `812.3 ms` below a second, else `3.21 s`.
-fn format_secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 1.0 {
-        format!("{:.1} ms", s * 1000.0)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-/// `311000` as `311,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    // The leading group has 1 to 3 digits; every later group has exactly 3.
-    let first = (digits.len() - 1) % 3 + 1;
-    let mut out = digits[..first].to_string();
-    for start in (first..digits.len()).step_by(3) {
-        out.push(',');
-        out.push_str(&digits[start..start + 3]);
-    }
-    out
 }
