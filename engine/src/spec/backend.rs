@@ -309,17 +309,9 @@ impl super::Parser<'_> {
     ) -> BTreeMap<String, BackendSpec> {
         let at = YamlPath::root().key("backends");
         let mut out = BTreeMap::new();
-        let map = match value {
-            None | Some(Yaml::Null) => return out,
-            Some(Yaml::Mapping(m)) => m,
-            Some(_) => {
-                self.diags.push(
-                    self.file
-                        .at_value(&at, "`backends` must be a mapping from backend name to backend")
-                        .hint("write `backends: {bot: {provider: sim}}`"),
-                );
-                return out;
-            }
+        let Some(map) = self.section(value, &at, "backend name to backend", "write `backends: {bot: {provider: sim}}`")
+        else {
+            return out;
         };
         for (k, v) in map {
             let name = yaml_brief(k);
@@ -429,20 +421,26 @@ impl super::Parser<'_> {
         }
     }
 
+    /// A top-level section that must be a mapping (`backends:`, `prices:`);
+    /// `None` when it is absent, or not a mapping (reported).
+    fn section<'v>(&mut self, value: Option<&'v Yaml>, at: &YamlPath, of: &str, hint: &str) -> Option<&'v Mapping> {
+        match value {
+            None | Some(Yaml::Null) => None,
+            Some(Yaml::Mapping(m)) => Some(m),
+            Some(_) => {
+                let name = at.to_string();
+                self.diags.push(self.file.at_value(at, format!("`{name}` must be a mapping from {of}")).hint(hint));
+                None
+            }
+        }
+    }
+
     pub(super) fn prices(&mut self, value: Option<&Yaml>) -> BTreeMap<String, Price> {
         let at = YamlPath::root().key("prices");
         let mut out = BTreeMap::new();
-        let map = match value {
-            None | Some(Yaml::Null) => return out,
-            Some(Yaml::Mapping(m)) => m,
-            Some(_) => {
-                self.diags.push(
-                    self.file
-                        .at_value(&at, "`prices` must be a mapping from model to price")
-                        .hint("write `prices: {my-model: {input: 0.15, output: 0.60}}` (USD per million tokens)"),
-                );
-                return out;
-            }
+        let hint = "write `prices: {my-model: {input: 0.15, output: 0.60}}` (USD per million tokens)";
+        let Some(map) = self.section(value, &at, "model to price", hint) else {
+            return out;
         };
         for (k, v) in map {
             let model = yaml_brief(k);
