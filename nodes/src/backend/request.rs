@@ -1,0 +1,113 @@
+//! Request bodies and call-memo keys: pure functions of the spec and the
+//! request, used by [`Backend`](super::Backend) at run time and by `flow
+//! plan` (through the kinds' `call_keys`) to tell which calls are memoized,
+//! so both compute exactly the same keys.
+
+use flow_engine::cache::{CallMemo, ContentHash};
+use flow_engine::BackendSpec;
+use serde_json::{json, Value};
+
+use super::{Endpoint, Message, Upload};
+
+/// Whether a chat completion holds an answer (not a refusal by a content
+/// filter, or a tool call).
+pub(super) fn has_content(body: &Value) -> Result<(), String> {
+    let choice = &body["choices"][0];
+    match &choice["message"]["content"] {
+        Value::String(_) => Ok(()),
+        _ => {
+            let why = choice["finish_reason"].as_str().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default();
+            let shown: String = body.to_string().chars().take(200).collect();
+            Err(format!("the response has no message content{why}: {shown}"))
+        }
+    }
+}
+
+/// A rough token count for rate limiting before the server says: about
+/// four characters a token.
+pub(super) fn estimate_tokens(body: &Value, max_tokens: Option<u64>) -> u32 {
+    let chars = body.to_string().len() as u64;
+    (chars / 4 + max_tokens.unwrap_or(256)).min(u32::MAX as u64) as u32
+}
+
+/// The call-memo key of a request to the backend `spec`: what [`Backend::call`]
+/// looks up, computable without a live backend (so `flow plan` can tell
+/// which calls are memoized). Sample 0 has none, so `repeat: 1` and the
+/// first of `repeat: n` share their answer.
+pub fn memo_key(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+    memo_key_of(&spec.identity(), endpoint, body, sample)
+}
+
+pub(super) fn memo_key_of(identity: &Value, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
+    path_key_of(identity, endpoint.path(), body, sample)
+}
+
+pub(super) fn path_key_of(identity: &Value, path: &str, body: &Value, sample: u32) -> ContentHash {
+    let request = if sample == 0 {
+        json!({"endpoint": path, "body": body})
+    } else {
+        json!({"endpoint": path, "body": body, "sample": sample})
+    };
+    CallMemo::key(identity, &request)
+}
+
+/// The memo key of a JSON POST to `path` filed under `key` (see
+/// [`Backend::post_as`]); a chat call's body at `chat/completions` has the
+/// key [`memo_key`] gives it.
+pub fn post_key(spec: &BackendSpec, path: &str, key: &Value) -> ContentHash {
+    path_key_of(&spec.identity(), path, key, 0)
+}
+
+/// The memo key of an upload to `path`: the file's content (by hash), name
+/// and purpose.
+pub fn upload_key(spec: &BackendSpec, path: &str, file: &Upload<'_>) -> ContentHash {
+    upload_key_of(&spec.identity(), path, file)
+}
+
+pub(super) fn upload_key_of(identity: &Value, path: &str, file: &Upload<'_>) -> ContentHash {
+    let upload = json!({
+        "filename": file.filename,
+        "purpose": file.purpose,
+        "bytes": file.bytes.len(),
+        "content": ContentHash::of(file.bytes).hex(),
+    });
+    CallMemo::key(identity, &json!({"endpoint": path, "upload": upload}))
+}
+
+/// The request body of an embeddings call to the backend `spec`: its model,
+/// the texts, and `dimensions` when given.
+pub fn embed_body(spec: &BackendSpec, texts: &[String], dimensions: Option<u32>) -> Value {
+    let mut body = json!({"model": spec.model(), "input": texts});
+    if let Some(d) = dimensions {
+        body["dimensions"] = json!(d);
+    }
+    body
+}
+
+/// The request body of a chat completion to the backend `spec`: its model
+/// and sampling parameters, then the messages.
+pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, sample: u32) -> Value {
+    let s = spec;
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), json!(s.model()));
+    let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+    body.insert("messages".into(), Value::Array(msgs));
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            body.insert(k.to_string(), v);
+        }
+    };
+    put("temperature", s.temperature.map(Value::from));
+    put("max_tokens", s.max_tokens.map(Value::from));
+    put("top_p", s.top_p.map(Value::from));
+    // A fixed seed would make every sample the same draw.
+    put("seed", s.seed.map(|seed| Value::from(seed.wrapping_add(sample as i64))));
+    put("stop", s.stop.as_ref().map(|x| json!(x)));
+    for (k, v) in &s.params {
+        body.insert(k.clone(), v.clone());
+    }
+    if json_mode {
+        body.insert("response_format".into(), json!({"type": "json_object"}));
+    }
+    Value::Object(body)
+}
