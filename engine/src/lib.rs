@@ -8,6 +8,7 @@
 
 pub mod assess;
 pub mod calls;
+mod check;
 pub mod compile;
 pub mod diag;
 pub mod key;

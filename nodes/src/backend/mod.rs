@@ -36,9 +36,9 @@ use flow_engine::cache::{CallMemo, ContentHash};
 use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider};
 
 pub use memo::MemoWriter;
-use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
-pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
 use price::Prices;
+pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
+use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
 pub use sim::{GENERATE_FIELDS_MARKER, JUDGE_RESPONSE_MARKER};
 
 /// An API endpoint, as a path under the backend's base URL.
