@@ -384,7 +384,9 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
     Backends::check_keys(&plan.backends, &used, &env).map_err(usage)?;
     store.create().map_err(anyhow::Error::from)?;
     let memo = store.call_memo().map_err(anyhow::Error::from)?;
-    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &env).map(Some).map_err(usage)
+    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
+        .map(Some)
+        .map_err(usage)
 }
 
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {

@@ -239,7 +239,7 @@ mod tests {
 
     /// Records `{"i": 0..n}`.
     struct Count;
-    #[derive(Clone, Serialize, Deserialize)]
+    #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
     struct CountConfig {
         n: u64,
     }
@@ -278,7 +278,7 @@ mod tests {
     /// "Calls" twice per record, except record 3 (as if it lacked a prompt
     /// field); `salt` changes its key and its calls.
     struct Ask;
-    #[derive(Clone, Serialize, Deserialize)]
+    #[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
     struct AskConfig {
         salt: u32,
     }

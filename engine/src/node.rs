@@ -50,7 +50,9 @@ pub enum Shape {
 /// A stage kind. `Config` is what the user writes under the node (besides
 /// `kind` and `input(s)`), deserialized with unknown fields denied.
 pub trait Node: Send + Sync + 'static {
-    type Config: DeserializeOwned + Serialize + Clone + Send + Sync + 'static;
+    /// Its JSON Schema (`flow schema`, the docs) is derived from the type and
+    /// its doc comments.
+    type Config: DeserializeOwned + Serialize + schemars::JsonSchema + Clone + Send + Sync + 'static;
     /// The name users write in `kind:`.
     const KIND: &'static str;
     /// Bumped when the kind's output for the same input and config changes;
@@ -85,13 +87,6 @@ pub trait Node: Send + Sync + 'static {
         backends: &BTreeMap<String, BackendSpec>,
     ) -> Option<Vec<ContentHash>> {
         let _ = (config, record, backends);
-        None
-    }
-
-    /// The JSON Schema of the config (`flow schema`), for kinds that derive
-    /// `schemars::JsonSchema`: `Some(generator.subschema_for::<Self::Config>())`.
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        let _ = generator;
         None
     }
 
@@ -156,7 +151,8 @@ pub trait Kind: Send + Sync {
     fn inputs(&self) -> Arity;
     fn shape(&self) -> Shape;
     fn side_inputs(&self) -> &'static [&'static str];
-    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema>;
+    /// The JSON Schema of the config (`flow schema`).
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
     /// Deserializes and checks a config; `None` when it has problems (they
     /// are in `cx`).
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled>;
@@ -183,8 +179,8 @@ impl<N: Node> Kind for Erased<N> {
     fn side_inputs(&self) -> &'static [&'static str] {
         N::SIDE_INPUTS
     }
-    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        N::config_schema(generator)
+    fn config_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<N::Config>()
     }
 
     fn compile(&self, config: &serde_yaml::Value, cx: &mut CheckCx<'_>) -> Option<Compiled> {
@@ -323,6 +319,10 @@ pub struct Artifact {
 
 /// Name of the artifact printed after a run.
 pub const SUMMARY_MD: &str = "summary.md";
+
+/// Name of the artifact most kinds summarize their output in (counts,
+/// rates, latencies), as JSON.
+pub const SUMMARY_JSON: &str = "summary.json";
 
 /// Name of the artifact a node writes when one of its gates tripped (a
 /// `compare` node's `fail_if`): its text says which gate, with the figures.

@@ -1,6 +1,6 @@
 //! The JSON Schema of a spec (`flow schema`), generated from the Rust types:
 //! the backend and price types of the spec, and each kind's config type
-//! (`Node::config_schema`), joined under one document so editors validate
+//! (`Node::Config`, deriving `JsonSchema`), joined under one document so editors validate
 //! and complete specs (`# yaml-language-server: $schema=...`). The same
 //! schema covers template files (`inputs:` and template uses).
 
@@ -113,10 +113,7 @@ pub fn spec_schema(registry: &Registry) -> Value {
     let mut kinds: Vec<(&'static str, Value)> = Vec::new();
     for kind in registry.kinds() {
         let name = kind.name();
-        let mut node = match kind.config_schema(&mut generator) {
-            Some(s) => s.to_value(),
-            None => json!({"type": "object"}),
-        };
+        let mut node = kind.config_schema(&mut generator).to_value();
         // A config is a `$ref` to its type: wrap it so the common fields and
         // the `kind` discriminator sit beside the kind's own fields.
         let mut props = common_fields();

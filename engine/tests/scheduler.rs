@@ -19,7 +19,7 @@ static MAX_AHEAD: AtomicUsize = AtomicUsize::new(0);
 static BARRIER_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 struct Count;
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CountConfig {
     n: usize,
@@ -65,7 +65,7 @@ impl Node for Count {
 }
 
 struct Tag;
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TagConfig {
     #[serde(default)]
@@ -111,7 +111,7 @@ impl Node for Tag {
 }
 
 struct Total;
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TotalConfig {
     /// Trip a gate with this message.
@@ -155,7 +155,7 @@ impl Node for Total {
 
 /// Adds to each record how many records its side input `extra` had.
 struct Sided;
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SidedConfig {
     extra: String,

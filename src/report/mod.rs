@@ -12,8 +12,9 @@
 //! fetch, in case anything slipped through anyway.
 //!
 //! [`data`] gathers what the page shows (bounded: a node's records are
-//! capped, long strings cut), [`page`] assembles the file. Each stage kind
-//! with a view has one function in `data.rs` and one renderer in `page.js`.
+//! capped, long strings cut), [`page`] assembles the file. A kind's view is
+//! its own (`nodes/src/<kind>/view.rs` and `view.js`): this module names no
+//! kind.
 
 mod data;
 mod page;

@@ -116,13 +116,20 @@
       h("table", null, h("tbody", null, rows)));
   }
 
+  // ---- views --------------------------------------------------------------
+
+  // The renderer of each view by name (`v.view`): the generic one and each
+  // kind's, every one in its own function scope, inlined here.
+  const VIEWS = {};
+  //@include views
+
   // ---- tabs ---------------------------------------------------------------
 
   // Tab ids: `pipeline`, and `node:<name>` for a node's view.
   const tabId = (node) => "node:" + node;
   const tabs = [{ id: "pipeline", label: "Pipeline", render: renderPipeline }];
   for (const v of DATA.views) {
-    const render = VIEWS()[v.view];
+    const render = VIEWS[v.view];
     if (render) tabs.push({ id: tabId(v.node), label: v.node, kind: v.kind, render: (panel) => render(panel, v) });
   }
   const state = new Map();
@@ -261,15 +268,10 @@
     return h("table", null, h("thead", null, h("tr", null, head.map((t, i) => h("th", { class: i >= 3 && i <= 8 ? "num" : null, text: t })))), h("tbody", null, rows));
   }
 
-  // ---- views by kind ------------------------------------------------------
+  // ---- what views share ---------------------------------------------------
 
-  function VIEWS() {
-    return {
-      evaluate: renderEvaluate, compare: renderCompare, generate: renderGenerate, run: renderRun,
-      extract: renderExtract, synthesize: renderSynthesize, train: renderTrain, generic: renderGeneric,
-    };
-  }
-
+  // A view's title line; false (and the problem shown) when its data could
+  // not be read.
   function viewHead(panel, v, what) {
     const n = byName.get(v.node) || {};
     add(panel, h("h2", null, v.node + " ", h("span", { class: "muted", text: "(" + v.kind + ")" })),
@@ -281,42 +283,6 @@
     return true;
   }
 
-  function renderEvaluate(panel, v) {
-    if (!viewHead(panel, v, "scored records")) return;
-    const d = v.data, sum = d.summary || {}, rec = d.records, rows = v.rows;
-    const cards = h("div", { class: "totals" },
-      card("records", fmtInt(sum.records != null ? sum.records : rec.total)),
-      card("passed every metric", sum.passed != null ? fmtInt(sum.passed) + " (" + fmtPct(sum.pass_rate) + ")" : dash),
-      card("failed", sum.passed != null ? fmtInt((sum.records || 0) - sum.passed) : dash));
-    add(panel, cards);
-    const ms = sum.metrics || {};
-    if (Object.keys(ms).length) {
-      const rows = d.metrics.filter((m) => ms[m]).map((m) => {
-        const x = ms[m];
-        const bar = h("span", { class: "bar" }, h("span"));
-        bar.firstChild.style.width = Math.round((x.pass_rate || 0) * 100) + "%";
-        return h("tr", null, h("td", null, h("code", { text: m })), h("td", { class: "num", text: fmtNum(x.mean) }),
-          h("td", null, bar, fmtPct(x.pass_rate)), h("td", { class: "num", text: fmtInt(x.count) }),
-          h("td", { class: "num" + (x.errors ? " err-text" : ""), text: fmtInt(x.errors) }));
-      });
-      add(panel, h("div", { class: "panel scroll" }, h("table", null,
-        h("thead", null, h("tr", null, h("th", { text: "metric" }), h("th", { class: "num", text: "mean" }), h("th", { text: "pass rate" }), h("th", { class: "num", text: "count" }), h("th", { class: "num", text: "errors" }))),
-        h("tbody", null, rows))));
-    }
-    add(panel, h("h3", { text: "Records" }));
-    if (rec.truncated) {
-      const mib = (b) => fmtInt(b / 1048576) + " MiB";
-      const why = rec.truncated === "bytes"
-        ? mib(DATA.limits.record_bytes) + " of records per node, " + mib(DATA.limits.report_record_bytes) + " in all"
-        : fmtInt(DATA.limits.records) + " records per node";
-      add(panel, h("div", { class: "note" }, "This report keeps the first " + fmtInt(rows.length) + " of " + fmtInt(rec.total) +
-        " records (at most " + why + "). All of them: ", h("code", { text: "flow show " + v.node + " --run " + run.run_id })));
-    }
-    add(panel, recordsTable(v.node, rows, d.metrics));
-  }
-
-  // A table of records: search, a pass/fail filter, pages. Filtering walks
-  // the rows once; drawing builds only the current page.
   function recordsTable(node, rows, metrics) {
     // Scored records (evaluate) have `pass`; others are filtered by `error`.
     const scored = rows.some((r) => typeof r.pass === "boolean");
@@ -492,149 +458,14 @@
     return root;
   }
 
-  function renderCompare(panel, v) {
-    if (!viewHead(panel, v, "candidate against baseline")) return;
-    const rep = v.data.report || {};
-    const conf = rep.confidence != null ? Math.round(rep.confidence * 100) + "%" : "";
-    add(panel, h("div", { class: "sub", text: "joined by `" + (rep.key || "id") + "`; CI: paired bootstrap (" + fmtInt(rep.resamples) + " resamples, seed " + rep.seed + "); p: exact McNemar for pass/fail metrics, paired bootstrap otherwise." }));
-    for (const c of rep.candidates || []) {
-      const base = rep.baseline || {};
-      add(panel, h("h3", null, h("code", { text: c.name }), " vs baseline ", h("code", { text: base.name })));
-      add(panel, h("div", { class: "sub", text: fmtInt(c.matched) + " matched · only in baseline: " + fmtInt(c.only_in_baseline_total || (c.only_in_baseline || []).length) + " · only in candidate: " + fmtInt(c.only_in_candidate_total || (c.only_in_candidate || []).length) }));
-      const metrics = c.metrics || [];
-      add(panel, h("div", { class: "panel graph" }, forest(metrics, conf)));
-      const rows = metrics.map((m) => h("tr", null,
-        h("td", null, h("code", { text: m.metric })), h("td", { class: "num", text: fmtInt(m.pairs) }),
-        h("td", { class: "num", text: fmtNum(m.baseline_mean) }), h("td", { class: "num", text: fmtNum(m.candidate_mean) }),
-        h("td", { class: "num " + (m.delta < 0 ? "err-text" : ""), text: fmtSigned(m.delta) }),
-        h("td", { class: "num", text: m.ci ? "[" + fmtNum(m.ci[0]) + ", " + fmtNum(m.ci[1]) + "]" : dash }),
-        h("td", { class: "num", text: fmtNum(m.p) + (m.test ? " (" + m.test + ")" : "") }),
-        h("td", { class: "num", text: fmtInt(m.pass_to_fail_total || (m.pass_to_fail || []).length) }),
-        h("td", { class: "num", text: fmtInt(m.fail_to_pass_total || (m.fail_to_pass || []).length) })));
-      add(panel, h("div", { class: "panel scroll" }, h("table", null,
-        h("thead", null, h("tr", null, ["metric", "n", "baseline", "candidate", "delta", conf + " CI", "p", "pass → fail", "fail → pass"].map((t, i) => h("th", { class: i ? "num" : null, text: t })))),
-        h("tbody", null, rows))));
-      for (const m of metrics) {
-        for (const [field, label, node] of [["pass_to_fail", "pass → fail", c.name], ["fail_to_pass", "fail → pass", c.name]]) {
-          const ids = m[field] || [];
-          if (!ids.length) continue;
-          const total = m[field + "_total"] || ids.length;
-          add(panel, h("div", { class: "panel" }, h("strong", { text: m.metric + ": " + label + " (" + fmtInt(total) + ")" }),
-            total > ids.length ? h("span", { class: "muted", text: " · the first " + fmtInt(ids.length) + " shown" }) : null,
-            h("div", { class: "chips" }, ids.map((id) => flipChip(node, id)))));
-        }
-      }
-    }
-    const gates = rep.gates || [];
-    if (gates.length) {
-      add(panel, h("h3", { text: "Gates" }), h("div", { class: "panel scroll" }, h("table", null,
-        h("thead", null, h("tr", null, ["rule", "candidate", "metric", "result", "message"].map((t) => h("th", { text: t })))),
-        h("tbody", null, gates.map((g) => h("tr", null, h("td", null, h("code", { text: g.rule })), h("td", { text: g.candidate }), h("td", { text: g.metric }),
-          h("td", null, pill(g.tripped ? "fail" : "pass", g.tripped ? "tripped" : "passed")), h("td", { class: "text", text: g.message || "" })))))));
-    }
-  }
-
-  // A flipped record's id; opens the record in its node's view when the
-  // report has one.
-  function flipChip(node, id) {
-    const text = valueText(id);
-    if (!state.has(tabId(node)) || (viewByNode.get(node) || {}).kind !== "evaluate") return h("span", { class: "chip", text });
-    return h("button", {
-      class: "chip", text, title: "show this record in " + node,
-      onclick: () => {
-        const st = show(node);
-        const table = st.panel.querySelector(".records-view");
-        if (table && table.focusRecord) table.focusRecord(text);
-      },
-    });
-  }
-
-  // Each metric's delta as a dot and its confidence interval as a bar,
-  // against a dashed zero line.
-  function forest(metrics, conf) {
-    const W = 640, ROW = 30, LEFT = 150, RIGHT = 110, TOP = 24;
-    const height = TOP + metrics.length * ROW + 12;
-    let span = 0.05;
-    for (const m of metrics) for (const x of [m.delta, ...(m.ci || [])]) if (x != null) span = Math.max(span, Math.abs(x));
-    span *= 1.1;
-    const x = (vv) => LEFT + ((vv + span) / (2 * span)) * (W - LEFT - RIGHT);
-    const svg = s("svg", { class: "forest", width: W, height, viewBox: "0 0 " + W + " " + height, role: "img", "aria-label": "deltas with " + conf + " confidence intervals" });
-    add(svg, s("line", { class: "zero", x1: x(0), x2: x(0), y1: TOP - 8, y2: height - 6 }),
-      s("text", { class: "muted", x: x(-span), y: 14, text: fmtSigned(-span) }),
-      s("text", { class: "muted", x: x(0) - 4, y: 14, text: "0" }),
-      s("text", { class: "muted", x: x(span) - 40, y: 14, text: fmtSigned(span) }));
-    metrics.forEach((m, k) => {
-      const y = TOP + k * ROW + ROW / 2;
-      const dir = m.ci && m.ci[0] > 0 ? "up" : m.ci && m.ci[1] < 0 ? "down" : m.delta < 0 && m.significant_drop ? "down" : "flat";
-      add(svg, s("text", { x: 0, y: y + 4, text: cut(m.metric, 22) }), s("line", { class: "axis", x1: LEFT, x2: W - RIGHT, y1: y, y2: y }));
-      if (m.ci) add(svg, s("line", { class: "ci " + dir, x1: x(m.ci[0]), x2: x(m.ci[1]), y1: y, y2: y }));
-      if (m.delta != null) add(svg, s("circle", { class: dir, cx: x(m.delta), cy: y, r: 5 }));
-      add(svg, s("text", { x: W - RIGHT + 10, y: y + 4, text: fmtSigned(m.delta) }));
-    });
-    return svg;
-  }
-
-  function renderGenerate(panel, v) {
-    if (!viewHead(panel, v, "generated test cases")) return;
-    const meta = v.data.meta || {};
-    const counts = ["cases", "calls", "invalid", "duplicates", "unparsable", "failed_calls"].filter((k) => meta[k] != null);
-    add(panel, h("div", { class: "totals" }, counts.map((k) => card(k.replace("_", " "), fmtInt(meta[k]))),
-      meta.model != null ? card("backend", valueText(meta.backend) + " (" + valueText(meta.model) + ")", "small") : null));
-    const schema = meta.schema || {};
-    if (Object.keys(schema).length) {
-      add(panel, h("h3", { text: "Schema" }), h("div", { class: "panel scroll" }, h("table", null,
-        h("thead", null, h("tr", null, ["field", "type", "description", "enum"].map((t) => h("th", { text: t })))),
-        h("tbody", null, Object.keys(schema).map((f) => {
-          const x = schema[f] || {};
-          return h("tr", null, h("td", null, h("code", { text: f })), h("td", { text: valueText(x.type) }), h("td", { class: "text", text: x.description == null ? "" : valueText(x.description) }), h("td", { class: "text", text: x.enum ? x.enum.map(valueText).join(", ") : "" }));
-        })))));
-    }
-    const seeds = meta.seeds || [];
-    if (seeds.length) add(panel, h("h3", { text: "Seeds (" + fmtInt(seeds.length) + ")" }), h("div", { class: "chips" }, seeds.slice(0, DATA.limits.ids).map((x) => h("span", { class: "chip", text: valueText(x) }))));
-    const rest = Object.keys(meta).filter((k) => !counts.includes(k) && !["schema", "seeds", "backend", "model"].includes(k));
-    if (rest.length) add(panel, h("h3", { text: "More" }), keyValues(meta, rest));
-  }
-
-  function renderRun(panel, v) {
-    if (!viewHead(panel, v, "backend answers")) return;
-    const sum = v.data.summary || {};
-    const n = byName.get(v.node) || {};
-    const c = n.calls;
-    add(panel, h("div", { class: "totals" },
-      sum.model != null ? card("backend", valueText(sum.backend) + " (" + valueText(sum.model) + ")", "small") : null,
-      sum.calls != null ? card("calls", fmtInt(sum.calls)) : null,
-      sum.errors != null ? card("failed records", fmtInt(sum.errors)) : null,
-      sum.latency_ms ? card("latency p50 / p95", fmtMs(sum.latency_ms.p50) + " / " + fmtMs(sum.latency_ms.p95), "small") : null,
-      c ? card("this run: sent", callsText(c), "small") : null,
-      c ? card("tokens in / out", fmtInt(c.prompt_tokens) + " / " + fmtInt(c.completion_tokens), "small") : null,
-      c ? card("cost", fmtCost(c.cost_usd, c.requests)) : null));
-    const rest = Object.keys(sum).filter((k) => !["backend", "model", "calls", "errors", "latency_ms"].includes(k));
-    if (rest.length) add(panel, h("h3", { text: "Summary" }), keyValues(sum, rest));
-  }
-
-  // A kind without a view of its own: its meta, text artifacts, records.
-  function renderGeneric(panel, v) {
-    if (!viewHead(panel, v, "output")) return;
-    const d = v.data, meta = d.meta;
-    if (meta && typeof meta === "object" && Object.keys(meta).length) {
-      const counts = Object.keys(meta).filter((k) => typeof meta[k] === "number");
-      add(panel, h("div", { class: "totals" }, counts.map((k) => card(k.replace(/_/g, " "), fmtNum(meta[k])))));
-      const rest = Object.keys(meta).filter((k) => !counts.includes(k));
-      if (rest.length) add(panel, h("h3", { text: "Meta" }), keyValues(meta, rest));
-    }
-    for (const a of d.artifacts || []) {
+  // A node's text artifacts (a summary, a generated script), each folded
+  // but the summary.
+  function artifactBlocks(panel, artifacts) {
+    for (const a of artifacts || []) {
       add(panel, h("details", { class: "panel artifact", open: a.name === "summary.md" },
         h("summary", null, h("code", { text: a.name })), h("pre", { class: "md", text: a.text })));
     }
-    const rec = d.records;
-    if (v.rows.length) {
-      add(panel, h("h3", { text: "Records" }));
-      if (rec.truncated) add(panel, h("div", { class: "note", text: "This report keeps the first " + fmtInt(v.rows.length) + " of " + fmtInt(rec.total) + " records." }));
-      add(panel, recordsTable(v.node, v.rows, []));
-    }
   }
-
-  //@include stages.js
 
   function keyValues(obj, keys) {
     return h("div", { class: "panel" }, h("dl", { class: "fields" }, keys.map((k) => [h("dt", { text: k }), h("dd", { text: valueText(obj[k]) })])));

@@ -1,23 +1,28 @@
 //! Assembles the report file: the HTML skeleton with the stylesheet, the
 //! script and the data inlined.
 //!
-//! The script is one scope in two files: `page.js` (the frame, the
-//! pipeline, the records table and the views of the streaming stages) and
-//! `stages.js` (the views of extract, synthesize and train), inlined where
-//! `page.js` says [`INCLUDE_STAGES`].
+//! The script is one scope: `page.js` (the frame: the header, the tabs, the
+//! pipeline, the records table and what views share) and the renderer of
+//! every view (`flow_nodes::views`, each kind's `view.js`), inlined where
+//! `page.js` says [`INCLUDE_VIEWS`], each in a function of its own that
+//! hands its `render` to `VIEWS`.
 
 const TEMPLATE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
-const STAGES: &str = include_str!("stages.js");
 
-/// The line of `page.js` that `stages.js` replaces.
-const INCLUDE_STAGES: &str = "  //@include stages.js\n";
+/// The line of `page.js` that the views replace.
+const INCLUDE_VIEWS: &str = "  //@include views\n";
 
 /// The whole script.
 fn script() -> String {
-    assert_eq!(SCRIPT.matches(INCLUDE_STAGES).count(), 1, "page.js includes stages.js once");
-    SCRIPT.replacen(INCLUDE_STAGES, STAGES, 1)
+    assert_eq!(SCRIPT.matches(INCLUDE_VIEWS).count(), 1, "page.js includes the views once");
+    let mut views = String::new();
+    for v in flow_nodes::views() {
+        let name = serde_json::to_string(v.name).expect("a name");
+        views.push_str(&format!("  VIEWS[{name}] = (function () {{\n{}\n  return render;\n  }})();\n", v.script));
+    }
+    SCRIPT.replacen(INCLUDE_VIEWS, &views, 1)
 }
 
 /// The whole page for run `run_id` of spec `spec`, with `data` (JSON)
@@ -106,7 +111,8 @@ mod tests {
 
     #[test]
     fn inlined_code_cannot_end_its_element_early() {
-        for (name, text) in [("page.js", SCRIPT), ("stages.js", STAGES), ("page.css", STYLE)] {
+        let views = flow_nodes::views().into_iter().map(|v| (v.name, v.script));
+        for (name, text) in [("page.js", SCRIPT), ("page.css", STYLE)].into_iter().chain(views) {
             let lower = text.to_ascii_lowercase();
             for bad in ["</script", "</style", "<!--", "{{"] {
                 assert!(!lower.contains(bad), "{name} contains `{bad}`");
@@ -122,7 +128,8 @@ mod tests {
     #[test]
     fn the_page_is_self_contained() {
         let page = render("s<x>", "r1", r#"{"views":[]}"#, "n0nce");
-        assert!(page.contains("function renderExtract(") && !page.contains("@include"), "stages.js is inlined");
+        assert!(page.contains("function densityHistogram(") && !page.contains("@include"), "the views are inlined");
+        assert_eq!(page.matches("function render(panel, v)").count(), flow_nodes::views().len());
         assert!(page.contains("<title>flow · s&lt;x&gt; · r1</title>"));
         assert!(page.contains("script-src 'nonce-n0nce'"));
         // The SVG namespace is a name and `url(#id)` a reference inside the

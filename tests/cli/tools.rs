@@ -103,11 +103,16 @@ fn committed_schema_is_current() {
     let r = p.flow(&["schema"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let printed: serde_json::Value = serde_json::from_str(&r.stdout).expect("the schema is JSON");
-    let committed_text = std::fs::read_to_string(crate::common::repo().join("specs/flow.schema.json")).unwrap();
+    let path = crate::common::repo().join("specs/flow.schema.json");
+    // `UPDATE=1 cargo test schema` rewrites it, as for the kinds' docs.
+    if std::env::var_os("UPDATE").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &r.stdout).unwrap();
+    }
+    let committed_text = std::fs::read_to_string(&path).unwrap();
     let committed: serde_json::Value = serde_json::from_str(&committed_text).unwrap();
     assert!(
         printed == committed,
-        "specs/flow.schema.json is stale: regenerate it with `cargo run -- schema > specs/flow.schema.json`"
+        "specs/flow.schema.json is stale: regenerate it with `UPDATE=1 cargo test schema` (or `cargo run -- schema > specs/flow.schema.json`)"
     );
     // Every kind is in it, with its own fields.
     let defs = &printed["$defs"];

@@ -20,7 +20,7 @@ mod memo;
 mod openai;
 pub mod price;
 mod request;
-mod sim;
+pub mod sim;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -39,7 +39,7 @@ pub use memo::MemoWriter;
 use price::Prices;
 pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
-pub use sim::{GENERATE_FIELDS_MARKER, JUDGE_RESPONSE_MARKER};
+pub use sim::Answer;
 
 /// An API endpoint, as a path under the backend's base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,21 +192,24 @@ pub struct Backends {
 impl Backends {
     /// Builds the backends that `used` names (the others need no key).
     /// Keys are read from the environment here, once, and live only in the
-    /// HTTP client.
+    /// HTTP client. `answers` are what a `sim` backend answers the kinds'
+    /// own prompts with ([`crate::sim_answers`]).
     pub fn new(
         specs: &BTreeMap<String, BackendSpec>,
         prices: &BTreeMap<String, Price>,
         used: &[String],
         memo: Option<CallMemo>,
+        answers: &[Answer],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, BackendError> {
         let memo = memo.map(|m| Arc::new(MemoWriter::start(m)));
+        let answers: Arc<[Answer]> = answers.into();
         let prices = Arc::new(Prices::new(prices.clone()));
         let mut backends = BTreeMap::new();
         for name in used {
             let Some(spec) = specs.get(name) else { continue };
             let transport = match spec.provider {
-                Provider::Sim => Transport::Sim(sim::Sim::new(spec)),
+                Provider::Sim => Transport::Sim(sim::Sim::new(spec, answers.clone())),
                 Provider::Openai => {
                     let key = key_of(name, spec, env)?;
                     let client = openai::Client::new(spec, key)
@@ -554,7 +557,7 @@ mod tests {
     fn sim_backends(extra: &str) -> Backends {
         let spec: BackendSpec = serde_yaml::from_str(&format!("{{provider: sim, temperature: 0.7{extra}}}")).unwrap();
         let specs = BTreeMap::from([("bot".to_string(), spec)]);
-        Backends::new(&specs, &BTreeMap::new(), &["bot".into()], None, &|_| None).unwrap()
+        Backends::new(&specs, &BTreeMap::new(), &["bot".into()], None, &[], &|_| None).unwrap()
     }
 
     fn ask(text: &str) -> Vec<Message> {
@@ -608,7 +611,7 @@ mod tests {
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, seed: 7, stop: [\"\\n\"]}").unwrap();
         let specs = BTreeMap::from([("bot".to_string(), spec.clone())]);
         let memo = CallMemo::open(&path).unwrap();
-        let backends = Backends::new(&specs, &BTreeMap::new(), &["bot".into()], Some(memo), &|_| None).unwrap();
+        let backends = Backends::new(&specs, &BTreeMap::new(), &["bot".into()], Some(memo), &[], &|_| None).unwrap();
         let b = backends.get("bot").unwrap();
         let meter = Meter::default();
         let cases = [("What is 12 + 30?", false, 0), ("Rate this.", true, 0), ("What is 12 + 30?", false, 3)];
@@ -637,7 +640,7 @@ mod tests {
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, model: base-1}").unwrap();
         let specs = BTreeMap::from([("ft".to_string(), spec.clone())]);
         let memo = CallMemo::open(&path).unwrap();
-        let backends = Backends::new(&specs, &BTreeMap::new(), &["ft".into()], Some(memo), &|_| None).unwrap();
+        let backends = Backends::new(&specs, &BTreeMap::new(), &["ft".into()], Some(memo), &[], &|_| None).unwrap();
         let b = backends.get("ft").unwrap();
         let meter = Meter::default();
         let opts = CallOpts { meter: &meter, memo_reads: true, sample: 0 };

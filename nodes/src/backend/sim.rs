@@ -24,7 +24,7 @@
 //!   ([`Sim::replayed`]), and a resumed run polls the job an earlier run made.
 //!
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -33,15 +33,20 @@ use flow_engine::BackendSpec;
 
 use super::{CallError, Endpoint, Request, Upload};
 
-/// The marker a judge prompt puts before the response it grades.
-pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
+/// An answer a kind gives, offline, to a prompt it writes (a judge's, a
+/// `generate` call's): when the last user message of a JSON-mode chat holds
+/// `marker`, the sim answers `answer(the text before it, the text after it,
+/// a number in [0, 1) drawn from the request)`. The kinds bring their own
+/// ([`crate::Face::SIM_ANSWERS`]), so the sim knows no stage.
+#[derive(Clone, Copy)]
+pub struct Answer {
+    pub marker: &'static str,
+    pub answer: fn(&str, &str, f64) -> Value,
+}
 
-/// The line before the JSON object of field descriptions in a `generate`
-/// prompt; the sim writes cases with those fields.
-pub const GENERATE_FIELDS_MARKER: &str = "Each case is a JSON object with these fields:";
-
-pub struct Sim {
+pub(super) struct Sim {
     model: String,
+    answers: Arc<[Answer]>,
     error_rate: f64,
     latency: Option<Duration>,
     /// Uploaded files: id → tokens (words of the messages).
@@ -60,10 +65,11 @@ const RUNNING_POLLS: u32 = 2;
 const STEPS: u32 = 12;
 
 impl Sim {
-    pub fn new(spec: &BackendSpec) -> Self {
+    pub fn new(spec: &BackendSpec, answers: Arc<[Answer]>) -> Self {
         let sim = spec.sim.as_ref();
         Self {
             model: spec.model().to_string(),
+            answers,
             error_rate: sim.and_then(|s| s.error_rate).unwrap_or(0.1).clamp(0.0, 1.0),
             latency: sim.and_then(|s| s.latency),
             files: Mutex::default(),
@@ -221,14 +227,12 @@ impl Sim {
     }
 
     fn json_answer(&self, prompt: &str, schema: &Value, seed: f64) -> Value {
-        if let Some((_, rest)) = prompt.split_once(crate::synthesize::reword::RULES_MARKER) {
-            return reword_rules(rest);
-        }
-        if let Some((criteria, response)) = prompt.split_once(JUDGE_RESPONSE_MARKER) {
-            return grade(criteria, response);
-        }
-        if let Some((_, rest)) = prompt.split_once(GENERATE_FIELDS_MARKER) {
-            return write_cases(rest, seed);
+        // The marker that comes first: a prompt's own structure comes before
+        // the data it quotes (a graded response may quote anything).
+        let first =
+            self.answers.iter().filter_map(|a| prompt.find(a.marker).map(|at| (at, a))).min_by_key(|(at, _)| *at);
+        if let Some((at, a)) = first {
+            return (a.answer)(&prompt[..at], &prompt[at + a.marker.len()..], seed);
         }
         if let Some(props) = schema["properties"].as_object() {
             let mut out = serde_json::Map::new();
@@ -346,95 +350,6 @@ fn sim_metrics(step: u32) -> (f64, f64) {
     (round(loss), round(1.0 - loss / 2.5))
 }
 
-/// A `synthesize` rewording: each rule listed (the JSON array on the line
-/// after the marker) keeps its text, with its support appended.
-fn reword_rules(rest: &str) -> Value {
-    let first = rest.lines().map(str::trim).find(|l| !l.is_empty());
-    let listed: Vec<Value> = first.and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
-    let rules: Vec<Value> = listed
-        .iter()
-        .map(|r| {
-            let text = r["text"].as_str().unwrap_or("").trim_end_matches('.');
-            json!({"ids": [r["id"]], "text": format!("{text}, as {} feedback pairs show.", r["support"])})
-        })
-        .collect();
-    json!({ "rules": rules })
-}
-
-/// Cases for a `generate` prompt: the field list is the JSON object on the
-/// line after the marker, the number of cases follows "Write ". Question-like
-/// string fields (`question`, `prompt`, `input`, `query`) get an arithmetic
-/// question, answer-like ones (`answer`, `expected`, `output`, `target`) its
-/// result, other fields values drawn from the seed.
-fn write_cases(rest: &str, seed: f64) -> Value {
-    let mut lines = rest.lines().map(str::trim).filter(|l| !l.is_empty());
-    let fields: serde_json::Map<String, Value> =
-        lines.next().and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
-    let n = rest
-        .split("Write ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|w| w.parse::<usize>().ok())
-        .unwrap_or(1)
-        .min(100);
-    let cases: Vec<Value> = (0..n)
-        .map(|i| {
-            let r = |k: &str| unit(&format!("{seed}\u{0}{i}\u{0}{k}"));
-            let (a, b) = ((r("a") * 98.0) as i64 + 2, (r("b") * 98.0) as i64 + 2);
-            let (op, value) = match (r("op") * 3.0) as u32 {
-                0 => ("+", a + b),
-                1 => ("-", a - b),
-                _ => ("*", a * b),
-            };
-            let mut case = serde_json::Map::new();
-            for (name, desc) in &fields {
-                let ty = desc.as_str().unwrap_or("string").split([',', ':']).next().unwrap_or("string").trim();
-                let v = match ty {
-                    "integer" => json!((r(name) * 100.0) as i64),
-                    "number" => json!((r(name) * 1000.0).round() / 1000.0),
-                    "boolean" => json!(r(name) < 0.5),
-                    _ => match name.as_str() {
-                        "question" | "prompt" | "input" | "query" => {
-                            json!(format!("What is {a} {op} {b}? Answer with the number only."))
-                        }
-                        "answer" | "expected" | "output" | "target" => json!(value.to_string()),
-                        _ => json!(format!("{name} {:x}", (r(name) * 1e9) as u64)),
-                    },
-                };
-                case.insert(name.clone(), v);
-            }
-            Value::Object(case)
-        })
-        .collect();
-    json!({ "cases": cases })
-}
-
-/// Words a sim judge does not count: they say nothing about correctness.
-const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "is", "are", "was", "of", "to", "in", "on", "and", "or", "it", "that", "this", "with", "for",
-    "as", "be", "by", "answer", "what", "which", "who", "how", "score", "if", "one", "zero",
-];
-
-/// A sim judge: the share of the response's content words that the criteria
-/// (rubric, reference) contain. `4` against "the answer is 4" scores 1.
-fn grade(criteria: &str, response: &str) -> Value {
-    let response = response.split("\n\nReply with").next().unwrap_or(response);
-    let tokens = |s: &str| -> Vec<String> {
-        s.split(|c: char| !c.is_alphanumeric() && c != '.' && c != '-')
-            .map(|t| t.trim_matches(['.', '-']).to_lowercase())
-            .filter(|t| !t.is_empty() && !STOPWORDS.contains(&t.as_str()))
-            .collect()
-    };
-    let have = tokens(criteria);
-    let words = tokens(response);
-    if words.is_empty() {
-        return json!({"score": 0.0, "reason": "sim judge: the response is empty"});
-    }
-    let found = words.iter().filter(|w| have.contains(w)).count();
-    let score = (found as f64 / words.len() as f64 * 1000.0).round() / 1000.0;
-    json!({"score": score, "reason": format!("sim judge: {found} of {} response words match the criteria", words.len())})
-}
-
 /// The value of the last `a op b` in the text, if any.
 fn arithmetic(text: &str) -> Option<f64> {
     static RE: OnceLock<regex::Regex> = OnceLock::new();
@@ -467,7 +382,7 @@ fn words(s: &str) -> usize {
 }
 
 /// A number in [0, 1) from a text, by blake3.
-fn unit(s: &str) -> f64 {
+pub fn unit(s: &str) -> f64 {
     let h = blake3::hash(s.as_bytes());
     let b: [u8; 8] = h.as_bytes()[..8].try_into().expect("8 bytes");
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
@@ -512,20 +427,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arithmetic_and_grading() {
+    fn arithmetic_is_read_from_questions() {
         assert_eq!(arithmetic("What is 12 + 30?"), Some(42.0));
         assert_eq!(arithmetic("compute 7 times 6"), Some(42.0));
         assert_eq!(arithmetic("no numbers"), None);
         assert_eq!(format_number(42.0), "42");
-        assert_eq!(grade("The right answer is 42.", "\n42\n")["score"], 1.0);
-        assert_eq!(grade("The right answer is 42.", "41")["score"], 0.0);
-        assert_eq!(grade("The correct answer is Paris.", "The answer: the capital of France")["score"], 0.0);
     }
 
     #[tokio::test]
     async fn a_job_succeeds_over_polls_and_a_replay_restores_it() {
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, model: base-1}").unwrap();
-        let sim = Sim::new(&spec);
+        let sim = Sim::new(&spec, Arc::new([]));
         let data = b"{\"messages\": [{\"role\": \"user\", \"content\": \"hi there\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n";
         let upload = Upload { filename: "train.jsonl", bytes: data, purpose: "fine-tune" };
         let file = sim.fine_tuning(Request::Upload("files", upload)).await.unwrap();
@@ -560,7 +472,7 @@ mod tests {
 
         // Another process (a resumed run) knows the job once the memo's
         // answers are replayed to it, and it starts over its polls.
-        let fresh = Sim::new(&spec);
+        let fresh = Sim::new(&spec, Arc::new([]));
         assert_eq!(fresh.fine_tuning(Request::Get(&path)).await.unwrap_err().status, Some(404));
         fresh.replayed(Request::Upload("files", upload), &file);
         fresh.replayed(Request::Post("fine_tuning/jobs", &body), &created);
@@ -573,7 +485,7 @@ mod tests {
     #[test]
     fn error_rate_is_a_share_of_questions() {
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, sim: {error_rate: 0.3}}").unwrap();
-        let sim = Sim::new(&spec);
+        let sim = Sim::new(&spec, Arc::new([]));
         let wrong = (0..1000)
             .filter(|i| {
                 let q = format!("What is {i} + 1?");

@@ -16,6 +16,10 @@
 pub mod analysis;
 pub mod report;
 pub mod stats;
+pub mod view;
+
+/// The artifact that holds the whole comparison (`flow compare` prints it).
+pub const REPORT_JSON: &str = "report.json";
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -139,9 +143,6 @@ impl Node for Compare {
     const INPUTS: Arity = Arity::Many;
     const SHAPE: Shape = Shape::Barrier;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<CompareConfig>())
-    }
 
     fn check(config: &CompareConfig, cx: &mut CheckCx<'_>) -> PortType {
         // No input at all is the engine's error already (`Arity::Many`).
@@ -296,7 +297,7 @@ impl CompareStage {
         let mut json = serde_json::to_vec_pretty(&report::json_report(&comparison, &gates)).expect("report serializes");
         json.push(b'\n');
         let mut artifacts = vec![
-            Artifact { name: "report.json".into(), bytes: json },
+            Artifact { name: REPORT_JSON.into(), bytes: json },
             Artifact { name: "report.md".into(), bytes: md.clone().into_bytes() },
             Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
         ];

@@ -4,19 +4,22 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use flow_engine::{Record, Template};
 
 use super::Score;
-use crate::backend::{Backend, CallOpts, Message};
+use crate::backend::{Answer, Backend, CallOpts, Message};
 
 /// The instructions every judge call starts with.
 const SYSTEM: &str = "You are a strict, fair grader. Grade the response against the criteria. \
 Reply with only a JSON object: {\"score\": <a number from 0 to 1>, \"reason\": \"<one sentence>\"}.";
 
 /// The line before the graded response (the offline `sim` backend grades by it).
-use crate::backend::JUDGE_RESPONSE_MARKER;
+pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
+
+/// How `provider: sim` grades a judge prompt.
+pub const SIM_ANSWER: Answer = Answer { marker: JUDGE_RESPONSE_MARKER, answer: sim_grade };
 
 pub struct Judge {
     backend: Arc<Backend>,
@@ -81,9 +84,42 @@ pub fn parse_verdict(text: &str) -> Result<(f64, String), String> {
     Ok((score, reason))
 }
 
+/// Words a sim judge does not count: they say nothing about correctness.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "is", "are", "was", "of", "to", "in", "on", "and", "or", "it", "that", "this", "with", "for",
+    "as", "be", "by", "answer", "what", "which", "who", "how", "score", "if", "one", "zero",
+];
+
+/// A sim judge: the share of the response's content words that the criteria
+/// (rubric, reference) contain. `4` against "the answer is 4" scores 1.
+fn sim_grade(criteria: &str, response: &str, _: f64) -> Value {
+    let response = response.split("\n\nReply with").next().unwrap_or(response);
+    let tokens = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric() && c != '.' && c != '-')
+            .map(|t| t.trim_matches(['.', '-']).to_lowercase())
+            .filter(|t| !t.is_empty() && !STOPWORDS.contains(&t.as_str()))
+            .collect()
+    };
+    let have = tokens(criteria);
+    let words = tokens(response);
+    if words.is_empty() {
+        return json!({"score": 0.0, "reason": "sim judge: the response is empty"});
+    }
+    let found = words.iter().filter(|w| have.contains(w)).count();
+    let score = (found as f64 / words.len() as f64 * 1000.0).round() / 1000.0;
+    json!({"score": score, "reason": format!("sim judge: {found} of {} response words match the criteria", words.len())})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sim_judge_counts_the_response_words_the_criteria_hold() {
+        assert_eq!(sim_grade("The right answer is 42.", "\n42\n", 0.0)["score"], 1.0);
+        assert_eq!(sim_grade("The right answer is 42.", "41", 0.0)["score"], 0.0);
+        assert_eq!(sim_grade("The correct answer is Paris.", "The answer: the capital of France", 0.0)["score"], 0.0);
+    }
 
     #[test]
     fn verdicts_are_parsed_or_explained() {

@@ -17,6 +17,7 @@
 mod exec;
 mod judge;
 mod metric;
+pub mod view;
 
 pub use metric::{MetricConfig, MetricType};
 
@@ -37,6 +38,7 @@ use flow_engine::{
 
 use crate::backend::{self, Backends, CallOpts, Endpoint};
 use flow_engine::cache::ContentHash;
+use flow_engine::node::SUMMARY_JSON;
 use flow_engine::BackendSpec;
 
 pub struct Evaluate;
@@ -57,9 +59,6 @@ impl Node for Evaluate {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<EvaluateConfig>())
-    }
 
     fn check(config: &EvaluateConfig, cx: &mut CheckCx<'_>) -> PortType {
         let at = cx.field("metrics");
@@ -481,7 +480,7 @@ impl Scorer {
         let mut json_bytes = serde_json::to_vec_pretty(&summary).expect("summary serializes");
         json_bytes.push(b'\n');
         Ok(vec![
-            Artifact { name: "summary.json".into(), bytes: json_bytes },
+            Artifact { name: SUMMARY_JSON.into(), bytes: json_bytes },
             Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
         ])
     }

@@ -24,6 +24,7 @@ pub mod map;
 pub mod projection;
 pub mod report;
 pub mod select;
+pub mod view;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -170,9 +171,6 @@ impl Node for Extract {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<ExtractConfig>())
-    }
 
     fn check(c: &ExtractConfig, cx: &mut CheckCx<'_>) -> PortType {
         let input_at = cx.field("input");

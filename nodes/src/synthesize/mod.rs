@@ -17,6 +17,11 @@ pub mod hook;
 pub mod induce;
 pub mod reword;
 pub mod rules;
+pub mod view;
+
+/// The artifact that holds the rules, the contradictions and the
+/// measurements.
+pub const RULES_JSON: &str = "rules.json";
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -93,9 +98,6 @@ impl Node for Synthesize {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<SynthesizeConfig>())
-    }
 
     fn check(c: &SynthesizeConfig, cx: &mut CheckCx<'_>) -> PortType {
         if let Some(b) = &c.backend {
@@ -358,7 +360,7 @@ impl SynthesizeStage {
             b
         };
         vec![
-            Artifact { name: "rules.json".into(), bytes: json_bytes(&report) },
+            Artifact { name: RULES_JSON.into(), bytes: json_bytes(&report) },
             Artifact {
                 name: hook::HOOK_FILE.into(),
                 bytes: hook::script(&self.node, pairs.len(), rules, set).into_bytes(),

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use regex::Regex;
 use serde_json::{json, Value};
 
-use crate::backend::Message;
+use crate::backend::{Answer, Message};
 
 use super::analysis::Pair;
 use super::rules::{term_pattern, Rule, RuleKind};
@@ -19,6 +19,9 @@ use super::rules::{term_pattern, Rule, RuleKind};
 /// The line before the rules (a JSON array on the next line) in the
 /// prompt; the `sim` backend rewords what follows it.
 pub const RULES_MARKER: &str = "Rules to reword (JSON):";
+
+/// How `provider: sim` rewords: each rule keeps its text, with its support.
+pub const SIM_ANSWER: Answer = Answer { marker: RULES_MARKER, answer: sim_reword };
 
 const SYSTEM: &str = "You turn measured feedback into short, direct rules for an assistant's system prompt. \
 Reply with only a JSON object.";
@@ -189,6 +192,21 @@ fn keeps_meaning(r: &Rule, text: &str) -> Result<(), String> {
     } else {
         Err(format!("the rewording {:?} drops what the rule says", text))
     }
+}
+
+/// A `synthesize` rewording: each rule listed (the JSON array on the line
+/// after the marker) keeps its text, with its support appended.
+fn sim_reword(_: &str, rest: &str, _: f64) -> Value {
+    let first = rest.lines().map(str::trim).find(|l| !l.is_empty());
+    let listed: Vec<Value> = first.and_then(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+    let rules: Vec<Value> = listed
+        .iter()
+        .map(|r| {
+            let text = r["text"].as_str().unwrap_or("").trim_end_matches('.');
+            json!({"ids": [r["id"]], "text": format!("{text}, as {} feedback pairs show.", r["support"])})
+        })
+        .collect();
+    json!({ "rules": rules })
 }
 
 #[cfg(test)]

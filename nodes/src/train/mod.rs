@@ -22,6 +22,7 @@
 mod dataset;
 mod export;
 mod job;
+pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -241,9 +242,6 @@ impl Node for Train {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<TrainConfig>())
-    }
 
     fn check(c: &TrainConfig, cx: &mut CheckCx<'_>) -> PortType {
         let spec = match (&c.backend, c.export) {

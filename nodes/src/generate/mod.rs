@@ -16,6 +16,9 @@
 //! replays the memoized calls and makes only those the new cases need.
 //! Cases stream downstream as they are accepted.
 
+pub mod sim;
+pub mod view;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,7 +131,9 @@ impl GenerateConfig {
 /// Fields every generated case carries besides the schema's.
 pub const CASE_FIELDS: &[&str] = &["id", "provenance"];
 
-use crate::backend::GENERATE_FIELDS_MARKER;
+/// The line before the JSON object of field descriptions in the prompt;
+/// `provider: sim` writes cases with those fields ([`sim::SIM_ANSWER`]).
+pub const GENERATE_FIELDS_MARKER: &str = "Each case is a JSON object with these fields:";
 
 const SYSTEM: &str = "You write test cases for evaluating an AI system. \
 Reply with only a JSON object of the form {\"cases\": [ ... ]}.";
@@ -141,9 +146,6 @@ impl Node for Generate {
     const INPUTS: Arity = Arity::Optional;
     const SHAPE: Shape = Shape::Streaming;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<GenerateConfig>())
-    }
 
     fn check(c: &GenerateConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);

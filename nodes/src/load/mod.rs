@@ -66,6 +66,11 @@ impl LoadConfig {
     }
 }
 
+impl crate::Face for Load {
+    /// Its records are the input: the pipeline view shows its counts.
+    const VIEW: Option<&'static crate::view::View> = None;
+}
+
 impl Node for Load {
     type Config = LoadConfig;
     const KIND: &'static str = "load";
@@ -74,9 +79,6 @@ impl Node for Load {
     const INPUTS: Arity = Arity::None;
     const SHAPE: Shape = Shape::Source;
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<LoadConfig>())
-    }
 
     fn check(config: &LoadConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);

@@ -16,6 +16,8 @@
 //! the answer as received in `raw_output` and lists the rules that changed
 //! it in `rules_applied`.
 
+pub mod view;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use flow_engine::cache::ContentHash;
+use flow_engine::node::SUMMARY_JSON;
 use flow_engine::{
     Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
     RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
@@ -195,9 +198,6 @@ impl Node for Run {
     const SHAPE: Shape = Shape::Streaming;
     const SIDE_INPUTS: &'static [&'static str] = &["rules"];
 
-    fn config_schema(generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
-        Some(generator.subschema_for::<RunConfig>())
-    }
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);
@@ -476,7 +476,7 @@ impl StreamStage for Caller {
         let mut bytes = serde_json::to_vec_pretty(&summary).expect("json");
         bytes.push(b'\n');
         Ok(vec![
-            Artifact { name: "summary.json".into(), bytes },
+            Artifact { name: SUMMARY_JSON.into(), bytes },
             Artifact { name: SUMMARY_MD.into(), bytes: md.into_bytes() },
         ])
     }
