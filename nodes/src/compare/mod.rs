@@ -143,7 +143,6 @@ impl Node for Compare {
     const INPUTS: Arity = Arity::Many;
     const SHAPE: Shape = Shape::Barrier;
 
-
     fn check(config: &CompareConfig, cx: &mut CheckCx<'_>) -> PortType {
         // No input at all is the engine's error already (`Arity::Many`).
         let n = cx.inputs().len();

@@ -59,7 +59,6 @@ impl Node for Evaluate {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
 
-
     fn check(config: &EvaluateConfig, cx: &mut CheckCx<'_>) -> PortType {
         let at = cx.field("metrics");
         if config.metrics.is_empty() {

@@ -171,7 +171,6 @@ impl Node for Extract {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-
     fn check(c: &ExtractConfig, cx: &mut CheckCx<'_>) -> PortType {
         let input_at = cx.field("input");
         let mut needs: Vec<(String, _)> = LOG_FIELDS.iter().map(|f| (f.to_string(), input_at.clone())).collect();

@@ -146,7 +146,6 @@ impl Node for Generate {
     const INPUTS: Arity = Arity::Optional;
     const SHAPE: Shape = Shape::Streaming;
 
-
     fn check(c: &GenerateConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);
         if c.count == 0 {

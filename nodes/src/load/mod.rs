@@ -79,7 +79,6 @@ impl Node for Load {
     const INPUTS: Arity = Arity::None;
     const SHAPE: Shape = Shape::Source;
 
-
     fn check(config: &LoadConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);
         let Some(format) = config.format() else {

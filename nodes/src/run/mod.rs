@@ -198,7 +198,6 @@ impl Node for Run {
     const SHAPE: Shape = Shape::Streaming;
     const SIDE_INPUTS: &'static [&'static str] = &["rules"];
 
-
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);
         match (&c.prompt, &c.messages) {

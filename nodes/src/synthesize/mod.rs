@@ -98,7 +98,6 @@ impl Node for Synthesize {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-
     fn check(c: &SynthesizeConfig, cx: &mut CheckCx<'_>) -> PortType {
         if let Some(b) = &c.backend {
             cx.backend(&cx.field("backend"), b);

@@ -242,7 +242,6 @@ impl Node for Train {
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Barrier;
 
-
     fn check(c: &TrainConfig, cx: &mut CheckCx<'_>) -> PortType {
         let spec = match (&c.backend, c.export) {
             (Some(name), None) => {
