@@ -59,6 +59,7 @@ kinds![
     synthesize::Synthesize,
     extract::Extract,
     train::Train,
+    sample::Sample,
 ];
 
 /// The engine's registry of [`KINDS`].
