@@ -10,7 +10,7 @@ use flow_engine::diag::Diagnostic;
 
 /// The specs `flow init` can write.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Template {
+pub enum Starter {
     /// Load cases, ask a chatbot, score the answers (exact match, judge, latency, cost, a Python metric).
     Eval,
     /// Generate cases, answer them with two models, compare behind a gate.
@@ -19,22 +19,22 @@ pub enum Template {
     Demo,
 }
 
-impl Template {
+impl Starter {
     /// (path in the new folder, contents)
     fn files(self) -> Vec<(&'static str, &'static str)> {
         match self {
-            Template::Eval => vec![
+            Starter::Eval => vec![
                 ("eval.yaml", include_str!("../specs/eval.yaml")),
                 ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/cases.jsonl", include_str!("../specs/data/cases.jsonl")),
                 ("metrics/brevity.py", include_str!("../specs/metrics/brevity.py")),
             ],
-            Template::Ab => vec![
+            Starter::Ab => vec![
                 ("ab.yaml", include_str!("../specs/ab.yaml")),
                 ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/seeds.jsonl", include_str!("../specs/data/seeds.jsonl")),
             ],
-            Template::Demo => vec![
+            Starter::Demo => vec![
                 ("demo.yaml", include_str!("../specs/demo.yaml")),
                 ("flow.schema.json", include_str!("../specs/flow.schema.json")),
                 ("data/answers.jsonl", include_str!("../specs/data/answers.jsonl")),
@@ -44,7 +44,7 @@ impl Template {
 }
 
 /// Writes the template's files under `dir`; refuses to overwrite any.
-pub fn init(template: Template, dir: &Path) -> Result<PathBuf, Diagnostic> {
+pub fn init(template: Starter, dir: &Path) -> Result<PathBuf, Diagnostic> {
     let files = template.files();
     let existing: Vec<String> =
         files.iter().map(|(p, _)| dir.join(p)).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();

@@ -154,7 +154,7 @@ enum Command {
     Init {
         /// Which example.
         #[arg(long, value_enum, default_value = "eval")]
-        template: init::Template,
+        template: init::Starter,
         /// The folder [default: the current one].
         #[arg(default_value = ".")]
         dir: PathBuf,

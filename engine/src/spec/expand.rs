@@ -19,7 +19,7 @@ use super::interp::{Interp, Vars};
 use super::matrix::{self, Combo};
 use super::nodes::node_body;
 use super::scope::{Resolved, Scope, Scopes, Unresolved};
-use super::template::{self, Template};
+use super::template::{self, TemplateFile};
 use super::{suggest, valid_node_name, yaml_brief, RawNode, SpecFile, YamlPath};
 use crate::diag::Diagnostic;
 
@@ -63,7 +63,7 @@ pub(super) struct Expander<'a> {
     scopes: Vec<Scope>,
     vars: Vec<Rc<ScopeVars>>,
     nodes: Vec<RawNode>,
-    templates: HashMap<PathBuf, Option<Rc<Template>>>,
+    templates: HashMap<PathBuf, Option<Rc<TemplateFile>>>,
     /// The files being expanded, the spec first: (canonical path, as shown).
     stack: Vec<(PathBuf, String)>,
     bindings: Vec<Binding>,

@@ -23,7 +23,7 @@ const INPUT_TYPES: &[&str] = &["string", "int", "float", "bool", "enum", "list",
 
 /// A template file, read and checked.
 #[derive(Debug)]
-pub(super) struct Template {
+pub(super) struct TemplateFile {
     pub file: Arc<SpecFile>,
     /// The file's canonical path: what cycles and the cache compare.
     pub canonical: PathBuf,
@@ -143,8 +143,8 @@ pub(super) fn load(
     written: &str,
     at: &YamlPath,
     diags: &mut Vec<Diagnostic>,
-    cache: &mut HashMap<PathBuf, Option<Rc<Template>>>,
-) -> Option<Rc<Template>> {
+    cache: &mut HashMap<PathBuf, Option<Rc<TemplateFile>>>,
+) -> Option<Rc<TemplateFile>> {
     let shown = normalize(&from.resolve(written));
     let canonical = match std::fs::canonicalize(&shown) {
         Ok(c) => c,
@@ -215,7 +215,7 @@ fn read(
     written: &str,
     at: &YamlPath,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Template> {
+) -> Option<TemplateFile> {
     let text = match std::fs::read_to_string(&canonical) {
         Ok(t) => t,
         Err(e) => {
@@ -253,7 +253,7 @@ fn read(
     unknown_fields(&file, diags, &rest, &root, TEMPLATE_FIELDS, "at the top of the template");
     let nodes = top.get("nodes").cloned();
     let inputs = input_decls(&file, diags, top.get("inputs"), nodes.as_ref());
-    Some(Template { file: Arc::new(SpecFile { template: true, ..file }), canonical, inputs, nodes })
+    Some(TemplateFile { file: Arc::new(SpecFile { template: true, ..file }), canonical, inputs, nodes })
 }
 
 /// Reads `inputs:`: each `name: {type, default, description, values}`, or
@@ -420,7 +420,7 @@ pub(super) struct Bound {
 pub(super) fn bind(
     file: &SpecFile,
     diags: &mut Vec<Diagnostic>,
-    tpl: &Template,
+    tpl: &TemplateFile,
     written: &str,
     node: &str,
     path: &YamlPath,
