@@ -197,7 +197,10 @@ async fn run_spec(dir: &std::path::Path, spec: &str, force: Force) -> RunManifes
     let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
     let store = Store::open(dir.join(".flow"));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    flow_engine::run(plan, store, RunOptions { force, context: None }, tx, std::future::pending()).await.unwrap()
+    let assessed = flow_engine::assess(&plan, &store, &force).unwrap();
+    flow_engine::run(plan, store, assessed, RunOptions { force, context: None }, tx, std::future::pending())
+        .await
+        .unwrap()
 }
 
 fn status(m: &RunManifest, name: &str) -> NodeStatus {
@@ -214,6 +217,7 @@ fn scheduler_behaviour() {
         failure_cancels_and_keeps_finished_work().await;
         a_tripped_gate_fails_the_run_and_stays_cached().await;
         a_side_input_fed_by_the_main_input_does_not_deadlock().await;
+        the_run_follows_the_assessment_it_is_given().await;
     });
     // On one thread the consumer of a failed source often sees its input
     // close before the abort lands: it must not file partial output.
@@ -240,6 +244,28 @@ async fn a_side_input_fed_by_the_main_input_does_not_deadlock() {
     // The side input is part of the key: a second run reuses everything.
     let again = run_spec(dir.path(), spec, Force::default()).await;
     assert_eq!(status(&again, "m"), NodeStatus::Cached);
+}
+
+/// The caller assesses once and decides from it (which backends to open);
+/// a cache entry that appears before the run starts must not change what
+/// runs.
+async fn the_run_follows_the_assessment_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: a\nnodes:\n  src: {kind: count, n: 10}\n  m: {kind: tag, input: src}\n";
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
+    let store = Store::open(dir.path().join(".flow"));
+    let before = flow_engine::assess(&plan, &store, &Force::default()).unwrap();
+    // Meanwhile, another run fills the cache.
+    let first = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let m = flow_engine::run(plan, store, before, RunOptions::default(), tx, std::future::pending()).await.unwrap();
+    assert_eq!(m.status, RunStatus::Succeeded, "{:?}", m.error);
+    assert_eq!(status(&m, "src"), NodeStatus::Ran, "assessed as will run: it runs");
+    assert_eq!(status(&m, "m"), NodeStatus::Ran);
+    assert_eq!(m.node("m").unwrap().output, first.node("m").unwrap().output, "the same output either way");
 }
 
 async fn a_tripped_gate_fails_the_run_and_stays_cached() {

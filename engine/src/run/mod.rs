@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use flow_cache::{NodeRecord, NodeStatus, RunManifest, RunStatus, Store, StoreError};
 
-use crate::assess::{assess, Force, State};
+use crate::assess::{Assessment, Force, State};
 use crate::compile::Plan;
 use crate::meter::Meter;
 use crate::node::RunContext;
@@ -58,6 +58,10 @@ pub enum RunEvent {
 /// Options of one run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
+    /// What the user forced: the same [`Force`] the run's assessment was
+    /// made with. The assessment already says which nodes run; this says
+    /// whether a forced node may still reuse memoized calls or a barrier's
+    /// cache entry found once its input is in.
     pub force: Force,
     /// Shared state for the stages (flow-nodes' backends and call memo).
     pub context: Option<RunContext>,
@@ -89,16 +93,26 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
 
 /// Runs a plan to the end (or the first failure, or `interrupt`), and
 /// returns the run manifest it wrote.
+///
+/// `assessed` is the plan's [`assess`](crate::assess()) against `store`
+/// with `opts.force`, made by the caller: the run follows it, so what the
+/// caller decided from it (which backends to open, what to tell the user)
+/// is what runs, even if the cache changed in between.
+///
+/// # Panics
+///
+/// If `assessed` is not one assessment per plan node.
 pub async fn run(
     plan: Arc<Plan>,
     store: Store,
+    assessed: Vec<Assessment>,
     opts: RunOptions,
     events: mpsc::UnboundedSender<RunEvent>,
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunManifest, RunError> {
+    assert_eq!(assessed.len(), plan.nodes.len(), "one assessment per plan node");
     store.create()?;
     let run_id = new_run_id();
-    let assessed = assess(&plan, &store, &opts.force)?;
     let mut manifest = RunManifest {
         run_id: run_id.clone(),
         spec: plan.spec_name.clone(),
