@@ -24,18 +24,17 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use flow_cache::{NodeRecord, NodeStatus, RunManifest, RunStatus, Store, StoreError};
 
 use crate::assess::{Assessment, Force, State};
-use crate::compile::Plan;
+use crate::compile::{Plan, PlanNode};
 use crate::meter::Meter;
 use crate::node::RunContext;
 use cached::cached_record;
 use job::NodeJob;
 use sink::Emitter;
-use tasks::Edges;
+use tasks::{Edges, Joined, Tasks};
 
 /// Batches buffered on one edge before the producer waits.
 const EDGE_CAPACITY: usize = 4;
@@ -135,7 +134,7 @@ pub async fn run(
     // node failed) still reports the calls it made.
     let meters: Vec<Arc<Meter>> = (0..n).map(|_| Arc::new(Meter::default())).collect();
     let mut early_failure: Option<String> = None;
-    let mut tasks: JoinSet<(usize, Result<NodeRecord, NodeRecord>)> = JoinSet::new();
+    let mut tasks = Tasks::default();
     let run_dir = store.run_dir(&run_id);
     for i in 0..n {
         let a = &assessed[i];
@@ -159,7 +158,7 @@ pub async fn run(
             let out =
                 Emitter { node: base.name.clone(), senders: outputs, sink: None, count: 0, events: events.clone() };
             let replayed = cached::replayed(store.clone(), run_dir.clone(), base, m, out);
-            tasks.spawn(async move { (i, replayed.await) });
+            tasks.spawn(i, replayed);
             continue;
         }
         let job = NodeJob {
@@ -178,7 +177,7 @@ pub async fn run(
             events: events.clone(),
             meter: meters[i].clone(),
         };
-        tasks.spawn(async move { (i, job.run().await) });
+        tasks.spawn(i, job.run());
     }
     drop(done_tx);
 
@@ -191,8 +190,16 @@ pub async fn run(
     loop {
         tokio::select! {
             joined = tasks.join_next() => {
-                let Some(joined) = joined else { break };
-                let Ok((i, result)) = joined else { continue }; // aborted
+                let (i, result) = match joined {
+                    None => break,
+                    Some(Joined::Returned(i, result)) => (i, *result),
+                    Some(Joined::Panicked { index, message, wall_ms }) => {
+                        let r = panicked(&plan.nodes[index], &assessed[index], &meters[index], &message, wall_ms);
+                        let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
+                        (index, Err(r))
+                    }
+                    Some(Joined::Aborted) => continue,
+                };
                 match result {
                     Ok(r) => records[i] = Some(r),
                     Err(r) => {
@@ -249,4 +256,14 @@ pub async fn run(
 
 fn failure_message(r: &NodeRecord) -> String {
     format!("node `{}` ({}) failed: {}", r.name, r.kind, r.error.as_deref().unwrap_or("unknown error"))
+}
+
+/// The record of a node whose task panicked: failed, with the panic's
+/// message and the calls it made.
+fn panicked(node: &PlanNode, a: &Assessment, meter: &Meter, message: &str, wall_ms: u64) -> NodeRecord {
+    let mut r = NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Failed, a.key);
+    r.error = Some(format!("panicked: {message}"));
+    r.calls = meter.snapshot();
+    r.wall_ms = wall_ms;
+    r
 }
