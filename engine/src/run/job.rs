@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use flow_cache::{ContentHash, NodeManifest, NodeRecord, NodeStatus, Store};
 
 use super::cached::cached_record;
-use super::sink::{copy_artifacts, spawn_sink, store_err, with_reports, Emitter, SinkMsg};
+use super::sink::{copy_artifacts, store_err, with_reports, Emitter, Sink};
 use super::stage::Driven;
 use super::{RunEvent, SIDE_WAIT_BUFFER};
 use crate::assess::key_fields;
@@ -94,15 +94,18 @@ impl NodeJob {
         };
         let stage = node.compiled.build(&cx)?;
 
-        let (sink_tx, sink) = spawn_sink(&self.store)?;
         let mut out = Emitter {
             node: node.name.clone(),
             senders: std::mem::take(&mut self.outputs),
-            sink: Some(sink_tx),
+            sink: Some(Sink::spawn(&self.store)?),
             count: 0,
             events: self.events.clone(),
         };
-        let (records_in, artifacts) = match self.drive(stage, &mut out).await? {
+        let driven = match self.drive(stage, &mut out).await {
+            Ok(driven) => driven,
+            Err(e) => return Err(out.stopped(e).await),
+        };
+        let (records_in, artifacts) = match driven {
             Driven::Ran { records_in, artifacts } => (records_in, artifacts),
             Driven::Reused { records_in, manifest: m } => {
                 *record = NodeRecord { records_in, ..cached_record(node.name.clone(), node.kind, &m) };
@@ -114,14 +117,13 @@ impl NodeJob {
 
         // Every upstream must have completed (not failed) before this
         // node's output counts as complete.
-        let upstream = self.upstream_outputs().await?;
+        let upstream = match self.upstream_outputs().await {
+            Ok(upstream) => upstream,
+            Err(e) => return Err(out.stopped(e).await),
+        };
         // Close downstream channels, then complete the output object.
         let records_out = out.count;
-        let sink_tx = out.sink.take().expect("sink present while running");
-        drop(out);
-        sink_tx.send(SinkMsg::Done).await.map_err(|_| NodeError::new("output writer stopped"))?;
-        drop(sink_tx);
-        let (output, written) = sink.await.map_err(|e| NodeError::new(format!("output writer panicked: {e}")))??;
+        let (output, written) = out.close().await?;
         debug_assert_eq!(written, records_out);
 
         let mut stored = BTreeMap::new();
