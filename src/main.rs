@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flow_engine::cache::{RunStatus, Store};
 use flow_engine::calls::Memo;
 use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
-use flow_engine::{Force, Plan, RunOptions};
+use flow_engine::{Assessment, Force, Plan, RunOptions};
 use flow_nodes::backend::{BackendError, Backends};
 
 // Records are built on one thread and freed on another (the output writer):
@@ -362,10 +362,10 @@ fn force_of(plan: &Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
     Ok(Force { all: args.no_cache, nodes: args.rerun.iter().cloned().collect() })
 }
 
-/// The backends the nodes that will run call, with the call memo. A key
-/// missing from the environment stops the run before anything starts.
-fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends>, Failure> {
-    let assessed = flow_engine::assess(plan, store, force).map_err(anyhow::Error::from)?;
+/// The backends the nodes that will run (by `assessed`) call, with the
+/// call memo. A key missing from the environment stops the run before
+/// anything starts.
+fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Option<Backends>, Failure> {
     let used = Backends::used_by(plan, |i| assessed[i].state != flow_engine::State::Cached);
     if used.is_empty() {
         return Ok(None);
@@ -390,7 +390,10 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
 }
 
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
-    let backends = backends(&plan, &store, &force)?.map(Arc::new);
+    // One assessment for both the backends and the run: a cache entry that
+    // appears or goes in between cannot make a node run without its backend.
+    let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
+    let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
     let context = backends.clone().map(|b| b as flow_engine::RunContext);
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
@@ -401,7 +404,8 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
         let interrupt = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let result = flow_engine::run(plan.clone(), store.clone(), RunOptions { force, context }, tx, interrupt).await;
+        let result =
+            flow_engine::run(plan.clone(), store.clone(), assessed, RunOptions { force, context }, tx, interrupt).await;
         let display = printer.await.expect("progress printer");
         result.map(|m| (m, display))
     });

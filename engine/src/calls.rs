@@ -399,8 +399,9 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let options = RunOptions { force: none.clone(), context: None };
-        let m =
-            runtime.block_on(crate::run(Arc::new(f.plan(0)), f.store(), options, tx, std::future::pending())).unwrap();
+        let (plan0, store) = (Arc::new(f.plan(0)), f.store());
+        let assessed = crate::assess(&plan0, &store, &none).unwrap();
+        let m = runtime.block_on(crate::run(plan0, store, assessed, options, tx, std::future::pending())).unwrap();
         assert_eq!(m.status, flow_cache::RunStatus::Succeeded, "{:?}", m.error);
         let e = f.estimate(&plan, &Memo::Open(&memo), &none);
         assert_eq!(e[1], Some(CallEstimate { records: None, ..exact(0, 0, 0, 2).unwrap() }));

@@ -1,5 +1,6 @@
 //! The scheduler with small test kinds: a counting source, a map that can
-//! be slowed or made to fail, and a barrier that counts its executions.
+//! be slowed or made to fail or panic, and a barrier that counts its
+//! executions (and can panic).
 //! Real spec files, a real `.flow/` store in a temp folder.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +73,8 @@ struct TagConfig {
     slow_ms: u64,
     #[serde(default)]
     fail_at: Option<u64>,
+    #[serde(default)]
+    panic_at: Option<u64>,
 }
 struct TagStage {
     cfg: TagConfig,
@@ -82,6 +85,9 @@ impl MapStage for TagStage {
         let i = r["i"].as_u64().unwrap();
         if Some(i) == self.cfg.fail_at {
             return Err(NodeError::new(format!("bad record {i}")));
+        }
+        if Some(i) == self.cfg.panic_at {
+            panic!("boom at record {i}");
         }
         if i % 100 == 0 && self.cfg.slow_ms > 0 {
             let consumed = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
@@ -117,9 +123,13 @@ struct TotalConfig {
     /// Trip a gate with this message.
     #[serde(default)]
     gate: Option<String>,
+    /// Panic with this message.
+    #[serde(default)]
+    panic: Option<String>,
 }
 struct TotalStage {
     gate: Option<String>,
+    panic: Option<String>,
 }
 impl BarrierStage for TotalStage {
     fn run(
@@ -128,6 +138,9 @@ impl BarrierStage for TotalStage {
     ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
         Box::pin(async move {
             BARRIER_RUNS.fetch_add(1, Ordering::SeqCst);
+            if let Some(message) = self.panic {
+                std::panic::panic_any(message);
+            }
             let sizes: Vec<usize> = inputs.iter().map(Vec::len).collect();
             let rec = serde_json::json!({"sizes": sizes}).as_object().unwrap().clone();
             let mut artifacts = vec![Artifact { name: "note.txt".into(), bytes: b"done".to_vec() }];
@@ -149,7 +162,7 @@ impl Node for Total {
         PortType::records(FieldSet::Known(["sizes".to_string()].into()))
     }
     fn build(c: &TotalConfig, _: &BuildCx) -> Result<Stage, NodeError> {
-        Ok(Stage::Barrier(Box::new(TotalStage { gate: c.gate.clone() })))
+        Ok(Stage::Barrier(Box::new(TotalStage { gate: c.gate.clone(), panic: c.panic.clone() })))
     }
 }
 
@@ -197,7 +210,10 @@ async fn run_spec(dir: &std::path::Path, spec: &str, force: Force) -> RunManifes
     let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
     let store = Store::open(dir.join(".flow"));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    flow_engine::run(plan, store, RunOptions { force, context: None }, tx, std::future::pending()).await.unwrap()
+    let assessed = flow_engine::assess(&plan, &store, &force).unwrap();
+    flow_engine::run(plan, store, assessed, RunOptions { force, context: None }, tx, std::future::pending())
+        .await
+        .unwrap()
 }
 
 fn status(m: &RunManifest, name: &str) -> NodeStatus {
@@ -214,6 +230,9 @@ fn scheduler_behaviour() {
         failure_cancels_and_keeps_finished_work().await;
         a_tripped_gate_fails_the_run_and_stays_cached().await;
         a_side_input_fed_by_the_main_input_does_not_deadlock().await;
+        the_run_follows_the_assessment_it_is_given().await;
+        a_panicking_map_fails_the_run_and_keeps_finished_work().await;
+        a_panicking_barrier_fails_the_run().await;
     });
     // On one thread the consumer of a failed source often sees its input
     // close before the abort lands: it must not file partial output.
@@ -240,6 +259,64 @@ async fn a_side_input_fed_by_the_main_input_does_not_deadlock() {
     // The side input is part of the key: a second run reuses everything.
     let again = run_spec(dir.path(), spec, Force::default()).await;
     assert_eq!(status(&again, "m"), NodeStatus::Cached);
+}
+
+/// The caller assesses once and decides from it (which backends to open);
+/// a cache entry that appears before the run starts must not change what
+/// runs.
+async fn the_run_follows_the_assessment_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: a\nnodes:\n  src: {kind: count, n: 10}\n  m: {kind: tag, input: src}\n";
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let plan = Arc::new(flow_engine::compile(&path, &[], &registry()).unwrap_or_else(|d| panic!("{d}")));
+    let store = Store::open(dir.path().join(".flow"));
+    let before = flow_engine::assess(&plan, &store, &Force::default()).unwrap();
+    // Meanwhile, another run fills the cache.
+    let first = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.error);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let m = flow_engine::run(plan, store, before, RunOptions::default(), tx, std::future::pending()).await.unwrap();
+    assert_eq!(m.status, RunStatus::Succeeded, "{:?}", m.error);
+    assert_eq!(status(&m, "src"), NodeStatus::Ran, "assessed as will run: it runs");
+    assert_eq!(status(&m, "m"), NodeStatus::Ran);
+    assert_eq!(m.node("m").unwrap().output, first.node("m").unwrap().output, "the same output either way");
+}
+
+/// A stage that panics is a node that failed: never a success, and never
+/// a node that quietly shows as cancelled.
+async fn a_panicking_map_fails_the_run_and_keeps_finished_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: p\nnodes:\n  ok_src: {kind: count, n: 10}\n  ok: {kind: tag, input: ok_src}\n  src: {kind: count, n: 100000}\n  bad: {kind: tag, input: src, panic_at: 50000}\n  after: {kind: tag, input: bad}\n";
+    let m = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(m.status, RunStatus::Failed);
+    assert_eq!(m.error.as_deref(), Some("node `bad` (tag) failed: panicked: boom at record 50000"));
+    assert_eq!(status(&m, "bad"), NodeStatus::Failed);
+    assert_eq!(m.node("bad").unwrap().error.as_deref(), Some("panicked: boom at record 50000"));
+    assert_eq!(status(&m, "after"), NodeStatus::Cancelled);
+    assert_eq!(status(&m, "ok"), NodeStatus::Ran);
+    let store = Store::open(dir.path().join(".flow"));
+    assert!(store.node_manifest(&m.node("ok").unwrap().key.unwrap()).unwrap().is_some(), "finished work is kept");
+    assert!(store.last_manifest("p", "bad").unwrap().is_none(), "no manifest for the node that panicked");
+    assert!(store.last_manifest("p", "after").unwrap().is_none(), "nor for its consumer");
+    let m2 = run_spec(dir.path(), &spec.replace(", panic_at: 50000", ""), Force::default()).await;
+    assert_eq!(m2.status, RunStatus::Succeeded, "{:?}", m2.error);
+    assert_eq!(status(&m2, "ok"), NodeStatus::Cached);
+}
+
+async fn a_panicking_barrier_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "flow: 1\nname: pb\nnodes:\n  src: {kind: count, n: 10}\n  sum: {kind: total, inputs: [src], panic: \"the barrier broke\"}\n";
+    let m = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(m.status, RunStatus::Failed);
+    assert_eq!(m.error.as_deref(), Some("node `sum` (total) failed: panicked: the barrier broke"));
+    assert_eq!(status(&m, "sum"), NodeStatus::Failed);
+    assert!(m.node("sum").unwrap().output.is_none());
+    assert_eq!(status(&m, "src"), NodeStatus::Ran, "what finished is kept");
+    let again = run_spec(dir.path(), spec, Force::default()).await;
+    assert_eq!(again.status, RunStatus::Failed, "a node that panicked is not cached");
+    assert_eq!(status(&again, "src"), NodeStatus::Cached);
+    assert_eq!(status(&again, "sum"), NodeStatus::Failed);
 }
 
 async fn a_tripped_gate_fails_the_run_and_stays_cached() {

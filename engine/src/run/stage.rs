@@ -1,0 +1,124 @@
+//! Driving a built stage by its shape. A source is pulled batch by batch,
+//! a map is called per record in order, a stream stage turns the input
+//! stream into an output stream at its own pace, and a barrier gets every
+//! input record at once. Each pushes its output through the [`Emitter`],
+//! whose bounded channels give backpressure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::join_all;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use flow_cache::NodeManifest;
+
+use super::cached::replay;
+use super::job::NodeJob;
+use super::sink::{store_err, Emitter};
+use crate::assess::key_fields;
+use crate::node::{Artifact, BarrierStage, MapStage, NodeError, SourceStage, Stage, StreamStage};
+use crate::record::{Batch, Record, BATCH_SIZE};
+
+/// What driving a stage came to.
+pub(super) enum Driven {
+    /// The stage ran; its output went out, its artifacts are to be stored.
+    Ran { records_in: u64, artifacts: Vec<Artifact> },
+    /// A barrier's key turned out cached once its input was in: the cached
+    /// output `manifest` went out instead.
+    Reused { records_in: u64, manifest: Box<NodeManifest> },
+}
+
+impl NodeJob {
+    /// Drives `stage` to its end, sending its output to `out`.
+    pub(super) async fn drive(&mut self, stage: Stage, out: &mut Emitter) -> Result<Driven, NodeError> {
+        match stage {
+            Stage::Source(src) => source(src, out).await.map(|artifacts| Driven::Ran { records_in: 0, artifacts }),
+            Stage::Map(map) => {
+                let input = self.inputs.pop().expect("a map stage has one input");
+                map_each(map, input, out).await
+            }
+            Stage::Stream(stage) => {
+                let input = self.inputs.pop().expect("a stream stage has one input");
+                stream(stage, input, out).await
+            }
+            Stage::Barrier(barrier) => self.barrier(barrier, out).await,
+        }
+    }
+
+    async fn barrier(&mut self, barrier: Box<dyn BarrierStage>, out: &mut Emitter) -> Result<Driven, NodeError> {
+        let collected = join_all(self.inputs.drain(..).map(|mut rx| async move {
+            let mut all: Vec<Record> = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                all.extend(batch.iter().cloned());
+            }
+            all
+        }))
+        .await;
+        let records_in = collected.iter().map(|v| v.len() as u64).sum();
+        let upstream = self.upstream_outputs().await?;
+        // All input is in: the key is known now, so a barrier whose input
+        // turned out unchanged is reused instead of redone.
+        if self.fields.is_none() && !self.forced {
+            let fields = key_fields(&self.plan, self.index, &upstream);
+            if let Some(m) = self.store.node_manifest(&fields.key()).map_err(store_err)? {
+                if self.store.is_complete(&m) {
+                    out.sink = None; // drop: nothing new to store
+                    replay(&self.store, &m.output, out).await?;
+                    return Ok(Driven::Reused { records_in, manifest: Box::new(m) });
+                }
+            }
+            self.fields = Some(fields);
+        }
+        let (output, artifacts) = barrier.run(collected).await?;
+        for chunk in output.chunks(BATCH_SIZE) {
+            out.emit(chunk.to_vec()).await?;
+        }
+        Ok(Driven::Ran { records_in, artifacts })
+    }
+}
+
+async fn source(mut src: Box<dyn SourceStage>, out: &mut Emitter) -> Result<Vec<Artifact>, NodeError> {
+    while let Some(batch) = src.next_batch().await? {
+        out.emit(batch).await?;
+    }
+    src.finish()
+}
+
+async fn map_each(
+    map: Box<dyn MapStage>,
+    mut input: mpsc::Receiver<Batch>,
+    out: &mut Emitter,
+) -> Result<Driven, NodeError> {
+    let mut records_in = 0u64;
+    while let Some(batch) = input.recv().await {
+        records_in += batch.len() as u64;
+        let mut produced = Vec::with_capacity(batch.len());
+        for r in batch.iter() {
+            map.map(r, &mut produced)?;
+        }
+        out.emit(produced).await?;
+    }
+    Ok(Driven::Ran { records_in, artifacts: map.finish()? })
+}
+
+async fn stream(
+    stage: Arc<dyn StreamStage>,
+    input: mpsc::Receiver<Batch>,
+    out: &mut Emitter,
+) -> Result<Driven, NodeError> {
+    let counted = Arc::new(AtomicU64::new(0));
+    let seen = counted.clone();
+    let records = futures::stream::unfold(input, |mut rx| async move { rx.recv().await.map(|batch| (batch, rx)) })
+        .flat_map(move |batch: Batch| {
+            seen.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            futures::stream::iter((0..batch.len()).map(move |i| batch[i].clone()))
+        });
+    let mut output = stage.clone().run(Box::pin(records));
+    while let Some(batch) = output.next().await {
+        out.emit(batch?).await?;
+    }
+    drop(output);
+    let records_in = counted.load(Ordering::Relaxed);
+    Ok(Driven::Ran { records_in, artifacts: stage.finish()? })
+}
