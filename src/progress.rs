@@ -177,7 +177,7 @@ fn status_word(s: NodeStatus) -> &'static str {
     }
 }
 
-fn finished_line(r: &flow_engine::cache::NodeRecord) -> String {
+fn finished_line(r: &flow_engine::cache::NodeOutcome) -> String {
     match r.status {
         NodeStatus::Failed => format!("failed: {}", r.error.as_deref().unwrap_or("")),
         NodeStatus::Cancelled => "cancelled".into(),

@@ -58,9 +58,10 @@ pub enum NodeStatus {
     Cancelled,
 }
 
-/// One node's line in a run manifest.
+/// One node's line in a run manifest: how it ended and what it made
+/// (not a dataflow record, which is a row of data between nodes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NodeRecord {
+pub struct NodeOutcome {
     pub name: String,
     pub kind: String,
     pub status: NodeStatus,
@@ -123,7 +124,7 @@ impl CallStats {
     }
 }
 
-impl NodeRecord {
+impl NodeOutcome {
     /// A record with nothing counted yet.
     pub fn new(name: String, kind: String, status: NodeStatus, key: Option<ContentHash>) -> Self {
         Self {
@@ -162,12 +163,12 @@ pub struct RunManifest {
     /// Backend calls of the whole run, summed over its nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallStats>,
-    pub nodes: Vec<NodeRecord>,
+    pub nodes: Vec<NodeOutcome>,
 }
 
 impl RunManifest {
     /// The record of a node by name.
-    pub fn node(&self, name: &str) -> Option<&NodeRecord> {
+    pub fn node(&self, name: &str) -> Option<&NodeOutcome> {
         self.nodes.iter().find(|n| n.name == name)
     }
 }

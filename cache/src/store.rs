@@ -361,12 +361,12 @@ mod tests {
 
     #[test]
     fn node_output_finds_the_newest_run_with_one() {
-        use crate::{NodeRecord, RunStatus};
+        use crate::{NodeOutcome, RunStatus};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join(".flow"));
         assert_eq!(store.node_output("scores", None).unwrap(), None);
         store.create().unwrap();
-        let run = |id: &str, nodes: Vec<NodeRecord>| RunManifest {
+        let run = |id: &str, nodes: Vec<NodeOutcome>| RunManifest {
             run_id: id.into(),
             spec: "demo".into(),
             spec_path: "demo.yaml".into(),
@@ -378,10 +378,10 @@ mod tests {
             calls: None,
             nodes,
         };
-        let node = |name: &str, status, bytes: &[u8]| NodeRecord {
+        let node = |name: &str, status, bytes: &[u8]| NodeOutcome {
             output: Some(ContentHash::of(bytes)),
             records_out: 1,
-            ..NodeRecord::new(name.into(), "evaluate".into(), status, None)
+            ..NodeOutcome::new(name.into(), "evaluate".into(), status, None)
         };
         store.write_run_manifest(&run("r1", vec![node("scores", NodeStatus::Ran, b"1")])).unwrap();
         store.write_run_manifest(&run("r2", vec![node("scores", NodeStatus::Cached, b"2")])).unwrap();

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use flow_engine::cache::{NodeRecord, NodeStatus, RunManifest, Store};
+use flow_engine::cache::{NodeOutcome, NodeStatus, RunManifest, Store};
 use flow_engine::Plan;
 use flow_nodes::view::{
     self, cut, ViewCx, MAX_ARTIFACT_CHARS, MAX_IDS, MAX_RECORDS, MAX_RECORD_BYTES, MAX_REPORT_RECORD_BYTES,
@@ -105,7 +105,7 @@ pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> ReportDat
 
 /// A node of the pipeline view: its stats, and its inputs when the plan is
 /// known (side inputs listed apart: drawn dashed).
-fn node(plan: Option<&Plan>, n: &NodeRecord) -> Value {
+fn node(plan: Option<&Plan>, n: &NodeOutcome) -> Value {
     let planned = plan.and_then(|p| p.index_of(&n.name).map(|i| (p, &p.nodes[i])));
     let (inputs, side) = match planned {
         Some((p, pn)) => {
@@ -135,7 +135,7 @@ fn node(plan: Option<&Plan>, n: &NodeRecord) -> Value {
 /// none for a kind without one (`load`: its records are the input), the
 /// generic one for a kind this build does not know. `budget` is what is
 /// left of [`MAX_REPORT_RECORD_BYTES`].
-fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeRecord, budget: &mut usize) -> Option<View> {
+fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeOutcome, budget: &mut usize) -> Option<View> {
     if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
         return None;
     }
@@ -156,10 +156,10 @@ mod tests {
         let store = Store::open(dir.path().join(".flow"));
         store.create().unwrap();
         let output = store.put_bytes(b"{\"id\":\"e1\",\"messages\":[]}\n\n{\"id\":\"e2\",\"messages\":[]}\n").unwrap();
-        let node = |name: &str, kind: &str, status| NodeRecord {
+        let node = |name: &str, kind: &str, status| NodeOutcome {
             output: Some(output),
             records_out: 2,
-            ..NodeRecord::new(name.into(), kind.into(), status, None)
+            ..NodeOutcome::new(name.into(), kind.into(), status, None)
         };
         let mut train = node("tuned", "train", NodeStatus::Ran);
         train.meta = Some(json!({"examples": 2, "status": "succeeded"}));

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use flow_cache::{ContentHash, NodeManifest, NodeRecord, NodeStatus, Store};
+use flow_cache::{ContentHash, NodeManifest, NodeOutcome, NodeStatus, Store};
 
 use super::sink::{copy_artifacts, with_reports, Emitter};
 use super::RunEvent;
@@ -16,18 +16,18 @@ use crate::node::NodeError;
 use crate::record::BATCH_SIZE;
 
 /// The record of a node reused from its cache entry `m`.
-pub(super) fn cached_record(name: String, kind: &str, m: &NodeManifest) -> NodeRecord {
-    NodeRecord {
+pub(super) fn cached_record(name: String, kind: &str, m: &NodeManifest) -> NodeOutcome {
+    NodeOutcome {
         records_out: m.records,
         output: Some(m.output),
         artifacts: m.artifacts.clone(),
-        ..NodeRecord::new(name, kind.to_string(), NodeStatus::Cached, Some(m.key))
+        ..NodeOutcome::new(name, kind.to_string(), NodeStatus::Cached, Some(m.key))
     }
 }
 
 /// Files a cached node's artifacts in the run folder; a failure to do so
 /// fails the node (its run folder would be incomplete).
-pub(super) fn finish_cached(store: &Store, run_dir: &Path, mut r: NodeRecord, m: &NodeManifest) -> NodeRecord {
+pub(super) fn finish_cached(store: &Store, run_dir: &Path, mut r: NodeOutcome, m: &NodeManifest) -> NodeOutcome {
     if let Err(e) = copy_artifacts(store, run_dir, &r.name, &m.artifacts) {
         r.status = NodeStatus::Failed;
         r.error = Some(e.to_string());
@@ -36,7 +36,7 @@ pub(super) fn finish_cached(store: &Store, run_dir: &Path, mut r: NodeRecord, m:
 }
 
 /// A cached node that nothing downstream reads: not even opened.
-pub(super) fn unread(store: &Store, run_dir: &Path, base: NodeRecord, m: &NodeManifest) -> NodeRecord {
+pub(super) fn unread(store: &Store, run_dir: &Path, base: NodeOutcome, m: &NodeManifest) -> NodeOutcome {
     with_reports(store, finish_cached(store, run_dir, base, m))
 }
 
@@ -45,10 +45,10 @@ pub(super) fn unread(store: &Store, run_dir: &Path, base: NodeRecord, m: &NodeMa
 pub(super) async fn replayed(
     store: Store,
     run_dir: std::path::PathBuf,
-    base: NodeRecord,
+    base: NodeOutcome,
     m: NodeManifest,
     mut out: Emitter,
-) -> Result<NodeRecord, NodeRecord> {
+) -> Result<NodeOutcome, NodeOutcome> {
     let started = Instant::now();
     let events = out.events.clone();
     let replayed = replay(&store, &m.output, &mut out).await;
@@ -56,8 +56,8 @@ pub(super) async fn replayed(
     r.wall_ms = started.elapsed().as_millis() as u64;
     let result = match replayed {
         Ok(()) => Ok(r),
-        Err(NodeError::Cancelled) => Err(NodeRecord { status: NodeStatus::Cancelled, ..r }),
-        Err(e) => Err(NodeRecord { status: NodeStatus::Failed, error: Some(e.to_string()), ..r }),
+        Err(NodeError::Cancelled) => Err(NodeOutcome { status: NodeStatus::Cancelled, ..r }),
+        Err(e) => Err(NodeOutcome { status: NodeStatus::Failed, error: Some(e.to_string()), ..r }),
     };
     let _ = events.send(RunEvent::NodeFinished(Box::new(result.clone().unwrap_or_else(|r| r))));
     result

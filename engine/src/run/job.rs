@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use flow_cache::{ContentHash, NodeManifest, NodeRecord, NodeStatus, Store};
+use flow_cache::{ContentHash, NodeManifest, NodeOutcome, NodeStatus, Store};
 
 use super::cached::cached_record;
 use super::sink::{copy_artifacts, store_err, with_reports, Emitter, Sink};
@@ -46,13 +46,13 @@ pub(super) struct NodeJob {
 impl NodeJob {
     /// Runs the node to its record: `Err` holds the record of a node that
     /// failed or was cancelled.
-    pub async fn run(self) -> Result<NodeRecord, NodeRecord> {
+    pub async fn run(self) -> Result<NodeOutcome, NodeOutcome> {
         let node = &self.plan.nodes[self.index];
         let (name, kind) = (node.name.clone(), node.kind);
         let _ = self.events.send(RunEvent::NodeStarted { node: name.clone(), kind, cached: false });
         let started = Instant::now();
         let mut record =
-            NodeRecord::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
+            NodeOutcome::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));
         let events = self.events.clone();
         let store = self.store.clone();
         let meter = self.meter.clone();
@@ -76,7 +76,7 @@ impl NodeJob {
         result
     }
 
-    async fn execute(mut self, record: &mut NodeRecord, meter: Arc<Meter>) -> Result<(), NodeError> {
+    async fn execute(mut self, record: &mut NodeOutcome, meter: Arc<Meter>) -> Result<(), NodeError> {
         let plan = self.plan.clone();
         let node = &plan.nodes[self.index];
         let side_inputs = self.read_side_inputs().await;
@@ -108,7 +108,7 @@ impl NodeJob {
         let (records_in, artifacts) = match driven {
             Driven::Ran { records_in, artifacts } => (records_in, artifacts),
             Driven::Reused { records_in, manifest: m } => {
-                *record = NodeRecord { records_in, ..cached_record(node.name.clone(), node.kind, &m) };
+                *record = NodeOutcome { records_in, ..cached_record(node.name.clone(), node.kind, &m) };
                 copy_artifacts(&self.store, &self.run_dir, &node.name, &m.artifacts).map_err(store_err)?;
                 let _ = self.done.send(Some(m.output));
                 return Ok(());
@@ -150,7 +150,7 @@ impl NodeJob {
         self.store.put_node_manifest(&m).map_err(store_err)?;
         copy_artifacts(&self.store, &self.run_dir, &node.name, &stored).map_err(store_err)?;
         let _ = self.done.send(Some(output));
-        *record = NodeRecord {
+        *record = NodeOutcome {
             key: Some(key),
             records_in,
             records_out,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use flow_cache::{NodeRecord, NodeStatus, RunManifest, RunStatus, Store, StoreError};
+use flow_cache::{NodeOutcome, NodeStatus, RunManifest, RunStatus, Store, StoreError};
 
 use crate::assess::{Assessment, Force, State};
 use crate::compile::{Plan, PlanNode};
@@ -51,7 +51,7 @@ pub enum RunEvent {
     /// Output records so far.
     Progress { node: String, records: u64 },
     /// A node ended (ran, cached, failed or cancelled).
-    NodeFinished(Box<NodeRecord>),
+    NodeFinished(Box<NodeOutcome>),
 }
 
 /// Options of one run.
@@ -129,7 +129,7 @@ pub async fn run(
     let n = plan.nodes.len();
     let Edges { mut senders, mut receivers, done_tx, done_rx } = Edges::wire(&plan, &assessed);
 
-    let mut records: Vec<Option<NodeRecord>> = vec![None; n];
+    let mut records: Vec<Option<NodeOutcome>> = vec![None; n];
     // One meter per node, kept here: a node aborted mid-way (Ctrl-C, another
     // node failed) still reports the calls it made.
     let meters: Vec<Arc<Meter>> = (0..n).map(|_| Arc::new(Meter::default())).collect();
@@ -224,7 +224,7 @@ pub async fn run(
         if slot.is_none() {
             let node = &plan.nodes[i];
             let mut r =
-                NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
+                NodeOutcome::new(node.name.clone(), node.kind.to_string(), NodeStatus::Cancelled, assessed[i].key);
             r.calls = meters[i].snapshot();
             let _ = events.send(RunEvent::NodeFinished(Box::new(r.clone())));
             *slot = Some(r);
@@ -254,14 +254,14 @@ pub async fn run(
     Ok(manifest)
 }
 
-fn failure_message(r: &NodeRecord) -> String {
+fn failure_message(r: &NodeOutcome) -> String {
     format!("node `{}` ({}) failed: {}", r.name, r.kind, r.error.as_deref().unwrap_or("unknown error"))
 }
 
 /// The record of a node whose task panicked: failed, with the panic's
 /// message and the calls it made.
-fn panicked(node: &PlanNode, a: &Assessment, meter: &Meter, message: &str, wall_ms: u64) -> NodeRecord {
-    let mut r = NodeRecord::new(node.name.clone(), node.kind.to_string(), NodeStatus::Failed, a.key);
+fn panicked(node: &PlanNode, a: &Assessment, meter: &Meter, message: &str, wall_ms: u64) -> NodeOutcome {
+    let mut r = NodeOutcome::new(node.name.clone(), node.kind.to_string(), NodeStatus::Failed, a.key);
     r.error = Some(format!("panicked: {message}"));
     r.calls = meter.snapshot();
     r.wall_ms = wall_ms;

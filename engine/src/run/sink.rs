@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use flow_cache::{ContentHash, NodeRecord, Store, StoreError};
+use flow_cache::{ContentHash, NodeOutcome, Store, StoreError};
 
 use super::tasks::panic_message;
 use super::{RunEvent, EDGE_CAPACITY};
@@ -168,7 +168,7 @@ pub(super) fn copy_artifacts(
 
 /// Adds what a finished node's artifacts say to its record: a tripped gate
 /// ([`GATE_FAILED`]) and its `meta` ([`META_JSON`]).
-pub(super) fn with_reports(store: &Store, mut r: NodeRecord) -> NodeRecord {
+pub(super) fn with_reports(store: &Store, mut r: NodeOutcome) -> NodeOutcome {
     if let Some(h) = r.artifacts.get(GATE_FAILED) {
         let text = store.read_object(h).map(|b| String::from_utf8_lossy(&b).trim().to_string());
         r.gate_failed = Some(text.unwrap_or_else(|e| format!("a gate tripped (its report is unreadable: {e})")));

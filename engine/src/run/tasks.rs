@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinSet};
 
-use flow_cache::{ContentHash, NodeRecord};
+use flow_cache::{ContentHash, NodeOutcome};
 
 use super::EDGE_CAPACITY;
 use crate::assess::{Assessment, State};
@@ -53,7 +53,7 @@ impl Edges {
 }
 
 /// A node task's outcome: its record, `Err` when it failed or was cancelled.
-pub(super) type NodeResult = Result<NodeRecord, NodeRecord>;
+pub(super) type NodeResult = Result<NodeOutcome, NodeOutcome>;
 
 /// How a node task ended.
 pub(super) enum Joined {

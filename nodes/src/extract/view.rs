@@ -41,18 +41,18 @@ impl crate::Face for super::Extract {
 mod tests {
     use super::*;
     use crate::view::{show, test_store};
-    use flow_engine::cache::{NodeRecord, NodeStatus};
+    use flow_engine::cache::{NodeOutcome, NodeStatus};
 
     #[test]
     fn the_map_goes_in_as_it_is_unless_a_string_needs_cutting() {
         let (_dir, store) = test_store();
-        let mut n = NodeRecord::new("golden".into(), "extract".into(), NodeStatus::Ran, None);
+        let mut n = NodeOutcome::new("golden".into(), "extract".into(), NodeStatus::Ran, None);
         n.output = Some(store.put_bytes(b"{\"id\":\"l1\",\"rank\":1}\n").unwrap());
         n.records_out = 1;
         let long = "x".repeat(MAX_STRING_CHARS + 1);
         let map = json!({"logs": 2, "points": [{"id": "l1", "x": 0.5, "y": 0, "picked": {"rank": 1}}, {"id": long, "x": 0, "y": 1, "picked": null}]});
         n.artifacts.insert(PROJECTION_JSON.into(), store.put_bytes(map.to_string().as_bytes()).unwrap());
-        let view = |n: &NodeRecord| {
+        let view = |n: &NodeOutcome| {
             show(&VIEW, &mut ViewCx { store: &store, node: n, config: None, budget: &mut usize::MAX.clone() })
         };
         let (v, rows, raw) = view(&n);

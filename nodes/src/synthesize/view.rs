@@ -34,12 +34,12 @@ impl crate::Face for super::Synthesize {
 mod tests {
     use super::*;
     use crate::view::{show, test_store, MAX_IDS};
-    use flow_engine::cache::{NodeRecord, NodeStatus};
+    use flow_engine::cache::{NodeOutcome, NodeStatus};
 
     #[test]
     fn rules_lose_their_measurements_and_long_pair_lists() {
         let (_dir, store) = test_store();
-        let mut n = NodeRecord::new("rules".into(), "synthesize".into(), NodeStatus::Cached, None);
+        let mut n = NodeOutcome::new("rules".into(), "synthesize".into(), NodeStatus::Cached, None);
         let pairs: Vec<String> = (0..MAX_IDS + 2).map(|i| format!("fb-{i}")).collect();
         let rules = json!({"pairs": 9, "rules": [{"id": "max_words", "support": MAX_IDS + 2, "pairs": pairs, "against": []}],
                            "contradictions": [], "analysis": [{"id": "fb-0"}]});

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 
 use serde_json::{json, Value};
 
-use flow_engine::cache::{NodeRecord, Store, StoreError};
+use flow_engine::cache::{NodeOutcome, Store, StoreError};
 use flow_engine::node::META_JSON;
 pub use flow_engine::node::SUMMARY_JSON;
 
@@ -52,7 +52,7 @@ pub const GENERIC: View = View { name: "generic", data: generic, script: include
 /// report's byte budget for records.
 pub struct ViewCx<'a> {
     pub store: &'a Store,
-    pub node: &'a NodeRecord,
+    pub node: &'a NodeOutcome,
     /// The node's config as compiled (defaults filled); `None` for a report
     /// written later from the manifest alone.
     pub config: Option<&'a Value>,
@@ -283,7 +283,7 @@ mod tests {
     fn records_stop_at_the_count_and_at_the_byte_budget() {
         let (_dir, store) = test_store();
         let lines: String = (0..MAX_RECORDS + 5).map(|i| format!("{{\"id\":\"r{i}\"}}\n")).collect();
-        let mut n = NodeRecord::new("scores".into(), "evaluate".into(), NodeStatus::Ran, None);
+        let mut n = NodeOutcome::new("scores".into(), "evaluate".into(), NodeStatus::Ran, None);
         n.output = Some(store.put_bytes(lines.as_bytes()).unwrap());
         n.records_out = (MAX_RECORDS + 5) as u64;
         let mut budget = MAX_REPORT_RECORD_BYTES;
@@ -303,7 +303,7 @@ mod tests {
     fn a_missing_artifact_is_a_problem_of_its_view_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join(".flow"));
-        let mut n = NodeRecord::new("ab".into(), "compare".into(), NodeStatus::Ran, None);
+        let mut n = NodeOutcome::new("ab".into(), "compare".into(), NodeStatus::Ran, None);
         n.artifacts.insert("report.json".into(), flow_engine::cache::ContentHash::of(b"gone"));
         let read = |cx: &mut ViewCx<'_>| cx.artifact("report.json").map(ViewData::of);
         let view = View { name: "compare", data: read, script: "" };
