@@ -127,7 +127,7 @@ impl JobRun {
     async fn follow(self: Box<Self>, records: Vec<Record>) -> Result<(Vec<Record>, Vec<Artifact>), NodeError> {
         let c = &self.config;
         let node = &self.node;
-        let data = Dataset::from_records(&records, c.min_examples()).map_err(NodeError::new)?;
+        let data = Dataset::from_records(&records, c.min_examples()).map_err(|e| NodeError::new(e.to_string()))?;
         let file = self
             .backend
             .upload(&c.paths.files, upload(&data), self.opts(), has_id)
