@@ -39,10 +39,21 @@ impl fmt::Debug for ContentHash {
     }
 }
 
+/// Text that is not the 64 hex characters of a [`ContentHash`] (a damaged
+/// ref file, a hash typed by hand).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid hash `{text}`: {source}")]
+pub struct HashParseError {
+    pub text: String,
+    source: blake3::HexError,
+}
+
 impl FromStr for ContentHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        blake3::Hash::from_hex(s).map(|h| Self(*h.as_bytes())).map_err(|e| format!("invalid hash `{s}`: {e}"))
+    type Err = HashParseError;
+    fn from_str(s: &str) -> Result<Self, HashParseError> {
+        blake3::Hash::from_hex(s)
+            .map(|h| Self(*h.as_bytes()))
+            .map_err(|source| HashParseError { text: s.to_string(), source })
     }
 }
 

@@ -15,7 +15,7 @@ mod memo;
 mod store;
 
 pub use atomic::write_atomic;
-pub use hash::{hash_file, hash_json, ContentHash, HashingReader, HashingWriter};
+pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
 pub use manifest::{CallStats, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{CallMemo, MemoError};
 pub use store::{ObjectWriter, Store, StoreError, StoredOutput};

@@ -14,6 +14,27 @@ enum Part {
     Field(Vec<String>),
 }
 
+/// Why text is not a template; reported at compile time, at the field that
+/// holds it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `{{` without its `}}`.
+    #[error("unclosed `{{{{` in `{text}`")]
+    Unclosed { text: String },
+    /// Braces around something that is not a (dotted) field name.
+    #[error("`{{{{{inner}}}}}` is not a field reference")]
+    NotAField { inner: String },
+}
+
+/// A record without a field the template reads: an error of that record
+/// (its `error`, a metric's `error`), not of the node.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("record has no field `{field}`")]
+pub struct RenderError {
+    /// The dotted path, as written (`meta.lang`).
+    pub field: String,
+}
+
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -23,7 +44,7 @@ pub struct Template {
 
 impl Template {
     /// Parses `text`; `{{ name }}` and `{{a.b}}` are field references.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
@@ -31,14 +52,14 @@ impl Template {
                 parts.push(Part::Lit(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| format!("unclosed `{{{{` in `{text}`"))?;
+            let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed { text: text.to_string() })?;
             let name = after[..end].trim();
             let valid = !name.is_empty()
                 && name
                     .split('.')
                     .all(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
             if !valid {
-                return Err(format!("`{{{{{}}}}}` is not a field reference", &after[..end]));
+                return Err(TemplateError::NotAField { inner: after[..end].to_string() });
             }
             parts.push(Part::Field(name.split('.').map(str::to_string).collect()));
             rest = &after[end + 2..];
@@ -64,7 +85,7 @@ impl Template {
 
     /// Fills the template from a record. Strings are inserted as they are,
     /// other values as JSON. A missing field is an error naming it.
-    pub fn render<'a>(&'a self, record: &'a Fields) -> Result<Cow<'a, str>, String> {
+    pub fn render<'a>(&'a self, record: &'a Fields) -> Result<Cow<'a, str>, RenderError> {
         match self.parts.as_slice() {
             [Part::Lit(s)] => return Ok(Cow::Borrowed(s)),
             // `{{field}}` alone: borrow the record's string, no allocation.
@@ -80,7 +101,7 @@ impl Template {
 
     /// Like [`Template::render`], passing each inserted value through
     /// `insert` (e.g. `regex::escape`) while literal text stays as written.
-    pub fn render_with(&self, record: &Fields, insert: impl Fn(&str) -> String) -> Result<String, String> {
+    pub fn render_with(&self, record: &Fields, insert: impl Fn(&str) -> String) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -88,7 +109,7 @@ impl Template {
                 Part::Field(path) => match lookup(record, path) {
                     Some(serde_json::Value::String(s)) => out.push_str(&insert(s)),
                     Some(serde_json::Value::Null) | None => {
-                        return Err(format!("record has no field `{}`", path.join(".")));
+                        return Err(RenderError { field: path.join(".") });
                     }
                     Some(other) => out.push_str(&insert(&other.to_string())),
                 },
@@ -132,6 +153,6 @@ mod tests {
         assert!(Template::parse("{{ a").is_err());
         assert!(Template::parse("{{ a b }}").is_err());
         let t = Template::parse("{{missing}}").unwrap();
-        assert_eq!(t.render(&Fields::new()).unwrap_err(), "record has no field `missing`");
+        assert_eq!(t.render(&Fields::new()).unwrap_err().to_string(), "record has no field `missing`");
     }
 }

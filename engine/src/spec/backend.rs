@@ -212,17 +212,33 @@ pub struct Price {
     pub output: f64,
 }
 
+/// A value of a duration field (`timeout`, `retry.initial_delay`, ...)
+/// that is not a duration; serde reports it at the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    /// A number of seconds that is negative or not finite.
+    #[error("`{0}` is not a duration")]
+    Seconds(serde_json::Number),
+    /// Text humantime cannot read.
+    #[error("`{text}` is not a duration ({source}); write e.g. `500ms`, `30s` or `2m`")]
+    Text { text: String, source: humantime::DurationError },
+    /// Neither a number nor text (a list, a mapping, a boolean).
+    #[error("`{0}` is not a duration; write e.g. `500ms`, `30s` or `2m`")]
+    Other(Value),
+}
+
 /// A duration written as `500ms`, `2s`, `1m` or a number of seconds.
-pub fn parse_duration(v: &Value) -> Result<Duration, String> {
+pub fn parse_duration(v: &Value) -> Result<Duration, DurationError> {
     match v {
         Value::Number(n) => n
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("`{n}` is not a duration")),
-        Value::String(s) => humantime::parse_duration(s.trim())
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `500ms`, `30s` or `2m`")),
-        other => Err(format!("`{other}` is not a duration; write e.g. `500ms`, `30s` or `2m`")),
+            .ok_or_else(|| DurationError::Seconds(n.clone())),
+        Value::String(s) => {
+            humantime::parse_duration(s.trim()).map_err(|source| DurationError::Text { text: s.clone(), source })
+        }
+        other => Err(DurationError::Other(other.clone())),
     }
 }
 

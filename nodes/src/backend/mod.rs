@@ -36,6 +36,7 @@ use flow_engine::cache::{CallMemo, ContentHash};
 use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider};
 
 pub use memo::MemoWriter;
+pub use openai::ClientError;
 use price::Prices;
 pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
@@ -78,7 +79,8 @@ enum Request<'a> {
 }
 
 /// Why a call failed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
 pub struct CallError {
     pub message: String,
     /// HTTP status, when the server answered.
@@ -95,10 +97,24 @@ impl CallError {
     }
 }
 
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+/// Why a response the server sent with success does not hold what the
+/// caller needs (see [`Backend::call_checked`]): a failed call, counted as
+/// an error and not memoized, so a later run asks again.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unusable {
+    /// A chat completion without an answer: a content filter's refusal, a
+    /// tool call. `shown` is the start of the body.
+    #[error(
+        "the response has no message content{}: {shown}",
+        .finish_reason.as_ref().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default()
+    )]
+    NoContent { finish_reason: Option<String>, shown: String },
+    /// An embeddings response with another number of vectors than texts sent.
+    #[error("expected {expected} embeddings in the response's `data`")]
+    Embeddings { expected: usize },
+    /// A files or jobs answer that names nothing it made.
+    #[error("the answer has no `id`: {shown}")]
+    NoId { shown: String },
 }
 
 /// Per-call options a node passes.
@@ -179,8 +195,8 @@ pub struct Backend {
 pub enum BackendError {
     #[error("backend `{backend}`: environment variable `{var}` (its `api_key_env`) is not set")]
     MissingKey { backend: String, var: String },
-    #[error("backend `{backend}`: {message}")]
-    Invalid { backend: String, message: String },
+    #[error("backend `{backend}`: {source}")]
+    Invalid { backend: String, source: openai::ClientError },
 }
 
 /// The backends of one run, and the call memo they write to.
@@ -213,7 +229,7 @@ impl Backends {
                 Provider::Openai => {
                     let key = key_of(name, spec, env)?;
                     let client = openai::Client::new(spec, key)
-                        .map_err(|message| BackendError::Invalid { backend: name.clone(), message })?;
+                        .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
                     Transport::Openai(client)
                 }
             };
@@ -324,7 +340,7 @@ impl Backend {
         endpoint: Endpoint,
         body: Value,
         opts: CallOpts<'_>,
-        usable: impl Fn(&Value) -> Result<(), String>,
+        usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let key = self.memo_key(endpoint, &body, opts.sample);
         let tokens = estimate_tokens(&body, self.spec.max_tokens);
@@ -343,7 +359,7 @@ impl Backend {
         body: Value,
         key: &Value,
         opts: CallOpts<'_>,
-        usable: impl Fn(&Value) -> Result<(), String>,
+        usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let key = path_key_of(&self.identity, path, key, 0);
         self.execute(Request::Post(path, &body), Some(key), None, opts, usable).await
@@ -357,7 +373,7 @@ impl Backend {
         path: &str,
         file: Upload<'_>,
         opts: CallOpts<'_>,
-        usable: impl Fn(&Value) -> Result<(), String>,
+        usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let key = upload_key_of(&self.identity, path, &file);
         self.execute(Request::Upload(path, file), Some(key), None, opts, usable).await
@@ -379,7 +395,7 @@ impl Backend {
         key: Option<ContentHash>,
         tokens: Option<u32>,
         opts: CallOpts<'_>,
-        usable: impl Fn(&Value) -> Result<(), String>,
+        usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let inference = matches!(request, Request::Endpoint(..));
         if let (true, Some(memo), Some(key)) = (opts.memo_reads, &self.memo, &key) {
@@ -447,7 +463,7 @@ impl Backend {
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
                 if let Err(e) = usable(&reply.body) {
                     opts.meter.error();
-                    return Err(CallError::fatal(e));
+                    return Err(CallError::fatal(e.to_string()));
                 }
                 if let (Some(memo), Some(key)) = (&self.memo, key) {
                     let stored = json!({"body": reply.body, "latency_ms": latency_ms});
@@ -524,7 +540,7 @@ impl Backend {
         let body = embed_body(&self.spec, texts, dimensions);
         let listed = |b: &Value| match b["data"].as_array() {
             Some(d) if d.len() == texts.len() => Ok(()),
-            _ => Err(format!("expected {} embeddings in the response's `data`", texts.len())),
+            _ => Err(Unusable::Embeddings { expected: texts.len() }),
         };
         let reply = self.call_checked(Endpoint::Embeddings, body, opts, listed).await?;
         let data = reply.body["data"]
@@ -588,7 +604,10 @@ mod tests {
         let ok = json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]});
         assert!(has_content(&ok).is_ok());
         let filtered = json!({"choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "content_filter"}]});
-        assert!(has_content(&filtered).unwrap_err().contains("no message content (finish_reason: content_filter)"));
+        assert!(has_content(&filtered)
+            .unwrap_err()
+            .to_string()
+            .contains("no message content (finish_reason: content_filter)"));
     }
 
     #[test]

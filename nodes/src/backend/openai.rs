@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, InvalidHeaderName, InvalidHeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER,
+};
 use reqwest::RequestBuilder;
 use serde_json::Value;
 
@@ -12,17 +14,40 @@ use flow_engine::BackendSpec;
 
 use super::{CallError, Endpoint, Upload};
 
+/// A backend's fields that cannot make an HTTP client: a header that is not
+/// one, or a TLS setup reqwest refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A name under `headers:` that is not a header name.
+    #[error("header `{header}`: {source}")]
+    HeaderName { header: String, source: InvalidHeaderName },
+    /// A value under `headers:` that a header cannot hold.
+    #[error("header `{header}`: {source}")]
+    HeaderValue { header: String, source: InvalidHeaderValue },
+    /// `api_key_header` is not a header name.
+    #[error("api_key_header `{header}`: {source}")]
+    KeyHeader { header: String, source: InvalidHeaderName },
+    /// The key itself cannot be sent in a header; the message leaves the
+    /// key out.
+    #[error("the API key holds characters a header cannot")]
+    KeyValue(#[source] InvalidHeaderValue),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
 }
 
 impl Client {
-    pub fn new(spec: &BackendSpec, key: Option<String>) -> Result<Self, String> {
+    pub fn new(spec: &BackendSpec, key: Option<String>) -> Result<Self, ClientError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &spec.headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
-            let value = HeaderValue::from_str(v).map_err(|e| format!("header `{k}`: {e}"))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|source| ClientError::HeaderName { header: k.clone(), source })?;
+            let value =
+                HeaderValue::from_str(v).map_err(|source| ClientError::HeaderValue { header: k.clone(), source })?;
             headers.insert(name, value);
         }
         if let Some(key) = key {
@@ -30,11 +55,12 @@ impl Client {
                 None => (AUTHORIZATION, format!("Bearer {key}")),
                 Some(h) if h.eq_ignore_ascii_case("authorization") => (AUTHORIZATION, format!("Bearer {key}")),
                 Some(h) => {
-                    (HeaderName::from_bytes(h.as_bytes()).map_err(|e| format!("api_key_header `{h}`: {e}"))?, key)
+                    let name = HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|source| ClientError::KeyHeader { header: h.to_string(), source })?;
+                    (name, key)
                 }
             };
-            let mut value =
-                HeaderValue::from_str(&text).map_err(|_| "the API key holds characters a header cannot".to_string())?;
+            let mut value = HeaderValue::from_str(&text).map_err(ClientError::KeyValue)?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -45,7 +71,7 @@ impl Client {
             .pool_max_idle_per_host(spec.max_concurrency())
             .user_agent(concat!("flow/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError::Http)?;
         Ok(Self { http, base_url: spec.base_url().to_string() })
     }
 

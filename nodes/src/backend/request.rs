@@ -7,18 +7,18 @@ use flow_engine::cache::{CallMemo, ContentHash};
 use flow_engine::BackendSpec;
 use serde_json::{json, Value};
 
-use super::{Endpoint, Message, Upload};
+use super::{Endpoint, Message, Unusable, Upload};
 
 /// Whether a chat completion holds an answer (not a refusal by a content
 /// filter, or a tool call).
-pub(super) fn has_content(body: &Value) -> Result<(), String> {
+pub(super) fn has_content(body: &Value) -> Result<(), Unusable> {
     let choice = &body["choices"][0];
     match &choice["message"]["content"] {
         Value::String(_) => Ok(()),
         _ => {
-            let why = choice["finish_reason"].as_str().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default();
+            let finish_reason = choice["finish_reason"].as_str().map(str::to_string);
             let shown: String = body.to_string().chars().take(200).collect();
-            Err(format!("the response has no message content{why}: {shown}"))
+            Err(Unusable::NoContent { finish_reason, shown })
         }
     }
 }

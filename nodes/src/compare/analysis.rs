@@ -114,10 +114,56 @@ pub struct Comparison {
     pub candidates: Vec<CandidateComparison>,
 }
 
+/// Why two sides cannot be compared: a record without the key or the
+/// scores, a key twice on one side, a metric no record scored, nothing
+/// matched. Each names the side (its input, or the stored baseline).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompareError {
+    /// Record `record` (from 1) of `side` lacks the join key.
+    #[error("record {record} of `{side}` has no `{key}` to join by; set `key:` to a field every record has")]
+    NoKey { record: usize, side: String, key: String },
+    #[error("record `{value}` of `{side}` has no `scores`: compare reads the output of an `evaluate` node")]
+    NoScores { value: String, side: String },
+    /// `value` of `key` at records `first` and `second` (from 1).
+    #[error(
+        "`{key}` `{value}` appears twice in `{side}` (records {first} and {second}); set `key:` to a field that is unique"
+    )]
+    DuplicateKey { key: String, value: String, side: String, first: usize, second: usize },
+    /// A metric under `metrics:` that no record of `side` scored.
+    #[error(
+        "metric `{metric}` is not in the scores of `{side}`; {}they have: {}",
+        .suggestion.as_ref().map(|c| format!("did you mean `{c}`? ")).unwrap_or_default(),
+        list(.scored)
+    )]
+    UnknownMetric { metric: String, side: String, suggestion: Option<String>, scored: BTreeSet<String> },
+    #[error(
+        "`{baseline}` and `{candidate}` have no metric in common ({baseline}: {}; {candidate}: {})",
+        list(.baseline_metrics),
+        list(.candidate_metrics)
+    )]
+    NoCommonMetric {
+        baseline: String,
+        candidate: String,
+        baseline_metrics: BTreeSet<String>,
+        candidate_metrics: BTreeSet<String>,
+    },
+    /// No key of `candidate` is one of `baseline`; an example key of each.
+    #[error(
+        "no record of `{candidate}` matches one of `{baseline}` by `{key}` (e.g. `{baseline_example}` in `{baseline}`, `{candidate_example}` in `{candidate}`)"
+    )]
+    NothingMatched {
+        candidate: String,
+        baseline: String,
+        key: String,
+        baseline_example: String,
+        candidate_example: String,
+    },
+}
+
 /// Compares each candidate with the baseline. Errors (a record without the
 /// key, a key twice on one side, a metric no record scored, nothing
 /// matched) are the node's error messages.
-pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Result<Comparison, String> {
+pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Result<Comparison, CompareError> {
     let base = Indexed::new(baseline, &settings.key)?;
     let mut out = Vec::with_capacity(candidates.len());
     for side in candidates {
@@ -133,15 +179,12 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
             None => {
                 let common: Vec<String> = base.metrics.intersection(&cand.metrics).cloned().collect();
                 if common.is_empty() {
-                    return Err(format!(
-                        "`{}` and `{}` have no metric in common ({}: {}; {}: {})",
-                        base.name,
-                        cand.name,
-                        base.name,
-                        list(&base.metrics),
-                        cand.name,
-                        list(&cand.metrics)
-                    ));
+                    return Err(CompareError::NoCommonMetric {
+                        baseline: base.name.to_string(),
+                        candidate: cand.name.to_string(),
+                        baseline_metrics: base.metrics.clone(),
+                        candidate_metrics: cand.metrics.clone(),
+                    });
                 }
                 common
             }
@@ -149,16 +192,13 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
         let matched: Vec<(usize, usize)> =
             base.keys.iter().enumerate().filter_map(|(i, k)| cand.by_key.get(k.as_str()).map(|&j| (i, j))).collect();
         if matched.is_empty() {
-            return Err(format!(
-                "no record of `{}` matches one of `{}` by `{}` (e.g. `{}` in `{}`, `{}` in `{}`)",
-                cand.name,
-                base.name,
-                settings.key,
-                base.keys.first().map(String::as_str).unwrap_or("-"),
-                base.name,
-                cand.keys.first().map(String::as_str).unwrap_or("-"),
-                cand.name
-            ));
+            return Err(CompareError::NothingMatched {
+                candidate: cand.name.to_string(),
+                baseline: base.name.to_string(),
+                key: settings.key.clone(),
+                baseline_example: base.keys.first().map(String::as_str).unwrap_or("-").to_string(),
+                candidate_example: cand.keys.first().map(String::as_str).unwrap_or("-").to_string(),
+            });
         }
         let only_in_baseline = base.keys.iter().filter(|k| !cand.by_key.contains_key(k.as_str())).cloned().collect();
         let only_in_candidate = cand.keys.iter().filter(|k| !base.by_key.contains_key(k.as_str())).cloned().collect();
@@ -270,7 +310,7 @@ struct Indexed<'a> {
 }
 
 impl<'a> Indexed<'a> {
-    fn new(side: &'a Side, key: &str) -> Result<Self, String> {
+    fn new(side: &'a Side, key: &str) -> Result<Self, CompareError> {
         let name = side.name.as_str();
         let mut keys = Vec::with_capacity(side.records.len());
         let mut scores = Vec::with_capacity(side.records.len());
@@ -280,17 +320,12 @@ impl<'a> Indexed<'a> {
                 Some(Value::String(s)) => s.clone(),
                 Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
                 Some(Value::Null) | None => {
-                    return Err(format!(
-                        "record {} of `{name}` has no `{key}` to join by; set `key:` to a field every record has",
-                        n + 1
-                    ))
+                    return Err(CompareError::NoKey { record: n + 1, side: name.to_string(), key: key.to_string() })
                 }
                 Some(v) => v.to_string(),
             };
             let Some(s) = r.get("scores").and_then(Value::as_object) else {
-                return Err(format!(
-                    "record `{k}` of `{name}` has no `scores`: compare reads the output of an `evaluate` node"
-                ));
+                return Err(CompareError::NoScores { value: k, side: name.to_string() });
             };
             metrics.extend(s.keys().cloned());
             keys.push(k);
@@ -299,29 +334,28 @@ impl<'a> Indexed<'a> {
         let mut by_key = HashMap::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             if let Some(first) = by_key.insert(k.clone(), i) {
-                return Err(format!(
-                    "`{key}` `{k}` appears twice in `{name}` (records {} and {}); set `key:` to a field that is unique",
-                    first + 1,
-                    i + 1
-                ));
+                return Err(CompareError::DuplicateKey {
+                    key: key.to_string(),
+                    value: k.clone(),
+                    side: name.to_string(),
+                    first: first + 1,
+                    second: i + 1,
+                });
             }
         }
         Ok(Self { name, keys, by_key, scores, metrics })
     }
 
-    fn require_metric(&self, metric: &str) -> Result<(), String> {
+    fn require_metric(&self, metric: &str) -> Result<(), CompareError> {
         if self.metrics.contains(metric) {
             return Ok(());
         }
-        let mean = match did_you_mean(metric, self.metrics.iter().map(String::as_str)) {
-            Some(c) => format!("did you mean `{c}`? "),
-            None => String::new(),
-        };
-        Err(format!(
-            "metric `{metric}` is not in the scores of `{}`; {mean}they have: {}",
-            self.name,
-            list(&self.metrics)
-        ))
+        Err(CompareError::UnknownMetric {
+            metric: metric.to_string(),
+            side: self.name.to_string(),
+            suggestion: did_you_mean(metric, self.metrics.iter().map(String::as_str)).map(str::to_string),
+            scored: self.metrics.clone(),
+        })
     }
 }
 
@@ -410,21 +444,21 @@ mod tests {
     fn names_what_is_wrong_with_the_inputs() {
         let base = side("base", &[("a", json!({"exact_match": 1}))]);
         let twice = side("cand", &[("a", json!({"exact_match": 1})), ("a", json!({"exact_match": 0}))]);
-        let e = compare(&base, &[twice], &Settings::default()).unwrap_err();
+        let e = compare(&base, &[twice], &Settings::default()).unwrap_err().to_string();
         assert!(e.contains("`id` `a` appears twice in `cand` (records 1 and 2)"), "{e}");
 
         let cand = side("cand", &[("a", json!({"exact_match": 0}))]);
         let typo = Settings { metrics: Some(vec!["exact_mach".into()]), ..Settings::default() };
-        let e = compare(&base, std::slice::from_ref(&cand), &typo).unwrap_err();
+        let e = compare(&base, std::slice::from_ref(&cand), &typo).unwrap_err().to_string();
         assert!(e.contains("metric `exact_mach` is not in the scores of `base`; did you mean `exact_match`?"), "{e}");
 
         let other = side("cand", &[("b", json!({"exact_match": 0}))]);
-        let e = compare(&base, &[other], &Settings::default()).unwrap_err();
+        let e = compare(&base, &[other], &Settings::default()).unwrap_err().to_string();
         assert!(e.contains("no record of `cand` matches one of `base` by `id`"), "{e}");
 
         let bare =
             Side { name: "raw".into(), records: vec![Arc::new(json!({"id": "a"}).as_object().unwrap().clone())] };
-        let e = compare(&base, &[bare], &Settings::default()).unwrap_err();
+        let e = compare(&base, &[bare], &Settings::default()).unwrap_err().to_string();
         assert!(e.contains("has no `scores`"), "{e}");
     }
 

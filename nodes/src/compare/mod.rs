@@ -23,6 +23,7 @@ pub const REPORT_JSON: &str = "report.json";
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -276,7 +277,10 @@ impl CompareStage {
         let mut sides: Vec<Side> =
             inputs.into_iter().enumerate().map(|(i, records)| Side { name: name(i), records }).collect();
         let baseline = match &self.stored {
-            Some(file) => Side { name: file.written.clone(), records: read_stored(file)? },
+            Some(file) => {
+                let records = read_stored(file).map_err(|e| NodeError::new(e.to_string()))?;
+                Side { name: file.written.clone(), records }
+            }
             None => sides.remove(0),
         };
         let settings = self.config.settings();
@@ -309,8 +313,11 @@ impl CompareStage {
 
 /// The comparison, after checking that every gated metric was compared
 /// (without `metrics`, a gate's metric must be one both sides scored).
-fn checked(result: Result<Comparison, String>, config: &CompareConfig) -> Result<Comparison, NodeError> {
-    let c = result.map_err(NodeError::new)?;
+fn checked(
+    result: Result<Comparison, analysis::CompareError>,
+    config: &CompareConfig,
+) -> Result<Comparison, NodeError> {
+    let c = result.map_err(|e| NodeError::new(e.to_string()))?;
     for (i, rule) in config.fail_if.iter().enumerate() {
         for cand in &c.candidates {
             if cand.metrics.iter().any(|m| m.metric == rule.metric) {
@@ -333,28 +340,52 @@ fn checked(result: Result<Comparison, String>, config: &CompareConfig) -> Result
     Ok(c)
 }
 
+/// Why the stored baseline (`baseline:`, as written) cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("cannot read the stored baseline {written} ({}): {source}", .path.display())]
+    Read { written: String, path: PathBuf, source: std::io::Error },
+    /// Its content is not what the plan hashed.
+    #[error("the stored baseline {written} changed since the plan was made; run again")]
+    Changed { written: String },
+    #[error("the stored baseline {written}: {source}")]
+    Jsonl { written: String, source: JsonlError },
+}
+
+/// Stored output that is not JSONL records.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonlError {
+    #[error("not UTF-8: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// Line `line` (from 1) is not a JSON object.
+    #[error("line {line}: {source}")]
+    Line { line: usize, source: serde_json::Error },
+}
+
 /// The stored baseline's records, checked against the hash its key has.
-fn read_stored(file: &FileInput) -> Result<Vec<Record>, NodeError> {
-    let bytes = std::fs::read(&file.path).map_err(|e| {
-        NodeError::new(format!("cannot read the stored baseline {} ({}): {e}", file.written, file.path.display()))
+fn read_stored(file: &FileInput) -> Result<Vec<Record>, BaselineError> {
+    let written = || file.written.clone();
+    let bytes = std::fs::read(&file.path).map_err(|source| BaselineError::Read {
+        written: written(),
+        path: file.path.clone(),
+        source,
     })?;
     if ContentHash::of(&bytes) != file.hash {
-        return Err(NodeError::new(format!(
-            "the stored baseline {} changed since the plan was made; run again",
-            file.written
-        )));
+        return Err(BaselineError::Changed { written: written() });
     }
-    read_jsonl(&bytes).map_err(|e| NodeError::new(format!("the stored baseline {}: {e}", file.written)))
+    read_jsonl(&bytes).map_err(|source| BaselineError::Jsonl { written: written(), source })
 }
 
 /// Records from a stored JSONL output.
-pub fn read_jsonl(bytes: &[u8]) -> Result<Vec<Record>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+pub fn read_jsonl(bytes: &[u8]) -> Result<Vec<Record>, JsonlError> {
+    let text = std::str::from_utf8(bytes).map_err(JsonlError::NotUtf8)?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| {
-            serde_json::from_str::<Fields>(l).map(std::sync::Arc::new).map_err(|e| format!("line {}: {e}", n + 1))
+            serde_json::from_str::<Fields>(l)
+                .map(std::sync::Arc::new)
+                .map_err(|source| JsonlError::Line { line: n + 1, source })
         })
         .collect()
 }

@@ -8,16 +8,17 @@
 //! exits with an error, or prints anything else fails the node with a
 //! message that says which.
 
+use std::io;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use flow_engine::spec::YamlPath;
-use flow_engine::{CheckCx, NodeError, Record};
+use flow_engine::{CheckCx, Record};
 
-use super::Score;
+use super::{Score, ScoreError, Verdict};
 
 /// Checks a command at compile time and registers the files it names.
 pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {
@@ -37,6 +38,47 @@ pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {
     }
 }
 
+/// Why an `exec` metric failed the node (not a record): which metric,
+/// which command, and what went wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("metric `{metric}` (`{command}`): {failure}")]
+pub struct ExecError {
+    metric: String,
+    command: String,
+    #[source]
+    failure: ExecFailure,
+}
+
+/// What went wrong with an `exec` metric's command.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecFailure {
+    #[error("cannot start `{program}`: {source}")]
+    Start { program: String, source: io::Error },
+    #[error("waiting for it failed: {0}")]
+    Wait(#[source] io::Error),
+    /// A failed exit; `stderr` is the last lines it printed there.
+    #[error("exited with {status}: {stderr}")]
+    Exited { status: ExitStatus, stderr: String },
+    /// It exited well but stopped reading before the last record.
+    #[error("did not read its input: {0}")]
+    Stdin(#[source] io::Error),
+    #[error("printed {printed} score lines for {records} records; it must print exactly one line per input line")]
+    LineCount { printed: usize, records: usize },
+    /// Line `line` (from 1) of its output is not a score.
+    #[error("line {line} of its output: {source}")]
+    Line { line: usize, source: LineError },
+}
+
+/// An output line of an `exec` command that is not a score; `shown` is its
+/// start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineError {
+    #[error("`{shown}` is not JSON (a number or an object)")]
+    NotJson { shown: String },
+    #[error("`{shown}` has no numeric score")]
+    NoScore { shown: String },
+}
+
 pub struct Exec {
     name: String,
     command: Vec<String>,
@@ -53,12 +95,12 @@ impl Exec {
         self.command.join(" ")
     }
 
-    fn fail(&self, what: String) -> NodeError {
-        NodeError::new(format!("metric `{}` (`{}`): {what}", self.name, self.shown()))
+    fn fail(&self, failure: ExecFailure) -> ExecError {
+        ExecError { metric: self.name.clone(), command: self.shown(), failure }
     }
 
     /// Scores a chunk of records with one run of the command.
-    pub async fn run(&self, chunk: &[Record]) -> Result<Vec<Result<Score, String>>, NodeError> {
+    pub async fn run(&self, chunk: &[Record]) -> Result<Vec<Verdict>, ExecError> {
         let mut child = tokio::process::Command::new(&self.command[0])
             .args(&self.command[1..])
             .current_dir(&self.dir)
@@ -69,7 +111,7 @@ impl Exec {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| self.fail(format!("cannot start `{}`: {e}", self.command[0])))?;
+            .map_err(|source| self.fail(ExecFailure::Start { program: self.command[0].clone(), source }))?;
         let mut input = Vec::with_capacity(chunk.len() * 256);
         for r in chunk {
             serde_json::to_writer(&mut input, &**r).expect("a record serializes");
@@ -84,48 +126,46 @@ impl Exec {
             r
         };
         let (written, output) = tokio::join!(write, child.wait_with_output());
-        let output = output.map_err(|e| self.fail(format!("waiting for it failed: {e}")))?;
+        let output = output.map_err(|e| self.fail(ExecFailure::Wait(e)))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(self.fail(format!("exited with {}: {}", output.status, tail.join("\n  ").trim())));
+            let stderr = tail.join("\n  ").trim().to_string();
+            return Err(self.fail(ExecFailure::Exited { status: output.status, stderr }));
         }
         if let Err(e) = written {
-            return Err(self.fail(format!("did not read its input: {e}")));
+            return Err(self.fail(ExecFailure::Stdin(e)));
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
         let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() != chunk.len() {
-            return Err(self.fail(format!(
-                "printed {} score lines for {} records; it must print exactly one line per input line",
-                lines.len(),
-                chunk.len()
-            )));
+            return Err(self.fail(ExecFailure::LineCount { printed: lines.len(), records: chunk.len() }));
         }
         lines
             .iter()
             .enumerate()
-            .map(|(i, line)| self.parse(line).map_err(|e| self.fail(format!("line {} of its output: {e}", i + 1))))
+            .map(|(i, line)| self.parse(line).map_err(|source| self.fail(ExecFailure::Line { line: i + 1, source })))
             .collect()
     }
 
     /// One output line: `Ok(Err(..))` when the command says it could not
     /// score the record, `Err` when the line is not a score at all.
-    fn parse(&self, line: &str) -> Result<Result<Score, String>, String> {
+    fn parse(&self, line: &str) -> Result<Verdict, LineError> {
         let shown: String = line.chars().take(80).collect();
-        let v: Value =
-            serde_json::from_str(line.trim()).map_err(|_| format!("`{shown}` is not JSON (a number or an object)"))?;
+        let v: Value = serde_json::from_str(line.trim()).map_err(|_| LineError::NotJson { shown: shown.clone() })?;
         let (score, pass, reason) = match &v {
             Value::Number(n) => (n.as_f64(), None, None),
             Value::Object(o) => {
                 if let Some(e) = o.get("error").filter(|e| !e.is_null()) {
-                    return Ok(Err(e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string())));
+                    return Ok(Err(ScoreError::Reported(
+                        e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                    )));
                 }
                 (o.get("score").and_then(Value::as_f64), o.get("pass").and_then(Value::as_bool), o.get("reason"))
             }
             _ => (None, None, None),
         };
-        let score = score.filter(|s| s.is_finite()).ok_or_else(|| format!("`{shown}` has no numeric score"))?;
+        let score = score.filter(|s| s.is_finite()).ok_or(LineError::NoScore { shown })?;
         let reason = reason.map(|r| r.as_str().map(str::to_string).unwrap_or_else(|| r.to_string()));
         Ok(Ok(Score { score, pass: pass.unwrap_or(score >= self.threshold), reason, value: None }))
     }
@@ -156,7 +196,7 @@ mod tests {
         assert_eq!((s.score, s.pass, s.reason.as_deref()), (0.25, false, Some("short")));
         let mixed = exec(r#"read a; echo 1; read b; echo '{"error": "no output"}'"#).run(&records(2)).await.unwrap();
         assert!(mixed[0].as_ref().unwrap().pass);
-        assert_eq!(mixed[1].as_ref().unwrap_err(), "no output");
+        assert_eq!(mixed[1].as_ref().unwrap_err().to_string(), "no output");
         let e = exec("cat >/dev/null; echo hello; echo 1").run(&records(2)).await.err().unwrap().to_string();
         assert!(e.contains("line 1 of its output: `hello` is not JSON"), "{e}");
         let e = exec("cat >/dev/null; echo 1").run(&records(2)).await.err().unwrap().to_string();

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use flow_engine::template::RenderError;
 use flow_engine::{Record, Template};
 
-use super::Score;
-use crate::backend::{Answer, Backend, CallOpts, Message};
+use super::{Score, ScoreError};
+use crate::backend::{Answer, Backend, CallError, CallOpts, Message};
 
 /// The instructions every judge call starts with.
 const SYSTEM: &str = "You are a strict, fair grader. Grade the response against the criteria. \
@@ -20,6 +21,32 @@ pub const JUDGE_RESPONSE_MARKER: &str = "Response to grade:";
 
 /// How `provider: sim` grades a judge prompt.
 pub const SIM_ANSWER: Answer = Answer { marker: JUDGE_RESPONSE_MARKER, answer: sim_grade };
+
+/// Why the judge gave no verdict on a record: nothing to grade, the call
+/// failed, or the answer is not the JSON verdict asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The graded field is missing because the record's own call failed.
+    #[error("no `{field}` to grade: the call failed ({error})")]
+    UpstreamFailed { field: String, error: String },
+    #[error("record has no field `{field}`")]
+    NoField { field: String },
+    /// The rubric reads a field the record lacks.
+    #[error(transparent)]
+    Rubric(#[from] RenderError),
+    #[error("judge call failed: {0}")]
+    Call(#[source] CallError),
+    #[error("the judge answered no JSON object: `{shown}`")]
+    NoJson { shown: String },
+    #[error("the judge's JSON is cut off: `{shown}`")]
+    CutOff { shown: String },
+    #[error("the judge's JSON is invalid ({source}): `{shown}`")]
+    InvalidJson { source: serde_json::Error, shown: String },
+    #[error("the judge's answer has no numeric `score`: `{shown}`")]
+    NoScore { shown: String },
+    #[error("the judge's score {0} is outside 0..=1")]
+    OutOfRange(f64),
+}
 
 pub struct Judge {
     backend: Arc<Backend>,
@@ -34,9 +61,9 @@ impl Judge {
     }
 
     /// Grades one record: the verdict, or why there is none.
-    pub async fn grade(&self, record: &Record, opts: CallOpts<'_>) -> Result<Score, String> {
+    pub async fn grade(&self, record: &Record, opts: CallOpts<'_>) -> Result<Score, ScoreError> {
         let messages = messages(&self.rubric, &self.field, record)?;
-        let reply = self.backend.chat(&messages, true, opts).await.map_err(|e| format!("judge call failed: {e}"))?;
+        let reply = self.backend.chat(&messages, true, opts).await.map_err(JudgeError::Call)?;
         let (score, reason) = parse_verdict(&reply.text)?;
         Ok(Score { score, pass: score >= self.threshold, reason: Some(reason), value: None })
     }
@@ -44,13 +71,13 @@ impl Judge {
 
 /// The judge's chat for one record: the same at plan time (to count memo
 /// hits) and at run time.
-pub fn messages(rubric: &Template, field: &str, record: &Record) -> Result<Vec<Message>, String> {
+pub fn messages(rubric: &Template, field: &str, record: &Record) -> Result<Vec<Message>, JudgeError> {
     let response = match record.get(field) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => {
             return Err(match record.get("error").and_then(Value::as_str) {
-                Some(e) => format!("no `{field}` to grade: the call failed ({e})"),
-                None => format!("record has no field `{field}`"),
+                Some(e) => JudgeError::UpstreamFailed { field: field.to_string(), error: e.to_string() },
+                None => JudgeError::NoField { field: field.to_string() },
             })
         }
         Some(other) => other.to_string(),
@@ -64,21 +91,20 @@ pub fn messages(rubric: &Template, field: &str, record: &Record) -> Result<Vec<M
 
 /// `{"score": 0.8, "reason": "..."}`, also inside a Markdown code fence or
 /// after some words, as models sometimes write it.
-pub fn parse_verdict(text: &str) -> Result<(f64, String), String> {
+pub fn parse_verdict(text: &str) -> Result<(f64, String), JudgeError> {
     let shown = || text.chars().take(120).collect::<String>();
-    let start = text.find('{').ok_or_else(|| format!("the judge answered no JSON object: `{}`", shown()))?;
-    let end =
-        text.rfind('}').filter(|e| *e > start).ok_or_else(|| format!("the judge's JSON is cut off: `{}`", shown()))?;
+    let start = text.find('{').ok_or_else(|| JudgeError::NoJson { shown: shown() })?;
+    let end = text.rfind('}').filter(|e| *e > start).ok_or_else(|| JudgeError::CutOff { shown: shown() })?;
     let v: Value = serde_json::from_str(&text[start..=end])
-        .map_err(|e| format!("the judge's JSON is invalid ({e}): `{}`", shown()))?;
+        .map_err(|source| JudgeError::InvalidJson { source, shown: shown() })?;
     let score = match &v["score"] {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("the judge's answer has no numeric `score`: `{}`", shown()))?;
+    .ok_or_else(|| JudgeError::NoScore { shown: shown() })?;
     if !(0.0..=1.0).contains(&score) {
-        return Err(format!("the judge's score {score} is outside 0..=1"));
+        return Err(JudgeError::OutOfRange(score));
     }
     let reason = v["reason"].as_str().unwrap_or("").to_string();
     Ok((score, reason))
@@ -123,10 +149,10 @@ mod tests {
 
     #[test]
     fn verdicts_are_parsed_or_explained() {
-        assert_eq!(parse_verdict(r#"{"score": 0.5, "reason": "half"}"#), Ok((0.5, "half".into())));
-        assert_eq!(parse_verdict("```json\n{\"score\": \"1\", \"reason\": \"ok\"}\n```"), Ok((1.0, "ok".into())));
-        assert!(parse_verdict("looks good").unwrap_err().contains("no JSON object"));
-        assert!(parse_verdict(r#"{"score": 7}"#).unwrap_err().contains("outside 0..=1"));
-        assert!(parse_verdict(r#"{"grade": 1}"#).unwrap_err().contains("no numeric `score`"));
+        assert_eq!(parse_verdict(r#"{"score": 0.5, "reason": "half"}"#).unwrap(), (0.5, "half".into()));
+        assert_eq!(parse_verdict("```json\n{\"score\": \"1\", \"reason\": \"ok\"}\n```").unwrap(), (1.0, "ok".into()));
+        assert!(parse_verdict("looks good").unwrap_err().to_string().contains("no JSON object"));
+        assert!(parse_verdict(r#"{"score": 7}"#).unwrap_err().to_string().contains("outside 0..=1"));
+        assert!(parse_verdict(r#"{"grade": 1}"#).unwrap_err().to_string().contains("no numeric `score`"));
     }
 }

@@ -39,6 +39,7 @@ use flow_engine::{
 use crate::backend::{self, Backends, CallOpts, Endpoint};
 use flow_engine::cache::ContentHash;
 use flow_engine::node::SUMMARY_JSON;
+use flow_engine::template::RenderError;
 use flow_engine::BackendSpec;
 
 pub struct Evaluate;
@@ -106,7 +107,9 @@ impl Node for Evaluate {
             if let Some((arg, text)) = m.argument() {
                 match Template::parse(text) {
                     Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), mp.key(arg)))),
-                    Err(e) => cx.error(&mp.key(arg), e, Some("field references look like `{{expected}}`".into())),
+                    Err(e) => {
+                        cx.error(&mp.key(arg), e.to_string(), Some("field references look like `{{expected}}`".into()))
+                    }
                 }
             }
             if let (MetricType::Regex, Some(pattern)) = (m.kind, &m.pattern) {
@@ -190,7 +193,35 @@ struct Metric {
 }
 
 /// A metric's verdict on a record, or why it has none.
-type Verdict = Result<Score, String>;
+type Verdict = Result<Score, ScoreError>;
+
+/// Why a metric has no verdict on a record: the metric's `error` in the
+/// record's `scores` (the record fails; the node goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The scored field is missing because the record's own call failed.
+    #[error("no `{field}`: the call failed ({error})")]
+    UpstreamFailed { field: String, error: String },
+    /// `cost` of a call whose model has no price.
+    #[error("no `{field}`: the model's price is unknown; add it under `prices:` in the spec")]
+    Unpriced { field: String },
+    #[error("record has no field `{field}`")]
+    NoField { field: String },
+    /// A metric argument reads a field the record lacks.
+    #[error(transparent)]
+    Argument(#[from] RenderError),
+    /// A templated `pattern` that is no regex once the record's values are in.
+    #[error("invalid regex: {}", regex_error(.0))]
+    Regex(#[source] regex::Error),
+    /// `latency` or `cost` of a value that is not a number.
+    #[error("field `{field}` is not a number")]
+    NotANumber { field: String },
+    #[error(transparent)]
+    Judge(#[from] judge::JudgeError),
+    /// What an `exec` command printed as the record's `error`.
+    #[error("{0}")]
+    Reported(String),
+}
 
 /// One metric's verdict on one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +245,7 @@ impl Score {
 }
 
 fn template(s: &str) -> Result<Template, NodeError> {
-    Template::parse(s).map_err(NodeError::new)
+    Template::parse(s).map_err(|e| NodeError::new(e.to_string()))
 }
 
 impl Metric {
@@ -263,7 +294,7 @@ impl Metric {
 
     /// The verdict of a metric computed on the record alone, or why it
     /// could not be computed. `judge` and `exec` are computed by the chunk.
-    fn score(&self, record: &Record) -> Result<Score, String> {
+    fn score(&self, record: &Record) -> Verdict {
         let value = match record.get(&self.field) {
             Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
             Some(Value::Null) | None => return Err(self.missing(record)),
@@ -285,8 +316,7 @@ impl Metric {
             }
             Check::Regex(Pattern::Fixed(re)) => Score::flag(re.is_match(&value)),
             Check::Regex(Pattern::Templated(t)) => {
-                let re = regex::Regex::new(&t.render_with(record, regex::escape)?)
-                    .map_err(|e| format!("invalid regex: {}", regex_error(&e)))?;
+                let re = regex::Regex::new(&t.render_with(record, regex::escape)?).map_err(ScoreError::Regex)?;
                 Score::flag(re.is_match(&value))
             }
             Check::JsonValid => Score::flag(serde_json::from_str::<Value>(&value).is_ok()),
@@ -298,7 +328,7 @@ impl Metric {
                 let v = record
                     .get(&self.field)
                     .and_then(Value::as_f64)
-                    .ok_or_else(|| format!("field `{}` is not a number", self.field))?;
+                    .ok_or_else(|| ScoreError::NotANumber { field: self.field.clone() })?;
                 Score { value: Some(v), ..Score::flag(v <= *max) }
             }
             Check::Judge(_) | Check::Exec(_) => unreachable!("judge and exec are scored by the chunk"),
@@ -306,14 +336,13 @@ impl Metric {
     }
 
     /// Why a record has no value to score.
-    fn missing(&self, record: &Record) -> String {
+    fn missing(&self, record: &Record) -> ScoreError {
         let upstream_error = record.get("error").and_then(Value::as_str);
+        let field = self.field.clone();
         match (&self.check, upstream_error) {
-            (_, Some(e)) => format!("no `{}`: the call failed ({e})", self.field),
-            (Check::Cost { .. }, None) if record.contains_key(&self.field) => {
-                format!("no `{}`: the model's price is unknown; add it under `prices:` in the spec", self.field)
-            }
-            _ => format!("record has no field `{}`", self.field),
+            (_, Some(e)) => ScoreError::UpstreamFailed { field, error: e.to_string() },
+            (Check::Cost { .. }, None) if record.contains_key(&self.field) => ScoreError::Unpriced { field },
+            _ => ScoreError::NoField { field },
         }
     }
 }
@@ -352,7 +381,7 @@ struct Scorer {
 impl Scorer {
     /// Scores one record; `external(i)` holds the verdict of metric `i` when
     /// it was computed for the whole chunk (`judge`, `exec`).
-    fn scored(&self, record: &Record, mut external: impl FnMut(usize) -> Option<Result<Score, String>>) -> Record {
+    fn scored(&self, record: &Record, mut external: impl FnMut(usize) -> Option<Verdict>) -> Record {
         let mut scores = serde_json::Map::new();
         let mut all = true;
         let mut totals = self.totals.lock().expect("totals lock");
@@ -376,7 +405,7 @@ impl Scorer {
                 Err(e) => {
                     st.errors += 1;
                     all = false;
-                    json!({"score": null, "pass": false, "error": e})
+                    json!({"score": null, "pass": false, "error": e.to_string()})
                 }
             };
             scores.insert(m.name.clone(), entry);
@@ -398,7 +427,10 @@ impl Scorer {
         let mut external: Vec<Option<Vec<Option<Verdict>>>> = Vec::with_capacity(self.metrics.len());
         for m in &self.metrics {
             external.push(match &m.check {
-                Check::Exec(x) => Some(x.run(&chunk).await?.into_iter().map(Some).collect()),
+                Check::Exec(x) => {
+                    let verdicts = x.run(&chunk).await.map_err(|e| NodeError::new(e.to_string()))?;
+                    Some(verdicts.into_iter().map(Some).collect())
+                }
                 Check::Judge(j) => {
                     let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
                     let verdicts = join_all(chunk.iter().map(|r| j.grade(r, opts))).await;
@@ -509,7 +541,7 @@ mod tests {
     }
 
     fn verdict(m: &str, r: &Record) -> Result<(f64, bool), String> {
-        metric(m).score(r).map(|s| (s.score, s.pass))
+        metric(m).score(r).map(|s| (s.score, s.pass)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -539,10 +571,10 @@ mod tests {
         assert!(metric("{type: latency, max_ms: 150}").score(&r).unwrap().pass);
         assert!(metric("{type: cost, max_usd: 0.01}").score(&r).unwrap().pass);
         let unpriced = rec(json!({"output": "x", "cost_usd": null, "error": null}));
-        let e = metric("{type: cost, max_usd: 0.01}").score(&unpriced).unwrap_err();
+        let e = metric("{type: cost, max_usd: 0.01}").score(&unpriced).unwrap_err().to_string();
         assert!(e.contains("price is unknown"), "{e}");
         let failed = rec(json!({"output": null, "latency_ms": null, "error": "HTTP 400"}));
-        let e = metric("{type: latency, max_ms: 100}").score(&failed).unwrap_err();
+        let e = metric("{type: latency, max_ms: 100}").score(&failed).unwrap_err().to_string();
         assert!(e.contains("the call failed (HTTP 400)"), "{e}");
     }
 }

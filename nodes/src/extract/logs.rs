@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use flow_engine::template::RenderError;
 use flow_engine::{Record, Template};
 
 use super::ExtractConfig;
@@ -82,11 +83,34 @@ fn content_key(group: Option<&str>, record: &Record) -> blake3::Hash {
     h.finalize()
 }
 
+/// An input record that is not a log `extract` can use, named by its id.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("log `{id}` has no `input`")]
+    NoInput { id: String },
+    #[error("log `{id}`: {source}")]
+    Embedding { id: String, source: EmbeddingError },
+    /// `embed_text` reads a field the log lacks.
+    #[error("log `{id}`: {source}")]
+    EmbedText { id: String, source: RenderError },
+}
+
+/// A log's `embedding` that is not a vector.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmbeddingError {
+    #[error("its `embedding` is not a list of numbers")]
+    NotAList,
+    #[error("its `embedding` is empty")]
+    Empty,
+    #[error("its `embedding` holds `{0}`, not a number")]
+    NotANumber(Value),
+}
+
 /// Collects the input records into logs. Embeddings are parsed when
 /// `parse_embeddings` (at run time), else only noted as present (at plan
 /// time). A record without `input` or with a malformed embedding is an
 /// error naming it.
-pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: bool) -> Result<Logs, String> {
+pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: bool) -> Result<Logs, LogError> {
     let group_of = |r: &Record| -> Option<String> {
         let field = config.group_by.as_deref()?;
         match r.get(field) {
@@ -115,11 +139,14 @@ pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: boo
             continue;
         }
         if matches!(r.get("input"), None | Some(Value::Null)) {
-            return Err(format!("log `{id}` has no `input`"));
+            return Err(LogError::NoInput { id });
         }
         let (has_embedding, embedding) = match r.get("embedding") {
             None | Some(Value::Null) => (false, None),
-            Some(v) if parse_embeddings => (true, Some(parse_embedding(v).map_err(|e| format!("log `{id}`: {e}"))?)),
+            Some(v) if parse_embeddings => {
+                let embedding = parse_embedding(v).map_err(|source| LogError::Embedding { id: id.clone(), source })?;
+                (true, Some(embedding))
+            }
             Some(_) => (true, None),
         };
         let success = match r.get("status") {
@@ -134,21 +161,21 @@ pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: boo
     Ok(logs)
 }
 
-fn parse_embedding(v: &Value) -> Result<Vec<f32>, String> {
-    let list = v.as_array().ok_or("its `embedding` is not a list of numbers")?;
+fn parse_embedding(v: &Value) -> Result<Vec<f32>, EmbeddingError> {
+    let list = v.as_array().ok_or(EmbeddingError::NotAList)?;
     if list.is_empty() {
-        return Err("its `embedding` is empty".into());
+        return Err(EmbeddingError::Empty);
     }
     list.iter()
         .map(|x| match x.as_f64() {
             Some(f) if f.is_finite() => Ok(f as f32),
-            _ => Err(format!("its `embedding` holds `{x}`, not a number")),
+            _ => Err(EmbeddingError::NotANumber(x.clone())),
         })
         .collect()
 }
 
 /// The text embedded for a log without a vector.
-pub fn embed_text(template: Option<&Template>, record: &Record) -> Result<String, String> {
+pub fn embed_text(template: Option<&Template>, record: &Record) -> Result<String, RenderError> {
     match template {
         Some(t) => t.render(record).map(|s| s.into_owned()),
         None => Ok(format!("{}\n{}", text(record, "input"), text(record, "output"))),
@@ -186,10 +213,12 @@ pub const BATCH: usize = 64;
 pub const MAX_BATCH: usize = 256;
 
 /// The texts of the logs that need an embedding, each once.
-pub fn texts_to_embed(logs: &Logs, template: Option<&Template>) -> Result<Vec<String>, String> {
+pub fn texts_to_embed(logs: &Logs, template: Option<&Template>) -> Result<Vec<String>, LogError> {
     let mut texts = Vec::new();
     for log in logs.groups.values().flatten().filter(|l| !l.has_embedding) {
-        texts.push(embed_text(template, &log.record).map_err(|e| format!("log `{}`: {e}", log.id))?);
+        texts.push(
+            embed_text(template, &log.record).map_err(|source| LogError::EmbedText { id: log.id.clone(), source })?,
+        );
     }
     Ok(texts)
 }
@@ -233,9 +262,12 @@ mod tests {
     #[test]
     fn bad_records_are_named() {
         let no_input = vec![rec(json!({"id": 7, "output": "a"}))];
-        assert_eq!(collect(&config(), &no_input, true).unwrap_err(), "log `7` has no `input`");
+        assert_eq!(collect(&config(), &no_input, true).unwrap_err().to_string(), "log `7` has no `input`");
         let bad = vec![rec(json!({"id": "x", "input": "q", "embedding": [1, "two"]}))];
-        assert!(collect(&config(), &bad, true).unwrap_err().contains("log `x`: its `embedding` holds `\"two\"`"));
+        assert!(collect(&config(), &bad, true)
+            .unwrap_err()
+            .to_string()
+            .contains("log `x`: its `embedding` holds `\"two\"`"));
         // At plan time the vector is not read.
         assert!(collect(&config(), &bad, false).is_ok());
     }

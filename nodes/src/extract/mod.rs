@@ -36,6 +36,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use flow_engine::cache::ContentHash;
+use flow_engine::template::TemplateError;
 use flow_engine::{
     Arity, Artifact, BackendSpec, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
     Shape, Stage, Template,
@@ -133,7 +134,7 @@ impl ExtractConfig {
         (1.0 - self.epsilon) as f32
     }
 
-    fn templates(&self) -> Result<Templates, (&'static str, String)> {
+    fn templates(&self) -> Result<Templates, (&'static str, TemplateError)> {
         let parse = |field: &'static str, t: &Option<String>| {
             t.as_deref().map(Template::parse).transpose().map_err(|e| (field, e))
         };
@@ -181,7 +182,9 @@ impl Node for Extract {
                     needs.extend(t.iter().flat_map(|t| t.fields()).map(|f| (f.to_string(), at.clone())));
                 }
             }
-            Err((field, e)) => cx.error(&cx.field(field), e, Some("field references look like `{{input}}`".into())),
+            Err((field, e)) => {
+                cx.error(&cx.field(field), e.to_string(), Some("field references look like `{{input}}`".into()))
+            }
         }
         cx.require_fields(&needs);
         match &c.backend {
@@ -295,14 +298,16 @@ impl BarrierStage for ExtractStage {
             let config = Arc::new(self.config.clone());
             let cfg = config.clone();
             let started = Instant::now();
-            let mut logs = blocking(move || logs::collect(&cfg, &records, true).map_err(NodeError::new)).await?;
+            let mut logs =
+                blocking(move || logs::collect(&cfg, &records, true).map_err(|e| NodeError::new(e.to_string())))
+                    .await?;
             tracing::debug!(node = %self.node, seconds = started.elapsed().as_secs_f64(), "extract: logs read");
             let embedded = self.embed_missing(&mut logs).await?;
             let templates = self.templates.clone();
             let node = self.node.clone();
             blocking(move || {
                 let started = Instant::now();
-                let out = report::extract(&config, &templates, logs, embedded).map_err(NodeError::new);
+                let out = report::extract(&config, &templates, logs, embedded).map_err(|e| NodeError::new(e.to_string()));
                 tracing::debug!(node = %node, seconds = started.elapsed().as_secs_f64(), "extract: densities and picks");
                 out
             })
@@ -322,7 +327,8 @@ impl ExtractStage {
     /// Embeds the logs that came without a vector, through the backend, in
     /// batches of distinct texts, a few calls at a time.
     async fn embed_missing(&self, logs: &mut Logs) -> Result<Embedded, NodeError> {
-        let texts = logs::texts_to_embed(logs, self.templates.embed.as_ref()).map_err(NodeError::new)?;
+        let texts =
+            logs::texts_to_embed(logs, self.templates.embed.as_ref()).map_err(|e| NodeError::new(e.to_string()))?;
         if texts.is_empty() {
             return Ok(Embedded::default());
         }
@@ -360,7 +366,8 @@ impl ExtractStage {
         }
         let texts = vectors.len();
         for log in logs.groups.values_mut().flatten().filter(|l| !l.has_embedding) {
-            let text = logs::embed_text(self.templates.embed.as_ref(), &log.record).map_err(NodeError::new)?;
+            let text = logs::embed_text(self.templates.embed.as_ref(), &log.record)
+                .map_err(|e| NodeError::new(e.to_string()))?;
             log.embedding = vectors.get(&text).cloned();
         }
         Ok(Embedded { texts, calls })

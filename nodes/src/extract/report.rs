@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use flow_engine::template::RenderError;
 use flow_engine::{Artifact, Record, META_JSON, SUMMARY_MD};
 
 use super::density::{self, Density};
@@ -16,6 +17,27 @@ use super::logs::{self, Log, Logs};
 use super::map::LogMap;
 use super::projection::Projector;
 use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
+
+/// Why the logs, their vectors all there, give no output: a vector that is
+/// missing, of another dimension, or all zeros, or a `system` template a
+/// pick cannot fill.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("log `{id}` has no embedding (the backend returned none for it)")]
+    NoEmbedding { id: String },
+    #[error(
+        "log `{id}` has a {dims}-dimensional embedding, but log `{first}` a {first_dims}-dimensional one; \
+         hint: embed every log with the same model (and `dimensions`)"
+    )]
+    Dimensions { id: String, dims: usize, first: String, first_dims: usize },
+    #[error("log `{id}` has an all-zero embedding, which has no direction")]
+    ZeroVector { id: String },
+    #[error("log `{id}`: `system`: {source}")]
+    System { id: String, source: RenderError },
+    /// Writing `train.jsonl`.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
 
 /// What one group held and gave.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +60,7 @@ pub fn extract(
     templates: &Templates,
     mut logs: Logs,
     embedded: Embedded,
-) -> Result<(Vec<Record>, Vec<Artifact>), String> {
+) -> Result<(Vec<Record>, Vec<Artifact>), ExtractError> {
     let dims = dimension(&logs)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut out = Vec::new();
@@ -82,21 +104,21 @@ pub fn extract(
 
 /// The one dimension of every vector (0 without logs); an error naming two
 /// logs that differ.
-fn dimension(logs: &Logs) -> Result<usize, String> {
+fn dimension(logs: &Logs) -> Result<usize, ExtractError> {
     let mut first: Option<(&str, usize)> = None;
     for log in logs.groups.values().flatten() {
         let Some(v) = &log.embedding else {
-            return Err(format!("log `{}` has no embedding (the backend returned none for it)", log.id));
+            return Err(ExtractError::NoEmbedding { id: log.id.clone() });
         };
         match first {
             None => first = Some((&log.id, v.len())),
             Some((id, n)) if n != v.len() => {
-                return Err(format!(
-                    "log `{}` has a {}-dimensional embedding, but log `{id}` a {n}-dimensional one; \
-                     hint: embed every log with the same model (and `dimensions`)",
-                    log.id,
-                    v.len()
-                ))
+                return Err(ExtractError::Dimensions {
+                    id: log.id.clone(),
+                    dims: v.len(),
+                    first: id.to_string(),
+                    first_dims: n,
+                })
             }
             Some(_) => {}
         }
@@ -109,13 +131,13 @@ fn dimension(logs: &Logs) -> Result<usize, String> {
 /// while its vector is at hand).
 type UnitVectors = (Vec<f32>, Vec<u32>, Vec<(f64, f64)>);
 
-fn unit_vectors(group: &mut [Log], dims: usize, plane: &Projector) -> Result<UnitVectors, String> {
+fn unit_vectors(group: &mut [Log], dims: usize, plane: &Projector) -> Result<UnitVectors, ExtractError> {
     let mut x = Vec::with_capacity(group.len() * dims);
     let mut at = Vec::with_capacity(group.len());
     for log in group.iter_mut() {
         let mut v = log.embedding.take().unwrap_or_default();
         if !density::normalize(&mut v) {
-            return Err(format!("log `{}` has an all-zero embedding, which has no direction", log.id));
+            return Err(ExtractError::ZeroVector { id: log.id.clone() });
         }
         at.push(plane.project(&v));
         x.extend_from_slice(&v);
@@ -135,10 +157,10 @@ fn example(
     d: &Density,
     i: usize,
     rank: usize,
-) -> Result<Record, String> {
+) -> Result<Record, ExtractError> {
     let mut messages = Vec::new();
     if let Some(t) = &templates.system {
-        let system = t.render(&log.record).map_err(|e| format!("log `{}`: `system`: {e}", log.id))?;
+        let system = t.render(&log.record).map_err(|source| ExtractError::System { id: log.id.clone(), source })?;
         messages.push(json!({"role": "system", "content": system}));
     }
     messages.push(json!({"role": "user", "content": logs::text(&log.record, "input")}));
@@ -165,11 +187,11 @@ fn artifacts(
     records: usize,
     embedded: Embedded,
     dims: usize,
-) -> Result<Vec<Artifact>, String> {
+) -> Result<Vec<Artifact>, ExtractError> {
     let mut train = Vec::new();
     for e in examples {
         let line = Map::from_iter([("messages".to_string(), e["messages"].clone())]);
-        serde_json::to_writer(&mut train, &line).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut train, &line)?;
         train.push(b'\n');
     }
     let distinct: usize = groups.iter().map(|g| g.logs).sum();

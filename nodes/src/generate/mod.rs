@@ -36,7 +36,7 @@ use flow_engine::{
     RecordStream, Shape, SourceStage, Stage, StreamStage, META_JSON, SUMMARY_MD,
 };
 
-use crate::backend::{self, Backend, Backends, CallOpts, Endpoint, Message};
+use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint, Message};
 
 pub struct Generate;
 
@@ -291,12 +291,40 @@ pub fn first_call_keys(c: &GenerateConfig, spec: &BackendSpec, seeds: &[Record])
         .collect()
 }
 
+/// Why a generated case does not fit the schema (it is counted as invalid
+/// and dropped).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum CaseError {
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("no `{0}`")]
+    Missing(String),
+    #[error("`{name}` is not a {ty}")]
+    WrongType { name: String, ty: &'static str },
+    /// A value outside the field's `values`.
+    #[error("`{0}` is not one of the allowed values")]
+    NotAllowed(String),
+}
+
+/// Why a response holds no cases (the call is asked again, up to `retries`).
+#[derive(Debug, thiserror::Error)]
+enum AnswerError {
+    #[error("no JSON object")]
+    NoJson,
+    #[error("no complete JSON object")]
+    Incomplete,
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    #[error("no `cases` list")]
+    NoCases,
+}
+
 /// A checked case, or why it is not one.
-fn check_case(schema: &BTreeMap<String, FieldSpec>, v: &Value) -> Result<Map<String, Value>, String> {
-    let obj = v.as_object().ok_or("not a JSON object")?;
+fn check_case(schema: &BTreeMap<String, FieldSpec>, v: &Value) -> Result<Map<String, Value>, CaseError> {
+    let obj = v.as_object().ok_or(CaseError::NotAnObject)?;
     let mut out = Map::new();
     for (name, f) in schema {
-        let x = obj.get(name).filter(|x| !x.is_null()).ok_or_else(|| format!("no `{name}`"))?;
+        let x = obj.get(name).filter(|x| !x.is_null()).ok_or_else(|| CaseError::Missing(name.clone()))?;
         let ok = match f.ty {
             FieldType::String => x.as_str().is_some_and(|s| !s.trim().is_empty()),
             FieldType::Integer => x.is_i64() || x.is_u64(),
@@ -304,11 +332,11 @@ fn check_case(schema: &BTreeMap<String, FieldSpec>, v: &Value) -> Result<Map<Str
             FieldType::Boolean => x.is_boolean(),
         };
         if !ok {
-            return Err(format!("`{name}` is not a {}", f.ty.name()));
+            return Err(CaseError::WrongType { name: name.clone(), ty: f.ty.name() });
         }
         if let Some(values) = &f.values {
             if !values.contains(x) {
-                return Err(format!("`{name}` is not one of the allowed values"));
+                return Err(CaseError::NotAllowed(name.clone()));
             }
         }
         out.insert(name.clone(), x.clone());
@@ -321,21 +349,21 @@ fn normalize(s: &str) -> String {
 }
 
 /// The cases of a response, or why it has none.
-fn parse_cases(text: &str) -> Result<Vec<Value>, String> {
-    let start = text.find('{').ok_or("no JSON object")?;
-    let end = text.rfind('}').filter(|e| *e > start).ok_or("no complete JSON object")?;
-    let v: Value = serde_json::from_str(&text[start..=end]).map_err(|e| format!("invalid JSON: {e}"))?;
+fn parse_cases(text: &str) -> Result<Vec<Value>, AnswerError> {
+    let start = text.find('{').ok_or(AnswerError::NoJson)?;
+    let end = text.rfind('}').filter(|e| *e > start).ok_or(AnswerError::Incomplete)?;
+    let v: Value = serde_json::from_str(&text[start..=end]).map_err(AnswerError::InvalidJson)?;
     match v.get("cases") {
         Some(Value::Array(a)) => Ok(a.clone()),
-        _ => Err("no `cases` list".into()),
+        _ => Err(AnswerError::NoCases),
     }
 }
 
 /// The answer to call `n`: its cases, or why there are none.
 enum Outcome {
     Cases(Vec<Value>),
-    Unparsable(String),
-    Failed(String),
+    Unparsable(AnswerError),
+    Failed(CallError),
     /// Not made: enough cases were in before it started.
     Skipped,
 }
@@ -348,18 +376,18 @@ impl Generator {
         }
         let retries = self.config.retries.unwrap_or(2);
         let msgs = messages(&self.config, &seeds, n);
-        let mut last = String::new();
+        let mut last = None;
         for attempt in 0..=retries {
             let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: sample(n, attempt) };
             match self.backend.chat(&msgs, true, opts).await {
                 Ok(reply) => match parse_cases(&reply.text) {
                     Ok(cases) => return Outcome::Cases(cases),
-                    Err(e) => last = e,
+                    Err(e) => last = Some(e),
                 },
-                Err(e) => return Outcome::Failed(e.message),
+                Err(e) => return Outcome::Failed(e),
             }
         }
-        Outcome::Unparsable(last)
+        Outcome::Unparsable(last.expect("one attempt at least"))
     }
 
     /// Generates after the seeds are in: batches of accepted cases.

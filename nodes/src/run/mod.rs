@@ -29,12 +29,13 @@ use serde_json::{json, Value};
 
 use flow_engine::cache::ContentHash;
 use flow_engine::node::SUMMARY_JSON;
+use flow_engine::template::{RenderError, TemplateError};
 use flow_engine::{
     Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
     RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
 };
 
-use crate::backend::{self, Backend, Backends, CallOpts, Endpoint, Message};
+use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint, Message};
 use crate::synthesize::rules::RuleSet;
 
 pub struct Run;
@@ -76,6 +77,17 @@ pub enum MaxErrors {
     Share(String),
 }
 
+/// A `max_errors:` that is no limit.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MaxErrorsError {
+    /// A number that is not a count and outside 0..=1.
+    #[error("`{0}` is neither a count nor a fraction in 0..=1")]
+    Fraction(f64),
+    /// Text that is not a percentage in 0..=100.
+    #[error("`{0}` is neither a count nor a percentage")]
+    Share(String),
+}
+
 /// The limit on failed calls, as checked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ErrorLimit {
@@ -85,18 +97,18 @@ pub enum ErrorLimit {
 }
 
 impl MaxErrors {
-    pub fn limit(&self) -> Result<ErrorLimit, String> {
+    pub fn limit(&self) -> Result<ErrorLimit, MaxErrorsError> {
         match self {
             MaxErrors::Count(n) => Ok(ErrorLimit::Count(*n)),
             MaxErrors::Fraction(f) if (0.0..=1.0).contains(f) => Ok(ErrorLimit::Share(*f)),
-            MaxErrors::Fraction(f) => Err(format!("`{f}` is neither a count nor a fraction in 0..=1")),
+            MaxErrors::Fraction(f) => Err(MaxErrorsError::Fraction(*f)),
             MaxErrors::Share(s) => s
                 .trim()
                 .strip_suffix('%')
                 .and_then(|p| p.trim().parse::<f64>().ok())
                 .filter(|p| (0.0..=100.0).contains(p))
                 .map(|p| ErrorLimit::Share(p / 100.0))
-                .ok_or_else(|| format!("`{s}` is neither a count nor a percentage")),
+                .ok_or_else(|| MaxErrorsError::Share(s.clone())),
         }
     }
 }
@@ -153,7 +165,7 @@ struct Prompt {
 }
 
 impl Prompt {
-    fn new(c: &RunConfig) -> Result<Self, (String, String)> {
+    fn new(c: &RunConfig) -> Result<Self, (String, TemplateError)> {
         let mut parts = Vec::new();
         let parse = |field: &str, t: &str| Template::parse(t).map_err(|e| (field.to_string(), e));
         if let Some(s) = &c.system {
@@ -168,12 +180,12 @@ impl Prompt {
         Ok(Self { parts, rules: None })
     }
 
-    fn render(&self, r: &Record) -> Result<Vec<Message>, String> {
+    fn render(&self, r: &Record) -> Result<Vec<Message>, RenderError> {
         let mut messages = self
             .parts
             .iter()
             .map(|(role, t)| Ok(Message { role: role.to_string(), content: t.render(r)?.into_owned() }))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, RenderError>>()?;
         if let Some(block) = &self.rules {
             match messages.iter_mut().find(|m| m.role == "system") {
                 Some(m) if m.content.trim().is_empty() => m.content = block.clone(),
@@ -223,7 +235,7 @@ impl Node for Run {
             };
             match Template::parse(text) {
                 Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), at.clone()))),
-                Err(e) => cx.error(&at, e, Some("field references look like `{{question}}`".into())),
+                Err(e) => cx.error(&at, e.to_string(), Some("field references look like `{{question}}`".into())),
             }
         };
         if let Some(s) = &c.system {
@@ -241,7 +253,8 @@ impl Node for Run {
         }
         if let Some(m) = &c.max_errors {
             if let Err(e) = m.limit() {
-                cx.error(&cx.field("max_errors"), e, Some("write a count (`5`) or a percentage (`\"10%\"`)".into()));
+                let hint = "write a count (`5`) or a percentage (`\"10%\"`)";
+                cx.error(&cx.field("max_errors"), e.to_string(), Some(hint.into()));
             }
         }
         if c.rules.is_some() {
@@ -283,7 +296,7 @@ impl Node for Run {
             None => None,
         };
         let limit = match &c.max_errors {
-            Some(m) => m.limit().map_err(NodeError::new)?,
+            Some(m) => m.limit().map_err(|e| NodeError::new(e.to_string()))?,
             None => DEFAULT_MAX_ERRORS,
         };
         Ok(Stage::Stream(Arc::new(Caller {
@@ -327,6 +340,17 @@ impl Node for Run {
     }
 }
 
+/// Why a record got no answer: its `error` field (the node goes on, up to
+/// `max_errors`).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// The prompt reads a field the record lacks.
+    #[error(transparent)]
+    Prompt(#[from] RenderError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
 struct Caller {
     node: String,
     backend: Arc<Backend>,
@@ -351,8 +375,8 @@ impl Caller {
         let mut fields = (*record).clone();
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
         let answer = match self.prompt.render(&record) {
-            Ok(messages) => self.backend.chat(&messages, self.json, opts).await.map_err(|e| e.message),
-            Err(e) => Err(e),
+            Ok(messages) => self.backend.chat(&messages, self.json, opts).await.map_err(RecordError::from),
+            Err(e) => Err(RecordError::from(e)),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         match answer {
@@ -399,7 +423,7 @@ impl Caller {
                     fields.insert(f.into(), Value::Null);
                 }
                 fields.insert("model".into(), json!(self.backend.spec.model()));
-                fields.insert("error".into(), Value::String(e));
+                fields.insert("error".into(), Value::String(e.to_string()));
                 if self.rules.is_some() {
                     fields.insert("raw_output".into(), Value::Null);
                     fields.insert("rules_applied".into(), json!([]));

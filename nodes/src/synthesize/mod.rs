@@ -166,8 +166,18 @@ impl Node for Synthesize {
     }
 }
 
+/// A feedback record that is not a pair: one of its outputs is missing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("feedback record {record} (id `{id}`) has no `{field}`; every pair needs `bad_output` and `fixed_output`")]
+pub struct PairError {
+    /// Its position in the input, from 1.
+    pub record: usize,
+    pub id: String,
+    pub field: String,
+}
+
 /// The pairs of the input records, or the first record that is not one.
-fn read_pairs(records: &[Record]) -> Result<Vec<Pair>, String> {
+fn read_pairs(records: &[Record]) -> Result<Vec<Pair>, PairError> {
     records
         .iter()
         .enumerate()
@@ -177,13 +187,12 @@ fn read_pairs(records: &[Record]) -> Result<Vec<Pair>, String> {
                 Some(v @ Value::Number(_)) => v.to_string(),
                 _ => format!("#{}", i + 1),
             };
-            let text = |field: &str| -> Result<String, String> {
+            let text = |field: &str| -> Result<String, PairError> {
                 match r.get(field) {
                     Some(Value::String(s)) => Ok(s.clone()),
-                    None | Some(Value::Null) => Err(format!(
-                        "feedback record {} (id `{id}`) has no `{field}`; every pair needs `bad_output` and `fixed_output`",
-                        i + 1
-                    )),
+                    None | Some(Value::Null) => {
+                        Err(PairError { record: i + 1, id: id.clone(), field: field.to_string() })
+                    }
                     Some(other) => Ok(other.to_string()),
                 }
             };
@@ -225,11 +234,11 @@ impl BarrierStage for SynthesizeStage {
             let (pairs, mut rules) = tokio::task::spawn_blocking(move || {
                 let pairs = read_pairs(&records)?;
                 let rules = induce::induce(&pairs, &settings);
-                Ok::<_, String>((pairs, rules))
+                Ok::<_, PairError>((pairs, rules))
             })
             .await
             .map_err(|e| NodeError::new(format!("synthesize panicked: {e}")))?
-            .map_err(NodeError::new)?;
+            .map_err(|e| NodeError::new(e.to_string()))?;
 
             let mut reworded = None;
             if let Some(b) = self.backend.as_ref().filter(|_| rules.iter().any(|r| r.active)) {
@@ -240,7 +249,7 @@ impl BarrierStage for SynthesizeStage {
                 let outcome = reword::apply(&mut rules, &reply.text);
                 reworded = Some(Reworded { backend: b.name.clone(), model: reply.model, outcome });
             }
-            let set = RuleSet::new(&rules).map_err(NodeError::new)?;
+            let set = RuleSet::new(&rules).map_err(|e| NodeError::new(e.to_string()))?;
             let artifacts = self.artifacts(&pairs, &rules, &set, reworded.as_ref());
             Ok((rules.iter().map(Rule::to_record).collect(), artifacts))
         })
@@ -385,7 +394,7 @@ mod tests {
         assert_eq!(pairs[0].fixed.raw, "{\"k\":1}");
         assert_eq!(pairs[0].context, json!({"c": 1}));
         let bad = record(json!({"bad_output": "x"}));
-        let e = read_pairs(&[ok, bad]).unwrap_err();
+        let e = read_pairs(&[ok, bad]).unwrap_err().to_string();
         assert_eq!(
             e,
             "feedback record 2 (id `#2`) has no `fixed_output`; every pair needs `bad_output` and `fixed_output`"

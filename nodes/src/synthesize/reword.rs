@@ -82,6 +82,24 @@ fn clip(s: &str) -> String {
     serde_json::to_string(&cut).expect("json")
 }
 
+/// Why an answer, or one rewording in it, is not taken; the text goes into
+/// [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum RewordError {
+    #[error("the answer holds no JSON object")]
+    NoJson,
+    #[error("the answer holds no complete JSON object")]
+    Incomplete,
+    #[error("the answer is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the answer has no `rules` list")]
+    NoRules,
+    /// A rewording without the number, term, format word or negation of
+    /// its rule.
+    #[error("the rewording {text:?} drops what the rule says")]
+    DropsMeaning { text: String },
+}
+
 /// What the rewording did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Outcome {
@@ -100,6 +118,7 @@ pub fn apply(rules: &mut [Rule], text: &str) -> Outcome {
     let entries = match parse(text) {
         Ok(e) => e,
         Err(why) => {
+            let why = why.to_string();
             out.unusable = Some(why.clone());
             out.kept = active.into_iter().map(|id| (id, why.clone())).collect();
             return out;
@@ -125,7 +144,7 @@ pub fn apply(rules: &mut [Rule], text: &str) -> Outcome {
                     out.reworded += 1;
                 }
                 Err(why) => {
-                    out.kept.insert(r.id.clone(), why);
+                    out.kept.insert(r.id.clone(), why.to_string());
                 }
             },
         }
@@ -134,11 +153,11 @@ pub fn apply(rules: &mut [Rule], text: &str) -> Outcome {
 }
 
 /// `(rule ids, text)` entries of an answer.
-fn parse(text: &str) -> Result<Vec<(Vec<String>, String)>, String> {
-    let start = text.find('{').ok_or("the answer holds no JSON object")?;
-    let end = text.rfind('}').filter(|e| *e > start).ok_or("the answer holds no complete JSON object")?;
-    let v: Value = serde_json::from_str(&text[start..=end]).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    let list = v.get("rules").and_then(Value::as_array).ok_or("the answer has no `rules` list")?;
+fn parse(text: &str) -> Result<Vec<(Vec<String>, String)>, RewordError> {
+    let start = text.find('{').ok_or(RewordError::NoJson)?;
+    let end = text.rfind('}').filter(|e| *e > start).ok_or(RewordError::Incomplete)?;
+    let v: Value = serde_json::from_str(&text[start..=end]).map_err(RewordError::NotJson)?;
+    let list = v.get("rules").and_then(Value::as_array).ok_or(RewordError::NoRules)?;
     let mut out = Vec::new();
     for e in list {
         let text = e.get("text").and_then(Value::as_str).map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -154,7 +173,7 @@ fn parse(text: &str) -> Result<Vec<(Vec<String>, String)>, String> {
 }
 
 /// Whether `text` still says what rule `r` says.
-fn keeps_meaning(r: &Rule, text: &str) -> Result<(), String> {
+fn keeps_meaning(r: &Rule, text: &str) -> Result<(), RewordError> {
     let lower = text.to_lowercase();
     let p = &r.params;
     let number = |key: &str| p.get(key).and_then(Value::as_u64).unwrap_or(0).to_string();
@@ -190,7 +209,7 @@ fn keeps_meaning(r: &Rule, text: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("the rewording {:?} drops what the rule says", text))
+        Err(RewordError::DropsMeaning { text: text.to_string() })
     }
 }
 

@@ -178,6 +178,19 @@ enum Op {
     MaxWords(usize),
 }
 
+/// Rules that cannot be applied: a record that is not a rule, an enforced
+/// rule without the parameter it acts on, a pattern that is no regex.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// Record `record` (from 1) of the rules node's output.
+    #[error("record {record} is not a rule: {source}")]
+    NotARule { record: usize, source: serde_json::Error },
+    #[error("rule `{rule}`: no `{param}`")]
+    MissingParam { rule: String, param: &'static str },
+    #[error("rule `{rule}`: bad pattern: {source}")]
+    BadPattern { rule: String, source: regex::Error },
+}
+
 /// The active rules of a `synthesize` node, ready to apply.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -189,19 +202,19 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// From a `synthesize` node's records.
-    pub fn from_records(records: &[Record]) -> Result<Self, String> {
+    pub fn from_records(records: &[Record]) -> Result<Self, RuleError> {
         let rules = records
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 serde_json::from_value::<Rule>(Value::Object((**r).clone()))
-                    .map_err(|e| format!("record {} is not a rule: {e}", i + 1))
+                    .map_err(|source| RuleError::NotARule { record: i + 1, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(&rules)
     }
 
-    pub fn new(rules: &[Rule]) -> Result<Self, String> {
+    pub fn new(rules: &[Rule]) -> Result<Self, RuleError> {
         let mut lines: Vec<String> = Vec::new();
         for r in rules.iter().filter(|r| r.active) {
             let text = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -216,10 +229,10 @@ impl RuleSet {
         let mut ops: Vec<(u8, String, Op)> = Vec::new();
         for r in rules.iter().filter(|r| r.active && r.enforced && Rule::can_enforce(r.kind, &r.params)) {
             let p = &r.params;
-            let bad = |what: &str| format!("rule `{}`: {what}", r.id);
+            let bad = |param: &'static str| RuleError::MissingParam { rule: r.id.clone(), param };
             match r.kind {
                 RuleKind::Avoid => {
-                    let pattern = p.get("pattern").and_then(Value::as_str).ok_or_else(|| bad("no `pattern`"))?;
+                    let pattern = p.get("pattern").and_then(Value::as_str).ok_or_else(|| bad("pattern"))?;
                     let words = p.get("term").and_then(Value::as_str).map_or(1, |t| t.split(' ').count());
                     strips.push((words, r.id.clone(), pattern.to_string()));
                 }
@@ -232,19 +245,16 @@ impl RuleSet {
                     ops.push((1, r.id.clone(), op));
                 }
                 RuleKind::RatingScale => {
-                    let s = p.get("scale").and_then(Value::as_u64).ok_or_else(|| bad("no `scale`"))?;
+                    let s = p.get("scale").and_then(Value::as_u64).ok_or_else(|| bad("scale"))?;
                     ops.push((2, r.id.clone(), Op::Rescale(s as u32)));
                 }
                 RuleKind::Format => {
-                    let f = p
-                        .get("format")
-                        .and_then(Value::as_str)
-                        .and_then(Format::parse)
-                        .ok_or_else(|| bad("no `format`"))?;
+                    let f =
+                        p.get("format").and_then(Value::as_str).and_then(Format::parse).ok_or_else(|| bad("format"))?;
                     ops.push((3, r.id.clone(), Op::List(f)));
                 }
                 RuleKind::MaxWords => {
-                    let n = p.get("max_words").and_then(Value::as_u64).ok_or_else(|| bad("no `max_words`"))?;
+                    let n = p.get("max_words").and_then(Value::as_u64).ok_or_else(|| bad("max_words"))?;
                     ops.push((4, r.id.clone(), Op::MaxWords(n.max(1) as usize)));
                 }
                 RuleKind::MinWords | RuleKind::Include => {}
@@ -253,7 +263,7 @@ impl RuleSet {
         strips.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let mut all = Vec::new();
         for (_, id, pattern) in strips {
-            let re = Regex::new(&pattern).map_err(|e| format!("rule `{id}`: bad pattern: {e}"))?;
+            let re = Regex::new(&pattern).map_err(|source| RuleError::BadPattern { rule: id.clone(), source })?;
             all.push((id, Op::Strip(re)));
         }
         ops.sort_by_key(|(rank, id, _)| (*rank, id.clone()));

@@ -17,6 +17,63 @@ pub const ROLES: &[&str] = &["system", "user", "assistant"];
 /// Problems listed in the error; the others are counted.
 const SHOWN: usize = 10;
 
+/// A dataset that is not sent: every problem found (the first [`SHOWN`]
+/// listed, the others counted), so one pass over the data fixes them all.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", listed(.problems))]
+pub struct DatasetError {
+    pub problems: Vec<Problem>,
+}
+
+/// One problem of a dataset.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Problem {
+    /// A record that is no training example, named as in "record `id`".
+    #[error("{record}: {source}")]
+    Example { record: String, source: ExampleError },
+    #[error("{examples} examples; fine-tuning needs at least {min} (`min_examples`)")]
+    TooFew { examples: usize, min: u64 },
+}
+
+/// Why a record is no training example; `at` counts messages from 1.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExampleError {
+    #[error("`messages` is not a list")]
+    NotAList,
+    #[error("no `messages` field")]
+    NoMessages,
+    #[error("`messages` is empty")]
+    Empty,
+    #[error("message {at} is not an object with `role` and `content`")]
+    NotAnObject { at: usize },
+    #[error("message {at} has role `{role}`; the roles are {}", ROLES.join(", "))]
+    UnknownRole { at: usize, role: String },
+    #[error("message {at} has no `role`")]
+    NoRole { at: usize },
+    #[error("message {at} ({role}) has no content")]
+    NoContent { at: usize, role: String },
+    #[error("message {at} ({role}): `content` is not a string")]
+    ContentNotText { at: usize, role: String },
+    #[error("message {at} ({role}): `weight` must be 0 or 1, on assistant messages only")]
+    Weight { at: usize, role: String },
+    #[error("the last message is from the {last}; a training example ends with the assistant's answer")]
+    LastNotAssistant { last: String },
+}
+
+/// The text of a [`DatasetError`].
+fn listed(problems: &[Problem]) -> String {
+    let n = problems.len();
+    let mut text = format!("the training data has {n} problem{} (nothing was sent):", if n == 1 { "" } else { "s" });
+    for p in problems.iter().take(SHOWN) {
+        text.push_str("\n  ");
+        text.push_str(&p.to_string());
+    }
+    if n > SHOWN {
+        text.push_str(&format!("\n  ... and {} more", n - SHOWN));
+    }
+    text
+}
+
 /// A checked dataset, as the bytes to upload or write.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -29,7 +86,7 @@ pub struct Dataset {
 
 impl Dataset {
     /// Checks every record and writes the JSONL; `Err` lists the problems.
-    pub fn from_records(records: &[Record], min_examples: u64) -> Result<Dataset, String> {
+    pub fn from_records(records: &[Record], min_examples: u64) -> Result<Dataset, DatasetError> {
         let mut problems = Vec::new();
         let mut jsonl = Vec::new();
         for (i, r) in records.iter().enumerate() {
@@ -38,30 +95,17 @@ impl Dataset {
                     serde_json::to_writer(&mut jsonl, &line).expect("json");
                     jsonl.push(b'\n');
                 }
-                Err(e) => problems.push(format!("{}: {e}", name(r, i))),
+                Err(source) => problems.push(Problem::Example { record: name(r, i), source }),
             }
         }
         if (records.len() as u64) < min_examples {
-            problems.push(format!(
-                "{} examples; fine-tuning needs at least {min_examples} (`min_examples`)",
-                records.len()
-            ));
+            problems.push(Problem::TooFew { examples: records.len(), min: min_examples });
         }
         if problems.is_empty() {
             let hash = ContentHash::of(&jsonl);
             return Ok(Dataset { jsonl, examples: records.len(), hash });
         }
-        let n = problems.len();
-        let mut text =
-            format!("the training data has {n} problem{} (nothing was sent):", if n == 1 { "" } else { "s" });
-        for p in problems.iter().take(SHOWN) {
-            text.push_str("\n  ");
-            text.push_str(p);
-        }
-        if n > SHOWN {
-            text.push_str(&format!("\n  ... and {} more", n - SHOWN));
-        }
-        Err(text)
+        Err(DatasetError { problems })
     }
 }
 
@@ -78,34 +122,34 @@ fn name(r: &Record, i: usize) -> String {
 /// One training line: the record's messages, with the fields a
 /// fine-tuning API reads (`role`, `content`, and `name` or `weight` where
 /// given); the record's other fields (ids, scores, provenance) stay out.
-fn example(r: &Record) -> Result<Value, String> {
+fn example(r: &Record) -> Result<Value, ExampleError> {
     let messages = match r.get("messages") {
         Some(Value::Array(m)) => m,
-        Some(_) => return Err("`messages` is not a list".into()),
-        None => return Err("no `messages` field".into()),
+        Some(_) => return Err(ExampleError::NotAList),
+        None => return Err(ExampleError::NoMessages),
     };
     if messages.is_empty() {
-        return Err("`messages` is empty".into());
+        return Err(ExampleError::Empty);
     }
     let mut out = Vec::with_capacity(messages.len());
     for (j, m) in messages.iter().enumerate() {
         let at = j + 1;
         let Some(m) = m.as_object() else {
-            return Err(format!("message {at} is not an object with `role` and `content`"));
+            return Err(ExampleError::NotAnObject { at });
         };
         let role = match m.get("role") {
             Some(Value::String(role)) if ROLES.contains(&role.as_str()) => role.as_str(),
             Some(Value::String(role)) => {
-                return Err(format!("message {at} has role `{role}`; the roles are {}", ROLES.join(", ")));
+                return Err(ExampleError::UnknownRole { at, role: role.clone() });
             }
-            _ => return Err(format!("message {at} has no `role`")),
+            _ => return Err(ExampleError::NoRole { at }),
         };
         match m.get("content") {
             Some(Value::String(c)) if !c.trim().is_empty() => {}
             Some(Value::String(_)) | None | Some(Value::Null) => {
-                return Err(format!("message {at} ({role}) has no content"));
+                return Err(ExampleError::NoContent { at, role: role.to_string() });
             }
-            Some(_) => return Err(format!("message {at} ({role}): `content` is not a string")),
+            Some(_) => return Err(ExampleError::ContentNotText { at, role: role.to_string() }),
         }
         let mut kept = Map::new();
         for field in ["role", "content", "name", "weight"] {
@@ -115,16 +159,14 @@ fn example(r: &Record) -> Result<Value, String> {
         }
         if let Some(w) = m.get("weight") {
             if role != "assistant" || !(w == 0 || w == 1) {
-                return Err(format!("message {at} ({role}): `weight` must be 0 or 1, on assistant messages only"));
+                return Err(ExampleError::Weight { at, role: role.to_string() });
             }
         }
         out.push(Value::Object(kept));
     }
     let last = messages.last().and_then(|m| m["role"].as_str()).unwrap_or_default();
     if last != "assistant" {
-        return Err(format!(
-            "the last message is from the {last}; a training example ends with the assistant's answer"
-        ));
+        return Err(ExampleError::LastNotAssistant { last: last.to_string() });
     }
     Ok(json!({ "messages": out }))
 }
@@ -170,7 +212,7 @@ mod tests {
         ));
         records.push(rec(json!({"id": 9, "prompt": "no messages"})));
         records.push(rec(json!({"id": "e", "messages": []})));
-        let e = Dataset::from_records(&records, 10).unwrap_err();
+        let e = Dataset::from_records(&records, 10).unwrap_err().to_string();
         assert!(e.starts_with("the training data has 5 problems (nothing was sent):"), "{e}");
         assert!(e.contains("record 6: the last message is from the user;"), "{e}");
         assert!(e.contains("record `b`: message 1 has role `bot`; the roles are system, user, assistant"), "{e}");
@@ -179,14 +221,14 @@ mod tests {
         assert!(e.contains("record `e`: `messages` is empty"), "{e}");
         assert!(!e.contains("at least"), "10 records are enough: {e}");
 
-        let e = Dataset::from_records(&records[..5], 10).unwrap_err();
+        let e = Dataset::from_records(&records[..5], 10).unwrap_err().to_string();
         assert!(e.contains("5 examples; fine-tuning needs at least 10 (`min_examples`)"), "{e}");
     }
 
     #[test]
     fn long_lists_are_cut() {
         let records: Vec<Record> = (0..30).map(|i| rec(json!({"id": i, "messages": "x"}))).collect();
-        let e = Dataset::from_records(&records, 1).unwrap_err();
+        let e = Dataset::from_records(&records, 1).unwrap_err().to_string();
         assert!(e.contains("30 problems") && e.contains("... and 20 more"), "{e}");
     }
 }

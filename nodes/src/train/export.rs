@@ -34,7 +34,8 @@ impl BarrierStage for ExportRun {
     ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
         Box::pin(async move {
             let records: Vec<Record> = inputs.into_iter().flatten().collect();
-            let data = Dataset::from_records(&records, self.config.min_examples()).map_err(NodeError::new)?;
+            let data = Dataset::from_records(&records, self.config.min_examples())
+                .map_err(|e| NodeError::new(e.to_string()))?;
             Ok(self.export(data))
         })
     }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use flow_engine::{Artifact, BarrierStage, Meter, NodeError, Provider, Record, META_JSON, SUMMARY_MD};
 
 use super::{upload, Dataset, TrainConfig, TRAIN_JSONL};
-use crate::backend::{Backend, CallOpts};
+use crate::backend::{Backend, CallOpts, Unusable};
 
 /// A job's status, as the node's `statuses` classify it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +65,10 @@ impl BarrierStage for JobRun {
 }
 
 /// Whether an answer names what it made (a file, a job).
-fn has_id(v: &Value) -> Result<(), String> {
+fn has_id(v: &Value) -> Result<(), Unusable> {
     match v["id"].as_str() {
         Some(id) if !id.is_empty() => Ok(()),
-        _ => Err(format!("the answer has no `id`: {}", shown(v))),
+        _ => Err(Unusable::NoId { shown: shown(v) }),
     }
 }
 
@@ -127,7 +127,7 @@ impl JobRun {
     async fn follow(self: Box<Self>, records: Vec<Record>) -> Result<(Vec<Record>, Vec<Artifact>), NodeError> {
         let c = &self.config;
         let node = &self.node;
-        let data = Dataset::from_records(&records, c.min_examples()).map_err(NodeError::new)?;
+        let data = Dataset::from_records(&records, c.min_examples()).map_err(|e| NodeError::new(e.to_string()))?;
         let file = self
             .backend
             .upload(&c.paths.files, upload(&data), self.opts(), has_id)
