@@ -329,6 +329,32 @@ fn rejected(spec: &str) -> String {
     message
 }
 
+/// A server's `Retry-After` may be anything: a wait past the clock's range,
+/// not a number, a date. Each is capped or ignored (never a panic that
+/// leaves the node cancelled and the run "succeeded"), and every case is
+/// answered after its retry.
+#[test]
+fn hostile_retry_after_values_are_survived() {
+    for headers in [
+        vec![("retry-after", "1e300")],
+        vec![("retry-after-ms", "inf")],
+        vec![("retry-after", "NaN"), ("retry-after-ms", "-1")],
+        vec![("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")],
+    ] {
+        let server = LlmServer::start(ServerConfig {
+            fail_every: Some(3),
+            throttle_headers: headers.clone(),
+            ..Default::default()
+        });
+        let p = project(6, &spec(&server.base_url(), 2, ANSWERS));
+        let m = run_ok(&p, &[]);
+        assert_eq!(m["status"], "succeeded", "{headers:?}");
+        let c = calls(&m, "answers");
+        assert!(count(&c, "retries") >= 1, "{headers:?}: {c}");
+        assert_all_answered(&show(&p, "answers"), 6);
+    }
+}
+
 #[test]
 fn validate_rejects_bad_backend_specs() {
     let url = "http://127.0.0.1:9/v1";
@@ -341,6 +367,14 @@ fn validate_rejects_bad_backend_specs() {
 
     let e = rejected(&good.replace("backend: bot", "backend: bto"));
     assert!(e.contains("did you mean `bot`"), "{e}");
+
+    // Durations that read as durations but cannot work.
+    let e = rejected(&good.replace("timeout: 10s", "timeout: 0s"));
+    assert!(e.contains("`timeout: 0s` would fail every call"), "{e}");
+    let e = rejected(&good.replace("max_delay: 200ms", "max_delay: 5000000000000000000s"));
+    assert!(e.contains("`retry.max_delay: ") && e.contains("is longer than a day"), "{e}");
+    let e = rejected(&good.replace("initial_delay: 10ms", "initial_delay: 2s"));
+    assert!(e.contains("`retry.initial_delay: 2s` is longer than `retry.max_delay: 200ms`"), "{e}");
 
     let e = rejected(&good.replace("{{question}}", "{{questoin}}"));
     assert!(e.contains("questoin") && e.contains("question"), "{e}");

@@ -47,8 +47,11 @@ pub struct ServerConfig {
     /// How long each request is held before it is answered (failures too).
     pub latency: Duration,
     /// `Some(n)`: every n-th request fails, alternately with 429 (with
-    /// `Retry-After: 0`) and 500, starting with 429.
+    /// [`ServerConfig::throttle_headers`]) and 500, starting with 429.
     pub fail_every: Option<u32>,
+    /// The headers of an injected 429: `Retry-After: 0` by default; a
+    /// hostile server's `1e300` or `inf` in tests of the client.
+    pub throttle_headers: Vec<(&'static str, &'static str)>,
     /// `Some(key)`: requests without `Authorization: Bearer <key>` get 401.
     pub api_key: Option<String>,
     /// Keep the bodies of successful requests for [`LlmServer::bodies`].
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
         Self {
             latency: Duration::ZERO,
             fail_every: None,
+            throttle_headers: vec![("retry-after", "0")],
             api_key: None,
             record_bodies: true,
             reply: None,
@@ -343,7 +347,9 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             // Failures alternate: the 1st, 3rd, ... is a 429, the others a 500.
             return Err(if (n / every) % 2 == 1 {
                 let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)", "rate_limit_error");
-                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("0"));
+                for (name, value) in &s.cfg.throttle_headers {
+                    r.headers_mut().insert(*name, header::HeaderValue::from_static(value));
+                }
                 r
             } else {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "server error (injected)", "server_error")

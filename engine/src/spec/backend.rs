@@ -147,7 +147,61 @@ pub struct SimSpec {
     pub latency: Option<Duration>,
 }
 
+/// The longest any duration of a backend may be (a day): past it a value
+/// is a slip of the keyboard (`max_delay: 5000000000000000000s`), and
+/// waiting that long would overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A duration field of a backend that reads as a duration but cannot work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurationProblem {
+    /// Where it is under the backend (`["retry", "max_delay"]`).
+    pub field: &'static [&'static str],
+    pub message: String,
+    pub hint: &'static str,
+}
+
 impl BackendSpec {
+    /// The durations that parse but cannot work: a zero `timeout` fails
+    /// every call; one past [`MAX_DURATION`] is a typo; an `initial_delay`
+    /// past `max_delay` never backs off.
+    pub fn duration_problems(&self) -> Vec<DurationProblem> {
+        let mut out = Vec::new();
+        let shown = |d: &Duration| format_duration(d);
+        let mut too_long = |field: &'static [&'static str], d: Option<Duration>| {
+            if let Some(d) = d.filter(|d| *d > MAX_DURATION) {
+                out.push(DurationProblem {
+                    field,
+                    message: format!("`{}: {}` is longer than a day", field.join("."), shown(&d)),
+                    hint: "write a duration of a day or less, e.g. `30s` or `2m`",
+                });
+            }
+        };
+        too_long(&["timeout"], self.timeout);
+        too_long(&["retry", "initial_delay"], Some(self.retry.initial_delay));
+        too_long(&["retry", "max_delay"], Some(self.retry.max_delay));
+        too_long(&["sim", "latency"], self.sim.as_ref().and_then(|s| s.latency));
+        if self.timeout == Some(Duration::ZERO) {
+            out.push(DurationProblem {
+                field: &["timeout"],
+                message: "`timeout: 0s` would fail every call before it is sent".into(),
+                hint: "write how long a request may take, e.g. `timeout: 60s` (the default)",
+            });
+        }
+        if self.retry.initial_delay > self.retry.max_delay && self.retry.max_delay <= MAX_DURATION {
+            out.push(DurationProblem {
+                field: &["retry", "initial_delay"],
+                message: format!(
+                    "`retry.initial_delay: {}` is longer than `retry.max_delay: {}`",
+                    shown(&self.retry.initial_delay),
+                    shown(&self.retry.max_delay)
+                ),
+                hint: "the first retry waits `initial_delay`, later ones up to `max_delay`: make it the shorter",
+            });
+        }
+        out
+    }
+
     /// The model requests name.
     pub fn model(&self) -> &str {
         match (&self.model, self.provider) {
@@ -359,6 +413,13 @@ impl super::Parser<'_> {
                         .hint("write the variable's name itself: `api_key_env: OPENAI_API_KEY`")
                         .redacted();
                     self.diags.push(d);
+                }
+                Ok(spec) if !spec.duration_problems().is_empty() => {
+                    for p in spec.duration_problems() {
+                        let at = p.field.iter().fold(path.clone(), |at, k| at.key(*k));
+                        self.diags
+                            .push(self.file.at_value(&at, format!("backend `{name}`: {}", p.message)).hint(p.hint));
+                    }
                 }
                 Ok(spec) => {
                     if spec.provider == Provider::Openai && spec.model.is_none() {

@@ -449,7 +449,9 @@ impl Backend {
             .retry(backoff)
             .when(|e: &CallError| e.retryable)
             // The server knows best when to come back.
-            .adjust(|e: &CallError, d| d.map(|d| e.retry_after.map(|r| r.min(retry.max_delay * 4)).unwrap_or(d)))
+            .adjust(|e: &CallError, d| {
+                d.map(|d| e.retry_after.map(|r| r.min(retry.max_delay.saturating_mul(4))).unwrap_or(d))
+            })
             .notify(|e: &CallError, d| {
                 opts.meter.retry();
                 tracing::debug!(backend = %self.name, error = %e, wait = ?d, "retrying");

@@ -180,17 +180,32 @@ pub fn multipart(file: &Upload<'_>) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// `Retry-After` in seconds (or OpenAI's `retry-after-ms`). An HTTP date is
-/// left to the backoff.
+/// The longest wait a server's `Retry-After` is taken at its word for; the
+/// backend caps it again by its `retry.max_delay`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The server's wait: OpenAI's `retry-after-ms`, else `Retry-After` in
+/// seconds or as an HTTP date. Whatever a hostile or broken server sends
+/// (`1e300`, `inf`, `NaN`, a negative number, a date long past) is a wait
+/// of at most [`MAX_RETRY_AFTER`], or none: never a panic.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = h.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    h.get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite())
-        .map(|s| Duration::from_secs_f64(s.max(0.0)))
+    let header = |name| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let seconds =
+        |s: f64| Duration::try_from_secs_f64(s).ok().or((s.is_finite() && s > 0.0).then_some(MAX_RETRY_AFTER));
+    let wait = match header("retry-after-ms").and_then(|s| s.parse::<f64>().ok()).filter(|ms| *ms >= 0.0) {
+        Some(ms) => seconds(ms / 1000.0),
+        None => {
+            let text = header(RETRY_AFTER.as_str())?;
+            match text.parse::<f64>() {
+                Ok(s) => Some(s).filter(|s| *s >= 0.0).and_then(seconds),
+                Err(_) => {
+                    let at = httpdate::parse_http_date(text).ok()?;
+                    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+                }
+            }
+        }
+    };
+    wait.map(|w| w.min(MAX_RETRY_AFTER))
 }
 
 /// reqwest's message and its causes, on one line ("error sending request:
@@ -221,6 +236,28 @@ mod tests {
         h.insert("retry-after-ms", HeaderValue::from_static("150"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_hostile_retry_after_is_capped_or_ignored() {
+        let wait = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            retry_after(&h)
+        };
+        assert_eq!(wait("retry-after", "1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("retry-after", "inf"), None, "not finite: the backoff decides");
+        assert_eq!(wait("retry-after", "NaN"), None);
+        assert_eq!(wait("retry-after", "-5"), None);
+        assert_eq!(wait("retry-after-ms", "inf"), None);
+        assert_eq!(wait("retry-after-ms", "1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date past");
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        let w = retry_after(&h).unwrap();
+        assert!(w > Duration::from_secs(85) && w <= Duration::from_secs(90), "{w:?}");
+        assert_eq!(wait("retry-after", "soon"), None);
     }
 
     #[test]
