@@ -326,15 +326,10 @@ impl Backend {
         memo_key_of(&self.identity, endpoint, body, sample)
     }
 
-    /// One call: memo, limits, transport, retries, accounting.
-    pub async fn call(&self, endpoint: Endpoint, body: Value, opts: CallOpts<'_>) -> Result<Reply, CallError> {
-        self.call_checked(endpoint, body, opts, |_| Ok(())).await
-    }
-
-    /// [`Backend::call`], where `usable` says whether a response the server
-    /// sent with success holds what the caller needs (a chat answer's
-    /// content). One that does not is a failed call: counted as an error and
-    /// not memoized.
+    /// One call: memo, limits, transport, retries, accounting. `usable`
+    /// says whether a response the server sent with success holds what the
+    /// caller needs (a chat answer's content); one that does not is a failed
+    /// call: counted as an error and not memoized.
     pub async fn call_checked(
         &self,
         endpoint: Endpoint,
