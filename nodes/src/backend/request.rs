@@ -30,7 +30,7 @@ pub(super) fn estimate_tokens(body: &Value, max_tokens: Option<u64>) -> u32 {
     (chars / 4 + max_tokens.unwrap_or(256)).min(u32::MAX as u64) as u32
 }
 
-/// The call-memo key of a request to the backend `spec`: what [`Backend::call`]
+/// The call-memo key of a request to the backend `spec`: what [`Backend::call_checked`]
 /// looks up, computable without a live backend (so `flow plan` can tell
 /// which calls are memoized). Sample 0 has none, so `repeat: 1` and the
 /// first of `repeat: n` share their answer.
