@@ -1,6 +1,7 @@
 //! `flow cache ls` and `flow cache gc`: what the workspace holds, and
 //! reclaiming what no kept run and no current entry needs.
 
+use crate::out::outln;
 use std::time::Duration;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
@@ -40,9 +41,9 @@ pub fn ls(store: &Store) -> anyhow::Result<()> {
             m.key.hex()[..12].to_string(),
         ]);
     }
-    println!("{table}");
+    outln!("{table}");
     let u = store.usage()?;
-    println!(
+    outln!(
         "{} entries ({} current); {} runs; {} objects, {}; call memo {}; {} temp files\n(old: not what the next run of its spec would reuse; `flow cache gc` removes old entries no kept run uses)",
         entries.len(),
         entries.iter().filter(|e| e.current).count(),
@@ -58,7 +59,7 @@ pub fn ls(store: &Store) -> anyhow::Result<()> {
 pub fn gc(store: &Store, keep_runs: usize, min_age: Duration, dry_run: bool) -> anyhow::Result<()> {
     let r = store.gc(keep_runs, min_age, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
-    println!(
+    outln!(
         "{verb} {} runs, {} cache entries, {} objects, {} temp files: {}; kept {} runs and {} objects",
         r.runs.len(),
         r.manifests,

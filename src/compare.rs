@@ -2,6 +2,7 @@
 //! one node's outputs in two stored runs, without writing a node for it.
 //! Same code, same default settings, same table; no gates, so it exits 0.
 
+use crate::out::out;
 use std::io::{BufRead, BufReader};
 
 use flow_engine::cache::Store;
@@ -34,7 +35,7 @@ pub fn compare(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<()
     let (baseline, candidate) = (side(a)?, side(b)?);
     let comparison = compare::compare(&baseline, &[candidate], &Settings::default())
         .map_err(|e| anyhow::anyhow!("cannot compare `{node}` between runs `{a}` and `{b}`: {e}"))?;
-    print!("{}", report::markdown(&comparison, &[]));
+    out!("{}", report::markdown(&comparison, &[]));
     Ok(())
 }
 

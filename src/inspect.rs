@@ -1,5 +1,6 @@
 //! `flow show` and `flow runs`: reading what past runs stored.
 
+use crate::out::outln;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 
@@ -96,9 +97,9 @@ pub fn runs(store: &Store, limit: usize) -> anyhow::Result<()> {
         ]);
     }
     if ids.is_empty() {
-        println!("no runs yet in {}", store.root().display());
+        outln!("no runs yet in {}", store.root().display());
     } else {
-        println!("{table}");
+        outln!("{table}");
     }
     Ok(())
 }

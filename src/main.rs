@@ -6,9 +6,11 @@ mod compare;
 mod explain;
 mod init;
 mod inspect;
+mod out;
 mod progress;
 mod report;
 
+use crate::out::{out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -234,9 +236,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Validate { spec } => {
             let plan = compile(&spec)?;
-            println!("spec `{}` is valid: {} nodes", plan.spec_name, plan.nodes.len());
+            outln!("spec `{}` is valid: {} nodes", plan.spec_name, plan.nodes.len());
             for n in &plan.nodes {
-                println!("  {}  {}  → {}", n.name, n.kind, n.compiled.output);
+                outln!("  {}  {}  → {}", n.name, n.kind, n.compiled.output);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -252,7 +254,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                         .hint(suggest(&name, names, "a node"))
                         .into());
                 };
-                print!("{}", explain::explain(&plan, &assessed, &store, i)?);
+                out!("{}", explain::explain(&plan, &assessed, &store, i)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let calls = {
@@ -271,12 +273,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             };
             use flow_engine::render;
             match format {
-                PlanFormat::Text => print!("{}", render::text(&plan, &assessed, &calls)),
-                PlanFormat::Dot => print!("{}", render::dot(&plan, &assessed, &calls)),
-                PlanFormat::Mermaid => print!("{}", render::mermaid(&plan, &assessed, &calls)),
+                PlanFormat::Text => out!("{}", render::text(&plan, &assessed, &calls)),
+                PlanFormat::Dot => out!("{}", render::dot(&plan, &assessed, &calls)),
+                PlanFormat::Mermaid => out!("{}", render::mermaid(&plan, &assessed, &calls)),
                 PlanFormat::Json => {
                     let json = render::json(&plan, &assessed, &calls);
-                    println!("{}", serde_json::to_string_pretty(&json).expect("json"))
+                    outln!("{}", serde_json::to_string_pretty(&json).expect("json"))
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -309,12 +311,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Schema => {
             let schema = flow_engine::schema::spec_schema(&flow_nodes::registry());
-            println!("{}", serde_json::to_string_pretty(&schema).expect("a schema serializes"));
+            outln!("{}", serde_json::to_string_pretty(&schema).expect("a schema serializes"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { template, dir } => {
             let spec = init::init(template, &dir)?;
-            println!(
+            outln!(
                 "wrote {}; run it with `flow run {}` (offline, on the built-in `sim` backend)",
                 spec.display(),
                 spec.display()
@@ -418,7 +420,7 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     // The report is a view of the run, not its outcome: failing to write it
     // is a warning.
     match report::write(&store, Some(&plan), &manifest) {
-        Ok(path) if !json => println!("report: {}", path.display()),
+        Ok(path) if !json => outln!("report: {}", path.display()),
         Ok(_) => {}
         Err(e) => eprintln!("warning: no report: {e:#}"),
     }

@@ -2,6 +2,7 @@
 //! on a terminal (indicatif), plain lines otherwise, `--json` event lines
 //! for machines; then a summary table and each node's summary.
 
+use crate::out::outln;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl Display {
     pub async fn consume(self, mut rx: UnboundedReceiver<RunEvent>) -> Self {
         while let Some(ev) = rx.recv().await {
             match (&self.mode, ev) {
-                (Mode::Json, ev) => println!("{}", event_json(&ev)),
+                (Mode::Json, ev) => outln!("{}", event_json(&ev)),
                 (Mode::Bars { bars, .. }, RunEvent::NodeStarted { node, cached, .. }) => {
                     if let Some(b) = bars.get(&node) {
                         b.enable_steady_tick(Duration::from_millis(120));
@@ -89,7 +90,7 @@ impl Display {
     /// The end-of-run table and each node's summary.
     pub fn finish(&self, store: &Store, m: &RunManifest) {
         if matches!(self.mode, Mode::Json) {
-            println!("{}", json!({"event": "run_finished", "run_id": m.run_id, "status": m.status, "error": m.error}));
+            outln!("{}", json!({"event": "run_finished", "run_id": m.run_id, "status": m.status, "error": m.error}));
             return;
         }
         let mut table = Table::new();
@@ -120,16 +121,16 @@ impl Display {
             }
             table.add_row(row);
         }
-        println!("{table}");
+        outln!("{table}");
         for n in &m.nodes {
             if n.artifacts.contains_key(SUMMARY_MD) {
                 if let Ok(text) = std::fs::read_to_string(store.run_dir(&m.run_id).join(&n.name).join(SUMMARY_MD)) {
-                    println!("\n{} ({})\n{}", n.name, n.kind, text.trim_end());
+                    outln!("\n{} ({})\n{}", n.name, n.kind, text.trim_end());
                 }
             }
         }
         if let Some(c) = &m.calls {
-            println!(
+            outln!(
                 "\ncalls: {} sent, {} from the memo, {} retries, {} failed; tokens: {} in, {} out; cost: {}",
                 c.requests,
                 c.memo_hits,
@@ -145,7 +146,7 @@ impl Display {
         let folder = store.run_dir(&m.run_id);
         match m.status {
             RunStatus::Succeeded => {
-                println!("\nrun {} succeeded: {ran} ran, {cached} cached; {}", m.run_id, folder.display())
+                outln!("\nrun {} succeeded: {ran} ran, {cached} cached; {}", m.run_id, folder.display())
             }
             RunStatus::Interrupted => {
                 eprintln!("\nrun {} interrupted; finished nodes are kept and will be reused", m.run_id)

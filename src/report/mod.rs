@@ -19,6 +19,7 @@
 mod data;
 mod page;
 
+use crate::out::outln;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -70,7 +71,7 @@ pub fn view(store: &Store, run: Option<&str>, open: bool) -> Result<(), Failure>
         }
         path = write(store, None, &manifest)?;
     }
-    println!("{}", path.display());
+    outln!("{}", path.display());
     if open {
         open_in_browser(&path);
     }

@@ -121,3 +121,50 @@ fn committed_schema_is_current() {
     }
     assert!(printed["properties"]["backends"]["additionalProperties"].is_object());
 }
+
+/// `flow <args>` in `dir` with its standard output a pipe whose reading end
+/// is closed before it starts (`flow runs | head` after `head` exits): its
+/// exit code and standard error.
+fn with_closed_stdout(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (read, write) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    drop(read);
+    let out = std::process::Command::new(crate::common::FLOW)
+        .args(args)
+        .current_dir(dir)
+        .stdout(write)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every command that prints ends quietly when its output is gone, and a
+/// run still records itself and writes its report.
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    let p = Project::demo();
+    let (code, err) = with_closed_stdout(p.dir.path(), &["run", "specs/demo.yaml", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let run = p.latest_run("specs/.flow");
+    assert_eq!(run["status"], "succeeded");
+    let report = p.path(&format!("specs/.flow/runs/{}/report.html", run["run_id"].as_str().unwrap()));
+    assert!(report.is_file(), "the report is written");
+    for args in [
+        &["runs"][..],
+        &["schema"],
+        &["plan", "specs/demo.yaml", "--format", "json"],
+        &["validate", "specs/demo.yaml"],
+        &["cache", "ls"],
+        &["show", "scores"],
+    ] {
+        let (code, err) = with_closed_stdout(p.dir.path(), args);
+        assert!(!err.contains("panicked"), "flow {args:?}: {err}");
+        assert_eq!(code, Some(0), "flow {args:?}: {err}");
+    }
+}
