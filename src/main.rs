@@ -35,6 +35,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILED: u8 = 1;
 /// Exit code after Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code after SIGTERM (128 + SIGTERM), what `timeout`, CI runners and
+/// Kubernetes send.
+const EXIT_TERMINATED: u8 = 143;
 
 #[derive(Parser)]
 #[command(name = "flow", version, about = "Declarative, cached, streaming pipelines for LLM evaluation")]
@@ -391,6 +394,24 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
         .map_err(usage)
 }
 
+/// Waits for Ctrl-C or, on Unix, SIGTERM: both stop a run the same way
+/// (interrupted, what finished kept, a report). The exit code is the
+/// shell's for the signal.
+async fn interruption() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return EXIT_INTERRUPTED,
+                _ = term.recv() => return EXIT_TERMINATED,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    EXIT_INTERRUPTED
+}
+
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
     // One assessment for both the backends and the run: a cache entry that
     // appears or goes in between cannot make a node run without its backend.
@@ -401,10 +422,12 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let display = progress::Display::new(&plan, json);
+    let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
     let manifest = runtime.block_on(async {
         let printer = tokio::spawn(display.consume(rx));
         let interrupt = async {
-            let _ = tokio::signal::ctrl_c().await;
+            let code = interruption().await;
+            signalled.store(code, std::sync::atomic::Ordering::Relaxed);
         };
         let result =
             flow_engine::run(plan.clone(), store.clone(), assessed, RunOptions { force, context }, tx, interrupt).await;
@@ -426,7 +449,7 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        RunStatus::Interrupted => ExitCode::from(signalled.load(std::sync::atomic::Ordering::Relaxed)),
         RunStatus::Failed | RunStatus::Running => ExitCode::from(EXIT_FAILED),
     })
 }

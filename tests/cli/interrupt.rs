@@ -108,6 +108,23 @@ fn ctrl_c_stops_cleanly_and_records_the_run_as_interrupted() {
     assert_eq!(std::fs::read_dir(p.path("specs/.flow/tmp")).unwrap().count(), 0, "temp objects removed");
 }
 
+/// SIGTERM stops a run as Ctrl-C does, with the shell's code for it.
+#[test]
+fn sigterm_stops_a_run_like_ctrl_c() {
+    let p = two_branches(400_000);
+    let mut child = start_and_wait_for_small(&p);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "exit code after SIGTERM");
+    let run = p.latest_run("specs/.flow");
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(node(&run, "small_scores")["status"], "ran");
+    assert_eq!(node(&run, "big_scores")["status"], "cancelled");
+    let report = p.path(&format!("specs/.flow/runs/{}/report.html", run["run_id"].as_str().unwrap()));
+    assert!(report.is_file(), "an interrupted run writes its report");
+}
+
 /// Calls made before Ctrl-C are accounted for, and answers received are in
 /// the memo: the next run repeats none of them.
 #[test]
