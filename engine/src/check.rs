@@ -197,6 +197,14 @@ impl<'a> CheckCx<'a> {
     /// that names it.
     pub fn input_file(&mut self, at: &YamlPath, written: &str) -> Option<PathBuf> {
         let path = self.file.resolve(written);
+        // Only a regular file: reading a device (`/dev/zero`) or a FIFO would
+        // never end, and a folder is not data.
+        if let Some(meta) = std::fs::metadata(&path).ok().filter(|m| !m.is_file()) {
+            let what = if meta.is_dir() { "a folder" } else { "not a regular file (a device, a FIFO or a socket)" };
+            let message = format!("input file `{written}` of node `{}` is {what} ({})", self.node, path.display());
+            self.error(at, message, Some("point it at a data file (JSONL, JSON or CSV)".into()));
+            return None;
+        }
         match flow_cache::hash_file(&path) {
             Ok(hash) => {
                 self.files.push(FileInput { written: written.to_string(), path: path.clone(), hash });

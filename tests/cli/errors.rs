@@ -58,3 +58,37 @@ fn bad_set_and_rerun_are_usage_errors() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("cannot read spec specs/nope.yaml"), "{}", r.stderr);
 }
+
+/// Inputs that would keep `flow validate` busy for a minute or for ever are
+/// refused at once, where they are: a spec nested 100,000 deep, a `load`
+/// of a device or a FIFO.
+#[test]
+fn endless_inputs_are_refused_at_once() {
+    let p = Project::empty();
+    p.write("deep.yaml", &format!("flow: 1\nnodes:\n  a: {}1{}\n", "[".repeat(100_000), "]".repeat(100_000)));
+    let started = std::time::Instant::now();
+    let r = p.flow(&["validate", "deep.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the spec nests deeper than 200 levels") && r.stderr.contains("deep.yaml:3:"),
+        "{}",
+        r.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+
+    let fifo = p.path("data/pipe.jsonl");
+    std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in ["/dev/zero", "data/pipe.jsonl"] {
+        p.write("load.yaml", &format!("flow: 1\nnodes:\n  a: {{kind: load, path: {path}, format: jsonl}}\n"));
+        let r = p.flow(&["validate", "load.yaml"]);
+        assert_eq!(r.code, 2, "{path}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("is not a regular file") && r.stderr.contains("load.yaml:3:"),
+            "{path}: {}",
+            r.stderr
+        );
+    }
+}

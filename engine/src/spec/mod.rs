@@ -10,6 +10,7 @@
 //! where it is written; nothing stops at the first.
 
 pub mod backend;
+mod depth;
 mod expand;
 mod interp;
 mod locate;
@@ -213,6 +214,11 @@ fn read_yaml(path: &Path, text: String) -> Result<(SpecFile, Value), Diagnostic>
         index: LocationIndex::default(),
         template: false,
     };
+    if let Some((line, col)) = depth::too_deep(&file.source.text) {
+        return Err(Diagnostic::new(format!("the spec nests deeper than {} levels", depth::MAX_DEPTH))
+            .at(&file.source, Some(Loc { line, col, width: 1 }))
+            .hint("no spec needs this: check for a runaway `[` or `{`, or a generated file"));
+    }
     let value: Value = match serde_yaml::from_str(&file.source.text) {
         Ok(v) => v,
         Err(e) => {
