@@ -329,6 +329,54 @@ fn rejected(spec: &str) -> String {
     message
 }
 
+/// A 501 (the server cannot do this) is not retried, unlike a 500; the
+/// node's error says why its calls failed.
+#[test]
+fn a_501_is_not_retried() {
+    let server = LlmServer::start(ServerConfig { fail_every: Some(1), fail_status: Some(501), ..Default::default() });
+    let p = project(3, &spec(&server.base_url(), 1, ANSWERS));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(server.requests(), 3, "one request per case, none repeated");
+    assert!(r.stderr.contains("the last: HTTP 501"), "the cause is in the node's error: {}", r.stderr);
+}
+
+/// A key in the URL's query (`?api-key=`, Azure's and Google's habit)
+/// reaches the server but no file, no output and no error message; a key in
+/// the URL's user information is refused at validate.
+#[test]
+fn keys_in_a_base_url_are_never_written() {
+    let secret = "qs-SECRET-98765";
+    let server = LlmServer::start(ServerConfig::default());
+    let url = format!("{}?api-version=1&api-key={secret}", server.base_url());
+    let p = project(3, &spec(&url, 2, ANSWERS));
+    let mut printed = String::new();
+    for args in [&["run", SPEC][..], &["plan", SPEC], &["runs"]] {
+        let r = flow(&p, args, &[("FLOW_LOG", "debug")]);
+        assert_eq!(r.code, 0, "flow {args:?}:\n{}{}", r.stdout, r.stderr);
+        printed.push_str(&r.stdout);
+        printed.push_str(&r.stderr);
+    }
+    assert_eq!(server.successes(), 3, "the calls went to the URL's path, its query kept");
+    // A server that is not there: the error names the URL, not the key.
+    p.write(SPEC, &spec(&format!("http://127.0.0.1:9/v1?api-key={secret}"), 2, ANSWERS));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("api-key=REDACTED"), "{}", r.stderr);
+    printed.push_str(&r.stderr);
+    assert!(!printed.contains(secret), "flow printed the key:\n{printed}");
+    let mut all = Vec::new();
+    files(p.dir.path(), &mut all);
+    for f in all.iter().filter(|f| !f.ends_with(SPEC)) {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the key", f.display());
+    }
+
+    let e = rejected(&spec("http://user:sk-in-url-42@127.0.0.1:9/v1", 2, ANSWERS));
+    assert!(e.contains("holds credentials") && e.contains("api_key_env"), "{e}");
+    assert!(!e.contains("sk-in-url-42"), "the diagnostic shows the key: {e}");
+}
+
 /// A server's `Retry-After` may be anything: a wait past the clock's range,
 /// not a number, a date. Each is capped or ignored (never a panic that
 /// leaves the node cancelled and the run "succeeded"), and every case is
@@ -368,6 +416,8 @@ fn validate_rejects_bad_backend_specs() {
     let e = rejected(&good.replace("backend: bot", "backend: bto"));
     assert!(e.contains("did you mean `bot`"), "{e}");
 
+    let e = rejected(&good.replace("max_tokens: 64", "max_tokens: 64\n    params: {stream: true}"));
+    assert!(e.contains("flow reads whole answers, not streams"), "{e}");
     // Durations that read as durations but cannot work.
     let e = rejected(&good.replace("timeout: 10s", "timeout: 0s"));
     assert!(e.contains("`timeout: 0s` would fail every call"), "{e}");

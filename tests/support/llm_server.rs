@@ -52,6 +52,8 @@ pub struct ServerConfig {
     /// The headers of an injected 429: `Retry-After: 0` by default; a
     /// hostile server's `1e300` or `inf` in tests of the client.
     pub throttle_headers: Vec<(&'static str, &'static str)>,
+    /// `Some(code)`: the injected failures all answer this status instead.
+    pub fail_status: Option<u16>,
     /// `Some(key)`: requests without `Authorization: Bearer <key>` get 401.
     pub api_key: Option<String>,
     /// Keep the bodies of successful requests for [`LlmServer::bodies`].
@@ -97,6 +99,7 @@ impl Default for ServerConfig {
             latency: Duration::ZERO,
             fail_every: None,
             throttle_headers: vec![("retry-after", "0")],
+            fail_status: None,
             api_key: None,
             record_bodies: true,
             reply: None,
@@ -344,6 +347,10 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     }
     if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
         if n % every == 0 {
+            if let Some(code) = s.cfg.fail_status {
+                let status = StatusCode::from_u16(code).expect("an HTTP status");
+                return Err(error(status, "failure (injected)", "server_error"));
+            }
             // Failures alternate: the 1st, 3rd, ... is a 429, the others a 500.
             return Err(if (n / every) % 2 == 1 {
                 let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)", "rate_limit_error");

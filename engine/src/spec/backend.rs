@@ -225,7 +225,9 @@ impl BackendSpec {
     pub fn identity(&self) -> Value {
         let mut v = json!({
             "provider": self.provider.name(),
-            "base_url": self.base_url(),
+            // Not a key riding in the query: it is not what answers depend
+            // on, and identities are stored.
+            "base_url": super::url::redact(self.base_url()),
             "model": self.model(),
         });
         let o = v.as_object_mut().expect("object");
@@ -412,6 +414,21 @@ impl super::Parser<'_> {
                         .at_value(&path.key("api_key_env"), format!("`api_key_env` of backend `{name}` resolves to something that is not the name of an environment variable (it looks like a key)"))
                         .hint("write the variable's name itself: `api_key_env: OPENAI_API_KEY`")
                         .redacted();
+                    self.diags.push(d);
+                }
+                Ok(spec) if spec.base_url.as_deref().and_then(super::url::userinfo).is_some() => {
+                    let d = self
+                        .file
+                        .at_value(&path.key("base_url"), format!("`base_url` of backend `{name}` holds credentials (`user:...@`)"))
+                        .hint("keep keys out of URLs: export the key and name it with `api_key_env:` (and `api_key_header:` for a header other than `Authorization`)")
+                        .redacted();
+                    self.diags.push(d);
+                }
+                Ok(spec) if spec.params.get("stream").is_some_and(|s| s != &Value::Bool(false)) => {
+                    let d = self
+                        .file
+                        .at_key(&path.key("params").key("stream"), format!("backend `{name}`: flow reads whole answers, not streams"))
+                        .hint("drop `stream` from `params`: a streamed answer is not JSON, and every call would fail and be retried");
                     self.diags.push(d);
                 }
                 Ok(spec) if !spec.duration_problems().is_empty() => {

@@ -18,6 +18,7 @@ mod matrix;
 mod nodes;
 mod scope;
 mod template;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -103,22 +103,28 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+        flow_engine::spec::url::join(&self.base_url, path)
     }
 
     /// Sends `request` and reads a JSON answer; `method` and `url` are for
     /// messages.
     async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
-        let response = request.send().await.map_err(|e| CallError {
-            message: format!("{method} {url}: {}", error_chain(&e)),
-            status: None,
-            retryable: e.is_timeout() || e.is_connect() || e.is_request(),
-            retry_after: None,
+        // Messages show the URL without a key in its query; reqwest's own
+        // errors would show it whole.
+        let url = &flow_engine::spec::url::redact(url);
+        let response = request.send().await.map_err(|e| {
+            let retryable = e.is_timeout() || e.is_connect() || e.is_request();
+            CallError {
+                message: format!("{method} {url}: {}", error_chain(&e.without_url())),
+                status: None,
+                retryable,
+                retry_after: None,
+            }
         })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let text = response.bytes().await.map_err(|e| CallError {
-            message: format!("{method} {url}: reading the response: {}", error_chain(&e)),
+            message: format!("{method} {url}: reading the response: {}", error_chain(&e.without_url())),
             status: Some(status.as_u16()),
             retryable: true,
             retry_after,
@@ -139,7 +145,12 @@ impl Client {
         Err(CallError {
             message: format!("HTTP {code} from {method} {url}: {}", detail.trim()),
             status: Some(code),
-            retryable: code == 408 || code == 409 || code == 429 || status.is_server_error(),
+            // 501 and 505: the server cannot do this at all; asking again
+            // changes nothing.
+            retryable: code == 408
+                || code == 409
+                || code == 429
+                || (status.is_server_error() && code != 501 && code != 505),
             retry_after,
         })
     }

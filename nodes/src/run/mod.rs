@@ -300,7 +300,6 @@ impl Node for Run {
             None => DEFAULT_MAX_ERRORS,
         };
         Ok(Stage::Stream(Arc::new(Caller {
-            node: cx.node.clone(),
             concurrency: backend.spec.max_concurrency(),
             backend,
             prompt,
@@ -313,6 +312,7 @@ impl Node for Run {
             memo_reads: cx.memo_reads,
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            last_error: Mutex::default(),
             latencies: Mutex::new(Vec::new()),
         })))
     }
@@ -352,7 +352,6 @@ enum RecordError {
 }
 
 struct Caller {
-    node: String,
     backend: Arc<Backend>,
     prompt: Prompt,
     repeat: u32,
@@ -367,6 +366,8 @@ struct Caller {
     memo_reads: bool,
     calls: AtomicU64,
     errors: AtomicU64,
+    /// The error of the last call that failed, for the node's own error.
+    last_error: Mutex<Option<String>>,
     latencies: Mutex<Vec<u64>>,
 }
 
@@ -407,9 +408,10 @@ impl Caller {
                 let calls = self.calls.load(Ordering::Relaxed);
                 match self.limit {
                     ErrorLimit::Count(max) if n > max => {
+                        // The cause is in the message: a failed node stores
+                        // no records to look it up in.
                         return Err(NodeError::new(format!(
-                            "{n} calls failed, more than `max_errors: {max}`; the last: {e}; see the `error` field of the records (`flow show {}`)",
-                            self.node
+                            "{n} calls failed, more than `max_errors: {max}`; the last: {e}"
                         )));
                     }
                     // A backend that fails every call is down or misconfigured:
@@ -424,6 +426,7 @@ impl Caller {
                 }
                 fields.insert("model".into(), json!(self.backend.spec.model()));
                 fields.insert("error".into(), Value::String(e.to_string()));
+                *self.last_error.lock().expect("last error lock") = Some(e.to_string());
                 if self.rules.is_some() {
                     fields.insert("raw_output".into(), Value::Null);
                     fields.insert("rules_applied".into(), json!([]));
@@ -460,10 +463,10 @@ impl StreamStage for Caller {
         let errors = self.errors.load(Ordering::Relaxed);
         if let ErrorLimit::Share(max) = self.limit {
             if calls > 0 && errors as f64 / calls as f64 > max {
+                let last = self.last_error.lock().expect("last error lock").clone().unwrap_or_default();
                 return Err(NodeError::new(format!(
-                    "{errors} of {calls} calls failed, more than `max_errors: {}%`; see the `error` field of the records (`flow show {}`)",
+                    "{errors} of {calls} calls failed, more than `max_errors: {}%`; the last: {last}",
                     max * 100.0,
-                    self.node
                 )));
             }
         }
