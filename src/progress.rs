@@ -129,6 +129,13 @@ impl Display {
                 }
             }
         }
+        if let Some(c) = m.calls.as_ref().filter(|c| c.implausible_usage > 0) {
+            eprintln!(
+                "warning: {} answers reported more than {} tokens, which no model does; their tokens and cost are not counted",
+                c.implausible_usage,
+                flow_nodes::backend::MAX_CALL_TOKENS
+            );
+        }
         if let Some(c) = &m.calls {
             outln!(
                 "\ncalls: {} sent, {} from the memo, {} retries, {} failed; tokens: {} in, {} out; cost: {}",

@@ -103,6 +103,14 @@ pub struct CallStats {
     /// USD spent by this run's requests; null when a request's model has no
     /// known price.
     pub cost_usd: Option<f64>,
+    /// Answers whose reported token counts no model could produce (a broken
+    /// or hostile server's `u64::MAX`): counted as no tokens, and said so.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub implausible_usage: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl CallStats {
@@ -120,6 +128,7 @@ impl CallStats {
             prompt_tokens: self.prompt_tokens + other.prompt_tokens,
             completion_tokens: self.completion_tokens + other.completion_tokens,
             cost_usd,
+            implausible_usage: self.implausible_usage + other.implausible_usage,
         }
     }
 }

@@ -18,6 +18,7 @@ pub struct Meter {
     nano_usd: AtomicU64,
     /// Some call had no known price.
     unpriced: AtomicBool,
+    implausible_usage: AtomicU64,
 }
 
 impl Meter {
@@ -32,6 +33,11 @@ impl Meter {
             }
             None => self.unpriced.store(true, Relaxed),
         }
+    }
+
+    /// An answer whose token counts were implausible, and not counted.
+    pub fn implausible_usage(&self) {
+        self.implausible_usage.fetch_add(1, Relaxed);
     }
 
     /// A call answered from the call memo: nothing sent, nothing spent.
@@ -60,6 +66,7 @@ impl Meter {
             completion_tokens: self.completion_tokens.load(Relaxed),
             // A sum with an unpriced call in it is not the cost: unknown.
             cost_usd: (!self.unpriced.load(Relaxed)).then(|| self.nano_usd.load(Relaxed) as f64 / 1e9),
+            implausible_usage: self.implausible_usage.load(Relaxed),
         };
         (s.requests + s.memo_hits + s.errors > 0).then_some(s)
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{node, pairs, run_in_env, statuses, Project, Run, FLOW};
-use crate::llm_server::{LlmServer, ServerConfig};
+use crate::llm_server::{LlmServer, ReplyFn, ServerConfig};
 
 /// The key every test hands `flow` through `FLOW_TEST_KEY`.
 const KEY: &str = "sk-test-key-0001";
@@ -339,6 +339,33 @@ fn a_501_is_not_retried() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(server.requests(), 3, "one request per case, none repeated");
     assert!(r.stderr.contains("the last: HTTP 501"), "the cause is in the node's error: {}", r.stderr);
+}
+
+/// A hostile server: a body past `max_response_bytes` fails its call (not
+/// retried, not read whole), and token counts no model produces are not
+/// summed into the cost, and are said to be so.
+#[test]
+fn hostile_bodies_and_usage_are_bounded() {
+    let big = "x".repeat(300_000);
+    let reply = ReplyFn(std::sync::Arc::new(move |_| big.clone()));
+    let server = LlmServer::start(ServerConfig { reply: Some(reply), ..Default::default() });
+    let capped = spec(&server.base_url(), 1, ANSWERS)
+        .replace("max_tokens: 64", "max_tokens: 64\n    max_response_bytes: 100000");
+    let p = project(3, &capped);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("larger than 100000 bytes (`max_response_bytes`)"), "{}", r.stderr);
+    assert_eq!(server.requests(), 3, "not retried");
+
+    let server = LlmServer::start(ServerConfig { usage: Some(u64::MAX), ..Default::default() });
+    let priced = format!("{}prices:\n  test-model: {{input: 2.5, output: 10}}\n", spec(&server.base_url(), 1, ANSWERS));
+    let p = project(3, &priced);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: 3 answers reported more than 100000000 tokens"), "{}", r.stderr);
+    let m = p.latest_run("specs/.flow");
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "prompt_tokens"), count(&c, "implausible_usage")), (0, 3), "{c}");
 }
 
 /// A key in the URL's query (`?api-key=`, Azure's and Google's habit)

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub throttle_headers: Vec<(&'static str, &'static str)>,
     /// `Some(code)`: the injected failures all answer this status instead.
     pub fail_status: Option<u16>,
+    /// `Some(n)`: every chat answer reports `n` prompt and `n` completion
+    /// tokens (a broken server's `u64::MAX`), instead of its word counts.
+    pub usage: Option<u64>,
     /// `Some(key)`: requests without `Authorization: Bearer <key>` get 401.
     pub api_key: Option<String>,
     /// Keep the bodies of successful requests for [`LlmServer::bodies`].
@@ -100,6 +103,7 @@ impl Default for ServerConfig {
             fail_every: None,
             throttle_headers: vec![("retry-after", "0")],
             fail_status: None,
+            usage: None,
             api_key: None,
             record_bodies: true,
             reply: None,
@@ -416,10 +420,13 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
             "message": {"role": "assistant", "content": answer},
             "finish_reason": "stop",
         }],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
+        "usage": match s.cfg.usage {
+            Some(n) => json!({"prompt_tokens": n, "completion_tokens": n, "total_tokens": n}),
+            None => json!({
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }),
         },
     });
     succeed(&s, req);

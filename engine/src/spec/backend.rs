@@ -92,6 +92,10 @@ pub struct BackendSpec {
     /// Tokens per minute (prompt estimate + `max_tokens`), across the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u32>,
+    /// The largest response body read, in bytes; default 16 MiB. A larger
+    /// one fails its call (not retried) rather than filling memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     #[serde(default)]
     pub retry: RetrySpec,
     /// `sim` only: how the simulated model behaves.
@@ -200,6 +204,11 @@ impl BackendSpec {
             });
         }
         out
+    }
+
+    /// The largest response body read (`max_response_bytes`).
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes.unwrap_or(16 << 20)
     }
 
     /// The model requests name.

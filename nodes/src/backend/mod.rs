@@ -152,7 +152,14 @@ pub struct Reply {
     /// The model that answered (the response's, else the request's).
     pub model: String,
     pub cost_usd: Option<f64>,
+    /// The server reported more tokens than [`MAX_CALL_TOKENS`]: `usage`
+    /// counts none.
+    pub implausible_usage: bool,
 }
+
+/// More tokens than any model reads or writes in one call: a count above it
+/// is a broken server's (`u64::MAX` would bill $13.8 trillion), not summed.
+pub const MAX_CALL_TOKENS: u64 = 100_000_000;
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,6 +465,9 @@ impl Backend {
                 let reply = self.reply(body, latency_ms, false, inference);
                 // Answered and paid for, whatever it holds.
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
+                if reply.implausible_usage {
+                    opts.meter.implausible_usage();
+                }
                 if let Err(e) = usable(&reply.body) {
                     opts.meter.error();
                     return Err(CallError::fatal(e.to_string()));
@@ -483,9 +493,13 @@ impl Backend {
     /// fine-tuning job by trained tokens, so their cost is unknown (`null`),
     /// not $0; the offline `sim` costs nothing either way.
     fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool, inference: bool) -> Reply {
-        let usage = Usage {
-            prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-            completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        let count = |field: &str| body["usage"][field].as_u64().unwrap_or(0);
+        let (prompt, completion) = (count("prompt_tokens"), count("completion_tokens"));
+        let implausible_usage = prompt > MAX_CALL_TOKENS || completion > MAX_CALL_TOKENS;
+        let usage = if implausible_usage {
+            Usage::default()
+        } else {
+            Usage { prompt_tokens: prompt, completion_tokens: completion }
         };
         let model = body["model"].as_str().filter(|m| !m.is_empty()).unwrap_or(self.spec.model()).to_string();
         let cost_usd = match self.spec.provider {
@@ -494,7 +508,7 @@ impl Backend {
             Provider::Openai if !inference => None,
             Provider::Openai => self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage)),
         };
-        Reply { body, latency_ms, memo_hit, usage, model, cost_usd }
+        Reply { body, latency_ms, memo_hit, usage, model, cost_usd, implausible_usage }
     }
 
     /// The request body of a chat completion (see [`chat_body`]).

@@ -38,6 +38,8 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
+    /// The largest response body read.
+    max_body: u64,
 }
 
 impl Client {
@@ -72,7 +74,7 @@ impl Client {
             .user_agent(concat!("flow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Http)?;
-        Ok(Self { http, base_url: spec.base_url().to_string() })
+        Ok(Self { http, base_url: spec.base_url().to_string(), max_body: spec.max_response_bytes() })
     }
 
     /// One attempt.
@@ -123,11 +125,22 @@ impl Client {
         })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = response.bytes().await.map_err(|e| CallError {
-            message: format!("{method} {url}: reading the response: {}", error_chain(&e.without_url())),
-            status: Some(status.as_u16()),
-            retryable: true,
-            retry_after,
+        let text = self.read_body(response).await.map_err(|e| match e {
+            BodyError::Read(e) => CallError {
+                message: format!("{method} {url}: reading the response: {}", error_chain(&e.without_url())),
+                status: Some(status.as_u16()),
+                retryable: true,
+                retry_after,
+            },
+            BodyError::TooLarge => CallError {
+                message: format!(
+                    "{method} {url}: the response is larger than {} bytes (`max_response_bytes`)",
+                    self.max_body
+                ),
+                status: Some(status.as_u16()),
+                retryable: false,
+                retry_after: None,
+            },
         })?;
         if status.is_success() {
             return serde_json::from_slice(&text).map_err(|e| CallError {
@@ -153,6 +166,30 @@ impl Client {
                 || (status.is_server_error() && code != 501 && code != 505),
             retry_after,
         })
+    }
+}
+
+/// Why a response body was not read.
+enum BodyError {
+    Read(reqwest::Error),
+    TooLarge,
+}
+
+impl Client {
+    /// The body, chunk by chunk, up to `max_body` bytes: a server that sends
+    /// (or announces) more gets no further than that into memory.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+        if response.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(BodyError::TooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+            if (body.len() + chunk.len()) as u64 > self.max_body {
+                return Err(BodyError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
