@@ -450,6 +450,6 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Interrupted => ExitCode::from(signalled.load(std::sync::atomic::Ordering::Relaxed)),
-        RunStatus::Failed | RunStatus::Running => ExitCode::from(EXIT_FAILED),
+        RunStatus::Failed | RunStatus::Running | RunStatus::Died => ExitCode::from(EXIT_FAILED),
     })
 }

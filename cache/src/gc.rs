@@ -6,7 +6,9 @@
 //! every spec: what the next run would reuse). Everything else — older run
 //! folders, node manifests nothing names, objects no kept manifest names,
 //! and temp files left by a killed run — is garbage. Anything written in the
-//! last few minutes is kept whatever it is, so a run in progress is safe.
+//! last few minutes is kept whatever it is, so a run in progress is safe,
+//! and so is any older run still `running` (one whose process died reads
+//! as died and is collected like any finished run).
 //! The call memo is never touched here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,13 +19,6 @@ use crate::{ContentHash, NodeManifest, RunStatus, Store, StoreError};
 
 /// Files younger than this are never collected (a run may be writing them).
 pub const GRACE: Duration = Duration::from_secs(10 * 60);
-
-/// A run recorded as running is taken for alive this long after its start.
-const RUNNING_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
-
-fn started_within(started: &str, now: SystemTime, within: Duration) -> bool {
-    humantime::parse_rfc3339_weak(started).map(|t| now.duration_since(t).unwrap_or_default() < within).unwrap_or(true)
-}
 
 /// One cache entry (a node manifest) as `flow cache ls` shows it.
 #[derive(Debug, Clone)]
@@ -158,14 +153,11 @@ impl Store {
         let (older, newest) = ids.split_at(ids.len().saturating_sub(keep_runs));
         // A run still going is kept whatever its age (its manifest is only
         // rewritten as nodes finish, so a long node leaves it untouched for
-        // a while), unless it started so long ago that it must have died.
+        // a while); one that died reads as died, not running, and goes.
         let mut kept: Vec<&String> = newest.iter().collect();
         let mut old: Vec<&String> = Vec::new();
         for id in older {
-            if self
-                .run_manifest(id)
-                .is_ok_and(|m| m.status == RunStatus::Running && started_within(&m.started, now, RUNNING_FOR))
-            {
+            if self.run_manifest(id).is_ok_and(|m| m.status == RunStatus::Running) {
                 kept.push(id);
             } else {
                 old.push(id);

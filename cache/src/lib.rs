@@ -12,12 +12,14 @@ pub mod gc;
 mod hash;
 mod manifest;
 mod memo;
+mod process;
 mod store;
 
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
 pub use manifest::{CallStats, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{CallMemo, MemoError};
+pub use process::{Liveness, RunProcess};
 pub use store::{ObjectWriter, Store, StoreError, StoredOutput};
 
 /// Now, as RFC 3339 UTC with seconds.

@@ -2,10 +2,11 @@
 //! key, and a run manifest per `flow run`.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ContentHash;
+use crate::{ContentHash, Liveness, RunProcess};
 
 /// Proof that a node with this key finished, and where its output is.
 /// Written last, atomically: a node killed mid-way has none.
@@ -42,6 +43,10 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Interrupted,
+    /// Never written: how a run recorded as `running` reads once its
+    /// process is gone (killed with SIGKILL, out of memory, a reboot)
+    /// without recording its end. Its finished nodes are kept.
+    Died,
 }
 
 /// What happened to one node in a run.
@@ -164,6 +169,10 @@ pub struct RunManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
     pub status: RunStatus,
+    /// The `flow` process running it: how a reader tells a run in progress
+    /// from one that died. Absent in manifests from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<RunProcess>,
     /// Resolved parameter values.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
@@ -175,9 +184,82 @@ pub struct RunManifest {
     pub nodes: Vec<NodeOutcome>,
 }
 
+/// A run recorded as running whose process cannot be looked up (no
+/// process recorded, another host, a platform without `/proc`) is taken
+/// for alive this long after its start, and for died after.
+pub const RUNNING_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl RunManifest {
     /// The record of a node by name.
     pub fn node(&self, name: &str) -> Option<&NodeOutcome> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The manifest as a reader sees it: `running` becomes [`RunStatus::Died`]
+    /// when its process is gone (see [`RunProcess::liveness`]), or, when that
+    /// cannot be told, once it started more than [`RUNNING_FOR`] ago.
+    pub fn settled(mut self, now: SystemTime) -> Self {
+        if self.status != RunStatus::Running {
+            return self;
+        }
+        let alive = match self.process.as_ref().map_or(Liveness::Unknown, RunProcess::liveness) {
+            Liveness::Alive => true,
+            Liveness::Dead => false,
+            Liveness::Unknown => humantime::parse_rfc3339_weak(&self.started)
+                .map(|t| now.duration_since(t).unwrap_or_default() < RUNNING_FOR)
+                .unwrap_or(true),
+        };
+        if !alive {
+            self.status = RunStatus::Died;
+            let pid = self.process.as_ref().map(|p| format!(" (pid {})", p.pid)).unwrap_or_default();
+            self.error.get_or_insert(format!(
+                "died: its flow process{pid} is gone and recorded no end (killed?); finished nodes are kept"
+            ));
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest as flow wrote it before it recorded the process.
+    fn old_running(started: &str) -> RunManifest {
+        let text = format!(
+            r#"{{"run_id": "r1", "spec": "demo", "spec_path": "demo.yaml", "started": "{started}", "status": "running", "nodes": []}}"#
+        );
+        serde_json::from_str(&text).expect("a manifest without a process loads")
+    }
+
+    #[test]
+    fn a_running_manifest_without_a_process_is_running_for_a_week() {
+        let now = humantime::parse_rfc3339("2026-01-10T00:00:00Z").unwrap();
+        let recent = old_running("2026-01-09T00:00:00Z").settled(now);
+        assert_eq!((recent.status, recent.error), (RunStatus::Running, None));
+        let old = old_running("2026-01-01T00:00:00Z").settled(now);
+        assert_eq!(old.status, RunStatus::Died);
+        assert!(old.error.unwrap().starts_with("died: its flow process is gone"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_running_manifest_reads_as_died_once_its_process_is_gone() {
+        let now = SystemTime::now();
+        let started = crate::now_rfc3339();
+        let alive = RunManifest { process: Some(RunProcess::this_process()), ..old_running(&started) };
+        assert_eq!(alive.clone().settled(now).status, RunStatus::Running);
+        let died = RunManifest { process: Some(gone_process()), ..old_running(&started) }.settled(now);
+        assert_eq!(died.status, RunStatus::Died);
+        assert!(died.error.unwrap().contains("(pid 1073741824)"));
+        // Only `running` is settled: an ended run says how it ended.
+        let ended = RunManifest { status: RunStatus::Interrupted, process: Some(gone_process()), ..alive };
+        assert_eq!(ended.settled(now).status, RunStatus::Interrupted);
+    }
+
+    /// A pid above the kernel's largest (2^22): no process has it.
+    #[cfg(target_os = "linux")]
+    fn gone_process() -> RunProcess {
+        RunProcess { pid: 1 << 30, ..RunProcess::this_process() }
     }
 }

@@ -179,8 +179,11 @@ impl Store {
         Ok(ids)
     }
 
+    /// A run's manifest, [settled](RunManifest::settled): a run whose
+    /// process died reads as [`RunStatus::Died`](crate::RunStatus::Died).
     pub fn run_manifest(&self, run_id: &str) -> Result<RunManifest, StoreError> {
-        read_json_opt(&self.run_dir(run_id).join("manifest.json"))?
+        read_json_opt::<RunManifest>(&self.run_dir(run_id).join("manifest.json"))?
+            .map(|m| m.settled(std::time::SystemTime::now()))
             .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }
 
@@ -373,6 +376,7 @@ mod tests {
             started: "2026-01-01T00:00:00Z".into(),
             finished: None,
             status: RunStatus::Succeeded,
+            process: None,
             params: Default::default(),
             error: None,
             calls: None,

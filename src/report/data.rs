@@ -173,6 +173,7 @@ mod tests {
             started: "2026-01-01T00:00:00Z".into(),
             finished: None,
             status: RunStatus::Failed,
+            process: None,
             params: Default::default(),
             error: Some("node `scores` failed".into()),
             calls: None,

@@ -158,3 +158,47 @@ fn ctrl_c_keeps_the_calls_made_so_far() {
     assert_eq!(node(&again, "answers")["calls"]["memo_hits"], made, "every answered call is reused");
     assert_eq!(node(&again, "answers")["calls"]["requests"], 400 - made);
 }
+
+/// A run killed with SIGKILL cannot record its end. Its manifest names the
+/// process that ran it, so readers see that process is gone and call the
+/// run died: listed as such, its report written from what finished, and
+/// collected by gc like any ended run. While it runs, it is running.
+#[test]
+fn a_killed_run_reads_as_died_not_running_forever() {
+    let p = two_branches(400_000);
+    let mut child = start_and_wait_for_small(&p);
+    let flow = |args: &[&str]| p.flow(&[args, &["--workspace", "specs/.flow"]].concat());
+    let status_in_runs = || {
+        let r = flow(&["runs"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let row = r.stdout.lines().find(|l| l.contains(" two ")).unwrap_or_else(|| panic!("{}", r.stdout)).to_string();
+        ["running", "died", "succeeded"].into_iter().find(|s| row.contains(&format!(" {s} "))).unwrap_or("?")
+    };
+
+    assert_eq!(status_in_runs(), "running", "a live run is not taken for dead");
+    let view = flow(&["view", "--no-open"]);
+    assert_eq!(view.code, 2, "{}", view.stderr);
+    assert!(view.stderr.contains("is still running"), "{}", view.stderr);
+    let gc = flow(&["cache", "gc", "--keep-runs", "0", "--min-age", "0s", "--dry-run"]);
+    assert!(gc.stdout.starts_with("would remove 0 runs"), "a run in progress is kept: {}", gc.stdout);
+
+    child.kill().unwrap(); // SIGKILL: nothing recorded after this
+    child.wait().unwrap();
+    assert_eq!(p.latest_run("specs/.flow")["status"], "running", "the manifest on disk still says running");
+    assert_eq!(status_in_runs(), "died");
+
+    let view = flow(&["view", "--no-open"]);
+    assert_eq!(view.code, 0, "{}", view.stderr);
+    let report = p.path(view.stdout.trim());
+    assert!(report.ends_with("report.html"), "{}", view.stdout);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains(r#""status":"died""#), "the report says how the run ended");
+    let show = flow(&["show", "small_scores"]);
+    assert_eq!(show.code, 0, "what finished is there: {}", show.stderr);
+    assert_eq!(show.stdout.lines().count(), 1);
+
+    let gc = flow(&["cache", "gc", "--keep-runs", "0", "--min-age", "0s"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert!(gc.stdout.starts_with("removed 1 runs"), "a died run is not in progress: {}", gc.stdout);
+    assert_eq!(std::fs::read_dir(p.path("specs/.flow/runs")).unwrap().count(), 0);
+}

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use flow_cache::{NodeOutcome, NodeStatus, RunManifest, RunStatus, Store, StoreError};
+use flow_cache::{NodeOutcome, NodeStatus, RunManifest, RunProcess, RunStatus, Store, StoreError};
 
 use crate::assess::{Assessment, Force, State};
 use crate::compile::{Plan, PlanNode};
@@ -119,6 +119,8 @@ pub async fn run(
         started: flow_cache::now_rfc3339(),
         finished: None,
         status: RunStatus::Running,
+        // So a reader can tell this run from one whose process was killed.
+        process: Some(RunProcess::this_process()),
         params: plan.params.clone(),
         error: None,
         calls: None,
