@@ -339,7 +339,7 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         }
     }
     if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             // Failures alternate: the 1st, 3rd, ... is a 429, the others a 500.
             return Err(if (n / every) % 2 == 1 {
                 let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)", "rate_limit_error");
