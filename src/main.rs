@@ -256,13 +256,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let calls = {
-                // Plan writes nothing: a memo that does not exist yet is not
-                // created, and one a running flow holds is done without.
-                let memo = if store.root().join("memo.redb").is_file() { Some(store.call_memo()) } else { None };
+                // Plan writes nothing and takes no writer's lock: the memo is
+                // read beside any run recording into it, or not created.
+                let memo = store.read_call_memo();
                 let seen = match &memo {
-                    None => Memo::Empty,
-                    Some(Ok(m)) => Memo::Open(m),
-                    Some(Err(e)) => {
+                    Ok(None) => Memo::Empty,
+                    Ok(Some(m)) => Memo::Open(m),
+                    Err(e) => {
                         tracing::debug!("plan counts no memo hits: {e}");
                         Memo::Unreadable
                     }
@@ -383,7 +383,10 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
     // A missing key is a usage error: nothing may be written before it.
     Backends::check_keys(&plan.backends, &used, &env).map_err(usage)?;
     store.create().map_err(anyhow::Error::from)?;
-    let memo = store.call_memo().map_err(anyhow::Error::from)?;
+    let memo = store.call_memo().map_err(|e| anyhow::anyhow!("{e}; hint: {}", e.hint()))?;
+    for notice in memo.notices() {
+        eprintln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
+    }
     Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
         .map(Some)
         .map_err(usage)
@@ -391,6 +394,7 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
 
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
     let backends = backends(&plan, &store, &force)?.map(Arc::new);
+    let _lock = store.lock_run(&plan.spec_name).map_err(anyhow::Error::from)?;
     let context = backends.clone().map(|b| b as flow_engine::RunContext);
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;

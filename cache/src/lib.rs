@@ -17,8 +17,8 @@ mod store;
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashingReader, HashingWriter};
 pub use manifest::{CallStats, NodeManifest, NodeRecord, NodeStatus, RunManifest, RunStatus};
-pub use memo::{CallMemo, MemoError};
-pub use store::{ObjectWriter, Store, StoreError, StoredOutput};
+pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
+pub use store::{ObjectWriter, RunLock, Store, StoreError, StoredOutput};
 
 /// Now, as RFC 3339 UTC with seconds.
 pub fn now_rfc3339() -> String {
