@@ -392,6 +392,20 @@ fn backends(plan: &Plan, store: &Store, force: &Force) -> Result<Option<Backends
         .map_err(usage)
 }
 
+/// A run whose answers could not all be recorded failed, even when every
+/// node finished; the memo's failure is the run's error, with the final
+/// count of answers lost (a node it stopped says why too).
+fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest, e: &flow_nodes::backend::MemoFailed) {
+    if manifest.status == RunStatus::Interrupted {
+        return;
+    }
+    manifest.status = RunStatus::Failed;
+    manifest.error = Some(e.to_string());
+    if let Err(e) = store.write_run_manifest(manifest) {
+        eprintln!("warning: the run manifest could not be updated: {e}");
+    }
+}
+
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
     let backends = backends(&plan, &store, &force)?.map(Arc::new);
     let _lock = store.lock_run(&plan.spec_name).map_err(anyhow::Error::from)?;
@@ -409,11 +423,13 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
         let display = printer.await.expect("progress printer");
         result.map(|m| (m, display))
     });
-    // Every answer received is in the memo on disk before flow exits.
-    if let Some(b) = &backends {
-        b.close();
+    // Every answer received is in the memo on disk before flow exits, or
+    // the run failed.
+    let memo_failed = backends.as_ref().and_then(|b| b.close().err());
+    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    if let Some(e) = memo_failed {
+        memo_failed_run(&store, &mut manifest, &e);
     }
-    let (manifest, display) = manifest.map_err(anyhow::Error::from)?;
     display.finish(&store, &manifest);
     // The report is a view of the run, not its outcome: failing to write it
     // is a warning.

@@ -1,16 +1,17 @@
 //! The call memo as the real `flow` sees it, in real files: damaged on
-//! disk, read by `flow plan` while a run records into it, shared by two
-//! runs at once. What is checked is what the
+//! disk, on a disk that refuses writes, read by `flow plan` while a run
+//! records into it, shared by two runs at once. What is checked is what the
 //! local server received and what the memo holds afterwards, not only what
 //! flow says.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flow_cache::CallMemo;
 
-use crate::common::{run_in_env, Project, Run, FLOW};
+use crate::common::{node, run_in_env, Project, Run, FLOW};
 use crate::llm_server::{LlmServer, ServerConfig};
 
 const KEY: &str = "sk-test-key-0002";
@@ -151,6 +152,68 @@ fn a_damaged_memo_is_set_aside_and_the_run_succeeds() {
         .filter(|e| !e.file_name().to_string_lossy().ends_with("-wal"))
         .count();
     assert_eq!(kept, 3, "each damaged memo is kept aside");
+}
+
+/// A disk that refuses the memo's writes: the child `flow` may write no file
+/// past 96 KiB (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with
+/// EFBIG instead of killing it), which the memo's log reaches after a few
+/// dozen answers. The run stops sending calls, fails with exit 1 naming the
+/// memo and the fix, and the answers committed before are kept: the next run
+/// sends only the rest.
+#[test]
+fn a_memo_write_that_fails_stops_the_calls_and_fails_the_run() {
+    let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(5), ..Default::default() });
+    let p = Project::empty();
+    let (n, cap) = (400u64, 2u32);
+    add_spec(&p, "t", &server.base_url(), cap, n as usize);
+    let mut cmd = Command::new(FLOW);
+    cmd.args(["run", "specs/t.yaml"]).current_dir(p.dir.path()).env_remove("FLOW_LOG").env("FLOW_TEST_KEY", KEY);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 96 * 1024, rlim_max: 96 * 1024 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("flow runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit status:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let said = regex::Regex::new(
+        r"could not record answers: call memo specs/\.flow/memo\.sqlite: [^;]+; no more calls are sent \((\d+) answers? received (?:was|were) not recorded\); hint: free space and run again \(answers recorded before are kept\)",
+    )
+    .unwrap();
+    let lost: u64 = said
+        .captures(&stderr)
+        .unwrap_or_else(|| panic!("no memo error:\n{stderr}"))
+        .get(1)
+        .unwrap()
+        .as_str()
+        .parse()
+        .unwrap();
+
+    let committed = memo_len(&p.path("specs/.flow/memo.sqlite"));
+    let sent = server.requests();
+    assert!(committed > 0, "nothing was committed before the limit:\n{stderr}");
+    // Every answer received is either kept or counted as lost; and only the
+    // calls in flight when the commit failed (at most `cap`, plus the
+    // batch that failed) were answered after it.
+    assert_eq!(server.successes(), sent, "no call failed at the server");
+    assert_eq!(committed + lost, sent, "{committed} kept + {lost} lost != {sent} answered");
+    assert!(lost <= 4 * cap as u64, "{lost} answers lost: calls went on after the failed commit");
+    assert!(sent < n, "every call was sent");
+
+    server.reset_counters();
+    let again = flow(&p, &["run", "specs/t.yaml"]);
+    assert_ok(&again, "the run after space was freed");
+    assert_eq!(server.requests(), n - committed, "the answers kept are not paid for again");
+    let m = p.latest_run("specs/.flow");
+    assert_eq!(node(&m, "answers")["calls"]["memo_hits"], committed);
 }
 
 /// `flow plan` reads the memo while a run records into it: it counts the

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use flow_engine::{Record, Template};
 
 use super::Score;
-use crate::backend::{Answer, Backend, CallOpts, Message};
+use crate::backend::{Answer, Backend, CallOpts, MemoFailed, Message};
 
 /// The instructions every judge call starts with.
 const SYSTEM: &str = "You are a strict, fair grader. Grade the response against the criteria. \
@@ -31,6 +31,11 @@ pub struct Judge {
 impl Judge {
     pub fn new(backend: Arc<Backend>, rubric: Template, field: String, threshold: f64) -> Self {
         Self { backend, rubric, field, threshold }
+    }
+
+    /// Why the judge's backend sends no more calls (see [`Backend::halted`]).
+    pub fn halted(&self) -> Option<MemoFailed> {
+        self.backend.halted()
     }
 
     /// Grades one record: the verdict, or why there is none.
