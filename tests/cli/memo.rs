@@ -200,13 +200,14 @@ fn a_memo_write_that_fails_stops_the_calls_and_fails_the_run() {
     let committed = memo_len(&p.path("specs/.flow/memo.sqlite"));
     let sent = server.requests();
     assert!(committed > 0, "nothing was committed before the limit:\n{stderr}");
-    // Every answer received is either kept or counted as lost; and only the
-    // calls in flight when the commit failed (at most `cap`, plus the
-    // batch that failed) were answered after it.
+    // Every answer received is either kept or counted as lost. Lost are the
+    // batch whose commit failed (what arrived during one commit: a few, more
+    // on a busy machine) and the calls in flight then (at most `cap`); no
+    // call starts after it. Before, every remaining call (~380) was sent and
+    // its answer lost.
     assert_eq!(server.successes(), sent, "no call failed at the server");
     assert_eq!(committed + lost, sent, "{committed} kept + {lost} lost != {sent} answered");
-    assert!(lost <= 4 * cap as u64, "{lost} answers lost: calls went on after the failed commit");
-    assert!(sent < n, "every call was sent");
+    assert!(lost <= 40, "{lost} answers lost ({committed} kept): calls went on after the failed commit");
 
     server.reset_counters();
     let again = flow(&p, &["run", "specs/t.yaml"]);
