@@ -261,13 +261,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let calls = {
-                // Plan writes nothing: a memo that does not exist yet is not
-                // created, and one a running flow holds is done without.
-                let memo = if store.root().join("memo.redb").is_file() { Some(store.call_memo()) } else { None };
+                // Plan writes nothing and takes no writer's lock: the memo is
+                // read beside any run recording into it, or not created.
+                let memo = store.read_call_memo();
                 let seen = match &memo {
-                    None => Memo::Empty,
-                    Some(Ok(m)) => Memo::Open(m),
-                    Some(Err(e)) => {
+                    Ok(None) => Memo::Empty,
+                    Ok(Some(m)) => Memo::Open(m),
+                    Err(e) => {
                         tracing::debug!("plan counts no memo hits: {e}");
                         Memo::Unreadable
                     }
@@ -388,7 +388,10 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
     // A missing key is a usage error: nothing may be written before it.
     Backends::check_keys(&plan.backends, &used, &env).map_err(usage)?;
     store.create().map_err(anyhow::Error::from)?;
-    let memo = store.call_memo().map_err(anyhow::Error::from)?;
+    let memo = store.call_memo().map_err(|e| anyhow::anyhow!("{e}; hint: {}", e.hint()))?;
+    for notice in memo.notices() {
+        eprintln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
+    }
     Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
         .map(Some)
         .map_err(usage)
@@ -412,11 +415,26 @@ async fn interruption() -> u8 {
     EXIT_INTERRUPTED
 }
 
+/// A run whose answers could not all be recorded failed, even when every
+/// node finished; the memo's failure is the run's error, with the final
+/// count of answers lost (a node it stopped says why too).
+fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest, e: &flow_nodes::backend::MemoFailed) {
+    if manifest.status == RunStatus::Interrupted {
+        return;
+    }
+    manifest.status = RunStatus::Failed;
+    manifest.error = Some(e.to_string());
+    if let Err(e) = store.write_run_manifest(manifest) {
+        eprintln!("warning: the run manifest could not be updated: {e}");
+    }
+}
+
 fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
     // One assessment for both the backends and the run: a cache entry that
     // appears or goes in between cannot make a node run without its backend.
     let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
     let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
+    let _lock = store.lock_run(&plan.spec_name).map_err(anyhow::Error::from)?;
     let context = backends.clone().map(|b| b as flow_engine::RunContext);
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
@@ -434,11 +452,13 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
         let display = printer.await.expect("progress printer");
         result.map(|m| (m, display))
     });
-    // Every answer received is in the memo on disk before flow exits.
-    if let Some(b) = &backends {
-        b.close();
+    // Every answer received is in the memo on disk before flow exits, or
+    // the run failed.
+    let memo_failed = backends.as_ref().and_then(|b| b.close().err());
+    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    if let Some(e) = memo_failed {
+        memo_failed_run(&store, &mut manifest, &e);
     }
-    let (manifest, display) = manifest.map_err(anyhow::Error::from)?;
     display.finish(&store, &manifest);
     // The report is a view of the run, not its outcome: failing to write it
     // is a warning.

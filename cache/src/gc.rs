@@ -139,7 +139,8 @@ impl Store {
             objects: objects.len(),
             object_bytes: objects.iter().map(|p| size(p)).sum(),
             temp_files: files_in(&self.root().join("tmp")).len(),
-            memo_bytes: size(&self.root().join("memo.redb")),
+            // The memo and its write-ahead log.
+            memo_bytes: size(&self.memo_path()) + size(&self.root().join("memo.sqlite-wal")),
         })
     }
 

@@ -18,9 +18,9 @@ mod store;
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
 pub use manifest::{CallStats, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
-pub use memo::{CallMemo, MemoError};
+pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
 pub use process::{Liveness, RunProcess};
-pub use store::{ObjectWriter, Store, StoreError, StoredOutput};
+pub use store::{ObjectWriter, RunLock, Store, StoreError, StoredOutput};
 
 /// Now, as RFC 3339 UTC with seconds.
 pub fn now_rfc3339() -> String {

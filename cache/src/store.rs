@@ -4,13 +4,14 @@
 //! .flow/objects/ab/<hash>          content-addressed bytes (outputs, artifacts)
 //! .flow/nodes/<key>.json           node manifests, by node key
 //! .flow/refs/<spec>/<node>         the key last stored for a node of a spec
-//! .flow/memo.redb                  the call memo (backend responses)
+//! .flow/memo.sqlite                the call memo (backend responses; SQLite, WAL)
+//! .flow/locks/<spec>.lock          held by the run of a spec (an OS file lock)
 //! .flow/runs/<run-id>/manifest.json, and each node's artifacts beside it
 //! .flow/tmp/                       objects being written
 //! ```
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, NodeStatus, RunManifest};
@@ -27,6 +28,13 @@ pub enum StoreError {
     /// No run with this id (or no runs at all).
     #[error("no run `{0}` in this workspace")]
     NoSuchRun(String),
+    /// Another flow process is running this spec in this workspace.
+    #[error(
+        "spec `{spec}` is already being run in {} by another flow process{}; hint: wait for it to finish and run again",
+        workspace.display(),
+        pid.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    AlreadyRunning { spec: String, workspace: PathBuf, pid: Option<String> },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -145,10 +153,74 @@ impl Store {
         }
     }
 
-    /// The call memo of this workspace (`.flow/memo.redb`), created on first
-    /// use.
+    /// The call memo's file, `.flow/memo.sqlite`.
+    pub fn memo_path(&self) -> PathBuf {
+        self.root.join("memo.sqlite")
+    }
+
+    /// The memo older flows kept (redb), imported on first use.
+    fn legacy_memo_path(&self) -> PathBuf {
+        self.root.join("memo.redb")
+    }
+
+    /// The call memo of this workspace, to read and record answers in;
+    /// created on first use, when an older flow's memo is imported. What
+    /// opening it did (a damaged memo set aside, an import) is in its
+    /// [`crate::CallMemo::notices`].
     pub fn call_memo(&self) -> Result<crate::CallMemo, crate::MemoError> {
-        crate::CallMemo::open(&self.root.join("memo.redb"))
+        let mut memo = crate::CallMemo::open(&self.memo_path())?;
+        let legacy = self.legacy_memo_path();
+        if legacy.is_file() {
+            memo.import_redb(&legacy)?;
+        }
+        Ok(memo)
+    }
+
+    /// The call memo opened read-only, taking no writer's lock (`flow plan`
+    /// while a run records): `None` when there is none yet; nothing is
+    /// created or repaired.
+    pub fn read_call_memo(&self) -> Result<Option<crate::CallMemo>, crate::MemoError> {
+        let path = self.memo_path();
+        if path.is_file() {
+            return crate::CallMemo::open_read_only(&path).map(Some);
+        }
+        let legacy = self.legacy_memo_path();
+        if legacy.is_file() {
+            return Err(crate::MemoError::NotImported { path: legacy });
+        }
+        Ok(None)
+    }
+
+    /// Takes the run lock of spec `spec`, held until the [`RunLock`] is
+    /// dropped. Two runs of one spec would race over its node refs and run
+    /// its nodes twice, so the second is refused
+    /// ([`StoreError::AlreadyRunning`]); runs of other specs go on beside
+    /// it. An OS file lock: it goes with the process, however that ends.
+    pub fn lock_run(&self, spec: &str) -> Result<RunLock, StoreError> {
+        let dir = self.root.join("locks");
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = dir.join(format!("{}.lock", file_safe(spec)));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message of a run refused.
+                let _ = file.set_len(0).and_then(|()| write!(file, "{}", std::process::id()));
+                Ok(RunLock { _file: file })
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = Some(pid.trim().to_string()).filter(|p| !p.is_empty());
+                Err(StoreError::AlreadyRunning { spec: spec.to_string(), workspace: self.root.clone(), pid })
+            }
+            Err(TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+        }
     }
 
     /// `.flow/runs/<run-id>/`.
@@ -226,6 +298,13 @@ impl Store {
         }
         Ok(names)
     }
+}
+
+/// The run lock of one spec (see [`Store::lock_run`]); released when
+/// dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
 }
 
 /// A node's output as one run stored it (see [`Store::node_output`]).
@@ -353,6 +432,32 @@ mod tests {
         assert_eq!(store.node_manifest(&m.key).unwrap(), Some(m.clone()));
         assert_eq!(store.last_manifest("demo", "ns.load[x=1]").unwrap(), Some(m));
         assert!(store.last_manifest("other", "ns.load[x=1]").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_spec_runs_once_at_a_time_and_other_specs_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".flow"));
+        let a = store.lock_run("a").unwrap();
+        let b = store.lock_run("b").unwrap();
+        match store.lock_run("a") {
+            Err(e @ StoreError::AlreadyRunning { .. }) => {
+                let text = e.to_string();
+                let pid = std::process::id();
+                assert!(
+                    text.starts_with(&format!(
+                        "spec `a` is already being run in {} by another flow process (pid {pid})",
+                        store.root().display()
+                    )),
+                    "{text}"
+                );
+                assert!(text.ends_with("hint: wait for it to finish and run again"), "{text}");
+            }
+            other => panic!("a second run of `a` was not refused: {other:?}"),
+        }
+        drop(a);
+        let _again = store.lock_run("a").unwrap();
+        drop(b);
     }
 
     #[test]

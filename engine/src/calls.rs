@@ -33,8 +33,8 @@ pub enum Memo<'a> {
     Empty,
     /// The memo, to look keys up in.
     Open(&'a CallMemo),
-    /// There is a memo, but it cannot be read now (a running flow holds
-    /// it): memo hits are unknown.
+    /// There is a memo, but it cannot be read (damaged, or an older flow's
+    /// memo that the next run imports): memo hits are unknown.
     Unreadable,
 }
 
@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(e[2].unwrap().to_string(), "up to 5");
         assert_eq!(e[3].unwrap().to_string(), "records × 2 per record");
 
-        let memo = CallMemo::open(&f.dir.path().join("memo.redb")).unwrap();
+        let memo = CallMemo::open(&f.dir.path().join("memo.sqlite")).unwrap();
         memo.put_many(&[(key(0, 0, 0), b"a".to_vec()), (key(0, 4, 1), b"b".to_vec())]).unwrap();
         let e = f.estimate(&plan, &Memo::Open(&memo), &none);
         assert_eq!(e[1], exact(6, 2, 5, 2));

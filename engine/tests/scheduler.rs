@@ -89,7 +89,7 @@ impl MapStage for TagStage {
         if Some(i) == self.cfg.panic_at {
             panic!("boom at record {i}");
         }
-        if i % 100 == 0 && self.cfg.slow_ms > 0 {
+        if i.is_multiple_of(100) && self.cfg.slow_ms > 0 {
             let consumed = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
             let ahead = PRODUCED.load(Ordering::SeqCst).saturating_sub(consumed);
             MAX_AHEAD.fetch_max(ahead, Ordering::SeqCst);

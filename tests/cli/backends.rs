@@ -306,7 +306,7 @@ fn api_key_is_sent_and_never_written() {
 
     let mut all = Vec::new();
     files(p.dir.path(), &mut all);
-    assert!(all.iter().any(|f| f.ends_with("memo.redb")), "no call memo in {all:?}");
+    assert!(all.iter().any(|f| f.ends_with("memo.sqlite")), "no call memo in {all:?}");
     for f in &all {
         let bytes = std::fs::read(f).unwrap();
         assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the API key", f.display());

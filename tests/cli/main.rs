@@ -20,6 +20,7 @@ mod extract;
 mod generate;
 mod inspect;
 mod interrupt;
+mod memo;
 mod plan;
 mod report;
 mod self_improve;

@@ -350,7 +350,7 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         }
     }
     if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             if let Some(code) = s.cfg.fail_status {
                 let status = StatusCode::from_u16(code).expect("an HTTP status");
                 return Err(error(status, "failure (injected)", "server_error"));

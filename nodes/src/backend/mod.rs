@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use flow_engine::cache::{CallMemo, ContentHash};
 use flow_engine::{BackendSpec, BuildCx, Meter, NodeError, Plan, Price, Provider};
 
-pub use memo::MemoWriter;
+pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
 pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
@@ -298,17 +298,19 @@ impl Backends {
         all.get(name).ok_or_else(|| NodeError::new(format!("backend `{name}` is not set up for this run")))
     }
 
-    /// Waits until every answer is in the call memo on disk.
-    pub fn close(&self) {
-        if let Some(m) = &self.memo {
-            m.flush();
+    /// Waits until every answer is in the call memo on disk; an error when
+    /// some could not be recorded (the run failed then).
+    pub fn close(&self) -> Result<(), MemoFailed> {
+        match &self.memo {
+            Some(m) => m.flush(),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for Backends {
     fn drop(&mut self) {
-        self.close();
+        let _ = self.close();
     }
 }
 
@@ -328,6 +330,13 @@ fn key_of(
 }
 
 impl Backend {
+    /// Why this backend sends no more calls in this run: the call memo can
+    /// record no more answers. A stage that sees a call fail checks this
+    /// and fails the node, rather than the one record.
+    pub fn halted(&self) -> Option<MemoFailed> {
+        self.memo.as_ref()?.failure()
+    }
+
     /// The memo key of a request to this backend (see [`memo_key`]).
     pub fn memo_key(&self, endpoint: Endpoint, body: &Value, sample: u32) -> ContentHash {
         memo_key_of(&self.identity, endpoint, body, sample)
@@ -428,6 +437,11 @@ impl Backend {
                 let _ = tpm.until_n_ready(n).await;
             }
             let _slot = self.slots.acquire().await.map_err(|_| CallError::fatal("backend closed"))?;
+            // Checked at the last moment, so no call goes out once the memo
+            // failed, not even one that waited for its slot or a retry.
+            if let Some(halted) = self.halted() {
+                return Err(CallError::fatal(halted.to_string()));
+            }
             let started = Instant::now();
             let body = match (&self.transport, request) {
                 (Transport::Openai(c), Request::Endpoint(endpoint, body, _)) => c.send(endpoint, body).await?,
@@ -637,7 +651,7 @@ mod tests {
     #[tokio::test]
     async fn plan_time_keys_are_the_run_time_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("memo.redb");
+        let path = dir.path().join("memo.sqlite");
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, seed: 7, stop: [\"\\n\"]}").unwrap();
         let specs = BTreeMap::from([("bot".to_string(), spec.clone())]);
         let memo = CallMemo::open(&path).unwrap();
@@ -666,7 +680,7 @@ mod tests {
     #[tokio::test]
     async fn uploads_and_keyed_posts_are_memoized_and_gets_never() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("memo.redb");
+        let path = dir.path().join("memo.sqlite");
         let spec: BackendSpec = serde_yaml::from_str("{provider: sim, model: base-1}").unwrap();
         let specs = BTreeMap::from([("ft".to_string(), spec.clone())]);
         let memo = CallMemo::open(&path).unwrap();

@@ -10,7 +10,7 @@ use flow_engine::template::RenderError;
 use flow_engine::{Record, Template};
 
 use super::{Score, ScoreError};
-use crate::backend::{Answer, Backend, CallError, CallOpts, Message};
+use crate::backend::{Answer, Backend, CallError, CallOpts, MemoFailed, Message};
 
 /// The instructions every judge call starts with.
 const SYSTEM: &str = "You are a strict, fair grader. Grade the response against the criteria. \
@@ -58,6 +58,11 @@ pub struct Judge {
 impl Judge {
     pub fn new(backend: Arc<Backend>, rubric: Template, field: String, threshold: f64) -> Self {
         Self { backend, rubric, field, threshold }
+    }
+
+    /// Why the judge's backend sends no more calls (see [`Backend::halted`]).
+    pub fn halted(&self) -> Option<MemoFailed> {
+        self.backend.halted()
     }
 
     /// Grades one record: the verdict, or why there is none.

@@ -434,6 +434,10 @@ impl Scorer {
                 Check::Judge(j) => {
                     let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
                     let verdicts = join_all(chunk.iter().map(|r| j.grade(r, opts))).await;
+                    // The memo can keep no more answers: the node stops, not these records.
+                    if let Some(halted) = j.halted() {
+                        return Err(NodeError::new(halted.to_string()));
+                    }
                     Some(verdicts.into_iter().map(Some).collect())
                 }
                 _ => None,

@@ -502,6 +502,10 @@ impl State {
                 return Ok(Vec::new());
             }
             Outcome::Failed(e) => {
+                // The memo can keep no more answers: the node stops.
+                if let Some(halted) = self.gen.backend.halted() {
+                    return Err(NodeError::new(halted.to_string()));
+                }
                 self.counts.failed_calls += 1;
                 self.last_error = Some(format!("call {n}: {e}"));
                 return Ok(Vec::new());

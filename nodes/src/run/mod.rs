@@ -404,6 +404,10 @@ impl Caller {
                 fields.insert("error".into(), Value::Null);
             }
             Err(e) => {
+                // The memo can keep no more answers: the node stops, not this record.
+                if let Some(halted) = self.backend.halted() {
+                    return Err(NodeError::new(halted.to_string()));
+                }
                 let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
                 let calls = self.calls.load(Ordering::Relaxed);
                 match self.limit {
