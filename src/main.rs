@@ -18,7 +18,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use flow_engine::cache::{RunStatus, Store};
-use flow_engine::calls::Memo;
+use flow_engine::calls::MemoLookup;
 use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
 use flow_engine::{Assessment, Force, Plan, RunOptions};
 use flow_nodes::backend::{BackendError, Backends};
@@ -265,11 +265,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 // read beside any run recording into it, or not created.
                 let memo = store.read_call_memo();
                 let seen = match &memo {
-                    Ok(None) => Memo::Empty,
-                    Ok(Some(m)) => Memo::Open(m),
+                    Ok(None) => MemoLookup::Empty,
+                    Ok(Some(m)) => MemoLookup::Open(m),
                     Err(e) => {
                         tracing::debug!("plan counts no memo hits: {e}");
-                        Memo::Unreadable
+                        MemoLookup::Unreadable
                     }
                 };
                 flow_engine::calls::estimate(&plan, &assessed, &store, &seen, &force)

@@ -28,7 +28,7 @@ use crate::record::{Fields, Record};
 pub const MAX_RECORDS: usize = 200_000;
 
 /// What the plan can see of the call memo.
-pub enum Memo<'a> {
+pub enum MemoLookup<'a> {
     /// There is no memo yet: nothing is memoized.
     Empty,
     /// The memo, to look keys up in.
@@ -91,7 +91,7 @@ pub fn estimate(
     plan: &Plan,
     assessed: &[Assessment],
     store: &Store,
-    memo: &Memo<'_>,
+    memo: &MemoLookup<'_>,
     force: &Force,
 ) -> Vec<Option<CallEstimate>> {
     let mut inputs: HashMap<usize, Input> = HashMap::new();
@@ -110,7 +110,7 @@ pub fn estimate(
         // A node without input (`generate` without seeds) makes its calls
         // from its config alone.
         if node.main_inputs().is_empty() {
-            let memo = if force.all || !node.cache { &Memo::Empty } else { memo };
+            let memo = if force.all || !node.cache { &MemoLookup::Empty } else { memo };
             out.push(Some(from_records(plan, i, &[], memo, per_record)));
             continue;
         }
@@ -123,7 +123,7 @@ pub fn estimate(
         let estimate = match input {
             Input::Records(records) => {
                 // `--no-cache` and `cache: false` send every call again.
-                let memo = if force.all || !node.cache { &Memo::Empty } else { memo };
+                let memo = if force.all || !node.cache { &MemoLookup::Empty } else { memo };
                 from_records(plan, i, records, memo, per_record)
             }
             Input::Count(n) => CallEstimate::up_to(*n, per_record),
@@ -136,20 +136,20 @@ pub fn estimate(
 
 /// Counts the calls node `i` makes for `records`, and how many of them the
 /// memo answers. A request repeated within the run counts each time.
-fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &Memo<'_>, per_record: u64) -> CallEstimate {
+fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &MemoLookup<'_>, per_record: u64) -> CallEstimate {
     let node = &plan.nodes[i];
     let (mut sent, mut hits) = (0u64, 0u64);
-    let mut memo_known = !matches!(memo, Memo::Unreadable);
+    let mut memo_known = !matches!(memo, MemoLookup::Unreadable);
     let Some(keys) = node.compiled.call_keys(records, &plan.backends) else {
         return CallEstimate::up_to(records.len() as u64, per_record);
     };
     for key in keys {
         let hit = match memo {
-            Memo::Open(m) => m.get(&key).unwrap_or_else(|_| {
+            MemoLookup::Open(m) => m.get(&key).unwrap_or_else(|_| {
                 memo_known = false;
                 None
             }),
-            Memo::Empty | Memo::Unreadable => None,
+            MemoLookup::Empty | MemoLookup::Unreadable => None,
         };
         if hit.is_some() {
             hits += 1;
@@ -353,7 +353,7 @@ mod tests {
             Store::open(self.dir.path().join(".flow"))
         }
 
-        fn estimate(&self, plan: &Plan, memo: &Memo<'_>, force: &Force) -> Vec<Option<CallEstimate>> {
+        fn estimate(&self, plan: &Plan, memo: &MemoLookup<'_>, force: &Force) -> Vec<Option<CallEstimate>> {
             let assessed = crate::assess(plan, &self.store(), force).unwrap();
             estimate(plan, &assessed, &self.store(), memo, force)
         }
@@ -375,7 +375,7 @@ mod tests {
         let plan = f.plan(0);
         let none = Force::default();
         // Nothing run yet: the source is read; record 3 makes no call.
-        let e = f.estimate(&plan, &Memo::Empty, &none);
+        let e = f.estimate(&plan, &MemoLookup::Empty, &none);
         assert_eq!(e[0], None, "a source that calls nothing");
         assert_eq!(e[1], exact(8, 0, 5, 2));
         assert_eq!(e[2], Some(CallEstimate::up_to(5, 1)), "keys unknown: a bound");
@@ -386,12 +386,15 @@ mod tests {
 
         let memo = CallMemo::open(&f.dir.path().join("memo.sqlite")).unwrap();
         memo.put_many(&[(key(0, 0, 0), b"a".to_vec()), (key(0, 4, 1), b"b".to_vec())]).unwrap();
-        let e = f.estimate(&plan, &Memo::Open(&memo), &none);
+        let e = f.estimate(&plan, &MemoLookup::Open(&memo), &none);
         assert_eq!(e[1], exact(6, 2, 5, 2));
         assert_eq!(e[1].unwrap().to_string(), "6 (2 memoized)");
         // `--no-cache` reads no memoized answer.
-        assert_eq!(f.estimate(&plan, &Memo::Open(&memo), &Force { all: true, ..none.clone() })[1], exact(8, 0, 5, 2));
-        let unreadable = f.estimate(&plan, &Memo::Unreadable, &none)[1].unwrap();
+        assert_eq!(
+            f.estimate(&plan, &MemoLookup::Open(&memo), &Force { all: true, ..none.clone() })[1],
+            exact(8, 0, 5, 2)
+        );
+        let unreadable = f.estimate(&plan, &MemoLookup::Unreadable, &none)[1].unwrap();
         assert_eq!((unreadable.expected, unreadable.memo_hits, unreadable.at_most), (None, None, Some(8)));
 
         // Once run, cached nodes make no calls, and a changed node reads
@@ -403,10 +406,10 @@ mod tests {
         let assessed = crate::assess(&plan0, &store, &none).unwrap();
         let m = runtime.block_on(crate::run(plan0, store, assessed, options, tx, std::future::pending())).unwrap();
         assert_eq!(m.status, flow_cache::RunStatus::Succeeded, "{:?}", m.error);
-        let e = f.estimate(&plan, &Memo::Open(&memo), &none);
+        let e = f.estimate(&plan, &MemoLookup::Open(&memo), &none);
         assert_eq!(e[1], Some(CallEstimate { records: None, ..exact(0, 0, 0, 2).unwrap() }));
         let changed = f.plan(7);
-        let e = f.estimate(&changed, &Memo::Open(&memo), &none);
+        let e = f.estimate(&changed, &MemoLookup::Open(&memo), &none);
         assert_eq!(e[1], exact(8, 0, 5, 2), "from the cached source's output");
         assert_eq!(e[3], Some(CallEstimate::unknown(2)));
     }

@@ -1,0 +1,148 @@
+//! The backends of one run ([`Backends`]): built from the spec's
+//! `backends:` for the nodes that will run, each with its transport, limits
+//! and prices, sharing the run's call memo writer.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use flow_engine::cache::CallMemo;
+use flow_engine::{BackendSpec, BuildCx, NodeError, Plan, Price, Provider};
+
+use super::price::Prices;
+use super::{openai, sim, Answer, Backend, MemoFailed, MemoWriter, Transport};
+
+/// Problems building the backends before a run.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend `{backend}`: environment variable `{var}` (its `api_key_env`) is not set")]
+    MissingKey { backend: String, var: String },
+    #[error("backend `{backend}`: {source}")]
+    Invalid { backend: String, source: openai::ClientError },
+}
+
+/// The backends of one run, and the call memo they write to.
+pub struct Backends {
+    backends: BTreeMap<String, Arc<Backend>>,
+    memo: Option<Arc<MemoWriter>>,
+}
+
+impl Backends {
+    /// Builds the backends that `used` names (the others need no key).
+    /// Keys are read from the environment here, once, and live only in the
+    /// HTTP client. `answers` are what a `sim` backend answers the kinds'
+    /// own prompts with ([`crate::sim_answers`]).
+    pub fn new(
+        specs: &BTreeMap<String, BackendSpec>,
+        prices: &BTreeMap<String, Price>,
+        used: &[String],
+        memo: Option<CallMemo>,
+        answers: &[Answer],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BackendError> {
+        let memo = memo.map(|m| Arc::new(MemoWriter::start(m)));
+        let answers: Arc<[Answer]> = answers.into();
+        let prices = Arc::new(Prices::new(prices.clone()));
+        let mut backends = BTreeMap::new();
+        for name in used {
+            let Some(spec) = specs.get(name) else { continue };
+            let transport = match spec.provider {
+                Provider::Sim => Transport::Sim(sim::Sim::new(spec, answers.clone())),
+                Provider::Openai => {
+                    let key = key_of(name, spec, env)?;
+                    let client = openai::Client::new(spec, key)
+                        .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
+                    Transport::Openai(client)
+                }
+            };
+            let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
+            let backend = Backend {
+                name: name.clone(),
+                identity: spec.identity(),
+                transport,
+                slots: Semaphore::new(spec.max_concurrency()),
+                rpm: spec.rpm.and_then(per_minute),
+                tpm: spec.tpm.and_then(|n| per_minute(n).map(|l| (l, n))),
+                prices: prices.clone(),
+                memo: memo.clone(),
+                spec: spec.clone(),
+            };
+            backends.insert(name.clone(), Arc::new(backend));
+        }
+        Ok(Self { backends, memo })
+    }
+
+    /// The first backend of `used` whose key is missing from the
+    /// environment, checked before anything is created or written.
+    pub fn check_keys(
+        specs: &BTreeMap<String, BackendSpec>,
+        used: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), BackendError> {
+        for name in used {
+            if let Some(spec) = specs.get(name).filter(|s| s.provider == Provider::Openai) {
+                key_of(name, spec, env)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the backends that the nodes of `plan` call.
+    pub fn used_by(plan: &Plan, nodes: impl Fn(usize) -> bool) -> Vec<String> {
+        let mut names: Vec<String> = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| nodes(*i))
+            .flat_map(|(_, n)| n.compiled.backends.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.get(name).cloned()
+    }
+
+    /// The backend `name` of the run a stage is built for.
+    pub fn of(cx: &BuildCx, name: &str) -> Result<Arc<Backend>, NodeError> {
+        let all = cx.context::<Backends>().ok_or_else(|| {
+            NodeError::new(format!("node `{}` calls a backend, but the run has none set up", cx.node))
+        })?;
+        all.get(name).ok_or_else(|| NodeError::new(format!("backend `{name}` is not set up for this run")))
+    }
+
+    /// Waits until every answer is in the call memo on disk; an error when
+    /// some could not be recorded (the run failed then).
+    pub fn close(&self) -> Result<(), MemoFailed> {
+        match &self.memo {
+            Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// The key of backend `name` from the environment, if it names a variable.
+fn key_of(
+    name: &str,
+    spec: &BackendSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, BackendError> {
+    match &spec.api_key_env {
+        Some(var) => env(var)
+            .filter(|k| !k.is_empty())
+            .map(Some)
+            .ok_or_else(|| BackendError::MissingKey { backend: name.to_string(), var: var.clone() }),
+        None => Ok(None),
+    }
+}
