@@ -2,6 +2,8 @@
 //! `flow view` finds it, and the page itself is checked in a real headless
 //! Chromium: model output that is markup stays text, nothing runs that
 //! should not, the failure filter is exact, and 10,000 records stay fast.
+//! (Past 600 lines: the browser tests share one Chromium session helper
+//! and the specs that feed every view, which split files would repeat.)
 //!
 //! The browser tests need Chromium (`.ci/run` installs Debian's); without
 //! it they say so and pass. Screenshots go to `target/report-test/`.

@@ -1,9 +1,11 @@
-//! A small OpenAI-compatible HTTP server for tests and benchmarks.
+//! A small OpenAI-compatible HTTP server for tests and benchmarks. (One
+//! file past 600 lines: it speaks every endpoint flow calls, chat,
+//! embeddings, files and fine-tuning jobs, and each fault the tests inject.)
 //!
 //! It answers `POST /v1/chat/completions` and `POST /v1/embeddings` with
 //! deterministic content derived from the request, after an optional
-//! latency, and can inject failures (alternately 429 with `Retry-After: 0`
-//! and 500) or demand an API key. Everything it observes is counted on the
+//! latency, and can inject failures (alternately 429 with `Retry-After: 0`,
+//! or any headers, and 500; or one status) or demand an API key. Everything it observes is counted on the
 //! server side — requests, successes, the most requests in flight at once,
 //! the Authorization headers and the successful request bodies — so a test
 //! of the `flow` binary can check what the binary really sent, not what it

@@ -11,6 +11,7 @@
 
 pub mod backend;
 mod depth;
+mod duration;
 mod expand;
 mod interp;
 mod locate;
