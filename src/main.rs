@@ -196,6 +196,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLOW_LOG"))
         .with_writer(std::io::stderr)
+        // No colour codes in a log that goes to a file or a CI's capture.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match dispatch(cli) {

@@ -368,6 +368,18 @@ fn hostile_bodies_and_usage_are_bounded() {
     assert_eq!((count(&c, "prompt_tokens"), count(&c, "implausible_usage")), (0, 3), "{c}");
 }
 
+/// An endpoint that fails every call (a wrong key) stops the node at the
+/// 20th failure, whatever is in flight, and its error names the cause.
+#[test]
+fn an_endpoint_that_fails_every_call_stops_at_the_twentieth() {
+    let server = LlmServer::start(ServerConfig { fail_every: Some(1), fail_status: Some(401), ..Default::default() });
+    let p = project(200, &spec(&server.base_url(), 8, ANSWERS));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("the first 20 calls all failed; the last: HTTP 401"), "{}", r.stderr);
+    assert!(server.requests() < 40, "{} calls sent", server.requests());
+}
+
 /// A key in the URL's query (`?api-key=`, Azure's and Google's habit)
 /// reaches the server but no file, no output and no error message; a key in
 /// the URL's user information is refused at validate.

@@ -131,7 +131,8 @@ fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError
                 if line.trim().is_empty() {
                     continue;
                 }
-                let keys: HashMap<String, serde::de::IgnoredAny> = serde_json::from_str(&line)
+                let text = if n == 1 { without_bom(&line) } else { &line };
+                let keys: HashMap<String, serde::de::IgnoredAny> = serde_json::from_str(text)
                     .map_err(|e| NodeError::new(format!("{shown}:{n}: expected a JSON object: {e}")))?;
                 for k in keys.into_keys() {
                     if !fields.contains(&k) {
@@ -151,6 +152,12 @@ fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError
         }
     }
     Ok(fields)
+}
+
+/// A first line without its UTF-8 byte order mark, which editors on
+/// Windows write and JSON does not allow.
+fn without_bom(line: &str) -> &str {
+    line.strip_prefix('\u{feff}').unwrap_or(line)
 }
 
 type Source = BufReader<HashingReader<File>>;
@@ -186,7 +193,11 @@ impl Reader {
             Format::Jsonl => Inner::Lines(buf, String::new()),
             Format::Json => {
                 let mut buf = buf;
-                let v: serde_json::Value = serde_json::from_reader(&mut buf)
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut buf, &mut bytes)
+                    .map_err(|e| NodeError::new(format!("cannot read {shown}: {e}")))?;
+                let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+                let v: serde_json::Value = serde_json::from_slice(text)
                     .map_err(|e| NodeError::new(format!("{shown}: invalid JSON: {e}")))?;
                 read_hash = Some(buf.get_ref().hash());
                 match v {
@@ -247,7 +258,8 @@ impl Reader {
                 if line.trim().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<serde_json::Value>(line) {
+                let text = if self.line == 1 { without_bom(line) } else { line };
+                match serde_json::from_str::<serde_json::Value>(text) {
                     Ok(serde_json::Value::Object(m)) => break m,
                     Ok(_) => return Err(NodeError::new(format!("{shown}:{}: expected a JSON object", self.line))),
                     Err(e) => return Err(NodeError::new(format!("{shown}:{}: invalid JSON: {e}", self.line))),
@@ -314,6 +326,22 @@ mod tests {
             out.push(rec);
         }
         out
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, format, text) in [
+            ("b.jsonl", Format::Jsonl, "\u{feff}{\"id\": \"c1\", \"q\": \"x\"}\n"),
+            ("b.json", Format::Json, "\u{feff}[{\"id\": \"c1\", \"q\": \"x\"}]"),
+            ("b.csv", Format::Csv, "\u{feff}id,q\nc1,x\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let recs = read_all(&path, format, "id");
+            assert_eq!((recs[0]["id"].as_str(), recs[0]["q"].as_str()), (Some("c1"), Some("x")), "{name}");
+            assert_eq!(all_fields(&path, format).unwrap(), BTreeSet::from(["id".into(), "q".into()]), "{name}");
+        }
     }
 
     #[test]

@@ -311,6 +311,7 @@ impl Node for Run {
             meter: cx.meter.clone(),
             memo_reads: cx.memo_reads,
             calls: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::default(),
             latencies: Mutex::new(Vec::new()),
@@ -365,6 +366,8 @@ struct Caller {
     meter: Arc<Meter>,
     memo_reads: bool,
     calls: AtomicU64,
+    /// Calls answered (not failed).
+    answered: AtomicU64,
     errors: AtomicU64,
     /// The error of the last call that failed, for the node's own error.
     last_error: Mutex<Option<String>>,
@@ -382,6 +385,7 @@ impl Caller {
         self.calls.fetch_add(1, Ordering::Relaxed);
         match answer {
             Ok(a) => {
+                self.answered.fetch_add(1, Ordering::Relaxed);
                 self.latencies.lock().expect("latencies lock").push(a.latency_ms);
                 if let Some((_, set)) = &self.rules {
                     let (text, applied) = set.apply(&a.text);
@@ -409,7 +413,6 @@ impl Caller {
                     return Err(NodeError::new(halted.to_string()));
                 }
                 let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-                let calls = self.calls.load(Ordering::Relaxed);
                 match self.limit {
                     ErrorLimit::Count(max) if n > max => {
                         // The cause is in the message: a failed node stores
@@ -420,8 +423,12 @@ impl Caller {
                     }
                     // A backend that fails every call is down or misconfigured:
                     // stop now rather than after every record's retries.
-                    ErrorLimit::Share(max) if max < 1.0 && calls >= EARLY_FAILURE_CALLS && n == calls => {
-                        return Err(NodeError::new(format!("the first {calls} calls all failed; the last: {e}")));
+                    // Counted by answers, not by calls finished: with calls in
+                    // flight the two never meet, and the stop came late.
+                    ErrorLimit::Share(max)
+                        if max < 1.0 && n == EARLY_FAILURE_CALLS && self.answered.load(Ordering::Relaxed) == 0 =>
+                    {
+                        return Err(NodeError::new(format!("the first {n} calls all failed; the last: {e}")));
                     }
                     _ => {}
                 }
