@@ -377,7 +377,33 @@ fn an_endpoint_that_fails_every_call_stops_at_the_twentieth() {
     let r = flow(&p, &["run", SPEC], &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("the first 20 calls all failed; the last: HTTP 401"), "{}", r.stderr);
-    assert!(server.requests() < 40, "{} calls sent", server.requests());
+    // What was already in flight or queued still goes out; the rest does not.
+    assert!(server.requests() < 120, "{} of 200 calls sent", server.requests());
+}
+
+/// A server that dies mid-run: once 20 calls in a row have spent their
+/// retries, the node stops, saying the endpoint looks down, instead of
+/// retrying every remaining record.
+#[test]
+fn a_server_that_dies_mid_run_stops_the_node() {
+    let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(5), ..Default::default() });
+    let p = project(2000, &spec(&server.base_url(), 4, ANSWERS));
+    let child = Command::new(FLOW)
+        .args(["run", SPEC])
+        .current_dir(p.dir.path())
+        .env("FLOW_TEST_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while server.successes() < 40 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(server);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the last 20 calls failed in a row after their retries: the endpoint looks down"), "{err}");
 }
 
 /// A key in the URL's query (`?api-key=`, Azure's and Google's habit)

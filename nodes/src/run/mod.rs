@@ -116,6 +116,10 @@ impl MaxErrors {
 /// After this many calls, all failed, a node with a share limit stops.
 const EARLY_FAILURE_CALLS: u64 = 20;
 
+/// After this many calls in a row failed for good on connections or server
+/// errors, the node stops: the endpoint is down.
+const DOWN_IN_A_ROW: u64 = 20;
+
 /// By default a node tolerates a tenth of its calls failing (a content
 /// filter here and there); an endpoint that is down fails it.
 pub const DEFAULT_MAX_ERRORS: ErrorLimit = ErrorLimit::Share(0.1);
@@ -312,6 +316,7 @@ impl Node for Run {
             memo_reads: cx.memo_reads,
             calls: AtomicU64::new(0),
             answered: AtomicU64::new(0),
+            down_in_a_row: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_error: Mutex::default(),
             latencies: Mutex::new(Vec::new()),
@@ -368,6 +373,8 @@ struct Caller {
     calls: AtomicU64,
     /// Calls answered (not failed).
     answered: AtomicU64,
+    /// Calls failed for good on the transport or a 5xx since the last answer.
+    down_in_a_row: AtomicU64,
     errors: AtomicU64,
     /// The error of the last call that failed, for the node's own error.
     last_error: Mutex<Option<String>>,
@@ -386,6 +393,7 @@ impl Caller {
         match answer {
             Ok(a) => {
                 self.answered.fetch_add(1, Ordering::Relaxed);
+                self.down_in_a_row.store(0, Ordering::Relaxed);
                 self.latencies.lock().expect("latencies lock").push(a.latency_ms);
                 if let Some((_, set)) = &self.rules {
                     let (text, applied) = set.apply(&a.text);
@@ -413,6 +421,18 @@ impl Caller {
                     return Err(NodeError::new(halted.to_string()));
                 }
                 let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Retries spent on a connection that fails or a server that
+                // errs: after enough in a row the endpoint is down (a server
+                // that died mid-run), and each further record would only
+                // spend its retries too.
+                if matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
+                    let row = self.down_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                    if row == DOWN_IN_A_ROW {
+                        return Err(NodeError::new(format!(
+                            "the last {row} calls failed in a row after their retries: the endpoint looks down; the last: {e}"
+                        )));
+                    }
+                }
                 match self.limit {
                     ErrorLimit::Count(max) if n > max => {
                         // The cause is in the message: a failed node stores
