@@ -10,7 +10,7 @@ mod out;
 mod progress;
 mod report;
 
-use crate::out::{out, outln};
+use crate::out::{err, errln, out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -203,11 +203,11 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(Failure::Usage(d)) => {
-            eprint!("{d}");
+            err!("{d}");
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -392,7 +392,7 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
     store.create().map_err(anyhow::Error::from)?;
     let memo = store.call_memo().map_err(|e| anyhow::anyhow!("{e}; hint: {}", e.hint()))?;
     for notice in memo.notices() {
-        eprintln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
+        errln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
     }
     Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
         .map(Some)
@@ -427,7 +427,7 @@ fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest
     manifest.status = RunStatus::Failed;
     manifest.error = Some(e.to_string());
     if let Err(e) = store.write_run_manifest(manifest) {
-        eprintln!("warning: the run manifest could not be updated: {e}");
+        errln!("warning: the run manifest could not be updated: {e}");
     }
 }
 
@@ -467,7 +467,7 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     match report::write(&store, Some(&plan), &manifest) {
         Ok(path) if !json => outln!("report: {}", path.display()),
         Ok(_) => {}
-        Err(e) => eprintln!("warning: no report: {e:#}"),
+        Err(e) => errln!("warning: no report: {e:#}"),
     }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,

@@ -1,21 +1,32 @@
-//! Standard output that may be a closed pipe (`flow runs | head`): a write
-//! that fails ends the output quietly, where `println!` would panic, and
-//! the command goes on (a run still finishes and writes its report).
+//! Standard output and standard error that may be a closed pipe
+//! (`flow runs | head`, `flow validate bad.yaml 2>&1 | head -1`): a write
+//! that fails ends that stream quietly, where `println!` or `eprintln!`
+//! would panic (exit 101), and the command goes on (a run still finishes and
+//! writes its report, a bad spec still exits 2).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set at the first write that fails: nothing more is written.
+/// Set at the first write that fails: nothing more is written there.
 static CLOSED: AtomicBool = AtomicBool::new(false);
+static ERR_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Writes to standard output, and flushes, unless it has been closed.
 pub fn write(args: std::fmt::Arguments<'_>) {
-    if CLOSED.load(Ordering::Relaxed) {
+    write_to(&mut std::io::stdout().lock(), &CLOSED, args);
+}
+
+/// Writes to standard error, unless it has been closed.
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    write_to(&mut std::io::stderr().lock(), &ERR_CLOSED, args);
+}
+
+fn write_to(out: &mut impl Write, closed: &AtomicBool, args: std::fmt::Arguments<'_>) {
+    if closed.load(Ordering::Relaxed) {
         return;
     }
-    let mut out = std::io::stdout().lock();
     if out.write_fmt(args).and_then(|()| out.flush()).is_err() {
-        CLOSED.store(true, Ordering::Relaxed);
+        closed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -30,4 +41,14 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::out::write(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-pub(crate) use {out, outln};
+/// `eprint!` to a standard error that may be closed.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::out::write_err(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` to a standard error that may be closed.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::out::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {err, errln, out, outln};

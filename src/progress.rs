@@ -2,7 +2,7 @@
 //! on a terminal (indicatif), plain lines otherwise, `--json` event lines
 //! for machines; then a summary table and each node's summary.
 
-use crate::out::outln;
+use crate::out::{errln, outln};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -73,11 +73,11 @@ impl Display {
                     }
                 }
                 (Mode::Plain, RunEvent::NodeStarted { node, kind, cached }) => {
-                    eprintln!("[{node}] {kind}: {}", if cached { "cached" } else { "started" });
+                    errln!("[{node}] {kind}: {}", if cached { "cached" } else { "started" });
                 }
                 (Mode::Plain, RunEvent::Progress { .. }) => {}
                 (Mode::Plain, RunEvent::NodeFinished(r)) => {
-                    eprintln!("[{}] {}", r.name, finished_line(&r))
+                    errln!("[{}] {}", r.name, finished_line(&r))
                 }
             }
         }
@@ -130,7 +130,7 @@ impl Display {
             }
         }
         if let Some(c) = m.calls.as_ref().filter(|c| c.implausible_usage > 0) {
-            eprintln!(
+            errln!(
                 "warning: {} answers reported more than {} tokens, which no model does; their tokens and cost are not counted",
                 c.implausible_usage,
                 flow_nodes::backend::MAX_CALL_TOKENS
@@ -156,18 +156,18 @@ impl Display {
                 outln!("\nrun {} succeeded: {ran} ran, {cached} cached; {}", m.run_id, folder.display())
             }
             RunStatus::Interrupted => {
-                eprintln!("\nrun {} interrupted; finished nodes are kept and will be reused", m.run_id)
+                errln!("\nrun {} interrupted; finished nodes are kept and will be reused", m.run_id)
             }
             _ if m.nodes.iter().any(|n| n.gate_failed.is_some()) && m.nodes.iter().all(|n| n.error.is_none()) => {
-                eprintln!("\nerror: run {} failed: a gate tripped", m.run_id);
+                errln!("\nerror: run {} failed: a gate tripped", m.run_id);
                 for n in m.nodes.iter().filter(|n| n.gate_failed.is_some()) {
                     // One line per tripped rule, indented under the node.
                     let text = n.gate_failed.as_deref().unwrap_or_default().replace('\n', "\n    ");
-                    eprintln!("  node `{}`: {text}", n.name);
+                    errln!("  node `{}`: {text}", n.name);
                 }
-                eprintln!("  hint: every node finished and is cached; the report is in {}", folder.display());
+                errln!("  hint: every node finished and is cached; the report is in {}", folder.display());
             }
-            _ => eprintln!(
+            _ => errln!(
                 "\nerror: run {} failed: {}\n  hint: finished nodes are cached; fix the problem and run again",
                 m.run_id,
                 m.error.as_deref().unwrap_or("unknown error")

@@ -142,10 +142,20 @@ impl From<Diagnostic> for Diagnostics {
 /// The closest candidate to `name`, if it is close enough to be a likely typo.
 /// A swapped pair of letters (`bto` → `bot`) counts as one edit.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let chars = name.chars().count();
     candidates
         .into_iter()
-        .map(|c| (strsim::osa_distance(name, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1) && *d > 0)
+        .filter_map(|c| {
+            let most = (c.len().max(name.len()) / 3).max(1);
+            // The distance is at least the difference in length: skipping
+            // those that are too far apart keeps a 1 MB typo from costing
+            // seconds of edit distance (it is quadratic).
+            if chars.abs_diff(c.chars().count()) > most {
+                return None;
+            }
+            let d = strsim::osa_distance(name, c);
+            (d <= most && d > 0).then_some((d, c))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -180,6 +190,15 @@ mod tests {
         assert_eq!(did_you_mean("evalute", ["load", "evaluate"]), Some("evaluate"));
         assert_eq!(did_you_mean("zzz", ["load", "evaluate"]), None);
         assert_eq!(did_you_mean("load", ["load"]), None);
+        assert_eq!(did_you_mean("lo", ["load"]), None, "two edits is more than a third of four letters");
+    }
+
+    #[test]
+    fn a_huge_name_is_not_compared_letter_by_letter() {
+        let huge = "x".repeat(1_000_000);
+        let start = std::time::Instant::now();
+        assert_eq!(did_you_mean(&huge, ["exact_match", "contains", "regex"]), None);
+        assert!(start.elapsed() < std::time::Duration::from_millis(200), "{:?}", start.elapsed());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod compare;
 mod errors;
 mod eval;
 mod extract;
+mod fuzz;
 mod generate;
 mod inspect;
 mod interrupt;

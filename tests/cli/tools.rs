@@ -170,3 +170,24 @@ fn a_closed_stdout_ends_output_quietly() {
         assert_eq!(code, Some(0), "flow {args:?}: {err}");
     }
 }
+
+/// A bad spec whose errors go to a closed pipe (`flow validate bad.yaml
+/// 2>&1 | head -1` after `head` exits) still exits 2, not 101: a failed
+/// write to standard error is not a panic.
+#[test]
+fn a_closed_stderr_keeps_the_exit_code() {
+    use std::os::fd::FromRawFd;
+    let p = Project::empty();
+    p.write("bad.yaml", &format!("name: x\nnodes:\n  a: {}{}\n", "[".repeat(300), "]".repeat(300)));
+    for args in [&["validate", "bad.yaml"][..], &["plan", "bad.yaml"], &["validate", "missing.yaml"]] {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (read, write) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        drop(read);
+        let status =
+            std::process::Command::new(crate::common::FLOW).args(args).current_dir(p.dir.path()).stderr(write).status();
+        assert_eq!(status.unwrap().code(), Some(2), "flow {args:?}");
+    }
+}
