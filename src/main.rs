@@ -461,10 +461,24 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     if let Some(e) = memo_failed {
         memo_failed_run(&store, &mut manifest, &e);
     }
+    // A run that says it succeeded has its report: one that could not be
+    // written (a full disk) fails the run, whose outputs stay cached; a run
+    // that failed anyway only warns.
+    let report = report::write(&store, Some(&plan), &manifest);
+    if let Err(e) = &report {
+        if manifest.status == RunStatus::Succeeded {
+            manifest.status = RunStatus::Failed;
+            manifest.error = Some(format!(
+                "its report could not be written ({e:#}); free space, then `flow view {}` writes it",
+                manifest.run_id
+            ));
+            if let Err(e) = store.write_run_manifest(&manifest) {
+                errln!("warning: the run manifest could not be updated: {e}");
+            }
+        }
+    }
     display.finish(&store, &manifest);
-    // The report is a view of the run, not its outcome: failing to write it
-    // is a warning.
-    match report::write(&store, Some(&plan), &manifest) {
+    match report {
         Ok(path) if !json => outln!("report: {}", path.display()),
         Ok(_) => {}
         Err(e) => errln!("warning: no report: {e:#}"),

@@ -191,3 +191,38 @@ fn a_closed_stderr_keeps_the_exit_code() {
         assert_eq!(status.unwrap().code(), Some(2), "flow {args:?}");
     }
 }
+
+/// A run whose report cannot be written (the disk refuses files past 32 KiB:
+/// every output of the demo fits, its report does not) does not say it
+/// succeeded: it fails naming the report and how to get it, its outputs are
+/// cached, and `flow view` writes the report once there is room.
+#[test]
+fn a_run_without_its_report_is_not_a_success() {
+    use std::os::unix::process::CommandExt;
+    let p = Project::demo();
+    let mut cmd = std::process::Command::new(crate::common::FLOW);
+    cmd.args(["run", "specs/demo.yaml"]).current_dir(p.dir.path());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 32 * 1024, rlim_max: 32 * 1024 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("its report could not be written") && stderr.contains("flow view"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("succeeded"), "{}", String::from_utf8_lossy(&out.stdout));
+    let run = p.latest_run("specs/.flow");
+    assert_eq!(run["status"], "failed");
+    assert!(statuses(&run).iter().all(|(_, s)| s == "ran"), "{run}");
+    let view = p.flow(&["view", "--no-open"]);
+    assert_eq!(view.code, 0, "{}", view.stderr);
+    assert!(p.dir.path().join(view.stdout.trim()).is_file(), "{}", view.stdout);
+}
