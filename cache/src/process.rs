@@ -72,6 +72,28 @@ impl RunProcess {
     }
 }
 
+/// The start of the name of a temp file this process writes in
+/// `.flow/tmp/`: `flow-<pid>-<start ticks>-`, so a later run can tell the
+/// files of a process that was killed from those of one still writing.
+pub fn temp_prefix() -> String {
+    let me = RunProcess::this_process();
+    format!("flow-{}-{}-", me.pid, me.start_ticks.unwrap_or(0))
+}
+
+/// Whether the temp file `name` was written by a process that is gone
+/// (only on Linux, where that can be told; a name of another form is
+/// left to `flow cache gc`).
+pub fn temp_owner_is_dead(name: &str) -> bool {
+    let mut parts = name.strip_prefix("flow-").unwrap_or("").splitn(3, '-');
+    let (Some(pid), Some(ticks)) =
+        (parts.next().and_then(|p| p.parse().ok()), parts.next().and_then(|t| t.parse().ok()))
+    else {
+        return false;
+    };
+    let owner = RunProcess { pid, start_ticks: Some(ticks).filter(|t| *t > 0), boot_id: boot_id(), host: host() };
+    owner.liveness() == Liveness::Dead
+}
+
 /// The fields of `/proc/<pid>/stat` we read.
 struct Stat {
     state: char,
@@ -115,6 +137,19 @@ fn linux_file(path: &str) -> Option<String> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn temp_files_of_a_gone_process_are_known_by_their_name() {
+        assert!(!temp_owner_is_dead(&format!("{}abc123", temp_prefix())), "this process is writing it");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(temp_owner_is_dead(&format!("flow-{pid}-12345-abc")), "its writer is gone");
+        assert!(temp_owner_is_dead(&format!("flow-{}-1-abc", std::process::id())), "another start time: a reused pid");
+        assert!(!temp_owner_is_dead(".tmpXYZ"), "an older name is left to gc");
+        assert!(!temp_owner_is_dead("flow-x-y-z"));
+    }
 
     #[test]
     fn this_process_is_alive() {

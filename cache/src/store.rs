@@ -70,6 +70,22 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the temp files of processes that were killed while writing
+    /// them (SIGKILL leaves its objects half-written): a run's start tidies
+    /// up after the last one. Files of live processes (another spec's run in
+    /// this workspace) are left alone. How many were removed.
+    pub fn sweep_temp(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else { return 0 };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_str().is_some_and(crate::process::temp_owner_is_dead) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     pub fn object_path(&self, hash: &ContentHash) -> PathBuf {
         let hex = hash.hex();
         self.root.join("objects").join(&hex[..2]).join(&hex)
@@ -101,7 +117,10 @@ impl Store {
     pub fn object_writer(&self) -> Result<ObjectWriter, StoreError> {
         let tmp_dir = self.root.join("tmp");
         std::fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
-        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err("create temp file in", &tmp_dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&crate::process::temp_prefix())
+            .tempfile_in(&tmp_dir)
+            .map_err(io_err("create temp file in", &tmp_dir))?;
         let file = tmp.reopen().map_err(io_err("open", tmp.path()))?;
         Ok(ObjectWriter {
             store: self.clone(),

@@ -442,6 +442,69 @@ fn keys_in_a_base_url_are_never_written() {
     assert!(!e.contains("sk-in-url-42"), "the diagnostic shows the key: {e}");
 }
 
+/// The kill suite: ten SIGKILLs of one run at seeded moments, each followed
+/// by a restart, then a last run to the end. No call answered before a kill
+/// is sent again beyond those in flight at that kill (4 slots), the output is
+/// the one an uninterrupted run writes, and no temp file is left behind.
+#[test]
+fn ten_sigkills_lose_no_answered_call_and_change_no_output() {
+    let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(20), ..Default::default() });
+    let n = 300u64;
+    let p = project(n as usize, &spec(&server.base_url(), 4, ANSWERS));
+    let mut seed = 0x5eed_u64;
+    let mut kills = 0;
+    for _ in 0..10 {
+        // SplitMix64: a kill after 2 to 17 more answers.
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let more = 2 + (z ^ (z >> 31)) % 16;
+        let target = server.successes() + more;
+        let mut child = Command::new(FLOW)
+            .args(["run", SPEC])
+            .current_dir(p.dir.path())
+            .env_remove("FLOW_LOG")
+            .env("FLOW_TEST_KEY", KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn flow");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.successes() < target && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 8, "only {kills} of 10 runs were killed before they finished");
+    let m = run_ok(&p, &[]);
+    assert_eq!(m["status"], "succeeded");
+    let sent = server.successes();
+    assert!(sent >= n && sent <= n + 4 * kills, "{sent} answered calls for {n} cases over {kills} kills");
+    let records = show(&p, "answers");
+    assert_all_answered(&records, n as usize);
+    // The same output as one uninterrupted run, against a fresh server.
+    let fresh = LlmServer::start(ServerConfig::default());
+    let q = project(n as usize, &spec(&fresh.base_url(), 4, ANSWERS));
+    run_ok(&q, &[]);
+    let strip = |rs: Vec<Value>| -> Vec<Value> {
+        rs.into_iter()
+            .map(|mut r| {
+                r.as_object_mut().unwrap().remove("latency_ms");
+                r
+            })
+            .collect()
+    };
+    assert_eq!(strip(records), strip(show(&q, "answers")), "the killed run's output differs");
+    let tmp = p.path("specs/.flow/tmp");
+    let left = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "temp files left in {}", tmp.display());
+}
+
 /// A server's `Retry-After` may be anything: a wait past the clock's range,
 /// not a number, a date. Each is capped or ignored (never a panic that
 /// leaves the node cancelled and the run "succeeded"), and every case is

@@ -111,6 +111,7 @@ pub async fn run(
 ) -> Result<RunManifest, RunError> {
     assert_eq!(assessed.len(), plan.nodes.len(), "one assessment per plan node");
     store.create()?;
+    store.sweep_temp();
     let run_id = new_run_id();
     let mut manifest = RunManifest {
         run_id: run_id.clone(),
