@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{node, pairs, run_in_env, statuses, Project, Run, FLOW};
+use crate::common::{node, pairs, run_in_env, statuses, Project, Rng, Run, FLOW};
 use crate::llm_server::{LlmServer, ReplyFn, ServerConfig};
 
 /// The key every test hands `flow` through `FLOW_TEST_KEY`.
@@ -64,6 +64,20 @@ fn flow(p: &Project, args: &[&str], extra: &[(&str, &str)]) -> Run {
     let mut envs = vec![("FLOW_TEST_KEY", KEY)];
     envs.extend_from_slice(extra);
     run_in_env(p.dir.path(), args, &envs)
+}
+
+/// `flow run SPEC` started in `p` with the test key, its output dropped and
+/// its standard error to `stderr`: for tests that kill it or wait on it.
+fn spawn_run(p: &Project, stderr: Stdio) -> std::process::Child {
+    Command::new(FLOW)
+        .args(["run", SPEC])
+        .current_dir(p.dir.path())
+        .env_remove("FLOW_LOG")
+        .env("FLOW_TEST_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn flow")
 }
 
 /// `flow run SPEC args..` that must succeed; returns its run manifest.
@@ -179,15 +193,7 @@ fn sigkilled_run_resumes_from_the_call_memo() {
     let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(100), ..Default::default() });
     let n = 60u64;
     let p = project(n as usize, &spec(&server.base_url(), 4, ANSWERS));
-    let mut child = Command::new(FLOW)
-        .args(["run", SPEC])
-        .current_dir(p.dir.path())
-        .env_remove("FLOW_LOG")
-        .env("FLOW_TEST_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn flow");
+    let mut child = spawn_run(&p, Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(20);
     let problem = loop {
         if server.successes() >= 12 {
@@ -388,14 +394,7 @@ fn an_endpoint_that_fails_every_call_stops_at_the_twentieth() {
 fn a_server_that_dies_mid_run_stops_the_node() {
     let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(5), ..Default::default() });
     let p = project(2000, &spec(&server.base_url(), 4, ANSWERS));
-    let child = Command::new(FLOW)
-        .args(["run", SPEC])
-        .current_dir(p.dir.path())
-        .env("FLOW_TEST_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&p, Stdio::piped());
     while server.successes() < 40 {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -451,25 +450,12 @@ fn ten_sigkills_lose_no_answered_call_and_change_no_output() {
     let server = LlmServer::start(ServerConfig { latency: Duration::from_millis(20), ..Default::default() });
     let n = 300u64;
     let p = project(n as usize, &spec(&server.base_url(), 4, ANSWERS));
-    let mut seed = 0x5eed_u64;
+    let mut rng = Rng(0x5eed);
     let mut kills = 0;
     for _ in 0..10 {
-        // SplitMix64: a kill after 2 to 17 more answers.
-        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        let more = 2 + (z ^ (z >> 31)) % 16;
-        let target = server.successes() + more;
-        let mut child = Command::new(FLOW)
-            .args(["run", SPEC])
-            .current_dir(p.dir.path())
-            .env_remove("FLOW_LOG")
-            .env("FLOW_TEST_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn flow");
+        // A kill after 2 to 17 more answers.
+        let target = server.successes() + 2 + rng.below(16) as u64;
+        let mut child = spawn_run(&p, Stdio::null());
         let deadline = Instant::now() + Duration::from_secs(20);
         while server.successes() < target && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));

@@ -13,37 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{repo, FLOW};
+use crate::common::{repo, Rng, FLOW};
 
 const DEFAULT_CASES: u64 = 2000;
 const DEFAULT_SEED: u64 = 0x5eed_f10e;
 const THREADS: u64 = 4;
 const CASE_LIMIT: Duration = Duration::from_secs(2);
-
-/// SplitMix64: tiny, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Characters that mean something to YAML, and bytes that mean trouble.
 const SIGNIFICANT: &[&[u8]] = &[
