@@ -24,7 +24,7 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does one
 //! small run of each scenario, to check that the pipeline works, and exits.
 
-#[path = "../tests/support/llm_server.rs"]
+#[path = "../tests/support/llm_server/mod.rs"]
 mod llm_server;
 
 use std::path::Path;

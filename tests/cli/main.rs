@@ -2,7 +2,7 @@
 //! cache directory in a temp folder, the real process (killed for real).
 //! One integration binary with modules keeps link time down.
 
-#[path = "../support/llm_server.rs"]
+#[path = "../support/llm_server/mod.rs"]
 mod llm_server;
 
 #[cfg(target_os = "linux")]
