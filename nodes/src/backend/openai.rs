@@ -111,13 +111,13 @@ impl Client {
     /// Sends `request` and reads a JSON answer; `method` and `url` are for
     /// messages.
     async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
-        // Messages show the URL without a key in its query; reqwest's own
-        // errors would show it whole.
-        let url = &flow_engine::spec::url::redact(url);
+        // Messages (only on failure: nothing per call) show the URL without
+        // a key in its query; reqwest's own errors would show it whole.
+        let shown = || flow_engine::spec::url::redact(url);
         let response = request.send().await.map_err(|e| {
             let retryable = e.is_timeout() || e.is_connect() || e.is_request();
             CallError {
-                message: format!("{method} {url}: {}", error_chain(&e.without_url())),
+                message: format!("{method} {}: {}", shown(), error_chain(&e.without_url())),
                 status: None,
                 retryable,
                 retry_after: None,
@@ -127,14 +127,15 @@ impl Client {
         let retry_after = retry_after(response.headers());
         let text = self.read_body(response).await.map_err(|e| match e {
             BodyError::Read(e) => CallError {
-                message: format!("{method} {url}: reading the response: {}", error_chain(&e.without_url())),
+                message: format!("{method} {}: reading the response: {}", shown(), error_chain(&e.without_url())),
                 status: Some(status.as_u16()),
                 retryable: true,
                 retry_after,
             },
             BodyError::TooLarge => CallError {
                 message: format!(
-                    "{method} {url}: the response is larger than {} bytes (`max_response_bytes`)",
+                    "{method} {}: the response is larger than {} bytes (`max_response_bytes`)",
+                    shown(),
                     self.max_body
                 ),
                 status: Some(status.as_u16()),
@@ -144,7 +145,7 @@ impl Client {
         })?;
         if status.is_success() {
             return serde_json::from_slice(&text).map_err(|e| CallError {
-                message: format!("{method} {url}: the response is not JSON ({e})"),
+                message: format!("{method} {}: the response is not JSON ({e})", shown()),
                 status: Some(status.as_u16()),
                 retryable: true,
                 retry_after: None,
@@ -156,7 +157,7 @@ impl Client {
             .and_then(|v| v["error"]["message"].as_str().or(v["message"].as_str()).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&text).chars().take(300).collect());
         Err(CallError {
-            message: format!("HTTP {code} from {method} {url}: {}", detail.trim()),
+            message: format!("HTTP {code} from {method} {}: {}", shown(), detail.trim()),
             status: Some(code),
             // 501 and 505: the server cannot do this at all; asking again
             // changes nothing.
