@@ -176,6 +176,57 @@ fn matrix_expands_with_readable_names() {
     assert!(r.stderr.contains("`answers[model=${matrix.model},temperature=${matrix.temperature}]`"), "{}", r.stderr);
 }
 
+/// Model names hold `:` and `/` (`llama3:8b`, `org/model`): a copy's name
+/// shows them as `_`, and a reference may write the value as it is, by
+/// hand or through `${matrix.model}`.
+#[test]
+fn matrix_values_with_colons_and_slashes_are_read_as_written() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &std::fs::read_to_string(repo().join("specs/data/cases.jsonl")).unwrap());
+    p.write(
+        "specs/m.yaml",
+        r#"flow: 1
+backends:
+  bot: {provider: sim, model: gpt-4o-mini}
+nodes:
+  cases: {kind: load, path: data/cases.jsonl}
+  answers:
+    kind: run
+    matrix:
+      model: ["llama3:8b", org/model]
+    input: cases
+    backend: bot
+    system: "you are ${matrix.model}"
+    prompt: "{{question}}"
+  scores:
+    kind: evaluate
+    matrix:
+      model: ["llama3:8b", org/model]
+    input: answers[model=${matrix.model}]
+    metrics: [{type: exact_match, expected: "{{expected}}"}]
+  ab:
+    kind: compare
+    inputs:
+      - scores[model=llama3:8b]
+      - scores[model = org/model]
+"#,
+    );
+    let plan = p.flow(&["plan", "specs/m.yaml"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let line = |name: &str| {
+        plan.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {}", plan.stdout))
+            .to_string()
+    };
+    assert!(line("scores[model=llama3_8b] ").contains(" answers[model=llama3_8b] "), "{}", plan.stdout);
+    assert!(line("scores[model=org_model] ").contains(" answers[model=org_model] "), "{}", plan.stdout);
+    assert!(line("ab ").contains("scores[model=llama3_8b], scores[model=org_model]"), "{}", plan.stdout);
+    let m = p.run_ok(&["specs/m.yaml"]);
+    assert_eq!(node(&m, "ab")["records_in"], 48, "{m}");
+}
+
 #[test]
 fn templates_nest_and_resolve_paths_in_their_own_folder() {
     let p = Project::empty();

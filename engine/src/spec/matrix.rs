@@ -144,10 +144,13 @@ pub(super) fn combos(
 /// A value as it reads in a node name: letters, digits, `_`, `-` and `.`
 /// kept, anything else `_` (names are folder names and shell arguments).
 fn name_text(v: &Value) -> String {
-    yaml_brief(v)
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
-        .collect()
+    name_chars(&yaml_brief(v))
+}
+
+/// A value's text as it reads in a node name (see [`name_text`]): so that
+/// `answers[model=llama3:8b]` names the copy `answers[model=llama3_8b]`.
+pub(super) fn name_chars(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' }).collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::matrix::name_chars;
 use super::SpecFile;
 use crate::diag::suggest;
 
@@ -163,15 +164,35 @@ impl Scopes {
     }
 }
 
-/// `answers[model = a, temp = 0]` reads as `answers[model=a,temp=0]`.
+/// `answers[model = a, temp = 0]` reads as `answers[model=a,temp=0]`, and
+/// a value reads as it does in the copy's name: `answers[model=org/m]`
+/// (or `[model=${matrix.model}]` with that value) names `answers[model=org_m]`.
 fn normalize(written: &str) -> String {
-    match written.find('[') {
-        Some(i) => {
-            let (base, rest) = written.split_at(i);
-            format!("{}{}", base.trim(), rest.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+    let Some((base, rest)) = written.split_once('[') else {
+        return written.trim().to_string();
+    };
+    let Some((inner, tail)) = rest.split_once(']') else {
+        return format!("{}[{}", base.trim(), rest.chars().filter(|c| !c.is_whitespace()).collect::<String>());
+    };
+    let is_key = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    // A `,` not followed by `key=` is part of a value (`[model=a,b]`).
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in inner.split(',') {
+        match (piece.split_once('=').filter(|(k, _)| is_key(k.trim())), pairs.last_mut()) {
+            (Some((k, v)), _) => pairs.push((k.trim().to_string(), v.trim().to_string())),
+            (None, Some((_, v))) => {
+                v.push(',');
+                v.push_str(piece.trim());
+            }
+            (None, None) => pairs.push((String::new(), piece.trim().to_string())),
         }
-        None => written.trim().to_string(),
     }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| if k.is_empty() { name_chars(v) } else { format!("{k}={}", name_chars(v)) })
+        .collect();
+    // The rest (`.scores` after a matrix of template uses) may name another copy.
+    format!("{}[{}]{}", base.trim(), inner.join(","), normalize(tail).trim_start())
 }
 
 /// `answers[model=a,temp=0]` → `model=${matrix.model},temp=${matrix.temp}`.
@@ -189,6 +210,16 @@ mod tests {
     use super::*;
     use crate::diag::Source;
     use crate::spec::LocationIndex;
+
+    #[test]
+    fn references_read_values_as_copy_names_do() {
+        assert_eq!(normalize(" answers [model = llama3:8b, temp = 0.5] "), "answers[model=llama3_8b,temp=0.5]");
+        assert_eq!(normalize("answers[model=org/m]"), "answers[model=org_m]");
+        assert_eq!(normalize("answers[model=a,b]"), "answers[model=a_b]");
+        assert_eq!(normalize("ab[model=x:y].scores"), "ab[model=x_y].scores");
+        assert_eq!(normalize("plain"), "plain");
+        assert_eq!(normalize("broken[model=a"), "broken[model=a");
+    }
 
     fn file() -> Arc<SpecFile> {
         Arc::new(SpecFile {
