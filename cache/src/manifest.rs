@@ -33,6 +33,11 @@ pub struct NodeManifest {
     pub artifacts: BTreeMap<String, ContentHash>,
     /// RFC 3339 time the node finished.
     pub created: String,
+    /// Calls that failed on a transient failure after their retries: the
+    /// entry is not reused, so the next run re-sends them (the memo answers
+    /// the rest).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retryable_errors: u64,
 }
 
 /// How a run ended.
@@ -103,6 +108,11 @@ pub struct CallStats {
     pub retries: u64,
     /// Calls that failed for good; their records carry the `error`.
     pub errors: u64,
+    /// Of `errors`, those on a transient failure (429, 5xx, timeout,
+    /// connection) that outlasted the retries. They are not memoized, so the
+    /// next run sends exactly them again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retryable_errors: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// USD spent by this run's requests; null when a request's model has no
@@ -130,6 +140,7 @@ impl CallStats {
             memo_hits: self.memo_hits + other.memo_hits,
             retries: self.retries + other.retries,
             errors: self.errors + other.errors,
+            retryable_errors: self.retryable_errors + other.retryable_errors,
             prompt_tokens: self.prompt_tokens + other.prompt_tokens,
             completion_tokens: self.completion_tokens + other.completion_tokens,
             cost_usd,

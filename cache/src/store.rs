@@ -446,6 +446,7 @@ mod tests {
             records: 0,
             artifacts: Default::default(),
             created: "2026-01-01T00:00:00Z".into(),
+            retryable_errors: 0,
         };
         store.put_node_manifest(&m).unwrap();
         assert_eq!(store.node_manifest(&m.key).unwrap(), Some(m.clone()));

@@ -40,16 +40,39 @@ impl fmt::Display for State {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     NeverRun,
-    ConfigChanged { fields: Vec<String> },
-    BackendChanged { fields: Vec<String> },
-    InputFileChanged { files: Vec<String> },
-    UpstreamChanged { nodes: Vec<String> },
+    ConfigChanged {
+        fields: Vec<String>,
+    },
+    BackendChanged {
+        fields: Vec<String>,
+    },
+    InputFileChanged {
+        files: Vec<String>,
+    },
+    UpstreamChanged {
+        nodes: Vec<String>,
+    },
     InputsChanged,
-    ImplementationChanged { from: u32, to: u32 },
-    KindChanged { from: String },
-    Forced { by: String },
-    UpstreamWillRun { nodes: Vec<String> },
+    ImplementationChanged {
+        from: u32,
+        to: u32,
+    },
+    KindChanged {
+        from: String,
+    },
+    Forced {
+        by: String,
+    },
+    UpstreamWillRun {
+        nodes: Vec<String>,
+    },
     EntryMissing,
+    /// The entry holds calls that failed on a transient failure (429, 5xx,
+    /// timeout) after their retries: the node runs again, the memo answers
+    /// what succeeded and only these are sent.
+    CallsFailed {
+        calls: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -74,6 +97,10 @@ impl fmt::Display for Reason {
                 write!(f, "upstream will run: {}", nodes.join(", "))
             }
             Reason::EntryMissing => f.write_str("cache entry missing"),
+            Reason::CallsFailed { calls } => {
+                let s = if *calls == 1 { "" } else { "s" };
+                write!(f, "{calls} call{s} failed last time (sent again; the memo answers the rest)")
+            }
         }
     }
 }
@@ -171,6 +198,13 @@ pub fn assess(plan: &Plan, store: &Store, force: &Force) -> Result<Vec<Assessmen
             Assessment { state: State::WillRun, fields: Some(fields), key: Some(key), manifest: None, reasons: vec![r] }
         } else {
             match store.node_manifest(&key)? {
+                Some(m) if store.is_complete(&m) && m.retryable_errors > 0 => Assessment {
+                    state: State::WillRun,
+                    fields: Some(fields),
+                    key: Some(key),
+                    manifest: None,
+                    reasons: vec![Reason::CallsFailed { calls: m.retryable_errors }],
+                },
                 Some(m) if store.is_complete(&m) => Assessment {
                     state: State::Cached,
                     fields: Some(fields),

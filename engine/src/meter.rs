@@ -12,6 +12,7 @@ pub struct Meter {
     memo_hits: AtomicU64,
     retries: AtomicU64,
     errors: AtomicU64,
+    retryable_errors: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
     /// In units of 1e-9 USD, so concurrent adds stay exact.
@@ -55,6 +56,13 @@ impl Meter {
         self.errors.fetch_add(1, Relaxed);
     }
 
+    /// A call that failed for good on a transient failure (429, 5xx,
+    /// timeout, connection) after its retries: counted in `error` too, and
+    /// sent again by the next run.
+    pub fn gave_up(&self) {
+        self.retryable_errors.fetch_add(1, Relaxed);
+    }
+
     /// The counts so far; `None` when the node made no call at all.
     pub fn snapshot(&self) -> Option<CallStats> {
         let s = CallStats {
@@ -62,6 +70,7 @@ impl Meter {
             memo_hits: self.memo_hits.load(Relaxed),
             retries: self.retries.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            retryable_errors: self.retryable_errors.load(Relaxed),
             prompt_tokens: self.prompt_tokens.load(Relaxed),
             completion_tokens: self.completion_tokens.load(Relaxed),
             // A sum with an unpriced call in it is not the cost: unknown.

@@ -572,3 +572,39 @@ fn rejected_key_fails_the_node_or_every_record() {
     let m = p.latest_run("specs/.flow");
     assert_eq!(count(&calls(&m, "answers"), "errors"), n as u64);
 }
+
+/// A call that failed on a 500 after its retries is not frozen into the
+/// cache: `flow plan` says so, and the next run, against a server that
+/// recovered, sends exactly the failed calls (the memo answers the rest).
+#[test]
+fn calls_that_failed_after_retries_are_sent_again_and_only_they() {
+    let server = LlmServer::start(ServerConfig { fail_every: Some(4), fail_status: Some(500), ..Default::default() });
+    let n = 20;
+    let no_retries = spec(&server.base_url(), 2, &format!("{ANSWERS}    max_errors: 10\n"))
+        .replace("retry: {max_retries: 8,", "retry: {max_retries: 0,");
+    let p = project(n, &no_retries);
+    let first = run_ok(&p, &[]);
+    assert_eq!(server.requests(), n as u64, "no retries: one request per case");
+    let failed = count(&calls(&first, "answers"), "errors");
+    assert_eq!(failed, 5, "every 4th request fails: {first}");
+    assert_eq!(count(&calls(&first, "answers"), "retryable_errors"), 5, "{first}");
+    let errored = show(&p, "answers").iter().filter(|r| !r["error"].is_null()).count();
+    assert_eq!(errored, 5);
+
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let line = plan.stdout.lines().find(|l| l.starts_with("answers ")).unwrap();
+    assert!(line.contains("will run (5 calls failed last time"), "{}", plan.stdout);
+
+    server.recover();
+    server.reset_counters();
+    let second = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 5, "only the failed calls are sent again");
+    assert_eq!(count(&calls(&second, "answers"), "memo_hits"), 15, "{second}");
+    assert_all_answered(&show(&p, "answers"), n);
+
+    server.reset_counters();
+    let third = run_ok(&p, &[]);
+    assert!(statuses(&third).iter().all(|(_, s)| s == "cached"), "{:?}", statuses(&third));
+    assert_eq!(server.requests(), 0);
+}

@@ -85,7 +85,7 @@ impl NodeJob {
             node: node.name.clone(),
             spec_dir: node.file.dir.clone(),
             files: node.compiled.files.clone(),
-            meter,
+            meter: meter.clone(),
             memo_reads: self.memo_reads,
             context: self.context.clone(),
             inputs: main.len(),
@@ -146,6 +146,7 @@ impl NodeJob {
             records: records_out,
             artifacts: stored.clone(),
             created: flow_cache::now_rfc3339(),
+            retryable_errors: meter.snapshot().map_or(0, |c| c.retryable_errors),
         };
         self.store.put_node_manifest(&m).map_err(store_err)?;
         copy_artifacts(&self.store, &self.run_dir, &node.name, &stored).map_err(store_err)?;

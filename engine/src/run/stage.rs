@@ -62,7 +62,7 @@ impl NodeJob {
         if self.fields.is_none() && !self.forced {
             let fields = key_fields(&self.plan, self.index, &upstream);
             if let Some(m) = self.store.node_manifest(&fields.key()).map_err(store_err)? {
-                if self.store.is_complete(&m) {
+                if self.store.is_complete(&m) && m.retryable_errors == 0 {
                     out.sink = None; // drop: nothing new to store
                     replay(&self.store, &m.output, out).await?;
                     return Ok(Driven::Reused { records_in, manifest: Box::new(m) });

@@ -364,6 +364,7 @@ impl Backend {
             Err(mut e) => {
                 opts.meter.error();
                 if e.retryable {
+                    opts.meter.gave_up();
                     e.message = format!("{} (gave up after {} retries)", e.message, retry.max_retries);
                 }
                 Err(e)

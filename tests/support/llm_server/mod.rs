@@ -126,6 +126,8 @@ pub struct LlmServer {
 /// What the handlers share: the configuration and the counters.
 struct Shared {
     cfg: ServerConfig,
+    /// Whether `fail_every` applies; [`LlmServer::recover`] turns it off.
+    failing: AtomicBool,
     /// Requests received on the API paths, answered or not.
     requests: AtomicU64,
     /// Requests answered 200.
@@ -173,6 +175,7 @@ impl LlmServer {
         let addr = std_listener.local_addr().expect("listener address");
         let state = Arc::new(Shared {
             cfg,
+            failing: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -257,6 +260,11 @@ impl LlmServer {
     /// The JSON bodies of the successful requests, in the order answered.
     pub fn bodies(&self) -> Vec<Value> {
         self.state.bodies.lock().unwrap().clone()
+    }
+
+    /// Stops injecting failures: the server had a bad spell and is well again.
+    pub fn recover(&self) {
+        self.state.failing.store(false, Ordering::SeqCst);
     }
 
     /// Zeroes every counter (the failure schedule starts over too).
@@ -352,7 +360,7 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error"));
         }
     }
-    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
+    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0 && s.failing.load(Ordering::SeqCst)).map(u64::from) {
         if n.is_multiple_of(every) {
             if let Some(code) = s.cfg.fail_status {
                 let status = StatusCode::from_u16(code).expect("an HTTP status");
