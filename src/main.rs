@@ -66,6 +66,10 @@ struct ForceArgs {
     /// Run this node even if it is cached (repeatable).
     #[arg(long, value_name = "NODE")]
     rerun: Vec<String>,
+    /// Only the first N records of every source (a quick subset; the full
+    /// run after it reuses its answers from the call memo).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -248,8 +252,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { spec, force, format, explain } => {
-            let plan = compile(&spec)?;
-            let force = force_of(&plan, &force)?;
+            let mut plan = compile(&spec)?;
+            let force = force_of(&mut plan, &force)?;
             let store = Store::open(workspace_of(&spec));
             let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
             if let Some(name) = explain {
@@ -289,8 +293,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { spec, force, json } => {
-            let plan = compile(&spec)?;
-            let force = force_of(&plan, &force)?;
+            let mut plan = compile(&spec)?;
+            let force = force_of(&mut plan, &force)?;
             let store = Store::open(workspace_of(&spec));
             run(plan, store, force, json)
         }
@@ -356,7 +360,11 @@ fn workspace_of(spec: &SpecArgs) -> PathBuf {
     })
 }
 
-fn force_of(plan: &Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
+/// What `args` asks regardless of the cache; `--limit` applies to `plan`.
+fn force_of(plan: &mut Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
+    if let Some(n) = args.limit {
+        plan.limit_sources(n);
+    }
     for name in &args.rerun {
         if plan.index_of(name).is_none() {
             return Err(Diagnostic::new(format!("--rerun names unknown node `{name}`")).hint(suggest(

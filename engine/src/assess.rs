@@ -57,6 +57,11 @@ pub enum Reason {
         from: u32,
         to: u32,
     },
+    /// `--limit`: a subset instead of all records, or another subset.
+    LimitChanged {
+        from: Option<u64>,
+        to: Option<u64>,
+    },
     KindChanged {
         from: String,
     },
@@ -90,6 +95,10 @@ impl fmt::Display for Reason {
             Reason::InputsChanged => f.write_str("inputs changed"),
             Reason::ImplementationChanged { from, to } => {
                 write!(f, "implementation changed (v{from} → v{to})")
+            }
+            Reason::LimitChanged { from, to } => {
+                let n = |l: &Option<u64>| l.map_or("all records".to_string(), |n| format!("--limit {n}"));
+                write!(f, "limit changed ({} → {})", n(from), n(to))
             }
             Reason::KindChanged { from } => write!(f, "kind changed (was {from})"),
             Reason::Forced { by } => write!(f, "forced ({by})"),
@@ -167,6 +176,7 @@ pub fn key_fields(plan: &Plan, i: usize, upstream_outputs: &[ContentHash]) -> Ke
         config: node.compiled.config.clone(),
         inputs,
         backends,
+        limit: node.limit,
     }
 }
 
@@ -237,6 +247,9 @@ pub fn why_changed(now: &KeyFields, last: Option<&NodeManifest>) -> Vec<Reason> 
         reasons.push(Reason::KindChanged { from: then.kind.clone() });
     } else if then.version != now.version {
         reasons.push(Reason::ImplementationChanged { from: then.version, to: now.version });
+    }
+    if then.limit != now.limit {
+        reasons.push(Reason::LimitChanged { from: then.limit, to: now.limit });
     }
     let fields = diff_paths(&then.config, &now.config);
     if !fields.is_empty() {

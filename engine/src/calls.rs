@@ -212,9 +212,14 @@ fn read_source(plan: &Plan, u: usize) -> Option<Vec<Record>> {
         let Stage::Source(mut source) = node.compiled.build(&cx).ok()? else {
             return None;
         };
+        let limit = node.limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let mut records = Vec::new();
         while let Some(batch) = source.next_batch().await.ok()? {
             records.extend(batch);
+            if records.len() >= limit {
+                records.truncate(limit);
+                break;
+            }
             if records.len() > MAX_RECORDS {
                 return None;
             }

@@ -35,6 +35,8 @@ pub struct PlanNode {
     /// The file the node is written in: the spec, or the template it came
     /// from. Its relative paths resolve against that file's folder.
     pub file: Arc<SpecFile>,
+    /// `flow run --limit N` on a source: its first `N` records only.
+    pub limit: Option<u64>,
 }
 
 impl PlanNode {
@@ -62,6 +64,16 @@ pub struct Plan {
 impl Plan {
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// `--limit N`: every source (a node reading no other node: `load`)
+    /// emits its first `n` records only. The limit is part of the sources'
+    /// keys, so a subset never passes for the whole; the calls it made are
+    /// memoized, so the full run after it sends only the others.
+    pub fn limit_sources(&mut self, n: u64) {
+        for node in self.nodes.iter_mut().filter(|n| n.shape == Shape::Source) {
+            node.limit = Some(n);
+        }
     }
 }
 
@@ -302,6 +314,7 @@ fn build(
             cache: raw[i].cache,
             side_inputs: sides[i].iter().map(|(f, _)| f.clone()).collect(),
             file: raw[i].file.clone(),
+            limit: None,
         });
     }
     Some(Plan { spec_name, file, params, backends, prices, nodes })

@@ -23,6 +23,9 @@ pub struct KeyFields {
     /// and costs depend on besides its own config.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub backends: Value,
+    /// `--limit N` on a source: only its first `N` records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 /// One input's contribution to a key. Names and paths are kept to explain
@@ -56,6 +59,8 @@ impl KeyFields {
             inputs: Vec<&'a ContentHash>,
             #[serde(skip_serializing_if = "Value::is_null")]
             backends: &'a Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<u64>,
         }
         hash_json(&Hashed {
             kind: &self.kind,
@@ -63,6 +68,7 @@ impl KeyFields {
             config: &self.config,
             inputs: self.inputs.iter().map(KeyInput::hash).collect(),
             backends: &self.backends,
+            limit: self.limit,
         })
     }
 }
@@ -112,6 +118,7 @@ mod tests {
             config: json!({"m": 1}),
             inputs: vec![KeyInput::Node { node: "a".into(), output: h }],
             backends: Value::Null,
+            limit: None,
         };
         let mut b = a.clone();
         b.inputs = vec![KeyInput::Node { node: "renamed".into(), output: h }];

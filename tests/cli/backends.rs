@@ -608,3 +608,38 @@ fn calls_that_failed_after_retries_are_sent_again_and_only_they() {
     assert!(statuses(&third).iter().all(|(_, s)| s == "cached"), "{:?}", statuses(&third));
     assert_eq!(server.requests(), 0);
 }
+
+/// `--limit 5` runs the first five cases of every source; the full run
+/// after it sends only the calls the subset did not make, and the subset's
+/// entries never pass for the whole.
+#[test]
+fn a_limited_run_then_the_full_run_sends_each_call_once() {
+    let server = LlmServer::start(ServerConfig::default());
+    let n = 12;
+    let p = project(n, &spec(&server.base_url(), 2, ANSWERS));
+    let plan = flow(&p, &["plan", SPEC, "--limit", "5"], &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let line = plan.stdout.lines().find(|l| l.starts_with("answers ")).unwrap();
+    assert!(line.split_whitespace().any(|w| w == "5"), "the plan counts 5 calls: {}", plan.stdout);
+
+    let subset = run_ok(&p, &["--limit", "5"]);
+    assert_eq!(server.requests(), 5);
+    assert_eq!(node(&subset, "answers")["records_out"], 5);
+    assert_eq!(show(&p, "answers").len(), 5);
+
+    server.reset_counters();
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert!(plan.stdout.contains("limit changed (--limit 5 → all records)"), "{}", plan.stdout);
+    let full = run_ok(&p, &[]);
+    assert_eq!(server.requests(), (n - 5) as u64, "only the calls the subset did not make");
+    assert_eq!(count(&calls(&full, "answers"), "memo_hits"), 5, "{full}");
+    assert_all_answered(&show(&p, "answers"), n);
+
+    // The subset again: cached, nothing sent.
+    server.reset_counters();
+    let again = run_ok(&p, &["--limit", "5"]);
+    assert!(statuses(&again).iter().all(|(_, s)| s == "cached"), "{:?}", statuses(&again));
+    assert_eq!(server.requests(), 0);
+    let r = flow(&p, &["run", SPEC, "--limit", "0"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

@@ -33,7 +33,10 @@ impl NodeJob {
     /// Drives `stage` to its end, sending its output to `out`.
     pub(super) async fn drive(&mut self, stage: Stage, out: &mut Emitter) -> Result<Driven, NodeError> {
         match stage {
-            Stage::Source(src) => source(src, out).await.map(|artifacts| Driven::Ran { records_in: 0, artifacts }),
+            Stage::Source(src) => {
+                let limit = self.plan.nodes[self.index].limit;
+                source(src, out, limit).await.map(|artifacts| Driven::Ran { records_in: 0, artifacts })
+            }
             Stage::Map(map) => {
                 let input = self.inputs.pop().expect("a map stage has one input");
                 map_each(map, input, out).await
@@ -78,8 +81,17 @@ impl NodeJob {
     }
 }
 
-async fn source(mut src: Box<dyn SourceStage>, out: &mut Emitter) -> Result<Vec<Artifact>, NodeError> {
-    while let Some(batch) = src.next_batch().await? {
+/// `limit`: the source stops after its first `limit` records (`--limit`).
+async fn source(
+    mut src: Box<dyn SourceStage>,
+    out: &mut Emitter,
+    limit: Option<u64>,
+) -> Result<Vec<Artifact>, NodeError> {
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let Some(mut batch) = src.next_batch().await? else { break };
+        batch.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+        left -= batch.len() as u64;
         out.emit(batch).await?;
     }
     src.finish()

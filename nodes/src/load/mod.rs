@@ -46,6 +46,25 @@ pub struct LoadConfig {
     /// Column holding each record's id.
     #[serde(default = "default_id_field")]
     pub id_field: String,
+    /// Only the first `limit` records (the rest of the file is not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// A seeded random subset of `n` records, in file order: the same
+    /// records on every machine, and a larger `n` keeps every record a
+    /// smaller one picked (as `kind: sample` picks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<LoadSample>,
+}
+
+/// `sample: {n: 50, seed: 7}` on `load`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSample {
+    /// How many records to keep (all of them when the file has fewer).
+    pub n: u64,
+    /// Another seed picks another subset.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 fn default_id_field() -> String {
@@ -81,6 +100,20 @@ impl Node for Load {
 
     fn check(config: &LoadConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);
+        if config.limit == Some(0) {
+            cx.error(&cx.field("limit"), "`limit: 0` keeps no record", Some("set `limit` to the number of records to read, or remove it".into()));
+        }
+        match &config.sample {
+            Some(s) if s.n == 0 => {
+                cx.error(&cx.field("sample"), "`sample: {n: 0}` keeps no record", Some("set `n` to the number of records to keep".into()))
+            }
+            Some(_) if config.limit.is_some() => cx.error(
+                &cx.field("sample"),
+                "`limit` and `sample` both pick a subset",
+                Some("keep one: `limit: N` for the first N records, `sample: {n: N, seed: S}` for a seeded random N".into()),
+            ),
+            _ => {}
+        }
         let Some(format) = config.format() else {
             cx.error(
                 &cx.field("path"),
@@ -107,7 +140,11 @@ impl Node for Load {
         let format = config.format().ok_or_else(|| NodeError::new("unknown format"))?;
         let mut reader = Reader::open(&cx.resolve(&config.path), format, &config.id_field)?;
         reader.expect = cx.file(&config.path).map(|f| f.hash);
-        Ok(Stage::Source(Box::new(reader)))
+        reader.left = config.limit.unwrap_or(u64::MAX);
+        Ok(Stage::Source(match &config.sample {
+            Some(s) => Box::new(Sampled { reader, n: s.n, seed: s.seed, picked: None }),
+            None => Box::new(reader),
+        }))
     }
 }
 
@@ -180,6 +217,8 @@ struct Reader {
     expect: Option<ContentHash>,
     /// For JSON arrays, read whole at open: the hash of what was read.
     read_hash: Option<ContentHash>,
+    /// Records still to read under `limit:`.
+    left: u64,
 }
 
 impl Reader {
@@ -224,6 +263,7 @@ impl Reader {
             line: 0,
             expect: None,
             read_hash,
+            left: u64::MAX,
         })
     }
 
@@ -302,6 +342,12 @@ impl SourceStage for Reader {
         Box::pin(async move {
             let mut batch = Vec::with_capacity(BATCH_SIZE);
             while batch.len() < BATCH_SIZE {
+                // Under `limit:` the rest is not read, nor checked against
+                // the key's hash (that would read it all).
+                if self.left == 0 {
+                    break;
+                }
+                self.left -= 1;
                 match self.next_record()? {
                     Some(r) => batch.push(Arc::new(r)),
                     None => {
@@ -311,6 +357,30 @@ impl SourceStage for Reader {
                 }
             }
             Ok(if batch.is_empty() { None } else { Some(batch) })
+        })
+    }
+}
+
+/// `sample:`: every record is read, then the seeded pick is emitted.
+struct Sampled {
+    reader: Reader,
+    n: u64,
+    seed: u64,
+    picked: Option<std::vec::IntoIter<Record>>,
+}
+
+impl SourceStage for Sampled {
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<Vec<Record>>, NodeError>> {
+        Box::pin(async move {
+            if self.picked.is_none() {
+                let mut all = Vec::new();
+                while let Some(batch) = self.reader.next_batch().await? {
+                    all.extend(batch);
+                }
+                self.picked = Some(crate::sample::pick(&all, self.n, Some(self.seed)).into_iter());
+            }
+            let batch: Vec<Record> = self.picked.as_mut().expect("picked above").take(BATCH_SIZE).collect();
+            Ok((!batch.is_empty()).then_some(batch))
         })
     }
 }
@@ -326,6 +396,37 @@ mod tests {
             out.push(rec);
         }
         out
+    }
+
+    /// The ids a load node with `extra` config emits from a 100-line file.
+    fn load_ids(extra: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (0..100).map(|i| format!("{{\"id\": \"r{i}\"}}\n")).collect();
+        std::fs::write(dir.path().join("a.jsonl"), lines).unwrap();
+        let config: LoadConfig = serde_yaml::from_str(&format!("{{path: a.jsonl{extra}}}")).unwrap();
+        let cx = BuildCx::new("cases", dir.path().to_path_buf());
+        let Stage::Source(mut src) = Load::build(&config, &cx).unwrap() else { panic!("a source") };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut ids = Vec::new();
+        while let Some(batch) = rt.block_on(src.next_batch()).unwrap() {
+            ids.extend(batch.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        }
+        ids
+    }
+
+    #[test]
+    fn limit_reads_the_first_records_and_sample_a_seeded_nested_subset() {
+        assert_eq!(load_ids(", limit: 3"), ["r0", "r1", "r2"]);
+        assert_eq!(load_ids(", limit: 500").len(), 100);
+        let ten = load_ids(", sample: {n: 10, seed: 7}");
+        assert_eq!(ten.len(), 10);
+        assert_eq!(ten, load_ids(", sample: {n: 10, seed: 7}"), "the same seed picks the same records");
+        assert_ne!(ten, load_ids(", sample: {n: 10, seed: 8}"));
+        assert_ne!(ten, load_ids(", limit: 10"), "not the first ten");
+        let twenty = load_ids(", sample: {n: 20, seed: 7}");
+        assert!(ten.iter().all(|id| twenty.contains(id)), "a larger sample keeps the smaller one's records");
+        let position = |id: &String| id[1..].parse::<u32>().unwrap();
+        assert!(twenty.windows(2).all(|w| position(&w[0]) < position(&w[1])), "in file order: {twenty:?}");
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl BarrierStage for SampleConfig {
 }
 
 /// The records kept, in input order.
-fn pick(records: &[Record], n: u64, seed: Option<u64>) -> Vec<Record> {
+pub(crate) fn pick(records: &[Record], n: u64, seed: Option<u64>) -> Vec<Record> {
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     let Some(seed) = seed else { return records.iter().take(n).cloned().collect() };
     if records.len() <= n {
