@@ -643,3 +643,49 @@ fn a_limited_run_then_the_full_run_sends_each_call_once() {
     let r = flow(&p, &["run", SPEC, "--limit", "0"], &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// `prompts:` sends every case once per named variant, one of them from a
+/// file; each answer carries its `variant`, in input order then variant
+/// order. Editing the prompt file re-sends only that variant's calls.
+#[test]
+fn prompt_variants_fan_out_and_a_prompt_file_is_part_of_the_key() {
+    let server = LlmServer::start(ServerConfig::default());
+    let n = 4;
+    let variants = "  answers:\n    kind: run\n    input: cases\n    backend: bot\n    prompts:\n      short: \"{{question}}\"\n      detailed: file:prompts/detailed.txt\n";
+    let p = project(n, &spec(&server.base_url(), 2, variants));
+    p.write("specs/prompts/detailed.txt", "Think, then answer: {{question}}\n");
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("8 backend calls"), "{}", plan.stdout);
+
+    let first = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 8);
+    let sent: Vec<String> =
+        server.bodies().iter().map(|b| b["messages"][0]["content"].as_str().unwrap().to_string()).collect();
+    for i in 0..n {
+        assert!(sent.contains(&format!("what is {i}+1?")), "{sent:?}");
+        assert!(sent.contains(&format!("Think, then answer: what is {i}+1?\n")), "{sent:?}");
+    }
+    let records = show(&p, "answers");
+    let tags: Vec<(String, String)> =
+        records.iter().map(|r| (r["id"].as_str().unwrap().into(), r["variant"].as_str().unwrap().into())).collect();
+    let want: Vec<(String, String)> =
+        (0..n).flat_map(|i| [(format!("c{i}"), "short".into()), (format!("c{i}"), "detailed".into())]).collect();
+    assert_eq!(tags, want);
+    assert_eq!(records[1]["output"], "echo: Think, then answer: what is 0+1?\n");
+    assert_eq!(node(&first, "answers")["records_out"], 8);
+
+    p.write("specs/prompts/detailed.txt", "Answer: {{question}}\n");
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert!(plan.stdout.contains("input file changed: prompts/detailed.txt"), "{}", plan.stdout);
+    server.reset_counters();
+    run_ok(&p, &[]);
+    assert_eq!(server.requests(), n as u64, "only the edited variant's calls");
+
+    let both = spec(&server.base_url(), 2, &format!("{variants}    prompt: \"{{{{question}}}}\"\n"));
+    p.write(SPEC, &both);
+    let r = flow(&p, &["validate", SPEC], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("node `answers` has both `prompt` and `prompts`"), "{}", r.stderr);
+    assert!(r.stderr.contains("specs/t.yaml:"), "a location: {}", r.stderr);
+}

@@ -16,6 +16,7 @@
 //! the answer as received in `raw_output` and lists the rules that changed
 //! it in `rules_applied`.
 
+mod prompt;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -29,42 +30,18 @@ use serde_json::{json, Value};
 
 use flow_engine::cache::ContentHash;
 use flow_engine::node::SUMMARY_JSON;
-use flow_engine::template::{RenderError, TemplateError};
+use flow_engine::template::RenderError;
 use flow_engine::{
     Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
     RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
 };
 
-use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint, Message};
+use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint};
+pub use prompt::{MessageConfig, PromptFiles, Role, Variants};
+use prompt::Prompt;
 use crate::synthesize::rules::RuleSet;
 
 pub struct Run;
-
-/// One message of `messages:`.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageConfig {
-    pub role: Role,
-    pub content: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
-}
 
 /// `max_errors:` a count (`5`) or a share of the records (`"10%"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -133,6 +110,15 @@ pub struct RunConfig {
     /// The user message, a `{{field}}` template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The user message from a file (a template), relative to the spec's
+    /// folder; its content is part of the node's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_file: Option<String>,
+    /// Named variants of the user message, each a template or
+    /// `file:PATH`: every record is sent once per variant, and each answer
+    /// carries its `variant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<Variants>,
     /// A system message before the others (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
@@ -152,6 +138,10 @@ pub struct RunConfig {
     /// on the outputs where a rule is mechanical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<String>,
+    /// The prompt files' text, read by `check`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub files: PromptFiles,
 }
 
 /// The fields `run` adds to each record.
@@ -159,51 +149,6 @@ pub const OUTPUT_FIELDS: &[&str] = &["output", "usage", "latency_ms", "cost_usd"
 
 /// The fields `run` adds besides, with `rules:`.
 pub const RULES_FIELDS: &[&str] = &["raw_output", "rules_applied"];
-
-struct Prompt {
-    /// (role, template)
-    parts: Vec<(&'static str, Template)>,
-    /// The rules block, appended to the first system message (or sent as
-    /// one, before the others).
-    rules: Option<String>,
-}
-
-impl Prompt {
-    fn new(c: &RunConfig) -> Result<Self, (String, TemplateError)> {
-        let mut parts = Vec::new();
-        let parse = |field: &str, t: &str| Template::parse(t).map_err(|e| (field.to_string(), e));
-        if let Some(s) = &c.system {
-            parts.push(("system", parse("system", s)?));
-        }
-        if let Some(p) = &c.prompt {
-            parts.push(("user", parse("prompt", p)?));
-        }
-        for (i, m) in c.messages.iter().flatten().enumerate() {
-            parts.push((m.role.name(), parse(&format!("messages[{i}].content"), &m.content)?));
-        }
-        Ok(Self { parts, rules: None })
-    }
-
-    fn render(&self, r: &Record) -> Result<Vec<Message>, RenderError> {
-        let mut messages = self
-            .parts
-            .iter()
-            .map(|(role, t)| Ok(Message { role: role.to_string(), content: t.render(r)?.into_owned() }))
-            .collect::<Result<Vec<_>, RenderError>>()?;
-        if let Some(block) = &self.rules {
-            match messages.iter_mut().find(|m| m.role == "system") {
-                Some(m) if m.content.trim().is_empty() => m.content = block.clone(),
-                Some(m) => {
-                    m.content.truncate(m.content.trim_end().len());
-                    m.content.push_str("\n\n");
-                    m.content.push_str(block);
-                }
-                None => messages.insert(0, Message { role: "system".into(), content: block.clone() }),
-            }
-        }
-        Ok(messages)
-    }
-}
 
 impl Node for Run {
     type Config = RunConfig;
@@ -216,40 +161,12 @@ impl Node for Run {
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
         cx.backend(&cx.field("backend"), &c.backend);
-        match (&c.prompt, &c.messages) {
-            (None, None) => cx.error_at_key(
-                &cx.field("backend"),
-                format!("node `{}` has neither `prompt` nor `messages`", cx.node()),
-                Some("add `prompt: \"{{question}}\"`, or `messages: [{role: user, content: \"...\"}]`".into()),
-            ),
-            (Some(_), Some(_)) => cx.error_at_key(
-                &cx.field("messages"),
-                format!("node `{}` has both `prompt` and `messages`", cx.node()),
-                Some("use `prompt` for one user message, or put it into `messages`".into()),
-            ),
-            (None, Some(m)) if m.is_empty() => cx.error(&cx.field("messages"), "`messages` is empty", None),
-            _ => {}
-        }
         let mut needs = Vec::new();
-        let mut check = |field: String, text: &str, cx: &mut CheckCx<'_>| {
-            let at = if let Some(i) = field.strip_prefix("messages[").and_then(|r| r.split(']').next()) {
-                cx.field("messages").index(i.parse().unwrap_or(0)).key("content")
-            } else {
-                cx.field(&field)
-            };
-            match Template::parse(text) {
+        for (at, text) in prompt::check(c, cx) {
+            match Template::parse(&text) {
                 Ok(t) => needs.extend(t.fields().map(|f| (f.to_string(), at.clone()))),
                 Err(e) => cx.error(&at, e.to_string(), Some("field references look like `{{question}}`".into())),
             }
-        };
-        if let Some(s) = &c.system {
-            check("system".into(), s, cx);
-        }
-        if let Some(p) = &c.prompt {
-            check("prompt".into(), p, cx);
-        }
-        for (i, m) in c.messages.iter().flatten().enumerate() {
-            check(format!("messages[{i}]"), &m.content, cx);
         }
         cx.require_fields(&needs);
         if c.repeat == Some(0) {
@@ -275,10 +192,12 @@ impl Node for Run {
             }
         }
         let repeat = c.repeat.unwrap_or(1);
-        cx.calls_per_record(repeat as u64);
+        let variants = c.prompts.as_ref().map_or(1, |v| v.0.len().max(1));
+        cx.calls_per_record(repeat as u64 * variants as u64);
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         let out = input.extend("Response", OUTPUT_FIELDS);
         let out = if c.rules.is_some() { out.extend("Response", RULES_FIELDS) } else { out };
+        let out = if c.prompts.is_some() { out.extend("Response", &["variant"]) } else { out };
         if repeat > 1 {
             out.extend("Response", &["sample"])
         } else {
@@ -288,13 +207,15 @@ impl Node for Run {
 
     fn build(c: &RunConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
         let backend = Backends::of(cx, &c.backend)?;
-        let mut prompt = Prompt::new(c).map_err(|(f, e)| NodeError::new(format!("`{f}`: {e}")))?;
+        let mut prompts = prompt::prompts(c).map_err(|e| NodeError::new(e.to_string()))?;
         let rules = match &c.rules {
             Some(from) => {
                 let records = cx.side_inputs.get("rules").map(Vec::as_slice).unwrap_or_default();
                 let set = RuleSet::from_records(records)
                     .map_err(|e| NodeError::new(format!("the rules of `{from}`: {e}")))?;
-                prompt.rules = (!set.is_empty()).then(|| set.block());
+                for (_, p) in &mut prompts {
+                    p.rules = (!set.is_empty()).then(|| set.block());
+                }
                 Some((from.clone(), set))
             }
             None => None,
@@ -306,7 +227,7 @@ impl Node for Run {
         Ok(Stage::Stream(Arc::new(Caller {
             concurrency: backend.spec.max_concurrency(),
             backend,
-            prompt,
+            prompts,
             repeat: c.repeat.unwrap_or(1),
             json: c.json.unwrap_or(false),
             rules,
@@ -332,16 +253,15 @@ impl Node for Run {
             return None;
         }
         let spec = backends.get(&c.backend)?;
-        let Ok(messages) = Prompt::new(c).ok()?.render(record) else {
-            return Some(Vec::new());
-        };
         let json = c.json.unwrap_or(false);
-        let keys = (0..c.repeat.unwrap_or(1))
-            .map(|sample| {
+        let mut keys = Vec::new();
+        for (_, prompt) in prompt::prompts(c).ok()? {
+            let Ok(messages) = prompt.render(record) else { continue };
+            keys.extend((0..c.repeat.unwrap_or(1)).map(|sample| {
                 let body = backend::chat_body(spec, &messages, json, sample);
                 backend::memo_key(spec, Endpoint::Chat, &body, sample)
-            })
-            .collect();
+            }));
+        }
         Some(keys)
     }
 }
@@ -359,7 +279,8 @@ enum RecordError {
 
 struct Caller {
     backend: Arc<Backend>,
-    prompt: Prompt,
+    /// One per variant (one unnamed without `prompts:`).
+    prompts: Vec<(Option<String>, Prompt)>,
     repeat: u32,
     json: bool,
     /// The rules node and its rules, with `rules:`.
@@ -382,10 +303,19 @@ struct Caller {
 }
 
 impl Caller {
-    async fn one(self: Arc<Self>, record: Record, sample: u32) -> Result<Record, NodeError> {
+    /// Calls per input record: each variant's samples.
+    fn per_record(&self) -> u32 {
+        self.repeat * self.prompts.len() as u32
+    }
+
+    /// The `job`-th call for `record`: variant `job / repeat`, sample
+    /// `job % repeat`.
+    async fn one(self: Arc<Self>, record: Record, job: u32) -> Result<Record, NodeError> {
+        let (variant, prompt) = &self.prompts[(job / self.repeat) as usize];
+        let sample = job % self.repeat;
         let mut fields = (*record).clone();
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
-        let answer = match self.prompt.render(&record) {
+        let answer = match prompt.render(&record) {
             Ok(messages) => self.backend.chat(&messages, self.json, opts).await.map_err(RecordError::from),
             Err(e) => Err(RecordError::from(e)),
         };
@@ -467,16 +397,19 @@ impl Caller {
         if self.repeat > 1 {
             fields.insert("sample".into(), json!(sample));
         }
+        if let Some(name) = variant {
+            fields.insert("variant".into(), json!(name));
+        }
         Ok(Arc::new(fields))
     }
 }
 
 impl StreamStage for Caller {
     fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
-        let repeat = self.repeat;
+        let per_record = self.per_record();
         let this = self.clone();
         input
-            .flat_map(move |r| futures::stream::iter((0..repeat).map(move |s| (r.clone(), s))))
+            .flat_map(move |r| futures::stream::iter((0..per_record).map(move |s| (r.clone(), s))))
             .map(move |(r, s)| this.clone().one(r, s))
             // Output in input order. Twice the backend's cap may be pending
             // here, so a slot freed by any call is taken at once by a waiting
