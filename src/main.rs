@@ -211,7 +211,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Other(e)) => {
-            errln!("error: {e:#}");
+            errln!("error: {}", out::chain(&e));
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -477,7 +477,8 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
         if manifest.status == RunStatus::Succeeded {
             manifest.status = RunStatus::Failed;
             manifest.error = Some(format!(
-                "its report could not be written ({e:#}); free space, then `flow view {}` writes it",
+                "its report could not be written ({}); free space, then `flow view {}` writes it",
+                out::chain(e),
                 manifest.run_id
             ));
             if let Err(e) = store.write_run_manifest(&manifest) {
@@ -489,7 +490,7 @@ fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, F
     match report {
         Ok(path) if !json => outln!("report: {}", path.display()),
         Ok(_) => {}
-        Err(e) => errln!("warning: no report: {e:#}"),
+        Err(e) => errln!("warning: no report: {}", out::chain(&e)),
     }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,

@@ -30,6 +30,23 @@ fn write_to(out: &mut impl Write, closed: &AtomicBool, args: std::fmt::Arguments
     }
 }
 
+/// An error and its causes, `: `-joined as `{:#}` does, leaving out a
+/// cause whose text the message already holds: the store's and the
+/// memo's errors name their OS error in their own message, and it read
+/// twice (`create X: No such file or directory (os error 2): No such file
+/// or directory (os error 2)`).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// `print!` to a standard output that may be closed.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::out::write(format_args!($($arg)*)) };

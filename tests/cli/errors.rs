@@ -92,3 +92,35 @@ fn endless_inputs_are_refused_at_once() {
         );
     }
 }
+
+/// Bytes YAML cannot read are located at their line and column (a NUL was
+/// placed at 1:1, invalid UTF-8 had no position), in a spec and in a
+/// template it uses; an OS error is named once.
+#[test]
+fn a_nul_byte_and_invalid_utf8_are_located() {
+    let p = Project::empty();
+    p.write("nul.yaml", "flow: 1\nnodes:\n  cases: {kind: load, path: \"c\0.jsonl\"}\n");
+    let r = p.flow(&["validate", "nul.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("control character U+0000 in the spec"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> nul.yaml:3:31"), "{}", r.stderr);
+
+    std::fs::write(p.path("latin1.yaml"), b"flow: 1\nname: caf\xe9\nnodes: {}\n").unwrap();
+    let r = p.flow(&["validate", "latin1.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("latin1.yaml is not UTF-8 text: byte 0xe9 at line 2, column 10"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> latin1.yaml:2:10"), "{}", r.stderr);
+
+    std::fs::write(p.path("t.yaml"), b"flow: 1\nnodes:\n  x: {kind: load, path: \xff}\n").unwrap();
+    p.write("uses.yaml", "flow: 1\nnodes:\n  a: {uses: t.yaml}\n");
+    let r = p.flow(&["validate", "uses.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--> t.yaml:3:25"), "the template's own line: {}", r.stderr);
+
+    p.write("ok.yaml", "flow: 1\nnodes:\n  cases: {kind: load, path: c.jsonl}\n");
+    p.write("c.jsonl", "{\"id\": \"a\"}\n");
+    let r = p.flow(&["run", "ok.yaml", "--workspace", "/proc/flow-no-such-dir"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("No such file or directory").count(), 1, "{}", r.stderr);
+    assert!(std::fs::read_dir(p.dir.path()).unwrap().all(|e| e.unwrap().file_name() != ".flow"), "nothing written");
+}

@@ -19,6 +19,7 @@ mod matrix;
 mod nodes;
 mod scope;
 mod template;
+mod text;
 pub mod url;
 
 use std::collections::BTreeMap;
@@ -156,8 +157,11 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
     kinds: &[&str],
 ) -> (Option<ParsedSpec>, Vec<Diagnostic>) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match text::decode(path, bytes) {
+            Ok(t) => t,
+            Err(d) => return (None, vec![d]),
+        },
         Err(e) => {
             let d = Diagnostic::new(format!("cannot read spec {}: {e}", path.display()))
                 .hint("check the path; specs are YAML files such as specs/eval.yaml");
@@ -220,6 +224,11 @@ fn read_yaml(path: &Path, text: String) -> Result<(SpecFile, Value), Diagnostic>
         return Err(Diagnostic::new(format!("the spec nests deeper than {} levels", depth::MAX_DEPTH))
             .at(&file.source, Some(Loc { line, col, width: 1 }))
             .hint("no spec needs this: check for a runaway `[` or `{`, or a generated file"));
+    }
+    if let Some((line, col, c)) = text::control_char(&file.source.text) {
+        return Err(Diagnostic::new(format!("control character U+{:04X} in the spec", c as u32))
+            .at(&file.source, Some(Loc { line, col, width: 1 }))
+            .hint("YAML allows none: remove it, or write it as an escape in a double-quoted string (`\\u0000`)"));
     }
     let value: Value = match serde_yaml::from_str(&file.source.text) {
         Ok(v) => v,

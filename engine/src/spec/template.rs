@@ -216,8 +216,14 @@ fn read(
     at: &YamlPath,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<TemplateFile> {
-    let text = match std::fs::read_to_string(&canonical) {
-        Ok(t) => t,
+    let text = match std::fs::read(&canonical) {
+        Ok(bytes) => match super::text::decode(shown, bytes) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                return None;
+            }
+        },
         Err(e) => {
             diags.push(from.at_value(at, format!("cannot read template `{written}` ({}): {e}", shown.display())));
             return None;
