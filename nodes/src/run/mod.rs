@@ -276,6 +276,7 @@ impl Node for Run {
         }
         let repeat = c.repeat.unwrap_or(1);
         cx.calls_per_record(repeat as u64);
+        cx.output_records(flow_engine::OutputRecords::PerInput(repeat as u64));
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         let out = input.extend("Response", OUTPUT_FIELDS);
         let out = if c.rules.is_some() { out.extend("Response", RULES_FIELDS) } else { out };
