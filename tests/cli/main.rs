@@ -26,6 +26,7 @@ mod outputs;
 mod plan;
 mod progress;
 mod report;
+mod runids;
 mod self_improve;
 mod synthesize;
 mod templates;
