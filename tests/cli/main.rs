@@ -16,6 +16,7 @@ mod common;
 mod compare;
 mod errors;
 mod eval;
+mod examples;
 mod extract;
 mod fuzz;
 mod generate;
