@@ -143,7 +143,8 @@ impl Display {
                 n.meter = meter;
                 match self.mode {
                     Mode::Plain => {
-                        let expected = total.map(|t| format!(" ({t} records expected)")).unwrap_or_default();
+                        let expected =
+                            total.filter(|_| !cached).map(|t| format!(" ({t} records expected)")).unwrap_or_default();
                         errln!("[{node}] {}: {}{expected}", n.kind, if cached { "cached" } else { "started" });
                         n.last_line_at = Some(Instant::now());
                     }
