@@ -15,12 +15,9 @@ use super::Failure;
 /// Prints the comparison of node `node` (by default the one node whose
 /// records have `scores` in both runs) between run `a` (the baseline) and
 /// run `b`.
+/// Either run may be named by a unique prefix of its id, or `latest`.
 pub fn compare(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<(), Failure> {
-    for id in [a, b] {
-        if !store.run_ids().map_err(anyhow::Error::from)?.iter().any(|x| x == id) {
-            return Err(inspect::unknown_run(store, id).into());
-        }
-    }
+    let (a, b) = (&*inspect::resolve_run(store, a, None)?, &*inspect::resolve_run(store, b, None)?);
     let node = match node {
         Some(n) => n.to_string(),
         None => scored_node(store, a, b)?,

@@ -4,24 +4,24 @@
 mod cache_cmd;
 mod compare;
 mod explain;
+mod export;
 mod init;
 mod inspect;
 mod out;
 mod progress;
 mod report;
+mod run;
 
 use crate::out::{err, errln, out, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use flow_engine::cache::{RunStatus, Store};
+use flow_engine::cache::Store;
 use flow_engine::calls::MemoLookup;
 use flow_engine::diag::{suggest, Diagnostic, Diagnostics};
-use flow_engine::{Assessment, Force, Plan, RunOptions};
-use flow_nodes::backend::{BackendError, Backends};
+use flow_engine::{Force, Plan};
 
 // Records are built on one thread and freed on another (the output writer):
 // mimalloc handles that cross-thread traffic better than glibc's malloc, which
@@ -40,10 +40,18 @@ const EXIT_INTERRUPTED: u8 = 130;
 const EXIT_TERMINATED: u8 = 143;
 
 #[derive(Parser)]
-#[command(name = "flow", version, about = "Declarative, cached, streaming pipelines for LLM evaluation")]
+#[command(
+    name = "flow",
+    version,
+    about = "Declarative, cached, streaming pipelines for LLM evaluation",
+    after_help = "Environment:\n  FLOW_LOG   log filter on stderr, e.g. FLOW_LOG=debug or FLOW_LOG=flow_nodes=trace (wins over -v)\n  NO_COLOR   set to any value: no colour (colour is only ever used on a terminal)\n\nExit codes: 0 ok, 1 a run failed or a gate tripped, 2 bad spec or usage."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log on stderr: -v debug, -vv trace (FLOW_LOG, when set, wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(clap::Args, Clone)]
@@ -89,8 +97,15 @@ enum Command {
         #[command(flatten)]
         force: ForceArgs,
         /// Print run events as JSON lines on stdout instead of progress.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiet")]
         json: bool,
+        /// No progress and no summary: only errors, warnings and a tripped gate.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Also write the results here, in the format of the extension:
+        /// .xml (JUnit), .csv, .jsonl, .json (repeatable).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        outputs: Vec<PathBuf>,
     },
     /// Show what a run would do (cached, will run, unknown, and why); runs and writes nothing.
     Plan {
@@ -117,18 +132,21 @@ enum Command {
         /// At most this many records.
         #[arg(long)]
         limit: Option<usize>,
-        /// From this run instead of the latest that has the node.
+        /// From this run (an id, a unique prefix, or `latest`) instead of the latest that has the node.
         #[arg(long, value_name = "RUN_ID")]
         run: Option<String>,
-        /// The .flow folder [default: found from the current folder].
+        /// Of this spec's runs [default: the one spec in the current folder, if there is one].
+        #[arg(long, value_name = "SPEC")]
+        spec: Option<PathBuf>,
+        /// The .flow folder [default: next to --spec, else found from the current folder].
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
     /// Compare a node's scored output between two stored runs (RUN_A is the baseline).
     Compare {
-        /// The baseline run's id (`flow runs` lists them).
+        /// The baseline run: an id (`flow runs` lists them), a unique prefix, or `latest`.
         run_a: String,
-        /// The candidate run's id.
+        /// The candidate run: an id, a unique prefix, or `latest`.
         run_b: String,
         /// The node to compare [default: the one node whose records have `scores`].
         #[arg(long)]
@@ -148,7 +166,7 @@ enum Command {
     },
     /// Print the path of a run's HTML report and open it in the browser.
     View {
-        /// The run's id [default: the latest run].
+        /// The run: an id, a unique prefix, or `latest` [default: the latest run].
         run: Option<String>,
         /// Print the path only; do not open the report.
         #[arg(long)]
@@ -197,13 +215,23 @@ enum CacheAction {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // FLOW_LOG, when set, says exactly what to log; else -v and -vv raise
+    // flow's own crates to debug and trace, and the rest says warnings.
+    let filter = match std::env::var("FLOW_LOG") {
+        Ok(f) if !f.is_empty() => tracing_subscriber::EnvFilter::new(f),
+        _ => tracing_subscriber::EnvFilter::new(match cli.verbose {
+            0 => "warn",
+            1 => "warn,flow=debug,flow_engine=debug,flow_nodes=debug,flow_cache=debug",
+            _ => "warn,flow=trace,flow_engine=trace,flow_nodes=trace,flow_cache=trace",
+        }),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLOW_LOG"))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // No colour codes in a log that goes to a file or a CI's capture.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(progress::colour_on(std::io::IsTerminal::is_terminal(&std::io::stderr())))
         .init();
-    let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
         Err(Failure::Usage(d)) => {
@@ -292,15 +320,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { spec, force, json } => {
+        Command::Run { spec, force, json, quiet, outputs } => {
+            // An unknown format is bad usage: said before anything runs.
+            let outputs = export::targets(&outputs)?;
             let mut plan = compile(&spec)?;
             let force = force_of(&mut plan, &force)?;
             let store = Store::open(workspace_of(&spec));
-            run(plan, store, force, json)
+            run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs)
         }
-        Command::Show { node, limit, run, workspace } => {
+        Command::Show { node, limit, run, spec, workspace } => {
+            // The spec named, else the one in this folder: its name picks
+            // its runs, and its workspace is next to it.
+            let named = spec.is_some();
+            let spec = spec.or_else(inspect::spec_here);
+            let (spec_name, workspace) = match spec {
+                Some(path) => {
+                    let args = SpecArgs { spec: path, sets: Vec::new(), workspace: workspace.clone() };
+                    match compile(&args) {
+                        Ok(plan) => (Some(plan.spec_name), Some(workspace_of(&args)).filter(|w| named || w.is_dir())),
+                        Err(d) if named => return Err(d.into()),
+                        Err(_) => (None, workspace),
+                    }
+                }
+                None => (None, workspace),
+            };
             let store = Store::open(inspect::find_workspace(workspace)?);
-            inspect::show(&store, &node, limit, run.as_deref())?;
+            inspect::show(&store, &node, limit, run.as_deref(), spec_name.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compare { run_a, run_b, node, workspace } => {
@@ -375,126 +420,4 @@ fn force_of(plan: &mut Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
         }
     }
     Ok(Force { all: args.no_cache, nodes: args.rerun.iter().cloned().collect() })
-}
-
-/// The backends the nodes that will run (by `assessed`) call, with the
-/// call memo. A key missing from the environment stops the run before
-/// anything starts.
-fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Option<Backends>, Failure> {
-    let used = Backends::used_by(plan, |i| assessed[i].state != flow_engine::State::Cached);
-    if used.is_empty() {
-        return Ok(None);
-    }
-    let env = |n: &str| std::env::var(n).ok();
-    let usage = |e: BackendError| {
-        let hint = match &e {
-            BackendError::MissingKey { var, .. } => {
-                format!("export {var}=<your key> before `flow run`; the key is read from the environment only")
-            }
-            BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
-        };
-        Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
-    };
-    // A missing key is a usage error: nothing may be written before it.
-    Backends::check_keys(&plan.backends, &used, &env).map_err(usage)?;
-    store.create().map_err(anyhow::Error::from)?;
-    let memo = store.call_memo().map_err(|e| anyhow::anyhow!("{e}; hint: {}", e.hint()))?;
-    for notice in memo.notices() {
-        errln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
-    }
-    Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
-        .map(Some)
-        .map_err(usage)
-}
-
-/// Waits for Ctrl-C or, on Unix, SIGTERM: both stop a run the same way
-/// (interrupted, what finished kept, a report). The exit code is the
-/// shell's for the signal.
-async fn interruption() -> u8 {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return EXIT_INTERRUPTED,
-                _ = term.recv() => return EXIT_TERMINATED,
-            }
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    EXIT_INTERRUPTED
-}
-
-/// A run whose answers could not all be recorded failed, even when every
-/// node finished; the memo's failure is the run's error, with the final
-/// count of answers lost (a node it stopped says why too).
-fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest, e: &flow_nodes::backend::MemoFailed) {
-    if manifest.status == RunStatus::Interrupted {
-        return;
-    }
-    manifest.status = RunStatus::Failed;
-    manifest.error = Some(e.to_string());
-    if let Err(e) = store.write_run_manifest(manifest) {
-        errln!("warning: the run manifest could not be updated: {e}");
-    }
-}
-
-fn run(plan: Plan, store: Store, force: Force, json: bool) -> Result<ExitCode, Failure> {
-    // One assessment for both the backends and the run: a cache entry that
-    // appears or goes in between cannot make a node run without its backend.
-    let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
-    let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
-    let _lock = store.lock_run(&plan.spec_name).map_err(anyhow::Error::from)?;
-    let context = backends.clone().map(|b| b as flow_engine::RunContext);
-    let plan = Arc::new(plan);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let display = progress::Display::new(&plan, json);
-    let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
-    let manifest = runtime.block_on(async {
-        let printer = tokio::spawn(display.consume(rx));
-        let interrupt = async {
-            let code = interruption().await;
-            signalled.store(code, std::sync::atomic::Ordering::Relaxed);
-        };
-        let result =
-            flow_engine::run(plan.clone(), store.clone(), assessed, RunOptions { force, context }, tx, interrupt).await;
-        let display = printer.await.expect("progress printer");
-        result.map(|m| (m, display))
-    });
-    // Every answer received is in the memo on disk before flow exits, or
-    // the run failed.
-    let memo_failed = backends.as_ref().and_then(|b| b.close().err());
-    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
-    if let Some(e) = memo_failed {
-        memo_failed_run(&store, &mut manifest, &e);
-    }
-    // A run that says it succeeded has its report: one that could not be
-    // written (a full disk) fails the run, whose outputs stay cached; a run
-    // that failed anyway only warns.
-    let report = report::write(&store, Some(&plan), &manifest);
-    if let Err(e) = &report {
-        if manifest.status == RunStatus::Succeeded {
-            manifest.status = RunStatus::Failed;
-            manifest.error = Some(format!(
-                "its report could not be written ({}); free space, then `flow view {}` writes it",
-                out::chain(e),
-                manifest.run_id
-            ));
-            if let Err(e) = store.write_run_manifest(&manifest) {
-                errln!("warning: the run manifest could not be updated: {e}");
-            }
-        }
-    }
-    display.finish(&store, &manifest);
-    match report {
-        Ok(path) if !json => outln!("report: {}", path.display()),
-        Ok(_) => {}
-        Err(e) => errln!("warning: no report: {}", out::chain(&e)),
-    }
-    Ok(match manifest.status {
-        RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Interrupted => ExitCode::from(signalled.load(std::sync::atomic::Ordering::Relaxed)),
-        RunStatus::Failed | RunStatus::Running | RunStatus::Died => ExitCode::from(EXIT_FAILED),
-    })
 }

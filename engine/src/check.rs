@@ -44,6 +44,7 @@ pub struct CheckCx<'a> {
     pub(crate) declared_backends: &'a [String],
     pub(crate) backends_used: BTreeMap<String, serde_json::Value>,
     pub(crate) calls_per_record: u64,
+    pub(crate) records: crate::node::OutputRecords,
     /// Where past runs are stored, when the caller knows (the CLI does: the
     /// workspace next to the spec, or `--workspace`).
     pub(crate) workspace: Option<&'a Store>,
@@ -71,6 +72,7 @@ impl<'a> CheckCx<'a> {
             declared_backends,
             backends_used: BTreeMap::new(),
             calls_per_record: 0,
+            records: crate::node::OutputRecords::Unknown,
             workspace: None,
         }
     }
@@ -102,6 +104,12 @@ impl<'a> CheckCx<'a> {
     /// Declares how many backend calls the node makes per input record.
     pub fn calls_per_record(&mut self, n: u64) {
         self.calls_per_record = n;
+    }
+
+    /// Declares how many records the node will output, for progress
+    /// (done/total); the default is unknown.
+    pub fn output_records(&mut self, n: crate::node::OutputRecords) {
+        self.records = n;
     }
 
     /// The node's name.

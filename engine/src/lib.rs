@@ -24,10 +24,11 @@ pub mod template;
 pub use assess::{assess, Assessment, Force, Reason, State};
 pub use compile::{compile, compile_in, compile_with_env, Plan, PlanNode};
 pub use diag::{Diagnostic, Diagnostics};
-pub use meter::Meter;
+pub use meter::{Backoff, Meter};
 pub use node::{
     kind, Arity, Artifact, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError,
-    RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED, META_JSON, SUMMARY_MD,
+    OutputRecords, RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED, META_JSON,
+    SUMMARY_MD,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
 pub use run::{run, RunEvent, RunOptions};

@@ -118,6 +118,9 @@ pub struct Compiled {
     /// Calls per input record (`repeat`, judge metrics); 0 for kinds that
     /// call no backend. `flow plan` multiplies it by the records expected.
     pub calls_per_record: u64,
+    /// How many records the node is expected to output, as its kind
+    /// declares (see [`CheckCx::output_records`]): progress shows done/total.
+    pub records: OutputRecords,
     build: Arc<BuildFn>,
     call_keys: Arc<CallKeysFn>,
 }
@@ -141,6 +144,20 @@ impl Compiled {
     pub fn call_keys(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
         (self.call_keys)(records, backends)
     }
+}
+
+/// The records a node will output, as far as its kind can tell before it
+/// runs: a source that counted its file, a stage that emits so many records
+/// per input record. Only progress uses it; nothing relies on it being right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputRecords {
+    /// Not known before the node runs (a barrier, a generator).
+    #[default]
+    Unknown,
+    /// Exactly this many (a `load` that counted its file).
+    Exactly(u64),
+    /// This many per record of its one main input (`run`: `repeat`).
+    PerInput(u64),
 }
 
 /// A kind with its types erased, as the registry holds it.
@@ -205,6 +222,7 @@ impl<N: Node> Kind for Erased<N> {
             files: std::mem::take(&mut cx.files),
             backends: std::mem::take(&mut cx.backends_used),
             calls_per_record: cx.calls_per_record,
+            records: cx.records,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
             call_keys: Arc::new(move |records, backends| N::batch_call_keys(&for_keys, records, backends)),
         })

@@ -44,14 +44,13 @@ pub fn write(store: &Store, plan: Option<&Plan>, manifest: &RunManifest) -> anyh
     Ok(path)
 }
 
-/// `flow view [RUN]`: prints the report's path and opens it with the
+/// `flow view [RUN]` (an id, a unique prefix, `latest`): prints the report's path and opens it with the
 /// system's opener when there is a display. A run from before reports were
 /// written gets one now.
 pub fn view(store: &Store, run: Option<&str>, open: bool) -> Result<(), Failure> {
     let ids = store.run_ids().map_err(anyhow::Error::from)?;
     let id = match run {
-        Some(id) if ids.iter().any(|x| x == id) => id.to_string(),
-        Some(id) => return Err(inspect::unknown_run(store, id).into()),
+        Some(given) => inspect::resolve_run(store, given, None)?,
         None => match ids.last() {
             Some(id) => id.clone(),
             None => {

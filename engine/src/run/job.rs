@@ -41,6 +41,8 @@ pub(super) struct NodeJob {
     pub outputs: Vec<mpsc::Sender<Batch>>,
     pub events: mpsc::UnboundedSender<RunEvent>,
     pub meter: Arc<Meter>,
+    /// The records it is expected to output, when known (for progress).
+    pub total: Option<u64>,
 }
 
 impl NodeJob {
@@ -49,7 +51,13 @@ impl NodeJob {
     pub async fn run(self) -> Result<NodeOutcome, NodeOutcome> {
         let node = &self.plan.nodes[self.index];
         let (name, kind) = (node.name.clone(), node.kind);
-        let _ = self.events.send(RunEvent::NodeStarted { node: name.clone(), kind, cached: false });
+        let _ = self.events.send(RunEvent::NodeStarted {
+            node: name.clone(),
+            kind,
+            cached: false,
+            total: self.total,
+            meter: Some(self.meter.clone()),
+        });
         let started = Instant::now();
         let mut record =
             NodeOutcome::new(name.clone(), kind.to_string(), NodeStatus::Ran, self.fields.as_ref().map(KeyFields::key));

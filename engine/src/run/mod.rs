@@ -19,6 +19,7 @@ mod job;
 mod sink;
 mod stage;
 mod tasks;
+mod totals;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,9 +48,21 @@ const SIDE_WAIT_BUFFER: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub enum RunEvent {
     /// A node began: running, or replaying its cached output.
-    NodeStarted { node: String, kind: &'static str, cached: bool },
+    NodeStarted {
+        node: String,
+        kind: &'static str,
+        cached: bool,
+        /// The records it is expected to output, when that is known.
+        total: Option<u64>,
+        /// Its calls so far (errors, cost, a retry wait), for a display to
+        /// read as often as it redraws; `None` for a cached node.
+        meter: Option<Arc<Meter>>,
+    },
     /// Output records so far.
     Progress { node: String, records: u64 },
+    /// A node's expected output became known, or changed, once an
+    /// upstream node finished with its real count.
+    Total { node: String, total: u64 },
     /// A node ended (ran, cached, failed or cancelled).
     NodeFinished(Box<NodeOutcome>),
 }
@@ -136,6 +149,8 @@ pub async fn run(
     // One meter per node, kept here: a node aborted mid-way (Ctrl-C, another
     // node failed) still reports the calls it made.
     let meters: Vec<Arc<Meter>> = (0..n).map(|_| Arc::new(Meter::default())).collect();
+    let mut finished: Vec<Option<u64>> = vec![None; n];
+    let mut expected = totals::expected(&plan, &assessed, &finished);
     let mut early_failure: Option<String> = None;
     let mut tasks = Tasks::default();
     let run_dir = store.run_dir(&run_id);
@@ -146,7 +161,13 @@ pub async fn run(
         if a.state == State::Cached {
             let m = a.manifest.clone().expect("cached has a manifest");
             let _ = done_tx[i].send(Some(m.output));
-            let _ = events.send(RunEvent::NodeStarted { node: node.name.clone(), kind: node.kind, cached: true });
+            let _ = events.send(RunEvent::NodeStarted {
+                node: node.name.clone(),
+                kind: node.kind,
+                cached: true,
+                total: expected[i],
+                meter: None,
+            });
             let base = cached_record(node.name.clone(), node.kind, &m);
             if outputs.is_empty() {
                 // Nothing downstream needs it: not even read.
@@ -179,6 +200,7 @@ pub async fn run(
             outputs,
             events: events.clone(),
             meter: meters[i].clone(),
+            total: expected[i],
         };
         tasks.spawn(i, job.run());
     }
@@ -203,6 +225,16 @@ pub async fn run(
                     }
                     Some(Joined::Aborted) => continue,
                 };
+                if let Ok(r) = &result {
+                    finished[i] = Some(r.records_out);
+                    let now = totals::expected(&plan, &assessed, &finished);
+                    for (j, (old, new)) in expected.iter().zip(&now).enumerate() {
+                        if let (Some(total), true) = (new, old != new && finished[j].is_none()) {
+                            let _ = events.send(RunEvent::Total { node: plan.nodes[j].name.clone(), total: *total });
+                        }
+                    }
+                    expected = now;
+                }
                 match result {
                     Ok(r) => records[i] = Some(r),
                     Err(r) => {

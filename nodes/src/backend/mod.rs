@@ -339,6 +339,7 @@ impl Backend {
             })
             .notify(|e: &CallError, d| {
                 opts.meter.retry();
+                opts.meter.backing_off(e.status, d);
                 tracing::debug!(backend = %self.name, error = %e, wait = ?d, "retrying");
             })
             .await;

@@ -137,6 +137,7 @@ impl Node for Evaluate {
         }
         cx.require_fields(&needs);
         cx.calls_per_record(judges);
+        cx.output_records(flow_engine::OutputRecords::PerInput(1));
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         input.extend("Scored", &["scores", "pass"])
     }

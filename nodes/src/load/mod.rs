@@ -124,7 +124,12 @@ impl Node for Load {
         };
         let Some(path) = cx.input_file(&cx.field("path"), &config.path) else { return open };
         match all_fields(&path, format) {
-            Ok(fields) => PortType::records(FieldSet::Known(fields)),
+            Ok((fields, count)) => {
+                // Counted while the fields were read: progress shows a total.
+                let kept = [config.limit, config.sample.as_ref().map(|s| s.n)].into_iter().flatten().fold(count, u64::min);
+                cx.output_records(flow_engine::OutputRecords::Exactly(kept));
+                PortType::records(FieldSet::Known(fields))
+            }
             Err(e) => {
                 cx.error(
                     &cx.field("path"),
@@ -148,10 +153,12 @@ impl Node for Load {
     }
 }
 
-/// Every field name in the file (plus `id`), checking that it parses.
-fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError> {
+/// Every field name in the file (plus `id`), checking that it parses, and
+/// how many records it holds.
+fn all_fields(path: &Path, format: Format) -> Result<(BTreeSet<String>, u64), NodeError> {
     let shown = path.display();
     let mut fields = BTreeSet::from(["id".to_string()]);
+    let mut count = 0u64;
     match format {
         Format::Jsonl => {
             let file = File::open(path).map_err(|e| NodeError::new(format!("cannot open {shown}: {e}")))?;
@@ -171,6 +178,7 @@ fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError
                 let text = if n == 1 { without_bom(&line) } else { &line };
                 let keys: HashMap<String, serde::de::IgnoredAny> = serde_json::from_str(text)
                     .map_err(|e| NodeError::new(format!("{shown}:{n}: expected a JSON object: {e}")))?;
+                count += 1;
                 for k in keys.into_keys() {
                     if !fields.contains(&k) {
                         fields.insert(k);
@@ -181,14 +189,15 @@ fn all_fields(path: &Path, format: Format) -> Result<BTreeSet<String>, NodeError
         Format::Json | Format::Csv => {
             let mut r = Reader::open(path, format, "id")?;
             fields.extend(r.header.iter().cloned());
-            if format == Format::Json {
-                while let Some(rec) = r.next_record()? {
+            while let Some(rec) = r.next_record()? {
+                count += 1;
+                if format == Format::Json {
                     fields.extend(rec.keys().cloned());
                 }
             }
         }
     }
-    Ok(fields)
+    Ok((fields, count))
 }
 
 /// A first line without its UTF-8 byte order mark, which editors on
@@ -441,7 +450,8 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let recs = read_all(&path, format, "id");
             assert_eq!((recs[0]["id"].as_str(), recs[0]["q"].as_str()), (Some("c1"), Some("x")), "{name}");
-            assert_eq!(all_fields(&path, format).unwrap(), BTreeSet::from(["id".into(), "q".into()]), "{name}");
+            let counted = (BTreeSet::from(["id".into(), "q".into()]), 1);
+            assert_eq!(all_fields(&path, format).unwrap(), counted, "{name}");
         }
     }
 
@@ -496,8 +506,9 @@ mod tests {
         let mut text = "{\"q\": 1}\n".repeat(500);
         text.push_str("{\"q\": 1, \"late\": true}\n");
         std::fs::write(&jl, text).unwrap();
-        let fields = all_fields(&jl, Format::Jsonl).unwrap();
+        let (fields, count) = all_fields(&jl, Format::Jsonl).unwrap();
         assert_eq!(fields.into_iter().collect::<Vec<_>>(), ["id", "late", "q"]);
+        assert_eq!(count, 501, "counted for progress");
     }
 
     #[test]

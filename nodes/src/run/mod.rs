@@ -194,6 +194,7 @@ impl Node for Run {
         let repeat = c.repeat.unwrap_or(1);
         let variants = c.prompts.as_ref().map_or(1, |v| v.0.len().max(1));
         cx.calls_per_record(repeat as u64 * variants as u64);
+        cx.output_records(flow_engine::OutputRecords::PerInput(repeat as u64 * variants as u64));
         let input = cx.inputs().first().map(|i| i.ty.clone()).unwrap_or_else(|| PortType::records(FieldSet::Open));
         let out = input.extend("Response", OUTPUT_FIELDS);
         let out = if c.rules.is_some() { out.extend("Response", RULES_FIELDS) } else { out };
