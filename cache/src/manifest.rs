@@ -95,6 +95,9 @@ pub struct NodeOutcome {
     /// What the node says about its output (a generated dataset's counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<serde_json::Value>,
+    /// What looked wrong in its input without failing it (ids that repeat).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What backend calls a node (or a whole run) made and spent.
@@ -166,6 +169,7 @@ impl NodeOutcome {
             calls: None,
             gate_failed: None,
             meta: None,
+            warnings: Vec::new(),
         }
     }
 }

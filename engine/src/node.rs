@@ -352,6 +352,11 @@ pub const GATE_FAILED: &str = "gate_failed.txt";
 /// node's `meta` (a generated dataset's counts and provenance).
 pub const META_JSON: &str = "meta.json";
 
+/// Name of the artifact a node writes when something in its input looks
+/// wrong without failing it (ids that repeat): one warning per line, shown
+/// at the end of the run, also when the node is replayed from the cache.
+pub const WARNINGS_TXT: &str = "warnings.txt";
+
 /// A node failed as a whole (not a single record), or stopped because the
 /// run is being cancelled.
 #[derive(Debug, thiserror::Error)]

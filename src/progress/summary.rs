@@ -102,6 +102,11 @@ impl Display {
                 }
             }
         }
+        for n in &m.nodes {
+            for w in &n.warnings {
+                errln!("warning: node `{}`: {w}", n.name);
+            }
+        }
         if let Some(c) = m.calls.as_ref().filter(|c| c.implausible_usage > 0) {
             errln!(
                 "warning: {} answers reported more than {} tokens, which no model does; their tokens and cost are not counted",

@@ -148,3 +148,21 @@ fn csv_and_json_inputs_with_id_column() {
     assert_eq!(first["id"], "k1");
     assert_eq!(first["pass"], true);
 }
+
+/// Ids that repeat in a `load` file are said (once per run, cached runs
+/// too), without failing the run.
+#[test]
+fn repeated_ids_in_a_data_file_are_a_warning() {
+    let p = Project::empty();
+    p.write("s.yaml", "flow: 1\nnodes:\n  cases: {kind: load, path: d.jsonl}\n");
+    p.write("d.jsonl", "{\"id\": \"a\"}\n{\"id\": \"b\"}\n{\"id\": \"a\"}\n{\"q\": 4}\n{\"q\": 4}\n");
+    let want = "warning: node `cases`: 2 records of ./d.jsonl repeat an earlier record's id (the first: `a` on line 3)";
+    for _ in 0..2 {
+        let r = p.flow(&["run", "s.yaml"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stderr.matches(want).count(), 1, "{}", r.stderr);
+    }
+    p.write("d.jsonl", "{\"id\": \"a\"}\n{\"id\": \"b\"}\n");
+    let r = p.flow(&["run", "s.yaml"]);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}

@@ -16,7 +16,7 @@ use flow_cache::{ContentHash, NodeOutcome, Store, StoreError};
 
 use super::tasks::panic_message;
 use super::{RunEvent, EDGE_CAPACITY};
-use crate::node::{NodeError, GATE_FAILED, META_JSON};
+use crate::node::{NodeError, GATE_FAILED, META_JSON, WARNINGS_TXT};
 use crate::record::{Batch, Record};
 
 enum SinkMsg {
@@ -167,8 +167,16 @@ pub(super) fn copy_artifacts(
 }
 
 /// Adds what a finished node's artifacts say to its record: a tripped gate
-/// ([`GATE_FAILED`]) and its `meta` ([`META_JSON`]).
+/// ([`GATE_FAILED`]), its `meta` ([`META_JSON`]) and its warnings
+/// ([`WARNINGS_TXT`]).
 pub(super) fn with_reports(store: &Store, mut r: NodeOutcome) -> NodeOutcome {
+    if let Some(h) = r.artifacts.get(WARNINGS_TXT) {
+        let text = store.read_object(h).map(|b| String::from_utf8_lossy(&b).into_owned());
+        r.warnings = match text {
+            Ok(t) => t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
+            Err(e) => vec![format!("its warnings are unreadable: {e}")],
+        };
+    }
     if let Some(h) = r.artifacts.get(GATE_FAILED) {
         let text = store.read_object(h).map(|b| String::from_utf8_lossy(&b).trim().to_string());
         r.gate_failed = Some(text.unwrap_or_else(|e| format!("a gate tripped (its report is unreadable: {e})")));

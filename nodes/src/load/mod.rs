@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use flow_engine::cache::{hash_json, ContentHash, HashingReader};
 use flow_engine::{
-    Arity, BuildCx, CheckCx, FieldSet, Fields, Node, NodeError, PortType, Record, Shape, SourceStage, Stage, BATCH_SIZE,
+    Arity, Artifact, BuildCx, CheckCx, FieldSet, Fields, Node, NodeError, PortType, Record, Shape, SourceStage, Stage,
+    BATCH_SIZE, WARNINGS_TXT,
 };
 
 pub struct Load;
@@ -228,6 +229,11 @@ struct Reader {
     read_hash: Option<ContentHash>,
     /// Records still to read under `limit:`.
     left: u64,
+    /// Ids seen, by hash (8 bytes a record, whatever the id's length).
+    seen: std::collections::HashSet<u64>,
+    /// Records whose id an earlier record has, and the first of them.
+    repeated: u64,
+    first_repeat: Option<(String, usize)>,
 }
 
 impl Reader {
@@ -273,6 +279,9 @@ impl Reader {
             expect: None,
             read_hash,
             left: u64::MAX,
+            seen: Default::default(),
+            repeated: 0,
+            first_repeat: None,
         })
     }
 
@@ -292,6 +301,33 @@ impl Reader {
                 self.path.display()
             )))
         }
+    }
+
+    fn note_id(&mut self, id: &str) {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id);
+        if !self.seen.insert(h) {
+            self.repeated += 1;
+            self.first_repeat.get_or_insert_with(|| (id.to_string(), self.line));
+        }
+    }
+
+    /// A warning when ids repeat: `compare` then refuses the data, and
+    /// records that share an id read as one in joins and reports.
+    fn warnings(&self) -> Vec<Artifact> {
+        let Some((id, line)) = &self.first_repeat else { return Vec::new() };
+        let at = match self.inner {
+            Inner::Lines(..) => format!(" on line {line}"),
+            Inner::Array(_) => format!(", item {line}"),
+            Inner::Csv(..) => String::new(),
+        };
+        let text = format!(
+            "{} records of {} repeat an earlier record's id (the first: `{id}`{at}); give each record its own `{}` (records with no id column and the same content share one)\n",
+            self.repeated,
+            self.path.display(),
+            self.id_field,
+        );
+        vec![Artifact { name: WARNINGS_TXT.into(), bytes: text.into_bytes() }]
     }
 
     fn next_record(&mut self) -> Result<Option<Fields>, NodeError> {
@@ -341,6 +377,7 @@ impl Reader {
             Some(serde_json::Value::Null) | None => hash_json(&fields).hex()[..16].to_string(),
             Some(other) => other.to_string(),
         };
+        self.note_id(&id);
         fields.insert("id".into(), serde_json::Value::String(id));
         Ok(Some(fields))
     }
@@ -368,6 +405,10 @@ impl SourceStage for Reader {
             Ok(if batch.is_empty() { None } else { Some(batch) })
         })
     }
+
+    fn finish(&mut self) -> Result<Vec<Artifact>, NodeError> {
+        Ok(self.warnings())
+    }
 }
 
 /// `sample:`: every record is read, then the seeded pick is emitted.
@@ -391,6 +432,10 @@ impl SourceStage for Sampled {
             let batch: Vec<Record> = self.picked.as_mut().expect("picked above").take(BATCH_SIZE).collect();
             Ok((!batch.is_empty()).then_some(batch))
         })
+    }
+
+    fn finish(&mut self) -> Result<Vec<Artifact>, NodeError> {
+        Ok(self.reader.warnings())
     }
 }
 
