@@ -24,6 +24,14 @@ pub fn compare(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<()
     };
     let side = |run: &str| -> Result<Side, Failure> {
         let found = inspect::stored_output(store, &node, Some(run))?;
+        // A failed node's records are a part: comparing them would mislead.
+        let manifest = store.run_manifest(run).map_err(anyhow::Error::from)?;
+        if manifest.node(&node).is_some_and(|n| n.status == flow_engine::cache::NodeStatus::Failed) {
+            return Err(anyhow::anyhow!(
+                "node `{node}` failed in run `{run}`; its records are only those it wrote before it failed; hint: compare runs in which it finished"
+            )
+            .into());
+        }
         let bytes = store.read_object(&found.output).map_err(anyhow::Error::from)?;
         let records = compare::read_jsonl(&bytes)
             .map_err(|e| anyhow::anyhow!("the output of `{node}` in run `{run}` is unreadable: {e}"))?;

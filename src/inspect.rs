@@ -1,6 +1,6 @@
 //! `flow show` and `flow runs`: reading what past runs stored.
 
-use crate::out::outln;
+use crate::out::{errln, outln};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 
@@ -50,6 +50,16 @@ pub fn show(
         (Some(id), _) => stored_output(store, node, Some(id))?,
         (None, spec) => newest_output(store, node, spec)?,
     };
+    if let Ok(m) = store.run_manifest(&found.run_id) {
+        if let Some(n) = m.node(node).filter(|n| n.status == NodeStatus::Failed) {
+            errln!(
+                "note: node `{node}` failed in run {}: these are the {} records it wrote before it failed ({})",
+                found.run_id,
+                found.records,
+                n.error.as_deref().unwrap_or("no error recorded")
+            );
+        }
+    }
     let file = store.open_object(&found.output).map_err(anyhow::Error::from)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -75,7 +85,9 @@ fn newest_output(store: &Store, node: &str, spec: Option<&str>) -> Result<Stored
             continue;
         }
         let Some(n) = m.node(node) else { continue };
-        let (Some(output), true) = (n.output, matches!(n.status, NodeStatus::Ran | NodeStatus::Cached)) else {
+        // A failed node's records (what it wrote before it failed) say why.
+        let kept = matches!(n.status, NodeStatus::Ran | NodeStatus::Cached | NodeStatus::Failed);
+        let (Some(output), true) = (n.output, kept) else {
             continue;
         };
         if !specs.contains(&m.spec) {

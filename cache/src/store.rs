@@ -336,10 +336,12 @@ pub struct StoredOutput {
     pub records: u64,
 }
 
+/// A node's output in a run: complete, or the records a failed node wrote
+/// before it failed.
 fn output_of(m: &RunManifest, node: &str) -> Option<(ContentHash, u64)> {
     let n = m.node(node)?;
-    let complete = matches!(n.status, NodeStatus::Ran | NodeStatus::Cached);
-    n.output.filter(|_| complete).map(|o| (o, n.records_out))
+    let kept = matches!(n.status, NodeStatus::Ran | NodeStatus::Cached | NodeStatus::Failed);
+    n.output.filter(|_| kept).map(|o| (o, n.records_out))
 }
 
 fn read_json_opt<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, StoreError> {
@@ -515,12 +517,15 @@ mod tests {
         store.write_run_manifest(&run("r1", vec![node("scores", NodeStatus::Ran, b"1")])).unwrap();
         store.write_run_manifest(&run("r2", vec![node("scores", NodeStatus::Cached, b"2")])).unwrap();
         store.write_run_manifest(&run("r3", vec![node("scores", NodeStatus::Failed, b"3")])).unwrap();
+        // A failed node's records (what it wrote before failing) count; a
+        // cancelled node's do not.
+        store.write_run_manifest(&run("r4", vec![node("scores", NodeStatus::Cancelled, b"4")])).unwrap();
         let latest = store.node_output("scores", None).unwrap().unwrap();
-        assert_eq!((latest.run_id.as_str(), latest.output), ("r2", ContentHash::of(b"2")));
+        assert_eq!((latest.run_id.as_str(), latest.output), ("r3", ContentHash::of(b"3")));
         assert_eq!(store.node_output("scores", Some("r1")).unwrap().unwrap().output, ContentHash::of(b"1"));
-        assert_eq!(store.node_output("scores", Some("r3")).unwrap(), None);
+        assert_eq!(store.node_output("scores", Some("r4")).unwrap(), None);
         assert!(matches!(store.node_output("scores", Some("r9")), Err(StoreError::NoSuchRun(id)) if id == "r9"));
-        assert_eq!(store.nodes_with_output(Some("r3")).unwrap(), Vec::<String>::new());
+        assert_eq!(store.nodes_with_output(Some("r4")).unwrap(), Vec::<String>::new());
         assert_eq!(store.nodes_with_output(None).unwrap(), ["scores"]);
     }
 }

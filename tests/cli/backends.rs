@@ -385,6 +385,16 @@ fn an_endpoint_that_fails_every_call_stops_at_the_twentieth() {
     assert!(r.stderr.contains("the first 20 calls all failed; the last: HTTP 401"), "{}", r.stderr);
     // What was already in flight or queued still goes out; the rest does not.
     assert!(server.requests() < 120, "{} of 200 calls sent", server.requests());
+    // The records it wrote before it failed are kept, and say why.
+    let shown = flow(&p, &["show", "answers", "--workspace", "specs/.flow"], &[]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stderr.contains("note: node `answers` failed in run "), "{}", shown.stderr);
+    let records: Vec<Value> = shown.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!records.is_empty() && records.len() < 20, "{} records", records.len());
+    assert!(records.iter().all(|r| r["error"].as_str().is_some_and(|e| e.contains("HTTP 401"))), "{records:?}");
+    // A failed node's records are never a cache entry: the next run runs it.
+    let again = flow(&p, &["plan", SPEC], &[]);
+    assert!(again.stdout.lines().any(|l| l.starts_with("answers ") && l.contains("will run")), "{}", again.stdout);
 }
 
 /// A server that dies mid-run: once 20 calls in a row have spent their

@@ -111,7 +111,13 @@ impl NodeJob {
         };
         let driven = match self.drive(stage, &mut out).await {
             Ok(driven) => driven,
-            Err(e) => return Err(out.stopped(e).await),
+            Err(e) => {
+                let (e, partial) = out.stopped(e).await;
+                if let Some((output, records)) = partial {
+                    (record.output, record.records_out) = (Some(output), records);
+                }
+                return Err(e);
+            }
         };
         let (records_in, artifacts) = match driven {
             Driven::Ran { records_in, artifacts } => (records_in, artifacts),
@@ -127,7 +133,7 @@ impl NodeJob {
         // node's output counts as complete.
         let upstream = match self.upstream_outputs().await {
             Ok(upstream) => upstream,
-            Err(e) => return Err(out.stopped(e).await),
+            Err(e) => return Err(out.stopped(e).await.0),
         };
         // Close downstream channels, then complete the output object.
         let records_out = out.count;

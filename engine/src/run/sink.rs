@@ -61,15 +61,24 @@ impl Emitter {
         sink.expect("a node that runs writes its output").finish().await
     }
 
-    /// The node stopped with `e`: closes everything and discards the output
-    /// object. When the writer failed first (an I/O error, a panic), its
-    /// error is the cause and `e` only the "output writer stopped" it led to.
-    pub async fn stopped(self, e: NodeError) -> NodeError {
+    /// The node stopped with `e`: closes everything. A node that failed
+    /// keeps what it wrote so far as an object (with its count), for `flow
+    /// show` to say why its records failed; no cache entry points at it. A
+    /// cancelled node's is discarded. When the writer failed first (an I/O
+    /// error, a panic), its error is the cause and `e` only the "output
+    /// writer stopped" it led to.
+    pub async fn stopped(self, e: NodeError) -> (NodeError, Option<(ContentHash, u64)>) {
         let Emitter { senders, sink, .. } = self;
         drop(senders);
-        match sink {
-            Some(sink) => sink.discard().await.err().unwrap_or(e),
-            None => e,
+        match (sink, &e) {
+            (Some(sink), NodeError::Cancelled) => (sink.discard().await.err().unwrap_or(e), None),
+            (Some(sink), _) => match sink.finish().await {
+                Ok(written) => (e, Some(written)),
+                // The writer's own failure is the cause.
+                Err(w) if w.to_string() != "output writer stopped" => (w, None),
+                Err(_) => (e, None),
+            },
+            (None, _) => (e, None),
         }
     }
 }
