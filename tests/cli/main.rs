@@ -22,6 +22,7 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod memo;
+mod metrics;
 mod plan;
 mod report;
 mod self_improve;

@@ -17,9 +17,9 @@ pub struct EvaluateConfig {
     /// stay cached.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fail_if: Vec<GateConfig>,
-    /// Metric verdicts that may error (a judge call that failed, a record
+    /// Records a metric may error on (a judge call that failed, a record
     /// whose own call failed) before the node fails: a count or a
-    /// percentage of the verdicts; default `50%`.
+    /// percentage of the records, for each metric; default `50%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<MaxErrors>,
 }

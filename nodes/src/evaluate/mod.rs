@@ -50,11 +50,13 @@ use scorer::Scorer;
 
 pub struct Evaluate;
 
-/// By default a node fails when more than half of its metric verdicts
-/// errored. Lower than that, and a run whose own `max_errors` (10%) let
+/// By default a node fails when a metric errored on more than half of the
+/// records. Lower than that, and a run whose own `max_errors` (10%) let
 /// some calls fail would fail again here for the same records; higher, and
 /// a judge that answers one call in three would still pass for an
-/// evaluation. Past half, the figures describe the errors, not the answers.
+/// evaluation. Past half, a metric's figures describe its errors, not the
+/// answers. Per metric, so a judge that is down fails the node whatever
+/// other metrics score beside it.
 pub const DEFAULT_MAX_ERRORS: ErrorLimit = ErrorLimit::Share(0.5);
 
 /// The shape of a `fail_if` rule, for hints.
@@ -103,7 +105,7 @@ impl Node for Evaluate {
         check_gates(config, cx, &seen);
         if let Some(m) = &config.max_errors {
             if let Err(e) = m.limit() {
-                let hint = "write a count (`5`) or a percentage of the verdicts (`\"50%\"`)";
+                let hint = "write a count (`5`) or a percentage of the records (`\"50%\"`)";
                 cx.error(&cx.field("max_errors"), e.to_string(), Some(hint.into()));
             }
         }

@@ -26,9 +26,9 @@ use super::summary::{self, Totals};
 use crate::backend::CallOpts;
 use crate::run::ErrorLimit;
 
-/// After this many records whose every verdict errored, and none that
-/// did not, a node with a share limit stops: the judge is down, or every
-/// record lacks the field.
+/// After this many records on which a metric errored every time, a node
+/// with a share limit stops: the judge is down, or every record lacks the
+/// field, and the rest would only wait for their retries too.
 const EARLY_FAILURE_RECORDS: u64 = 20;
 
 pub struct Scorer {
@@ -123,8 +123,8 @@ impl Scorer {
                     st.errored.add(position, id);
                     all = false;
                     let text = e.to_string();
-                    if totals.first_error.as_ref().is_none_or(|(p, _)| position < *p) {
-                        totals.first_error = Some((position, format!("`{}` on {}: {text}", m.name, id())));
+                    if st.first_error.as_ref().is_none_or(|(p, _)| position < *p) {
+                        st.first_error = Some((position, format!("(on `{}`): {text}", id())));
                     }
                     json!({"score": null, "pass": false, "error": text})
                 }
@@ -151,27 +151,31 @@ impl Scorer {
         Ok(Arc::new(fields))
     }
 
-    /// Stops the node as soon as `max_errors` cannot hold: a count passed,
-    /// or the first records' verdicts all errored.
+    /// Stops the node as soon as `max_errors` cannot hold for a metric: a
+    /// count passed, or it errored on each of the first records.
     fn over_limit(&self, t: &Totals) -> Result<(), NodeError> {
-        let errors = t.errors();
-        let first = || t.first_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default();
-        match self.limit {
-            ErrorLimit::Count(max) if errors > max => Err(NodeError::new(format!(
-                "{errors} metric verdicts errored, more than `max_errors: {max}`; the first: {}",
-                first()
-            ))),
-            ErrorLimit::Share(max)
-                if max < 1.0 && t.records == EARLY_FAILURE_RECORDS && errors == t.verdicts() =>
-            {
-                Err(NodeError::new(format!(
-                    "every metric errored on the first {} records; the first: {}",
-                    t.records,
-                    first()
-                )))
+        for (m, st) in self.metrics.iter().zip(&t.metrics) {
+            match self.limit {
+                ErrorLimit::Count(max) if st.errors > max => {
+                    return Err(NodeError::new(format!(
+                        "metric `{}` errored on {} records, more than `max_errors: {max}`; the first {}",
+                        m.name,
+                        st.errors,
+                        st.first()
+                    )))
+                }
+                ErrorLimit::Share(max) if max < 1.0 && t.records == EARLY_FAILURE_RECORDS && st.scored == 0 => {
+                    return Err(NodeError::new(format!(
+                        "metric `{}` errored on each of the first {} records; the first {}",
+                        m.name,
+                        t.records,
+                        st.first()
+                    )))
+                }
+                _ => {}
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Scores a chunk whose first record is at input `base`: each `exec`
@@ -215,14 +219,18 @@ impl Scorer {
     /// the gates.
     fn summary(&self) -> Result<Vec<Artifact>, NodeError> {
         let totals = self.totals.lock().expect("totals lock");
-        let (errors, verdicts) = (totals.errors(), totals.verdicts());
         if let ErrorLimit::Share(max) = self.limit {
-            if verdicts > 0 && errors as f64 / verdicts as f64 > max {
-                let first = totals.first_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default();
-                return Err(NodeError::new(format!(
-                    "{errors} of {verdicts} metric verdicts errored, more than `max_errors: {}%`; the first: {first}",
-                    round6(max * 100.0)
-                )));
+            for (m, st) in self.metrics.iter().zip(&totals.metrics) {
+                if st.count() > 0 && st.errors as f64 / st.count() as f64 > max {
+                    return Err(NodeError::new(format!(
+                        "metric `{}` errored on {} of {} records, more than `max_errors: {}%`; the first {}",
+                        m.name,
+                        st.errors,
+                        st.count(),
+                        round6(max * 100.0),
+                        st.first()
+                    )));
+                }
             }
         }
         let gates = gate::check(&self.gates, &self.metrics, &totals, &self.node);

@@ -56,6 +56,8 @@ pub struct Stats {
     pub failing: Listed,
     /// Records whose verdict errored.
     pub errored: Listed,
+    /// The first error by input position: `(on `id`): error`.
+    pub first_error: Option<(u64, String)>,
 }
 
 impl Stats {
@@ -69,6 +71,11 @@ impl Stats {
 
     pub fn pass_rate(&self) -> Option<f64> {
         (self.scored > 0).then(|| self.passed as f64 / self.scored as f64)
+    }
+
+    /// The first error, for a node's own error message.
+    pub fn first(&self) -> &str {
+        self.first_error.as_ref().map(|(_, e)| e.as_str()).unwrap_or_default()
     }
 }
 
@@ -85,8 +92,6 @@ pub struct Totals {
     /// metrics all errored, or weigh 0, has none).
     pub score_sum: f64,
     pub scored: u64,
-    /// The first errored verdict by input position: metric, record, error.
-    pub first_error: Option<(u64, String)>,
 }
 
 impl Totals {
@@ -96,10 +101,6 @@ impl Totals {
 
     pub fn errors(&self) -> u64 {
         self.metrics.iter().map(|s| s.errors).sum()
-    }
-
-    pub fn verdicts(&self) -> u64 {
-        self.metrics.iter().map(Stats::count).sum()
     }
 
     /// The mean weighted score of the records that have one.

@@ -198,35 +198,40 @@ fail_if:
 }
 
 #[test]
-fn errored_verdicts_past_max_errors_fail_the_node() {
-    let metrics = "metrics: [{type: exact_match, expected: \"{{expected}}\"}]\n";
-    // 1 of 4 errored: within the default half.
+fn a_metric_erring_past_max_errors_fails_the_node() {
+    let metrics = "metrics: [{type: exact_match, expected: \"{{expected}}\"}, {type: length, max: 5, field: expected}]\n";
+    // exact_match errs on 1 of 4: within the default half.
     let stage = scorer(metrics);
     score_all(&*stage, &four()).unwrap();
     assert!(stage.finish().is_ok());
-    // 3 of 4 errored: past it.
+    // On 3 of 4: past it, although `length` scored every record (half of
+    // all verdicts erred: a share of the verdicts would let this pass).
+    let failed: Vec<Record> = (0..4)
+        .map(|i| {
+            let (output, error) = if i == 0 { (json!("x"), Value::Null) } else { (Value::Null, json!("timeout")) };
+            rec(json!({"id": i, "output": output, "expected": "x", "error": error}))
+        })
+        .collect();
     let stage = scorer(metrics);
-    let failed: Vec<Record> =
-        (0..4).map(|i| rec(json!({"id": i, "output": if i == 0 { json!("x") } else { Value::Null }, "expected": "x", "error": if i == 0 { Value::Null } else { json!("timeout") }}))).collect();
     score_all(&*stage, &failed).unwrap();
-    let e = stage.finish().unwrap_err().to_string();
     assert_eq!(
-        e,
-        "3 of 4 metric verdicts errored, more than `max_errors: 50%`; the first: `exact_match` on 1: no `output`: the call failed (timeout)"
+        stage.finish().unwrap_err().to_string(),
+        "metric `exact_match` errored on 3 of 4 records, more than `max_errors: 50%`; \
+         the first (on `1`): no `output`: the call failed (timeout)"
     );
     // A count stops the node as soon as it is passed.
     let stage = scorer(&format!("{metrics}max_errors: 1\n"));
     let e = score_all(&*stage, &failed).unwrap_err();
-    assert!(e.starts_with("2 metric verdicts errored, more than `max_errors: 1`"), "{e}");
+    assert!(e.starts_with("metric `exact_match` errored on 2 records, more than `max_errors: 1`"), "{e}");
     // `100%` tolerates anything.
     let stage = scorer(&format!("{metrics}max_errors: \"100%\"\n"));
     score_all(&*stage, &failed).unwrap();
     assert!(stage.finish().is_ok());
-    // Twenty records in and no verdict at all: the node stops there.
+    // Twenty records in and no verdict from a metric: the node stops there.
     let stage = scorer(metrics);
     let none: Vec<Record> = (0..25).map(|i| rec(json!({"id": i, "expected": "x"}))).collect();
     let e = score_all(&*stage, &none).unwrap_err();
-    assert!(e.starts_with("every metric errored on the first 20 records"), "{e}");
+    assert!(e.starts_with("metric `exact_match` errored on each of the first 20 records"), "{e}");
 }
 
 #[test]
