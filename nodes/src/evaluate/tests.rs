@@ -242,3 +242,48 @@ fn records_without_ids_are_named_by_position() {
     let text = artifact(&stage.finish().unwrap(), GATE_FAILED);
     assert!(text.ends_with("failing: record 2 (sample 2), short/7\n"), "{text}");
 }
+
+/// docs/metrics.md documents every type, and each of its YAML examples
+/// compiles as written.
+#[test]
+fn docs_examples_compile() {
+    let doc = include_str!("../../../docs/metrics.md");
+    for ty in config::METRIC_TYPES {
+        let name = ty.name();
+        assert!(doc.contains(&format!("### `{name}`")), "docs/metrics.md has no section on `{name}`");
+        assert!(doc.contains(&format!("type: {name}")), "docs/metrics.md has no example of `{name}`");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fields = ["output", "expected", "city", "product", "order_id", "name", "reference_summary"];
+    let mut record: serde_json::Map<String, Value> = fields.iter().map(|f| (f.to_string(), json!("x"))).collect();
+    for f in ["reference_translation", "gold_order", "id"] {
+        record.insert(f.into(), json!("x"));
+    }
+    record.insert("latency_ms".into(), json!(1));
+    record.insert("cost_usd".into(), json!(0.0));
+    std::fs::write(dir.path().join("data.jsonl"), format!("{}\n", Value::Object(record))).unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    std::fs::write(dir.path().join("schemas/answer.json"), r#"{"type": "object"}"#).unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let mut blocks = 0;
+    for block in doc.split("```yaml\n").skip(1) {
+        let yaml = block.split("```").next().unwrap();
+        let indent = |text: &str, n: usize| -> String {
+            text.lines().map(|l| format!("{}{l}\n", " ".repeat(n))).collect()
+        };
+        let node = if yaml.starts_with("scores:") {
+            indent(yaml, 2)
+        } else {
+            format!("  scores:\n    kind: evaluate\n    input: answers\n{}", indent(yaml, 4))
+        };
+        let text = format!(
+            "flow: 1\nbackends:\n  judge: {{provider: sim}}\n  embedder: {{provider: sim}}\nnodes:\n  answers: {{kind: load, path: data.jsonl}}\n{node}"
+        );
+        std::fs::write(&spec, &text).unwrap();
+        if let Err(d) = flow_engine::compile(&spec, &[], &crate::registry()) {
+            panic!("this example in docs/metrics.md does not compile:\n{yaml}\n{d}");
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= config::METRIC_TYPES.len(), "{blocks} examples");
+}
