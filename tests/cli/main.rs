@@ -23,6 +23,7 @@ mod generate;
 mod inspect;
 mod interrupt;
 mod memo;
+mod metrics;
 mod outputs;
 mod plan;
 mod progress;

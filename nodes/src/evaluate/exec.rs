@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use flow_engine::spec::YamlPath;
 use flow_engine::{CheckCx, Record};
 
-use super::{Score, ScoreError, Verdict};
+use super::metric::{Score, ScoreError, Verdict};
 
 /// Checks a command at compile time and registers the files it names.
 pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {

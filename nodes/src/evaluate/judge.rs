@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use flow_engine::template::RenderError;
 use flow_engine::{Record, Template};
 
-use super::{Score, ScoreError};
+use super::metric::{Score, ScoreError};
 use crate::backend::{Answer, Backend, CallError, CallOpts, MemoFailed, Message};
 
 /// The instructions every judge call starts with.
@@ -26,11 +26,6 @@ pub const SIM_ANSWER: Answer = Answer { marker: JUDGE_RESPONSE_MARKER, answer: s
 /// failed, or the answer is not the JSON verdict asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
-    /// The graded field is missing because the record's own call failed.
-    #[error("no `{field}` to grade: the call failed ({error})")]
-    UpstreamFailed { field: String, error: String },
-    #[error("record has no field `{field}`")]
-    NoField { field: String },
     /// The rubric reads a field the record lacks.
     #[error(transparent)]
     Rubric(#[from] RenderError),
@@ -51,13 +46,12 @@ pub enum JudgeError {
 pub struct Judge {
     backend: Arc<Backend>,
     rubric: Template,
-    field: String,
     threshold: f64,
 }
 
 impl Judge {
-    pub fn new(backend: Arc<Backend>, rubric: Template, field: String, threshold: f64) -> Self {
-        Self { backend, rubric, field, threshold }
+    pub fn new(backend: Arc<Backend>, rubric: Template, threshold: f64) -> Self {
+        Self { backend, rubric, threshold }
     }
 
     /// Why the judge's backend sends no more calls (see [`Backend::halted`]).
@@ -65,28 +59,19 @@ impl Judge {
         self.backend.halted()
     }
 
-    /// Grades one record: the verdict, or why there is none.
-    pub async fn grade(&self, record: &Record, opts: CallOpts<'_>) -> Result<Score, ScoreError> {
-        let messages = messages(&self.rubric, &self.field, record)?;
+    /// Grades `response`, the field under test of `record`: the verdict,
+    /// or why there is none.
+    pub async fn grade(&self, record: &Record, response: &str, opts: CallOpts<'_>) -> Result<Score, ScoreError> {
+        let messages = messages(&self.rubric, response, record)?;
         let reply = self.backend.chat(&messages, true, opts).await.map_err(JudgeError::Call)?;
         let (score, reason) = parse_verdict(&reply.text)?;
         Ok(Score { score, pass: score >= self.threshold, reason: Some(reason), value: None })
     }
 }
 
-/// The judge's chat for one record: the same at plan time (to count memo
-/// hits) and at run time.
-pub fn messages(rubric: &Template, field: &str, record: &Record) -> Result<Vec<Message>, JudgeError> {
-    let response = match record.get(field) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => {
-            return Err(match record.get("error").and_then(Value::as_str) {
-                Some(e) => JudgeError::UpstreamFailed { field: field.to_string(), error: e.to_string() },
-                None => JudgeError::NoField { field: field.to_string() },
-            })
-        }
-        Some(other) => other.to_string(),
-    };
+/// The judge's chat for one record, grading `response`: the same at plan
+/// time (to count memo hits) and at run time.
+pub fn messages(rubric: &Template, response: &str, record: &Record) -> Result<Vec<Message>, JudgeError> {
     let criteria = rubric.render(record)?;
     let user = format!(
         "Criteria:\n{criteria}\n\n{JUDGE_RESPONSE_MARKER}\n{response}\n\nReply with a JSON object {{\"score\": <0 to 1>, \"reason\": \"...\"}}."

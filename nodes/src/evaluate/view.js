@@ -9,7 +9,8 @@ function render(panel, v) {
   const cards = h("div", { class: "totals" },
     card("records", fmtInt(sum.records != null ? sum.records : rec.total)),
     card("passed every metric", sum.passed != null ? fmtInt(sum.passed) + " (" + fmtPct(sum.pass_rate) + ")" : dash),
-    card("failed", sum.passed != null ? fmtInt((sum.records || 0) - sum.passed) : dash));
+    card("failed", sum.passed != null ? fmtInt((sum.records || 0) - sum.passed) : dash),
+    card("mean score", sum.score != null ? fmtNum(sum.score) : dash));
   add(panel, cards);
   const ms = sum.metrics || {};
   if (Object.keys(ms).length) {
@@ -18,11 +19,12 @@ function render(panel, v) {
       const bar = h("span", { class: "bar" }, h("span"));
       bar.firstChild.style.width = Math.round((x.pass_rate || 0) * 100) + "%";
       return h("tr", null, h("td", null, h("code", { text: m })), h("td", { class: "num", text: fmtNum(x.mean) }),
-        h("td", null, bar, fmtPct(x.pass_rate)), h("td", { class: "num", text: fmtInt(x.count) }),
+        // Mean and pass rate are over the records scored without error.
+        h("td", null, bar, fmtPct(x.pass_rate)), h("td", { class: "num", text: fmtInt(x.scored != null ? x.scored : x.count) }),
         h("td", { class: "num" + (x.errors ? " err-text" : ""), text: fmtInt(x.errors) }));
     });
     add(panel, h("div", { class: "panel scroll" }, h("table", null,
-      h("thead", null, h("tr", null, h("th", { text: "metric" }), h("th", { class: "num", text: "mean" }), h("th", { text: "pass rate" }), h("th", { class: "num", text: "count" }), h("th", { class: "num", text: "errors" }))),
+      h("thead", null, h("tr", null, h("th", { text: "metric" }), h("th", { class: "num", text: "mean" }), h("th", { text: "pass rate" }), h("th", { class: "num", text: "scored" }), h("th", { class: "num", text: "errors" }))),
       h("tbody", null, rows))));
   }
   add(panel, h("h3", { text: "Records" }));

@@ -18,8 +18,14 @@ fn data(cx: &mut ViewCx<'_>) -> Result<ViewData, ViewError> {
         }
     };
     for m in cx.config.and_then(|c| c["metrics"].as_array()).into_iter().flatten() {
-        if let Some(name) = m["name"].as_str().or_else(|| m["type"].as_str()) {
-            add(name);
+        // As `MetricConfig::name` has it: `not_<type>` with `negate`.
+        let name = match (m["name"].as_str(), m["type"].as_str(), m["negate"].as_bool()) {
+            (Some(n), _, _) => Some(n.to_string()),
+            (None, Some(t), Some(true)) => Some(format!("not_{t}")),
+            (None, t, _) => t.map(str::to_string),
+        };
+        if let Some(name) = name {
+            add(&name);
         }
     }
     for name in summary["metrics"].as_object().into_iter().flat_map(Map::keys) {
