@@ -41,6 +41,8 @@ pub(super) struct NodeJob {
     pub outputs: Vec<mpsc::Sender<Batch>>,
     pub events: mpsc::UnboundedSender<RunEvent>,
     pub meter: Arc<Meter>,
+    /// The bytes a barrier's inputs may hold in memory before they spill.
+    pub barrier_memory: u64,
 }
 
 impl NodeJob {

@@ -71,6 +71,9 @@ pub struct RunOptions {
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// [`crate::spill::BOUND_VAR`] is set to something that is not a size.
+    #[error(transparent)]
+    Bound(#[from] crate::spill::BoundError),
 }
 
 /// A new run id: sortable by start time, unique across machines in practice.
@@ -110,6 +113,7 @@ pub async fn run(
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunManifest, RunError> {
     assert_eq!(assessed.len(), plan.nodes.len(), "one assessment per plan node");
+    let barrier_memory = crate::spill::bound_from_env()?;
     store.create()?;
     store.sweep_temp();
     let run_id = new_run_id();
@@ -179,6 +183,7 @@ pub async fn run(
             outputs,
             events: events.clone(),
             meter: meters[i].clone(),
+            barrier_memory,
         };
         tasks.spawn(i, job.run());
     }

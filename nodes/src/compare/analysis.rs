@@ -3,9 +3,10 @@
 //! report shows. The `compare` node and `flow compare` both call
 //! [`compare`], so the same inputs give the same figures either way.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use flow_engine::diag::did_you_mean;
 use flow_engine::Record;
@@ -164,10 +165,17 @@ pub enum CompareError {
 /// key, a key twice on one side, a metric no record scored, nothing
 /// matched) are the node's error messages.
 pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Result<Comparison, CompareError> {
-    let base = Indexed::new(baseline, &settings.key)?;
+    let index = |side: &Side| Index::new(&side.name, &settings.key, side.records.iter().cloned().map(Ok));
+    let base = index(baseline).map_err(Indexing::into_compare)?;
+    let cands = candidates.iter().map(|c| index(c).map_err(Indexing::into_compare)).collect::<Result<Vec<_>, _>>()?;
+    compare_indexed(&base, &cands, settings)
+}
+
+/// [`compare`] on sides already indexed: what the `compare` node calls on
+/// inputs it read as they came, holding only their keys and scores.
+pub fn compare_indexed(base: &Index, candidates: &[Index], settings: &Settings) -> Result<Comparison, CompareError> {
     let mut out = Vec::with_capacity(candidates.len());
-    for side in candidates {
-        let cand = Indexed::new(side, &settings.key)?;
+    for cand in candidates {
         let metrics = match &settings.metrics {
             Some(names) => {
                 for name in names {
@@ -177,35 +185,41 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
                 names.clone()
             }
             None => {
-                let common: Vec<String> = base.metrics.intersection(&cand.metrics).cloned().collect();
+                let common: Vec<String> = base.metrics().intersection(&cand.metrics()).cloned().collect();
                 if common.is_empty() {
                     return Err(CompareError::NoCommonMetric {
-                        baseline: base.name.to_string(),
-                        candidate: cand.name.to_string(),
-                        baseline_metrics: base.metrics.clone(),
-                        candidate_metrics: cand.metrics.clone(),
+                        baseline: base.name.clone(),
+                        candidate: cand.name.clone(),
+                        baseline_metrics: base.metrics(),
+                        candidate_metrics: cand.metrics(),
                     });
                 }
                 common
             }
         };
-        let matched: Vec<(usize, usize)> =
-            base.keys.iter().enumerate().filter_map(|(i, k)| cand.by_key.get(k.as_str()).map(|&j| (i, j))).collect();
+        let mut matched: Vec<(u32, u32)> = Vec::new();
+        let mut only_in_baseline = Vec::new();
+        for i in 0..base.len() {
+            match cand.find(base.key(i)) {
+                Some(j) => matched.push((i as u32, j as u32)),
+                None => only_in_baseline.push(base.key(i).to_string()),
+            }
+        }
         if matched.is_empty() {
             return Err(CompareError::NothingMatched {
-                candidate: cand.name.to_string(),
-                baseline: base.name.to_string(),
+                candidate: cand.name.clone(),
+                baseline: base.name.clone(),
                 key: settings.key.clone(),
-                baseline_example: base.keys.first().map(String::as_str).unwrap_or("-").to_string(),
-                candidate_example: cand.keys.first().map(String::as_str).unwrap_or("-").to_string(),
+                baseline_example: base.first_key().unwrap_or("-").to_string(),
+                candidate_example: cand.first_key().unwrap_or("-").to_string(),
             });
         }
-        let only_in_baseline = base.keys.iter().filter(|k| !cand.by_key.contains_key(k.as_str())).cloned().collect();
-        let only_in_candidate = cand.keys.iter().filter(|k| !base.by_key.contains_key(k.as_str())).cloned().collect();
-        let metrics = metrics.iter().map(|m| compare_metric(m, &base, &cand, &matched, settings)).collect();
+        let only_in_candidate =
+            (0..cand.len()).map(|j| cand.key(j)).filter(|k| base.find(k).is_none()).map(str::to_string).collect();
+        let metrics = metrics.iter().map(|m| compare_metric(m, base, cand, &matched, settings)).collect();
         out.push(CandidateComparison {
-            name: side.name.clone(),
-            records: side.records.len(),
+            name: cand.name.clone(),
+            records: cand.len(),
             matched: matched.len(),
             only_in_baseline,
             only_in_candidate,
@@ -214,8 +228,8 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
     }
     Ok(Comparison {
         settings: settings.clone(),
-        baseline: baseline.name.clone(),
-        baseline_records: baseline.records.len(),
+        baseline: base.name.clone(),
+        baseline_records: base.len(),
         candidates: out,
     })
 }
@@ -227,8 +241,8 @@ struct Outcome {
     pass: Option<bool>,
 }
 
-fn outcome(scores: &Map<String, Value>, metric: &str) -> Option<Outcome> {
-    let entry = scores.get(metric)?.as_object()?;
+fn outcome(entry: &Value) -> Option<Outcome> {
+    let entry = entry.as_object()?;
     if entry.get("error").is_some_and(|e| !e.is_null()) {
         return None;
     }
@@ -237,17 +251,19 @@ fn outcome(scores: &Map<String, Value>, metric: &str) -> Option<Outcome> {
 
 fn compare_metric(
     metric: &str,
-    base: &Indexed,
-    cand: &Indexed,
-    matched: &[(usize, usize)],
+    base: &Index,
+    cand: &Index,
+    matched: &[(u32, u32)],
     settings: &Settings,
 ) -> MetricComparison {
     let mut pairs: Vec<(Outcome, Outcome)> = Vec::with_capacity(matched.len());
     let (mut pass_to_fail, mut fail_to_pass) = (Vec::new(), Vec::new());
     let mut skipped = 0;
     let (mut base_passed, mut cand_passed, mut with_pass) = (0usize, 0usize, 0usize);
+    let (bc, cc) = (base.column(metric), cand.column(metric));
     for &(i, j) in matched {
-        let (Some(b), Some(c)) = (outcome(base.scores[i], metric), outcome(cand.scores[j], metric)) else {
+        let (i, j) = (i as usize, j as usize);
+        let (Some(b), Some(c)) = (bc.and_then(|m| m.get(i)), cc.and_then(|m| m.get(j))) else {
             skipped += 1;
             continue;
         };
@@ -257,8 +273,8 @@ fn compare_metric(
             base_passed += bp as usize;
             cand_passed += cp as usize;
             match (bp, cp) {
-                (true, false) => pass_to_fail.push(base.keys[i].clone()),
-                (false, true) => fail_to_pass.push(base.keys[i].clone()),
+                (true, false) => pass_to_fail.push(base.key(i).to_string()),
+                (false, true) => fail_to_pass.push(base.key(i).to_string()),
                 _ => {}
             }
         }
@@ -299,62 +315,173 @@ fn compare_metric(
     }
 }
 
-/// One side's records by key, with their `scores`.
-struct Indexed<'a> {
-    name: &'a str,
-    keys: Vec<String>,
-    by_key: HashMap<String, usize>,
-    scores: Vec<&'a Map<String, Value>>,
-    /// Every metric some record scored.
-    metrics: BTreeSet<String>,
+/// One side of a comparison, as little as the figures need: each record's
+/// key and, per metric, its outcome. Built record by record, so a side of a
+/// million records costs some tens of bytes each, not its parsed records.
+pub struct Index {
+    name: String,
+    /// Every key, one after the other; `ends[i]` is where key `i` ends.
+    keys: String,
+    ends: Vec<usize>,
+    /// Record numbers sorted by key (then by number), for look-ups.
+    sorted: Vec<u32>,
+    /// Every metric some record scored, with each record's outcome.
+    columns: BTreeMap<String, Column>,
 }
 
-impl<'a> Indexed<'a> {
-    fn new(side: &'a Side, key: &str) -> Result<Self, CompareError> {
-        let name = side.name.as_str();
-        let mut keys = Vec::with_capacity(side.records.len());
-        let mut scores = Vec::with_capacity(side.records.len());
-        let mut metrics = BTreeSet::new();
-        for (n, r) in side.records.iter().enumerate() {
+/// One metric's outcomes, by record: a score (NaN where the record has
+/// none: JSON has no NaN) and whether it passed.
+#[derive(Default)]
+struct Column {
+    score: Vec<f64>,
+    /// 0 failed, 1 passed, 2 no `pass`.
+    pass: Vec<u8>,
+}
+
+impl Column {
+    fn get(&self, i: usize) -> Option<Outcome> {
+        let score = self.score[i];
+        let pass = match self.pass[i] {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        (!score.is_nan()).then_some(Outcome { score, pass })
+    }
+
+    fn push(&mut self, o: Option<Outcome>) {
+        self.score.push(o.map_or(f64::NAN, |o| o.score));
+        self.pass.push(o.and_then(|o| o.pass).map_or(2, u8::from));
+    }
+}
+
+/// Why a side could not be indexed: what is wrong with a record, or its
+/// input could not be read (`E`).
+#[derive(Debug)]
+pub enum Indexing<E> {
+    Compare(CompareError),
+    Read(E),
+}
+
+impl Indexing<std::convert::Infallible> {
+    fn into_compare(self) -> CompareError {
+        match self {
+            Indexing::Compare(e) => e,
+            Indexing::Read(never) => match never {},
+        }
+    }
+}
+
+impl Index {
+    /// Indexes the records of side `name` by field `key`, reading them one
+    /// at a time.
+    pub fn new<E>(
+        name: &str,
+        key: &str,
+        records: impl IntoIterator<Item = Result<Record, E>>,
+    ) -> Result<Index, Indexing<E>> {
+        let mut index =
+            Index { name: name.to_string(), keys: String::new(), ends: Vec::new(), sorted: Vec::new(), columns: BTreeMap::new() };
+        for (n, r) in records.into_iter().enumerate() {
+            let r = r.map_err(Indexing::Read)?;
             let k = match r.get(key) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+                Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => Cow::Owned(v.to_string()),
                 Some(Value::Null) | None => {
-                    return Err(CompareError::NoKey { record: n + 1, side: name.to_string(), key: key.to_string() })
+                    return Err(Indexing::Compare(CompareError::NoKey {
+                        record: n + 1,
+                        side: name.to_string(),
+                        key: key.to_string(),
+                    }))
                 }
-                Some(v) => v.to_string(),
+                Some(v) => Cow::Owned(v.to_string()),
             };
             let Some(s) = r.get("scores").and_then(Value::as_object) else {
-                return Err(CompareError::NoScores { value: k, side: name.to_string() });
+                return Err(Indexing::Compare(CompareError::NoScores { value: k.into_owned(), side: name.to_string() }));
             };
-            metrics.extend(s.keys().cloned());
-            keys.push(k);
-            scores.push(s);
-        }
-        let mut by_key = HashMap::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            if let Some(first) = by_key.insert(k.clone(), i) {
-                return Err(CompareError::DuplicateKey {
-                    key: key.to_string(),
-                    value: k.clone(),
-                    side: name.to_string(),
-                    first: first + 1,
-                    second: i + 1,
-                });
+            index.keys.push_str(&k);
+            index.ends.push(index.keys.len());
+            for (metric, entry) in s {
+                if !index.columns.contains_key(metric) {
+                    // A metric first seen here: no outcome for the records before.
+                    let mut c = Column::default();
+                    (0..n).for_each(|_| c.push(None));
+                    index.columns.insert(metric.clone(), c);
+                }
+                index.columns.get_mut(metric).expect("inserted").push(outcome(entry));
+            }
+            for c in index.columns.values_mut().filter(|c| c.score.len() == n) {
+                c.push(None);
             }
         }
-        Ok(Self { name, keys, by_key, scores, metrics })
+        index.keys.shrink_to_fit();
+        let n = u32::try_from(index.ends.len()).expect("fewer than 4 billion records on a side");
+        let mut sorted: Vec<u32> = (0..n).collect();
+        sorted.sort_by(|&a, &b| index.key(a as usize).cmp(index.key(b as usize)).then(a.cmp(&b)));
+        // A key twice: named at its second record, the first such in order.
+        let second = sorted
+            .windows(2)
+            .filter(|w| index.key(w[0] as usize) == index.key(w[1] as usize))
+            .min_by_key(|w| w[1]);
+        if let Some(w) = second {
+            // The window's first is the run's first: sorted by number within a key.
+            let k = index.key(w[1] as usize);
+            let first = sorted[sorted.partition_point(|&i| index.key(i as usize) < k)];
+            return Err(Indexing::Compare(CompareError::DuplicateKey {
+                key: key.to_string(),
+                value: k.to_string(),
+                side: name.to_string(),
+                first: first as usize + 1,
+                second: w[1] as usize + 1,
+            }));
+        }
+        index.sorted = sorted;
+        Ok(index)
+    }
+
+    /// Records on this side.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn key(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.keys[start..self.ends[i]]
+    }
+
+    fn first_key(&self) -> Option<&str> {
+        (!self.is_empty()).then(|| self.key(0))
+    }
+
+    /// The record with key `k`.
+    fn find(&self, k: &str) -> Option<usize> {
+        let at = self.sorted.partition_point(|&i| self.key(i as usize) < k);
+        let &i = self.sorted.get(at)?;
+        (self.key(i as usize) == k).then_some(i as usize)
+    }
+
+    fn column(&self, metric: &str) -> Option<&Column> {
+        self.columns.get(metric)
+    }
+
+    /// Every metric some record scored.
+    fn metrics(&self) -> BTreeSet<String> {
+        self.columns.keys().cloned().collect()
     }
 
     fn require_metric(&self, metric: &str) -> Result<(), CompareError> {
-        if self.metrics.contains(metric) {
+        if self.columns.contains_key(metric) {
             return Ok(());
         }
         Err(CompareError::UnknownMetric {
             metric: metric.to_string(),
-            side: self.name.to_string(),
-            suggestion: did_you_mean(metric, self.metrics.iter().map(String::as_str)).map(str::to_string),
-            scored: self.metrics.clone(),
+            side: self.name.clone(),
+            suggestion: did_you_mean(metric, self.columns.keys().map(String::as_str)).map(str::to_string),
+            scored: self.metrics(),
         })
     }
 }
@@ -371,7 +498,7 @@ fn list(names: &BTreeSet<String>) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     use super::*;
 
