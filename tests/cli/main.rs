@@ -25,6 +25,7 @@ mod memo;
 mod plan;
 mod report;
 mod self_improve;
+mod spill;
 mod synthesize;
 mod templates;
 mod tools;

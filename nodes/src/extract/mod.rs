@@ -11,7 +11,9 @@
 //!
 //! The module is split along the work: [`logs`] turns records into
 //! distinct logs (copies collapsed, with their count), [`density`] computes
-//! every density exactly with tiled matrix products, [`select`] picks, and
+//! every density exactly with tiled matrix products (or [`ivf`], over the
+//! neighbours an index of k-means cells finds, for large groups),
+//! [`select`] picks, and
 //! [`report`] writes the examples, `train.jsonl` and the summary, and
 //! [`map`] the logs as points of a 2-D map ([`projection`]) for the
 //! report. Logs
@@ -19,6 +21,7 @@
 //! memo keys `flow plan` knows in advance.
 
 pub mod density;
+pub mod ivf;
 pub mod logs;
 pub mod map;
 pub mod projection;
@@ -58,6 +61,34 @@ pub enum Strategy {
     Anomaly,
 }
 
+/// How each log's neighbours are found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Neighbours {
+    /// `exact` below 20,000 logs in a group, `approximate` from there.
+    #[default]
+    Auto,
+    /// Every pair of logs compared: n² work.
+    Exact,
+    /// Only the pairs an IVF index (k-means cells) says can be neighbours:
+    /// minutes for a million logs, with nearly every neighbour found.
+    Approximate,
+}
+
+/// The group size from which `neighbours: auto` is approximate.
+pub const APPROXIMATE_FROM: usize = 20_000;
+
+impl Neighbours {
+    /// Whether a group of `logs` logs gets approximate neighbours.
+    pub fn approximate(self, logs: usize) -> bool {
+        match self {
+            Neighbours::Auto => logs >= APPROXIMATE_FROM,
+            Neighbours::Exact => false,
+            Neighbours::Approximate => true,
+        }
+    }
+}
+
 impl Strategy {
     pub fn name(self) -> &'static str {
         match self {
@@ -81,6 +112,13 @@ pub struct ExtractConfig {
     /// neighbours; default 0.3.
     #[serde(default = "default_epsilon")]
     pub epsilon: f64,
+    /// How neighbours are found: `exact` (every pair of logs compared),
+    /// `approximate` (an IVF index of k-means cells: only the pairs of cells
+    /// that can hold neighbours are compared, so 1M logs take minutes and
+    /// nearly every neighbour is found), or `auto` (the default): exact
+    /// below 20,000 logs in a group, approximate from there.
+    #[serde(default)]
+    pub neighbours: Neighbours,
     /// Fewest neighbours a `steady` pick has (a log with fewer is no
     /// cluster's centre); default 2.
     #[serde(default = "default_min_neighbours")]

@@ -14,6 +14,7 @@ use flow_engine::cache::SpillError;
 use flow_engine::{Artifact, Record, Spool, META_JSON, SUMMARY_MD};
 
 use super::density::{self, Density};
+use super::ivf;
 use super::logs::{self, Log, Logs};
 use super::map::LogMap;
 use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
@@ -54,6 +55,9 @@ struct GroupReport {
     picked: usize,
     /// The densities of the picks, first and last.
     densities: Option<(f64, f64)>,
+    /// Whether its neighbours came from the index (`neighbours`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    approximate: bool,
 }
 
 /// Densities, picks, examples and artifacts for `logs`, whose vectors are
@@ -86,8 +90,13 @@ pub fn extract(
         let at = x.chunks_exact(dims.max(1)).map(|v| map.plane().project(v)).collect();
         let weights: Vec<u32> = group.iter().map(|l| 1 + l.duplicates).collect();
         let started = std::time::Instant::now();
-        let d = density::density(x, dims, &weights, c.threshold(), threads, density::BLOCK);
-        tracing::debug!(logs = group.len(), seconds = started.elapsed().as_secs_f64(), "extract: densities");
+        let approximate = c.neighbours.approximate(group.len());
+        let d = if approximate {
+            ivf::density(x, dims, &weights, c.threshold(), threads)
+        } else {
+            density::density(x, dims, &weights, c.threshold(), threads, density::BLOCK)
+        };
+        tracing::debug!(logs = group.len(), approximate, seconds = started.elapsed().as_secs_f64(), "extract: densities");
         // A success without an answer teaches nothing.
         let success: Vec<bool> = group.iter().map(|l| l.success && l.answered).collect();
         let top_k = c.top_k as usize;
@@ -105,6 +114,7 @@ pub fn extract(
             successful: success.iter().filter(|&&s| s).count(),
             picked: picks.len(),
             densities: picks.first().zip(picks.last()).map(|(&a, &b)| (round(d.density[a]), round(d.density[b]))),
+            approximate,
             function,
         });
         map.add(&group, at, &d, &success, &picks);
@@ -272,6 +282,10 @@ fn markdown(
     if embedded.texts > 0 {
         let calls = if embedded.calls == 1 { "call" } else { "calls" };
         let _ = write!(md, ", {} embedded in {} {calls}", embedded.texts, embedded.calls);
+    }
+    let approximate = groups.iter().filter(|g| g.approximate).count();
+    if approximate > 0 {
+        let _ = write!(md, "; approximate neighbours (an IVF index) in {approximate} of {} groups", groups.len());
     }
     md.push_str("; written to train.jsonl\n\n");
     let by = c.group_by.as_deref().unwrap_or("group");
