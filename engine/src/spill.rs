@@ -190,22 +190,26 @@ impl Collector {
     }
 }
 
-/// About how many bytes a record takes in memory: its values (32 bytes
-/// each), the bytes of its strings and keys, and a map entry's overhead.
-/// An estimate, on the high side, made without allocating.
+/// About how many bytes a record takes in memory, made without allocating:
+/// a map is a B-tree whose nodes hold 11 entries inline (~640 bytes each,
+/// however few are used: a small object weighs more than its text), an
+/// array holds its values inline (32 bytes each), and strings and keys are
+/// allocations of their own.
 pub fn record_size(r: &Record) -> u64 {
-    fn value(v: &Value) -> u64 {
-        32 + match v {
-            Value::String(s) => s.len() as u64 + 8,
-            Value::Array(items) => items.iter().map(value).sum::<u64>() + 8,
+    fn heap(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.len() as u64 + 16,
+            Value::Array(items) => items.iter().map(|v| 32 + heap(v)).sum::<u64>(),
             Value::Object(map) => object(map),
             _ => 0,
         }
     }
     fn object(map: &serde_json::Map<String, Value>) -> u64 {
-        map.iter().map(|(k, v)| 48 + k.len() as u64 + value(v)).sum::<u64>() + 32
+        let nodes = map.len().div_ceil(8).max(1) as u64;
+        640 * nodes + map.iter().map(|(k, v)| k.len() as u64 + 16 + heap(v)).sum::<u64>()
     }
-    object(r)
+    // The record's `Arc` and map header.
+    40 + object(r)
 }
 
 #[cfg(test)]
@@ -284,7 +288,9 @@ mod tests {
     fn the_size_estimate_grows_with_the_record() {
         let small = record_size(&rec(json!({"a": 1})));
         let big = record_size(&rec(json!({"a": 1, "v": vec![0.5; 384]})));
-        assert!(small < 200, "{small}");
+        let nested = record_size(&rec(json!({"a": 1, "scores": {"m": {"score": 1, "pass": true}}})));
+        assert!((600..800).contains(&small), "{small}: a map's node, however small");
         assert!(big > 384 * 32, "{big}: a vector's values weigh 32 bytes each");
+        assert!(nested > 3 * 640, "{nested}: three maps");
     }
 }

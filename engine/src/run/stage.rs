@@ -2,8 +2,8 @@
 //! a map is called per record in order, a stream stage turns the input
 //! stream into an output stream at its own pace, and a barrier gets every
 //! input record at once, collected into a [`Spool`] per input (spilled to
-//! disk past the node's memory bound). Each pushes its output through the [`Emitter`],
-//! whose bounded channels give backpressure.
+//! disk past the node's memory bound). Each pushes its output through the
+//! [`Emitter`], whose bounded channels give backpressure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

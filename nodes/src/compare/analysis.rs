@@ -3,14 +3,13 @@
 //! report shows. The `compare` node and `flow compare` both call
 //! [`compare`], so the same inputs give the same figures either way.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use flow_engine::diag::did_you_mean;
 use flow_engine::Record;
 
+use super::index::{Index, Indexing};
 use super::stats::{mcnemar_exact, mean, paired_bootstrap};
 
 /// How to compare: the node's settings, or `flow compare`'s defaults.
@@ -236,12 +235,12 @@ pub fn compare_indexed(base: &Index, candidates: &[Index], settings: &Settings) 
 
 /// A metric's verdict on one record, when it has a score.
 #[derive(Clone, Copy)]
-struct Outcome {
-    score: f64,
-    pass: Option<bool>,
+pub(super) struct Outcome {
+    pub score: f64,
+    pub pass: Option<bool>,
 }
 
-fn outcome(entry: &Value) -> Option<Outcome> {
+pub(super) fn outcome(entry: &Value) -> Option<Outcome> {
     let entry = entry.as_object()?;
     if entry.get("error").is_some_and(|e| !e.is_null()) {
         return None;
@@ -256,7 +255,10 @@ fn compare_metric(
     matched: &[(u32, u32)],
     settings: &Settings,
 ) -> MetricComparison {
-    let mut pairs: Vec<(Outcome, Outcome)> = Vec::with_capacity(matched.len());
+    // The pairs' scores, side by side, and whether every one is pass/fail.
+    let (mut base_scores, mut cand_scores) = (Vec::with_capacity(matched.len()), Vec::with_capacity(matched.len()));
+    let mut all_binary = true;
+    let binary = |o: &Outcome| (o.score == 0.0 || o.score == 1.0) && o.pass.is_none_or(|p| p == (o.score == 1.0));
     let (mut pass_to_fail, mut fail_to_pass) = (Vec::new(), Vec::new());
     let mut skipped = 0;
     let (mut base_passed, mut cand_passed, mut with_pass) = (0usize, 0usize, 0usize);
@@ -267,7 +269,9 @@ fn compare_metric(
             skipped += 1;
             continue;
         };
-        pairs.push((b, c));
+        base_scores.push(b.score);
+        cand_scores.push(c.score);
+        all_binary &= binary(&b) && binary(&c);
         if let (Some(bp), Some(cp)) = (b.pass, c.pass) {
             with_pass += 1;
             base_passed += bp as usize;
@@ -279,24 +283,22 @@ fn compare_metric(
             }
         }
     }
-    let binary = |o: &Outcome| (o.score == 0.0 || o.score == 1.0) && o.pass.is_none_or(|p| p == (o.score == 1.0));
-    let test = if !pairs.is_empty() && pairs.iter().all(|(b, c)| binary(b) && binary(c)) {
+    let pairs = base_scores.len();
+    let test = if pairs > 0 && all_binary {
         Test::McNemar
     } else {
         Test::Bootstrap
     };
-    let diffs: Vec<f64> = pairs.iter().map(|(b, c)| c.score - b.score).collect();
-    let base_scores: Vec<f64> = pairs.iter().map(|(b, _)| b.score).collect();
-    let cand_scores: Vec<f64> = pairs.iter().map(|(_, c)| c.score).collect();
+    let diffs: Vec<f64> = base_scores.iter().zip(&cand_scores).map(|(b, c)| c - b).collect();
     let boot = paired_bootstrap(&diffs, settings.resamples, settings.confidence, settings.seed);
     let mcnemar_p = mcnemar_exact(pass_to_fail.len() as u64, fail_to_pass.len() as u64);
-    let some = !pairs.is_empty();
+    let some = pairs > 0;
     let (baseline_mean, candidate_mean) =
         if some { (Some(mean(&base_scores)), Some(mean(&cand_scores))) } else { (None, None) };
     let rate = |n: usize| (with_pass > 0).then(|| n as f64 / with_pass as f64);
     MetricComparison {
         metric: metric.to_string(),
-        pairs: pairs.len(),
+        pairs,
         skipped,
         baseline_mean,
         candidate_mean,
@@ -312,177 +314,6 @@ fn compare_metric(
         candidate_pass_rate: rate(cand_passed),
         pass_to_fail,
         fail_to_pass,
-    }
-}
-
-/// One side of a comparison, as little as the figures need: each record's
-/// key and, per metric, its outcome. Built record by record, so a side of a
-/// million records costs some tens of bytes each, not its parsed records.
-pub struct Index {
-    name: String,
-    /// Every key, one after the other; `ends[i]` is where key `i` ends.
-    keys: String,
-    ends: Vec<usize>,
-    /// Record numbers sorted by key (then by number), for look-ups.
-    sorted: Vec<u32>,
-    /// Every metric some record scored, with each record's outcome.
-    columns: BTreeMap<String, Column>,
-}
-
-/// One metric's outcomes, by record: a score (NaN where the record has
-/// none: JSON has no NaN) and whether it passed.
-#[derive(Default)]
-struct Column {
-    score: Vec<f64>,
-    /// 0 failed, 1 passed, 2 no `pass`.
-    pass: Vec<u8>,
-}
-
-impl Column {
-    fn get(&self, i: usize) -> Option<Outcome> {
-        let score = self.score[i];
-        let pass = match self.pass[i] {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        };
-        (!score.is_nan()).then_some(Outcome { score, pass })
-    }
-
-    fn push(&mut self, o: Option<Outcome>) {
-        self.score.push(o.map_or(f64::NAN, |o| o.score));
-        self.pass.push(o.and_then(|o| o.pass).map_or(2, u8::from));
-    }
-}
-
-/// Why a side could not be indexed: what is wrong with a record, or its
-/// input could not be read (`E`).
-#[derive(Debug)]
-pub enum Indexing<E> {
-    Compare(CompareError),
-    Read(E),
-}
-
-impl Indexing<std::convert::Infallible> {
-    fn into_compare(self) -> CompareError {
-        match self {
-            Indexing::Compare(e) => e,
-            Indexing::Read(never) => match never {},
-        }
-    }
-}
-
-impl Index {
-    /// Indexes the records of side `name` by field `key`, reading them one
-    /// at a time.
-    pub fn new<E>(
-        name: &str,
-        key: &str,
-        records: impl IntoIterator<Item = Result<Record, E>>,
-    ) -> Result<Index, Indexing<E>> {
-        let mut index =
-            Index { name: name.to_string(), keys: String::new(), ends: Vec::new(), sorted: Vec::new(), columns: BTreeMap::new() };
-        for (n, r) in records.into_iter().enumerate() {
-            let r = r.map_err(Indexing::Read)?;
-            let k = match r.get(key) {
-                Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => Cow::Owned(v.to_string()),
-                Some(Value::Null) | None => {
-                    return Err(Indexing::Compare(CompareError::NoKey {
-                        record: n + 1,
-                        side: name.to_string(),
-                        key: key.to_string(),
-                    }))
-                }
-                Some(v) => Cow::Owned(v.to_string()),
-            };
-            let Some(s) = r.get("scores").and_then(Value::as_object) else {
-                return Err(Indexing::Compare(CompareError::NoScores { value: k.into_owned(), side: name.to_string() }));
-            };
-            index.keys.push_str(&k);
-            index.ends.push(index.keys.len());
-            for (metric, entry) in s {
-                if !index.columns.contains_key(metric) {
-                    // A metric first seen here: no outcome for the records before.
-                    let mut c = Column::default();
-                    (0..n).for_each(|_| c.push(None));
-                    index.columns.insert(metric.clone(), c);
-                }
-                index.columns.get_mut(metric).expect("inserted").push(outcome(entry));
-            }
-            for c in index.columns.values_mut().filter(|c| c.score.len() == n) {
-                c.push(None);
-            }
-        }
-        index.keys.shrink_to_fit();
-        let n = u32::try_from(index.ends.len()).expect("fewer than 4 billion records on a side");
-        let mut sorted: Vec<u32> = (0..n).collect();
-        sorted.sort_by(|&a, &b| index.key(a as usize).cmp(index.key(b as usize)).then(a.cmp(&b)));
-        // A key twice: named at its second record, the first such in order.
-        let second = sorted
-            .windows(2)
-            .filter(|w| index.key(w[0] as usize) == index.key(w[1] as usize))
-            .min_by_key(|w| w[1]);
-        if let Some(w) = second {
-            // The window's first is the run's first: sorted by number within a key.
-            let k = index.key(w[1] as usize);
-            let first = sorted[sorted.partition_point(|&i| index.key(i as usize) < k)];
-            return Err(Indexing::Compare(CompareError::DuplicateKey {
-                key: key.to_string(),
-                value: k.to_string(),
-                side: name.to_string(),
-                first: first as usize + 1,
-                second: w[1] as usize + 1,
-            }));
-        }
-        index.sorted = sorted;
-        Ok(index)
-    }
-
-    /// Records on this side.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn key(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.keys[start..self.ends[i]]
-    }
-
-    fn first_key(&self) -> Option<&str> {
-        (!self.is_empty()).then(|| self.key(0))
-    }
-
-    /// The record with key `k`.
-    fn find(&self, k: &str) -> Option<usize> {
-        let at = self.sorted.partition_point(|&i| self.key(i as usize) < k);
-        let &i = self.sorted.get(at)?;
-        (self.key(i as usize) == k).then_some(i as usize)
-    }
-
-    fn column(&self, metric: &str) -> Option<&Column> {
-        self.columns.get(metric)
-    }
-
-    /// Every metric some record scored.
-    fn metrics(&self) -> BTreeSet<String> {
-        self.columns.keys().cloned().collect()
-    }
-
-    fn require_metric(&self, metric: &str) -> Result<(), CompareError> {
-        if self.columns.contains_key(metric) {
-            return Ok(());
-        }
-        Err(CompareError::UnknownMetric {
-            metric: metric.to_string(),
-            side: self.name.clone(),
-            suggestion: did_you_mean(metric, self.columns.keys().map(String::as_str)).map(str::to_string),
-            scored: self.metrics(),
-        })
     }
 }
 

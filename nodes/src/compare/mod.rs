@@ -11,9 +11,11 @@
 //! failed run (a [`GATE_FAILED`] artifact) while the report stays cached.
 //!
 //! The statistics are in [`stats`], the join and figures in [`analysis`]
-//! (shared with `flow compare`), the texts in [`report`].
+//! (shared with `flow compare`) over sides read into an [`index`], the
+//! texts in [`report`].
 
 pub mod analysis;
+pub mod index;
 pub mod report;
 pub mod stats;
 pub mod view;
@@ -37,7 +39,8 @@ use flow_engine::{
     Shape, Spool, Stage, GATE_FAILED, SUMMARY_MD,
 };
 
-pub use analysis::{compare, compare_indexed, Comparison, Index, Indexing, Settings, Side};
+pub use analysis::{compare, compare_indexed, Comparison, Settings, Side};
+pub use index::{Index, Indexing};
 
 pub struct Compare;
 
