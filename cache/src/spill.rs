@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unfinished_spill_leaves_nothing_and_a_killed_ones_is_swept() {
+    fn an_unfinished_spill_leaves_nothing_and_is_named_for_the_sweep() {
         let (_dir, store) = store();
         let mut w = store.spill_writer().unwrap();
         w.push(json!({"a": 1}).as_object().unwrap()).unwrap();
