@@ -34,6 +34,15 @@ pub fn sizes(default: &[usize], what: &str) -> Vec<usize> {
     sizes
 }
 
+/// Environment variable naming another `flow` binary to measure (a build
+/// of an earlier commit, for before-and-after figures).
+pub const BIN_VAR: &str = "FLOW_BENCH_BIN";
+
+/// The `flow` binary the benches run: [`BIN_VAR`], else this build's.
+pub fn flow_binary() -> std::path::PathBuf {
+    std::env::var_os(BIN_VAR).map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_flow").into())
+}
+
 /// Runs `flow run --no-cache` once with `envs` added; returns its wall time
 /// and peak RSS in KiB.
 ///
@@ -41,7 +50,7 @@ pub fn sizes(default: &[usize], what: &str) -> Vec<usize> {
 /// `wait4` reports the child's resource usage.
 pub fn run_flow(spec: &Path, workspace: &Path, envs: &[(&str, &str)]) -> (Duration, i64) {
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_flow"))
+    let child = Command::new(flow_binary())
         .arg("run")
         .arg("--no-cache")
         .arg("--workspace")

@@ -13,6 +13,7 @@ mod hash;
 mod manifest;
 mod memo;
 mod process;
+mod spill;
 mod store;
 
 pub use atomic::write_atomic;
@@ -20,6 +21,7 @@ pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader,
 pub use manifest::{CallStats, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
 pub use process::{Liveness, RunProcess};
+pub use spill::{SpillError, SpillFile, SpillReader, SpillWriter};
 pub use store::{ObjectWriter, RunLock, Store, StoreError, StoredOutput};
 
 /// Now, as RFC 3339 UTC with seconds.

@@ -19,6 +19,7 @@ pub mod render;
 pub mod run;
 pub mod schema;
 pub mod spec;
+pub mod spill;
 pub mod template;
 
 pub use assess::{assess, Assessment, Force, Reason, State};
@@ -26,13 +27,14 @@ pub use compile::{compile, compile_in, compile_with_env, Plan, PlanNode};
 pub use diag::{Diagnostic, Diagnostics};
 pub use meter::{Backoff, Meter};
 pub use node::{
-    kind, Arity, Artifact, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node, NodeError,
-    OutputRecords, RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED, META_JSON,
-    SUMMARY_MD, WARNINGS_TXT,
+    kind, Arity, Artifact, BarrierOutput, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node,
+    NodeError, OutputRecords, RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED,
+    META_JSON, SUMMARY_MD, WARNINGS_TXT,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
 pub use run::{run, RunEvent, RunOptions};
 pub use spec::{BackendSpec, Price, Provider};
+pub use spill::Spool;
 pub use template::Template;
 
 pub use flow_cache as cache;

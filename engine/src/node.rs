@@ -20,6 +20,7 @@ pub use crate::check::{CheckCx, FileInput, InputInfo};
 use crate::meter::Meter;
 use crate::record::{PortType, Record};
 use crate::spec::BackendSpec;
+pub use crate::spill::Spool;
 use flow_cache::ContentHash;
 
 /// How many upstream inputs a kind takes.
@@ -420,12 +421,31 @@ pub trait MapStage: Send + Sync {
     }
 }
 
+/// What a barrier stage returns: its output records and artifacts.
+pub type BarrierOutput = Result<(Vec<Record>, Vec<Artifact>), NodeError>;
+
 /// Barrier: receives every record of each input (outer vec: inputs in the
 /// order written), then returns its output and artifacts.
-pub trait BarrierStage: Send {
-    #[allow(clippy::type_complexity)]
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>>;
+///
+/// The engine calls [`BarrierStage::run_spooled`], with each input in a
+/// [`Spool`] (in memory up to a bound, on disk past it). A stage that can
+/// read its input as it goes implements it, and holds only what its work
+/// needs; the default reads every record into memory and calls
+/// [`BarrierStage::run`].
+pub trait BarrierStage: Send + 'static {
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput>;
+
+    /// Runs on the collected inputs, in the order written.
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
+        Box::pin(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                inputs.into_iter().map(Spool::into_records).collect::<Result<Vec<_>, _>>()
+            });
+            let inputs = read
+                .await
+                .map_err(|e| NodeError::new(format!("reading the input back failed: {e}")))?
+                .map_err(|e| NodeError::new(e.to_string()))?;
+            self.run(inputs).await
+        })
+    }
 }

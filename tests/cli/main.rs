@@ -30,6 +30,7 @@ mod progress;
 mod report;
 mod runids;
 mod self_improve;
+mod spill;
 mod synthesize;
 mod templates;
 mod tools;

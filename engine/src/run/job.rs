@@ -43,6 +43,8 @@ pub(super) struct NodeJob {
     pub meter: Arc<Meter>,
     /// The records it is expected to output, when known (for progress).
     pub total: Option<u64>,
+    /// The bytes a barrier's inputs may hold in memory before they spill.
+    pub barrier_memory: u64,
 }
 
 impl NodeJob {

@@ -84,6 +84,9 @@ pub struct RunOptions {
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// [`crate::spill::BOUND_VAR`] is set to something that is not a size.
+    #[error(transparent)]
+    Bound(#[from] crate::spill::BoundError),
 }
 
 /// A new run id: sortable by start time, unique across machines in practice.
@@ -123,6 +126,7 @@ pub async fn run(
     interrupt: impl Future<Output = ()>,
 ) -> Result<RunManifest, RunError> {
     assert_eq!(assessed.len(), plan.nodes.len(), "one assessment per plan node");
+    let barrier_memory = crate::spill::bound_from_env()?;
     store.create()?;
     store.sweep_temp();
     let run_id = new_run_id();
@@ -201,6 +205,7 @@ pub async fn run(
             events: events.clone(),
             meter: meters[i].clone(),
             total: expected[i],
+            barrier_memory,
         };
         tasks.spawn(i, job.run());
     }

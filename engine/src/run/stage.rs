@@ -1,8 +1,9 @@
 //! Driving a built stage by its shape. A source is pulled batch by batch,
 //! a map is called per record in order, a stream stage turns the input
 //! stream into an output stream at its own pace, and a barrier gets every
-//! input record at once. Each pushes its output through the [`Emitter`],
-//! whose bounded channels give backpressure.
+//! input record at once, collected into a [`Spool`] per input (spilled to
+//! disk past the node's memory bound). Each pushes its output through the
+//! [`Emitter`], whose bounded channels give backpressure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use super::job::NodeJob;
 use super::sink::{store_err, Emitter};
 use crate::assess::key_fields;
 use crate::node::{Artifact, BarrierStage, MapStage, NodeError, SourceStage, Stage, StreamStage};
-use crate::record::{Batch, Record, BATCH_SIZE};
+use crate::record::{Batch, BATCH_SIZE};
+use crate::spill::{Collector, Spool};
 
 /// What driving a stage came to.
 pub(super) enum Driven {
@@ -50,15 +52,36 @@ impl NodeJob {
     }
 
     async fn barrier(&mut self, barrier: Box<dyn BarrierStage>, out: &mut Emitter) -> Result<Driven, NodeError> {
+        // The node's bound is shared evenly by its inputs, so two inputs
+        // of a million records each stay within it together.
+        let share = self.barrier_memory / self.inputs.len().max(1) as u64;
+        let store = &self.store;
         let collected = join_all(self.inputs.drain(..).map(|mut rx| async move {
-            let mut all: Vec<Record> = Vec::new();
+            let mut spool = Collector::new(store.clone(), share);
+            let mut failed = None;
             while let Some(batch) = rx.recv().await {
-                all.extend(batch.iter().cloned());
+                // After a failed write, the input is still drained: its
+                // producer must not wait on us.
+                if failed.is_none() {
+                    failed = spool.push(&batch).err();
+                }
             }
-            all
+            match failed {
+                Some(e) => Err(e),
+                None => spool.finish(),
+            }
         }))
         .await;
+        let collected: Vec<Spool> = collected
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| NodeError::new(format!("collecting the input: {e}")))?;
         let records_in = collected.iter().map(|v| v.len() as u64).sum();
+        let spilled: usize = collected.iter().map(Spool::spilled).sum();
+        if spilled > 0 {
+            let bytes: u64 = collected.iter().map(Spool::spilled_bytes).sum();
+            tracing::debug!(node = %self.plan.nodes[self.index].name, records = spilled, bytes, "barrier input spilled to disk");
+        }
         let upstream = self.upstream_outputs().await?;
         // All input is in: the key is known now, so a barrier whose input
         // turned out unchanged is reused instead of redone.
@@ -73,7 +96,7 @@ impl NodeJob {
             }
             self.fields = Some(fields);
         }
-        let (output, artifacts) = barrier.run(collected).await?;
+        let (output, artifacts) = barrier.run_spooled(collected).await?;
         for chunk in output.chunks(BATCH_SIZE) {
             out.emit(chunk.to_vec()).await?;
         }

@@ -3,13 +3,13 @@
 //! report shows. The `compare` node and `flow compare` both call
 //! [`compare`], so the same inputs give the same figures either way.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use flow_engine::diag::did_you_mean;
 use flow_engine::Record;
 
+use super::index::{Index, Indexing};
 use super::stats::{mcnemar_exact, mean, paired_bootstrap};
 
 /// How to compare: the node's settings, or `flow compare`'s defaults.
@@ -164,10 +164,17 @@ pub enum CompareError {
 /// key, a key twice on one side, a metric no record scored, nothing
 /// matched) are the node's error messages.
 pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Result<Comparison, CompareError> {
-    let base = Indexed::new(baseline, &settings.key)?;
+    let index = |side: &Side| Index::new(&side.name, &settings.key, side.records.iter().cloned().map(Ok));
+    let base = index(baseline).map_err(Indexing::into_compare)?;
+    let cands = candidates.iter().map(|c| index(c).map_err(Indexing::into_compare)).collect::<Result<Vec<_>, _>>()?;
+    compare_indexed(&base, &cands, settings)
+}
+
+/// [`compare`] on sides already indexed: what the `compare` node calls on
+/// inputs it read as they came, holding only their keys and scores.
+pub fn compare_indexed(base: &Index, candidates: &[Index], settings: &Settings) -> Result<Comparison, CompareError> {
     let mut out = Vec::with_capacity(candidates.len());
-    for side in candidates {
-        let cand = Indexed::new(side, &settings.key)?;
+    for cand in candidates {
         let metrics = match &settings.metrics {
             Some(names) => {
                 for name in names {
@@ -177,35 +184,41 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
                 names.clone()
             }
             None => {
-                let common: Vec<String> = base.metrics.intersection(&cand.metrics).cloned().collect();
+                let common: Vec<String> = base.metrics().intersection(&cand.metrics()).cloned().collect();
                 if common.is_empty() {
                     return Err(CompareError::NoCommonMetric {
-                        baseline: base.name.to_string(),
-                        candidate: cand.name.to_string(),
-                        baseline_metrics: base.metrics.clone(),
-                        candidate_metrics: cand.metrics.clone(),
+                        baseline: base.name.clone(),
+                        candidate: cand.name.clone(),
+                        baseline_metrics: base.metrics(),
+                        candidate_metrics: cand.metrics(),
                     });
                 }
                 common
             }
         };
-        let matched: Vec<(usize, usize)> =
-            base.keys.iter().enumerate().filter_map(|(i, k)| cand.by_key.get(k.as_str()).map(|&j| (i, j))).collect();
+        let mut matched: Vec<(u32, u32)> = Vec::new();
+        let mut only_in_baseline = Vec::new();
+        for i in 0..base.len() {
+            match cand.find(base.key(i)) {
+                Some(j) => matched.push((i as u32, j as u32)),
+                None => only_in_baseline.push(base.key(i).to_string()),
+            }
+        }
         if matched.is_empty() {
             return Err(CompareError::NothingMatched {
-                candidate: cand.name.to_string(),
-                baseline: base.name.to_string(),
+                candidate: cand.name.clone(),
+                baseline: base.name.clone(),
                 key: settings.key.clone(),
-                baseline_example: base.keys.first().map(String::as_str).unwrap_or("-").to_string(),
-                candidate_example: cand.keys.first().map(String::as_str).unwrap_or("-").to_string(),
+                baseline_example: base.first_key().unwrap_or("-").to_string(),
+                candidate_example: cand.first_key().unwrap_or("-").to_string(),
             });
         }
-        let only_in_baseline = base.keys.iter().filter(|k| !cand.by_key.contains_key(k.as_str())).cloned().collect();
-        let only_in_candidate = cand.keys.iter().filter(|k| !base.by_key.contains_key(k.as_str())).cloned().collect();
-        let metrics = metrics.iter().map(|m| compare_metric(m, &base, &cand, &matched, settings)).collect();
+        let only_in_candidate =
+            (0..cand.len()).map(|j| cand.key(j)).filter(|k| base.find(k).is_none()).map(str::to_string).collect();
+        let metrics = metrics.iter().map(|m| compare_metric(m, base, cand, &matched, settings)).collect();
         out.push(CandidateComparison {
-            name: side.name.clone(),
-            records: side.records.len(),
+            name: cand.name.clone(),
+            records: cand.len(),
             matched: matched.len(),
             only_in_baseline,
             only_in_candidate,
@@ -214,21 +227,21 @@ pub fn compare(baseline: &Side, candidates: &[Side], settings: &Settings) -> Res
     }
     Ok(Comparison {
         settings: settings.clone(),
-        baseline: baseline.name.clone(),
-        baseline_records: baseline.records.len(),
+        baseline: base.name.clone(),
+        baseline_records: base.len(),
         candidates: out,
     })
 }
 
 /// A metric's verdict on one record, when it has a score.
 #[derive(Clone, Copy)]
-struct Outcome {
-    score: f64,
-    pass: Option<bool>,
+pub(super) struct Outcome {
+    pub score: f64,
+    pub pass: Option<bool>,
 }
 
-fn outcome(scores: &Map<String, Value>, metric: &str) -> Option<Outcome> {
-    let entry = scores.get(metric)?.as_object()?;
+pub(super) fn outcome(entry: &Value) -> Option<Outcome> {
+    let entry = entry.as_object()?;
     if entry.get("error").is_some_and(|e| !e.is_null()) {
         return None;
     }
@@ -237,50 +250,55 @@ fn outcome(scores: &Map<String, Value>, metric: &str) -> Option<Outcome> {
 
 fn compare_metric(
     metric: &str,
-    base: &Indexed,
-    cand: &Indexed,
-    matched: &[(usize, usize)],
+    base: &Index,
+    cand: &Index,
+    matched: &[(u32, u32)],
     settings: &Settings,
 ) -> MetricComparison {
-    let mut pairs: Vec<(Outcome, Outcome)> = Vec::with_capacity(matched.len());
+    // The pairs' scores, side by side, and whether every one is pass/fail.
+    let (mut base_scores, mut cand_scores) = (Vec::with_capacity(matched.len()), Vec::with_capacity(matched.len()));
+    let mut all_binary = true;
+    let binary = |o: &Outcome| (o.score == 0.0 || o.score == 1.0) && o.pass.is_none_or(|p| p == (o.score == 1.0));
     let (mut pass_to_fail, mut fail_to_pass) = (Vec::new(), Vec::new());
     let mut skipped = 0;
     let (mut base_passed, mut cand_passed, mut with_pass) = (0usize, 0usize, 0usize);
+    let (bc, cc) = (base.column(metric), cand.column(metric));
     for &(i, j) in matched {
-        let (Some(b), Some(c)) = (outcome(base.scores[i], metric), outcome(cand.scores[j], metric)) else {
+        let (i, j) = (i as usize, j as usize);
+        let (Some(b), Some(c)) = (bc.and_then(|m| m.get(i)), cc.and_then(|m| m.get(j))) else {
             skipped += 1;
             continue;
         };
-        pairs.push((b, c));
+        base_scores.push(b.score);
+        cand_scores.push(c.score);
+        all_binary &= binary(&b) && binary(&c);
         if let (Some(bp), Some(cp)) = (b.pass, c.pass) {
             with_pass += 1;
             base_passed += bp as usize;
             cand_passed += cp as usize;
             match (bp, cp) {
-                (true, false) => pass_to_fail.push(base.keys[i].clone()),
-                (false, true) => fail_to_pass.push(base.keys[i].clone()),
+                (true, false) => pass_to_fail.push(base.key(i).to_string()),
+                (false, true) => fail_to_pass.push(base.key(i).to_string()),
                 _ => {}
             }
         }
     }
-    let binary = |o: &Outcome| (o.score == 0.0 || o.score == 1.0) && o.pass.is_none_or(|p| p == (o.score == 1.0));
-    let test = if !pairs.is_empty() && pairs.iter().all(|(b, c)| binary(b) && binary(c)) {
+    let pairs = base_scores.len();
+    let test = if pairs > 0 && all_binary {
         Test::McNemar
     } else {
         Test::Bootstrap
     };
-    let diffs: Vec<f64> = pairs.iter().map(|(b, c)| c.score - b.score).collect();
-    let base_scores: Vec<f64> = pairs.iter().map(|(b, _)| b.score).collect();
-    let cand_scores: Vec<f64> = pairs.iter().map(|(_, c)| c.score).collect();
+    let diffs: Vec<f64> = base_scores.iter().zip(&cand_scores).map(|(b, c)| c - b).collect();
     let boot = paired_bootstrap(&diffs, settings.resamples, settings.confidence, settings.seed);
     let mcnemar_p = mcnemar_exact(pass_to_fail.len() as u64, fail_to_pass.len() as u64);
-    let some = !pairs.is_empty();
+    let some = pairs > 0;
     let (baseline_mean, candidate_mean) =
         if some { (Some(mean(&base_scores)), Some(mean(&cand_scores))) } else { (None, None) };
     let rate = |n: usize| (with_pass > 0).then(|| n as f64 / with_pass as f64);
     MetricComparison {
         metric: metric.to_string(),
-        pairs: pairs.len(),
+        pairs,
         skipped,
         baseline_mean,
         candidate_mean,
@@ -299,66 +317,6 @@ fn compare_metric(
     }
 }
 
-/// One side's records by key, with their `scores`.
-struct Indexed<'a> {
-    name: &'a str,
-    keys: Vec<String>,
-    by_key: HashMap<String, usize>,
-    scores: Vec<&'a Map<String, Value>>,
-    /// Every metric some record scored.
-    metrics: BTreeSet<String>,
-}
-
-impl<'a> Indexed<'a> {
-    fn new(side: &'a Side, key: &str) -> Result<Self, CompareError> {
-        let name = side.name.as_str();
-        let mut keys = Vec::with_capacity(side.records.len());
-        let mut scores = Vec::with_capacity(side.records.len());
-        let mut metrics = BTreeSet::new();
-        for (n, r) in side.records.iter().enumerate() {
-            let k = match r.get(key) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-                Some(Value::Null) | None => {
-                    return Err(CompareError::NoKey { record: n + 1, side: name.to_string(), key: key.to_string() })
-                }
-                Some(v) => v.to_string(),
-            };
-            let Some(s) = r.get("scores").and_then(Value::as_object) else {
-                return Err(CompareError::NoScores { value: k, side: name.to_string() });
-            };
-            metrics.extend(s.keys().cloned());
-            keys.push(k);
-            scores.push(s);
-        }
-        let mut by_key = HashMap::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            if let Some(first) = by_key.insert(k.clone(), i) {
-                return Err(CompareError::DuplicateKey {
-                    key: key.to_string(),
-                    value: k.clone(),
-                    side: name.to_string(),
-                    first: first + 1,
-                    second: i + 1,
-                });
-            }
-        }
-        Ok(Self { name, keys, by_key, scores, metrics })
-    }
-
-    fn require_metric(&self, metric: &str) -> Result<(), CompareError> {
-        if self.metrics.contains(metric) {
-            return Ok(());
-        }
-        Err(CompareError::UnknownMetric {
-            metric: metric.to_string(),
-            side: self.name.to_string(),
-            suggestion: did_you_mean(metric, self.metrics.iter().map(String::as_str)).map(str::to_string),
-            scored: self.metrics.clone(),
-        })
-    }
-}
-
 fn list(names: &BTreeSet<String>) -> String {
     if names.is_empty() {
         "none".into()
@@ -371,7 +329,7 @@ fn list(names: &BTreeSet<String>) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     use super::*;
 

@@ -11,9 +11,11 @@
 //! failed run (a [`GATE_FAILED`] artifact) while the report stays cached.
 //!
 //! The statistics are in [`stats`], the join and figures in [`analysis`]
-//! (shared with `flow compare`), the texts in [`report`].
+//! (shared with `flow compare`) over sides read into an [`index`], the
+//! texts in [`report`].
 
 pub mod analysis;
+pub mod index;
 pub mod report;
 pub mod stats;
 pub mod view;
@@ -28,14 +30,17 @@ use std::path::PathBuf;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use flow_engine::cache::ContentHash;
+use std::io::BufRead;
+
+use flow_engine::cache::HashingReader;
 use flow_engine::diag::did_you_mean;
 use flow_engine::{
-    Arity, Artifact, BarrierStage, BuildCx, CheckCx, FieldSet, Fields, FileInput, Node, NodeError, PortType, Record,
-    Shape, Stage, GATE_FAILED, SUMMARY_MD,
+    Arity, Artifact, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Fields, FileInput, Node, NodeError, PortType, Record,
+    Shape, Spool, Stage, GATE_FAILED, SUMMARY_MD,
 };
 
-pub use analysis::{compare, Comparison, Settings, Side};
+pub use analysis::{compare, compare_indexed, Comparison, Settings, Side};
+pub use index::{Index, Indexing};
 
 pub struct Compare;
 
@@ -257,13 +262,17 @@ struct CompareStage {
 }
 
 impl BarrierStage for CompareStage {
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput> {
+        self.run_spooled(inputs.into_iter().map(Spool::in_memory).collect())
+    }
+
+    /// Indexes each input as it reads it back: only keys and scores stay in
+    /// memory, whatever the inputs' size.
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
         Box::pin(async move {
-            // Reading the stored baseline and a few thousand resamples per
-            // metric: work for a blocking thread, not the scheduler's.
+            // Reading the inputs (and the stored baseline) and a few
+            // thousand resamples per metric: work for a blocking thread,
+            // not the scheduler's.
             tokio::task::spawn_blocking(move || self.compare(inputs))
                 .await
                 .map_err(|e| NodeError::new(format!("compare panicked: {e}")))?
@@ -272,19 +281,24 @@ impl BarrierStage for CompareStage {
 }
 
 impl CompareStage {
-    fn compare(self, inputs: Vec<Vec<Record>>) -> Result<(Vec<Record>, Vec<Artifact>), NodeError> {
+    fn compare(self, inputs: Vec<Spool>) -> BarrierOutput {
         let name = |i: usize| self.names.get(i).cloned().unwrap_or_else(|| format!("input {}", i + 1));
-        let mut sides: Vec<Side> =
-            inputs.into_iter().enumerate().map(|(i, records)| Side { name: name(i), records }).collect();
-        let baseline = match &self.stored {
-            Some(file) => {
-                let records = read_stored(file).map_err(|e| NodeError::new(e.to_string()))?;
-                Side { name: file.written.clone(), records }
-            }
+        let key = &self.config.key;
+        // The baseline first, so that its problems are named first.
+        let stored = self.stored.as_ref().map(|file| read_stored(file, key)).transpose()?;
+        let mut sides = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            let records = input.records().map_err(|e| NodeError::new(e.to_string()))?;
+            sides.push(Index::new(&name(i), key, records).map_err(indexing)?);
+            // Each input's records (and its spill file) go once indexed.
+        }
+        let baseline = match stored {
+            Some(index) => index,
             None => sides.remove(0),
         };
         let settings = self.config.settings();
-        let comparison = checked(compare(&baseline, &sides, &settings), &self.config)?;
+        let comparison = checked(compare_indexed(&baseline, &sides, &settings), &self.config)?;
+        drop((baseline, sides));
         let gates = report::check_gates(&comparison, &self.config.fail_if);
 
         let mut records = Vec::new();
@@ -308,6 +322,13 @@ impl CompareStage {
             artifacts.push(Artifact { name: GATE_FAILED.into(), bytes: format!("{text}\n").into_bytes() });
         }
         Ok((records, artifacts))
+    }
+}
+
+fn indexing<E: std::fmt::Display>(e: Indexing<E>) -> NodeError {
+    match e {
+        Indexing::Compare(e) => NodeError::new(e.to_string()),
+        Indexing::Read(e) => NodeError::new(e.to_string()),
     }
 }
 
@@ -362,18 +383,42 @@ pub enum JsonlError {
     Line { line: usize, source: serde_json::Error },
 }
 
-/// The stored baseline's records, checked against the hash its key has.
-fn read_stored(file: &FileInput) -> Result<Vec<Record>, BaselineError> {
+/// The stored baseline, indexed by `key` as it is read line by line, and
+/// checked against the hash its node key has.
+fn read_stored(file: &FileInput, key: &str) -> Result<Index, NodeError> {
     let written = || file.written.clone();
-    let bytes = std::fs::read(&file.path).map_err(|source| BaselineError::Read {
-        written: written(),
-        path: file.path.clone(),
-        source,
-    })?;
-    if ContentHash::of(&bytes) != file.hash {
-        return Err(BaselineError::Changed { written: written() });
+    let read_err = |source| BaselineError::Read { written: written(), path: file.path.clone(), source };
+    let opened = std::fs::File::open(&file.path).map_err(|e| NodeError::new(read_err(e).to_string()))?;
+    let mut hashing = HashingReader::new(opened);
+    let index = {
+        let lines = std::io::BufReader::with_capacity(256 * 1024, &mut hashing).split(b'\n').enumerate();
+        let records = lines.filter_map(|(n, line)| {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => return Some(Err(read_err(e))),
+            };
+            let jsonl = |source| BaselineError::Jsonl { written: written(), source };
+            let text = match std::str::from_utf8(&line) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(jsonl(JsonlError::NotUtf8(e)))),
+            };
+            if text.trim().is_empty() {
+                return None;
+            }
+            Some(
+                serde_json::from_str::<Fields>(text)
+                    .map(std::sync::Arc::new)
+                    .map_err(|source| jsonl(JsonlError::Line { line: n + 1, source })),
+            )
+        });
+        Index::new(&file.written, key, records)
+    };
+    // What was read must be what the plan hashed, whatever it held.
+    let _ = std::io::copy(&mut hashing, &mut std::io::sink());
+    if hashing.hash() != file.hash {
+        return Err(NodeError::new(BaselineError::Changed { written: written() }.to_string()));
     }
-    read_jsonl(&bytes).map_err(|source| BaselineError::Jsonl { written: written(), source })
+    index.map_err(indexing)
 }
 
 /// Records from a stored JSONL output.

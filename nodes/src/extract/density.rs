@@ -79,35 +79,41 @@ pub fn density(x: &[f32], dims: usize, weights: &[u32], threshold: f32, threads:
             .collect();
         workers.into_iter().map(|w| w.join().expect("a density worker panicked")).collect()
     });
-    let mut total = Sums::new(n);
-    for p in partials {
-        total.add(&p);
-    }
-    // A log's own copies are neighbours at similarity 1.
-    let density = (0..n).map(|i| total.density[i] as f64 / SCALE + (weights[i] as f64 - 1.0)).collect();
-    let neighbours = (0..n).map(|i| total.neighbours[i] + weights[i] as u64 - 1).collect();
-    Density { density, neighbours }
+    Sums::total(partials, weights)
 }
 
 /// Per-log sums, exact integers so they add up in any order.
-struct Sums {
+pub(super) struct Sums {
     /// Σ weight × similarity, in units of 2⁻²⁴.
     density: Vec<i64>,
     neighbours: Vec<u64>,
 }
 
 impl Sums {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         Self { density: vec![0; n], neighbours: vec![0; n] }
     }
 
-    fn add(&mut self, other: &Sums) {
+    pub(super) fn add(&mut self, other: &Sums) {
         self.density.iter_mut().zip(&other.density).for_each(|(a, b)| *a += b);
         self.neighbours.iter_mut().zip(&other.neighbours).for_each(|(a, b)| *a += b);
     }
 
+    /// The densities the threads' sums add up to; a log's own copies are
+    /// neighbours at similarity 1.
+    pub(super) fn total(partials: Vec<Sums>, weights: &[u32]) -> Density {
+        let n = weights.len();
+        let mut total = Sums::new(n);
+        for p in partials {
+            total.add(&p);
+        }
+        let density = (0..n).map(|i| total.density[i] as f64 / SCALE + (weights[i] as f64 - 1.0)).collect();
+        let neighbours = (0..n).map(|i| total.neighbours[i] + weights[i] as u64 - 1).collect();
+        Density { density, neighbours }
+    }
+
     /// Adds one tile's partial sum for log `i`.
-    fn put(&mut self, i: usize, density: f32, neighbours: u32) {
+    pub(super) fn put(&mut self, i: usize, density: f32, neighbours: u32) {
         self.density[i] += (density as f64 * SCALE).round() as i64;
         self.neighbours[i] += neighbours as u64;
     }
@@ -190,7 +196,7 @@ const LANES: usize = 16;
 /// One row of a tile: the weighted sum and count of the entries at or above
 /// `threshold` (weighted by the column's log), and the same entries added,
 /// weighted by the row's log, to the column sums.
-fn scan_row(
+pub(super) fn scan_row(
     row: &[f32],
     threshold: f32,
     (wc, wcu): (&[f32], &[u32]),

@@ -1,17 +1,22 @@
 //! From input records to the logs the graph is made of: each record's id,
-//! group, status and embedding, exact duplicates collapsed (with their
-//! count), and the texts to embed for logs that came without a vector.
+//! group, status and the length of its embedding, exact duplicates
+//! collapsed (with their count), and the texts to embed for logs that came
+//! without a vector.
 //!
-//! The same collection runs at plan time (to name the embedding calls a
-//! run will make) and at run time, so both batch the same texts the same
-//! way and the plan's memo keys are the run's.
+//! The input is read once, record by record, from its [`Spool`] (it may be
+//! on disk), and no record is kept: a log holds what the densities, the map
+//! and the picks need, and where its record is (`at`), so that a pick, or a
+//! vector, can be read again. The same collection runs at plan time (to name
+//! the embedding calls a run will make) and at run time, so both batch the
+//! same texts the same way and the plan's memo keys are the run's.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use flow_engine::cache::SpillError;
 use flow_engine::template::RenderError;
-use flow_engine::{Record, Template};
+use flow_engine::{Record, Spool, Template};
 
 use super::ExtractConfig;
 
@@ -22,14 +27,30 @@ pub struct Log {
     /// The group key's value (`function`), `None` when the record has none.
     pub group: Option<String>,
     pub success: bool,
-    /// The record it came from (the first by id among its copies).
-    pub record: Record,
-    /// Its `embedding`, when the record has one (parsed at run time only).
-    pub embedding: Option<Vec<f32>>,
-    /// Whether the record has an `embedding` at all.
-    pub has_embedding: bool,
+    /// Whether its `output` is more than blanks (a success without an
+    /// answer teaches nothing).
+    pub answered: bool,
+    /// Its `status`, as text.
+    pub status: String,
+    /// The position of its record in the input (the first by id among its
+    /// copies), to read it again.
+    pub at: usize,
+    /// The length of its `embedding`, when the record has one.
+    pub dims: Option<usize>,
+    /// The text to embed, for a log without an `embedding` (taken when it
+    /// is embedded).
+    pub text: Option<Result<String, RenderError>>,
+    /// The vector a backend gave it, for a log without an `embedding`.
+    pub embedded: Option<Vec<f32>>,
     /// How many other records were exact copies of it.
     pub duplicates: u32,
+}
+
+impl Log {
+    /// Whether the record has an `embedding` at all.
+    pub fn has_embedding(&self) -> bool {
+        self.dims.is_some()
+    }
 }
 
 /// The logs, collapsed, grouped and ordered: groups by key (no key first),
@@ -86,6 +107,9 @@ fn content_key(group: Option<&str>, record: &Record) -> blake3::Hash {
 /// An input record that is not a log `extract` can use, named by its id.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// The input could not be read back from disk.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
     #[error("log `{id}` has no `input`")]
     NoInput { id: String },
     #[error("log `{id}`: {source}")]
@@ -106,11 +130,18 @@ pub enum EmbeddingError {
     NotANumber(Value),
 }
 
-/// Collects the input records into logs. Embeddings are parsed when
-/// `parse_embeddings` (at run time), else only noted as present (at plan
-/// time). A record without `input` or with a malformed embedding is an
-/// error naming it.
-pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: bool) -> Result<Logs, LogError> {
+/// Collects the input records into logs. Embeddings are checked when
+/// `check_embeddings` (at run time), else only noted as present (at plan
+/// time); `embed` is the `embed_text` template, rendered for the logs
+/// without one. A record without `input` or with a malformed embedding is
+/// an error naming it: of several, the first by id, as if the logs were
+/// read in that order.
+pub fn collect(
+    config: &ExtractConfig,
+    embed: Option<&Template>,
+    input: &Spool,
+    check_embeddings: bool,
+) -> Result<Logs, LogError> {
     let group_of = |r: &Record| -> Option<String> {
         let field = config.group_by.as_deref()?;
         match r.get(field) {
@@ -119,59 +150,116 @@ pub fn collect(config: &ExtractConfig, records: &[Record], parse_embeddings: boo
             Some(v) => Some(v.to_string()),
         }
     };
+    // One pass over the input, keeping what each record gives a log.
+    let mut read: Vec<Read> = Vec::with_capacity(input.len());
+    for r in input.records()? {
+        let r = r?;
+        let group = group_of(&r);
+        let key = content_key(group.as_deref(), &r);
+        let embedding = match r.get("embedding") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) if check_embeddings => embedding_len(v).map(Some),
+            Some(_) => Ok(Some(0)),
+        };
+        let to_embed = match embedding {
+            Ok(None) => Some(embed_text(embed, &r)),
+            _ => None,
+        };
+        read.push(Read {
+            id: id_of(&r, &key),
+            key,
+            group,
+            has_input: !matches!(r.get("input"), None | Some(Value::Null)),
+            embedding,
+            success: match r.get("status") {
+                Some(Value::String(s)) => config.success.iter().any(|ok| ok == s),
+                _ => false,
+            },
+            answered: !text_of(&r, "output").trim().is_empty(),
+            status: text(&r, "status"),
+            text: to_embed,
+        });
+    }
     // By id first, so which copy stands for the others, and every order
     // after, does not depend on the order of the input.
-    let mut keyed: Vec<(String, blake3::Hash, usize)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let key = content_key(group_of(r).as_deref(), r);
-            (id_of(r, &key), key, i)
-        })
-        .collect();
-    keyed.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
-    let mut seen: HashMap<blake3::Hash, (Option<String>, usize)> = HashMap::with_capacity(records.len());
-    let mut logs = Logs { records: records.len(), ..Logs::default() };
-    for (id, key, i) in keyed {
-        let r = &records[i];
-        if let Some((group, at)) = seen.get(&key) {
-            logs.groups.get_mut(group).expect("a seen group")[*at].duplicates += 1;
+    let mut order: Vec<usize> = (0..read.len()).collect();
+    order.sort_by(|&a, &b| (&read[a].id, a).cmp(&(&read[b].id, b)));
+    let mut seen: HashMap<blake3::Hash, (Option<String>, usize)> = HashMap::with_capacity(read.len());
+    let mut logs = Logs { records: read.len(), ..Logs::default() };
+    for at in order {
+        let r = &mut read[at];
+        if let Some((group, i)) = seen.get(&r.key) {
+            logs.groups.get_mut(group).expect("a seen group")[*i].duplicates += 1;
             continue;
         }
-        if matches!(r.get("input"), None | Some(Value::Null)) {
+        let id = std::mem::take(&mut r.id);
+        if !r.has_input {
             return Err(LogError::NoInput { id });
         }
-        let (has_embedding, embedding) = match r.get("embedding") {
-            None | Some(Value::Null) => (false, None),
-            Some(v) if parse_embeddings => {
-                let embedding = parse_embedding(v).map_err(|source| LogError::Embedding { id: id.clone(), source })?;
-                (true, Some(embedding))
-            }
-            Some(_) => (true, None),
+        let dims = match std::mem::replace(&mut r.embedding, Ok(None)) {
+            Ok(dims) => dims,
+            Err(source) => return Err(LogError::Embedding { id, source }),
         };
-        let success = match r.get("status") {
-            Some(Value::String(s)) => config.success.iter().any(|ok| ok == s),
-            _ => false,
-        };
-        let group = group_of(r);
+        let group = r.group.take();
         let list = logs.groups.entry(group.clone()).or_default();
-        seen.insert(key, (group.clone(), list.len()));
-        list.push(Log { id, group, success, record: r.clone(), embedding, has_embedding, duplicates: 0 });
+        seen.insert(r.key, (group.clone(), list.len()));
+        list.push(Log {
+            id,
+            group,
+            success: r.success,
+            answered: r.answered,
+            status: std::mem::take(&mut r.status),
+            at,
+            dims,
+            text: r.text.take(),
+            embedded: None,
+            duplicates: 0,
+        });
     }
     Ok(logs)
 }
 
-fn parse_embedding(v: &Value) -> Result<Vec<f32>, EmbeddingError> {
+/// What one record gives its log, kept until the copies are collapsed.
+struct Read {
+    id: String,
+    key: blake3::Hash,
+    group: Option<String>,
+    has_input: bool,
+    /// The length of its `embedding` (0 at plan time, when it is not read).
+    embedding: Result<Option<usize>, EmbeddingError>,
+    success: bool,
+    answered: bool,
+    status: String,
+    text: Option<Result<String, RenderError>>,
+}
+
+/// A field as text, borrowed where it is a string.
+fn text_of<'a>(record: &'a Record, field: &str) -> std::borrow::Cow<'a, str> {
+    match record.get(field) {
+        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s),
+        _ => std::borrow::Cow::Owned(text(record, field)),
+    }
+}
+
+/// The length of an `embedding`, once every component is checked.
+fn embedding_len(v: &Value) -> Result<usize, EmbeddingError> {
     let list = v.as_array().ok_or(EmbeddingError::NotAList)?;
     if list.is_empty() {
         return Err(EmbeddingError::Empty);
     }
-    list.iter()
-        .map(|x| match x.as_f64() {
-            Some(f) if f.is_finite() => Ok(f as f32),
-            _ => Err(EmbeddingError::NotANumber(x.clone())),
-        })
-        .collect()
+    match list.iter().find(|x| !x.as_f64().is_some_and(f64::is_finite)) {
+        Some(x) => Err(EmbeddingError::NotANumber(x.clone())),
+        None => Ok(list.len()),
+    }
+}
+
+/// Writes a record's `embedding`, already checked by [`collect`], into
+/// `out` (as long as it).
+pub fn read_embedding(record: &Record, out: &mut [f32]) {
+    let list = record.get("embedding").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (o, x) in out.iter_mut().zip(list) {
+        *o = x.as_f64().unwrap_or(0.0) as f32;
+    }
 }
 
 /// The text embedded for a log without a vector.
@@ -213,12 +301,14 @@ pub const BATCH: usize = 64;
 pub const MAX_BATCH: usize = 256;
 
 /// The texts of the logs that need an embedding, each once.
-pub fn texts_to_embed(logs: &Logs, template: Option<&Template>) -> Result<Vec<String>, LogError> {
+pub fn texts_to_embed(logs: &Logs) -> Result<Vec<String>, LogError> {
     let mut texts = Vec::new();
-    for log in logs.groups.values().flatten().filter(|l| !l.has_embedding) {
-        texts.push(
-            embed_text(template, &log.record).map_err(|source| LogError::EmbedText { id: log.id.clone(), source })?,
-        );
+    for log in logs.groups.values().flatten().filter(|l| !l.has_embedding()) {
+        match &log.text {
+            Some(Ok(t)) => texts.push(t.clone()),
+            Some(Err(source)) => return Err(LogError::EmbedText { id: log.id.clone(), source: source.clone() }),
+            None => {}
+        }
     }
     Ok(texts)
 }
@@ -246,7 +336,7 @@ mod tests {
             rec(json!({"id": "d", "function": "g", "input": "q", "output": "a", "status": "SUCCESS"})),
             rec(json!({"id": "e", "input": "q", "output": "a", "status": "SUCCESS", "embedding": [1, 0]})),
         ];
-        let logs = collect(&config(), &records, true).unwrap();
+        let logs = collect(&config(), None, &Spool::in_memory(records), true).unwrap();
         let keys: Vec<_> = logs.groups.keys().cloned().collect();
         assert_eq!(keys, vec![None, Some("f".into()), Some("g".into())]);
         let f = &logs.groups[&Some("f".to_string())];
@@ -254,22 +344,22 @@ mod tests {
             f.iter().map(|l| (l.id.as_str(), l.duplicates, l.success)).collect::<Vec<_>>(),
             [("a", 1, true), ("c", 0, false)]
         );
-        assert_eq!(logs.groups[&None][0].embedding, Some(vec![1.0, 0.0]));
-        let texts = texts_to_embed(&logs, None).unwrap();
+        assert_eq!(logs.groups[&None][0].dims, Some(2));
+        let texts = texts_to_embed(&logs).unwrap();
         assert_eq!(texts, vec!["q\na"; 3]);
     }
 
     #[test]
     fn bad_records_are_named() {
         let no_input = vec![rec(json!({"id": 7, "output": "a"}))];
-        assert_eq!(collect(&config(), &no_input, true).unwrap_err().to_string(), "log `7` has no `input`");
+        assert_eq!(collect(&config(), None, &Spool::in_memory(no_input), true).unwrap_err().to_string(), "log `7` has no `input`");
         let bad = vec![rec(json!({"id": "x", "input": "q", "embedding": [1, "two"]}))];
-        assert!(collect(&config(), &bad, true)
+        assert!(collect(&config(), None, &Spool::in_memory(bad.clone()), true)
             .unwrap_err()
             .to_string()
             .contains("log `x`: its `embedding` holds `\"two\"`"));
         // At plan time the vector is not read.
-        assert!(collect(&config(), &bad, false).is_ok());
+        assert!(collect(&config(), None, &Spool::in_memory(bad), false).is_ok());
     }
 
     #[test]

@@ -20,8 +20,8 @@ use serde_json::json;
 
 use flow_engine::Artifact;
 
-use super::density::{self, Density};
-use super::logs::{self, Log, Logs};
+use super::density::Density;
+use super::logs::Log;
 use super::projection::{self, coordinate, Pca, Projector};
 use super::Strategy;
 
@@ -55,20 +55,18 @@ struct Group {
 }
 
 impl LogMap {
-    /// The map of `logs`, whose embeddings (`dims` long) are all there:
-    /// its plane is fitted on every k-th log, in the order of groups and
-    /// ids, up to [`projection::FIT_ROWS`] of them, before the groups are
-    /// added.
-    pub fn fit(logs: &Logs, dims: usize) -> LogMap {
-        let n: usize = logs.groups.values().map(Vec::len).sum();
+    /// The map of `logs`, whose unit vectors (`dims` long) are the rows of
+    /// `x`, in the order of groups and ids (`usable`: the vector has a
+    /// direction): its plane is fitted on every k-th log, up to
+    /// [`projection::FIT_ROWS`] of them, before the groups are added.
+    pub fn fit(x: &[f32], usable: &[bool], dims: usize) -> LogMap {
+        let n = usable.len();
         let stride = n.div_ceil(projection::FIT_ROWS).max(1);
         let mut sample = Vec::with_capacity(n.min(projection::FIT_ROWS) * dims);
-        for log in logs.groups.values().flatten().step_by(stride) {
-            let Some(v) = &log.embedding else { continue };
-            let mut v = v.clone();
+        for i in (0..n).step_by(stride) {
             // A log without a direction fails the node later, naming it.
-            if v.len() == dims && density::normalize(&mut v) {
-                sample.extend_from_slice(&v);
+            if usable[i] {
+                sample.extend_from_slice(&x[i * dims..(i + 1) * dims]);
             }
         }
         let pca = projection::pca(&[&sample], dims);
@@ -90,7 +88,7 @@ impl LogMap {
         self.groups.push(Group {
             function: group.first().and_then(|l| l.group.clone()),
             ids: group.iter().map(|l| l.id.clone()).collect(),
-            statuses: group.iter().map(|l| logs::text(&l.record, "status")).collect(),
+            statuses: group.iter().map(|l| l.status.clone()).collect(),
             density: d.density.clone(),
             success: success.to_vec(),
             rank,
@@ -248,44 +246,45 @@ fn round(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::Value;
 
+    use super::super::density;
     use super::*;
 
     /// Logs in groups (`function`, how many, the picks), in 3 dimensions,
     /// every fifth failed, with densities 0, 1, 2...: the map fitted on
     /// them, and each group added as `extract` adds it.
     fn map_of(groups: &[(&str, usize, &[usize])]) -> LogMap {
-        let mut logs = Logs::default();
+        let mut logs = Vec::new();
+        let mut x = Vec::new();
         for &(function, n, _) in groups {
-            let list = (0..n)
+            let list: Vec<Log> = (0..n)
                 .map(|i| Log {
                     id: format!("{function}-{i:06}"),
                     group: Some(function.into()),
                     success: i % 5 != 0,
-                    record: Arc::new(
-                        json!({"status": if i % 5 == 0 { "FAIL" } else { "SUCCESS" }}).as_object().unwrap().clone(),
-                    ),
-                    embedding: Some(vec![1.0, (i % 7) as f32 / 10.0, (i % 3) as f32 / 10.0]),
-                    has_embedding: true,
+                    answered: true,
+                    status: if i % 5 == 0 { "FAIL" } else { "SUCCESS" }.into(),
+                    at: 0,
+                    dims: Some(3),
+                    text: None,
+                    embedded: None,
                     duplicates: 0,
                 })
                 .collect();
-            logs.groups.insert(Some(function.into()), list);
+            for i in 0..n {
+                let mut v = vec![1.0, (i % 7) as f32 / 10.0, (i % 3) as f32 / 10.0];
+                density::normalize(&mut v);
+                x.extend(v);
+            }
+            logs.push(list);
         }
-        let mut map = LogMap::fit(&logs, 3);
-        for &(function, n, picks) in groups {
-            let group = &logs.groups[&Some(function.to_string())];
-            let at = group
-                .iter()
-                .map(|l| {
-                    let mut v = l.embedding.clone().unwrap();
-                    density::normalize(&mut v);
-                    map.plane().project(&v)
-                })
-                .collect();
+        let total: usize = logs.iter().map(Vec::len).sum();
+        let mut map = LogMap::fit(&x, &vec![true; total], 3);
+        let mut row = 0;
+        for (&(_, n, picks), group) in groups.iter().zip(&logs) {
+            let at = (row..row + n).map(|i| map.plane().project(&x[i * 3..(i + 1) * 3])).collect();
+            row += n;
             let d = Density { density: (0..n).map(|i| i as f64).collect(), neighbours: vec![0; n] };
             let success: Vec<bool> = group.iter().map(|l| l.success).collect();
             map.add(group, at, &d, &success, picks);

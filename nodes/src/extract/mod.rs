@@ -11,7 +11,9 @@
 //!
 //! The module is split along the work: [`logs`] turns records into
 //! distinct logs (copies collapsed, with their count), [`density`] computes
-//! every density exactly with tiled matrix products, [`select`] picks, and
+//! every density exactly with tiled matrix products (or [`ivf`], over the
+//! neighbours an index of k-means cells finds, for large groups),
+//! [`select`] picks, and
 //! [`report`] writes the examples, `train.jsonl` and the summary, and
 //! [`map`] the logs as points of a 2-D map ([`projection`]) for the
 //! report. Logs
@@ -19,6 +21,7 @@
 //! memo keys `flow plan` knows in advance.
 
 pub mod density;
+pub mod ivf;
 pub mod logs;
 pub mod map;
 pub mod projection;
@@ -38,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use flow_engine::cache::ContentHash;
 use flow_engine::template::TemplateError;
 use flow_engine::{
-    Arity, Artifact, BackendSpec, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
-    Shape, Stage, Template,
+    Arity, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError,
+    PortType, Record, Shape, Spool, Stage, Template,
 };
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
@@ -56,6 +59,34 @@ pub enum Strategy {
     Steady,
     /// The sparsest successful logs: rare patterns done right.
     Anomaly,
+}
+
+/// How each log's neighbours are found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Neighbours {
+    /// `exact` below 20,000 logs in a group, `approximate` from there.
+    #[default]
+    Auto,
+    /// Every pair of logs compared: n² work.
+    Exact,
+    /// Only the pairs an IVF index (k-means cells) says can be neighbours:
+    /// minutes for a million logs, with nearly every neighbour found.
+    Approximate,
+}
+
+/// The group size from which `neighbours: auto` is approximate.
+pub const APPROXIMATE_FROM: usize = 20_000;
+
+impl Neighbours {
+    /// Whether a group of `logs` logs gets approximate neighbours.
+    pub fn approximate(self, logs: usize) -> bool {
+        match self {
+            Neighbours::Auto => logs >= APPROXIMATE_FROM,
+            Neighbours::Exact => false,
+            Neighbours::Approximate => true,
+        }
+    }
 }
 
 impl Strategy {
@@ -81,6 +112,13 @@ pub struct ExtractConfig {
     /// neighbours; default 0.3.
     #[serde(default = "default_epsilon")]
     pub epsilon: f64,
+    /// How neighbours are found: `exact` (every pair of logs compared),
+    /// `approximate` (an IVF index of k-means cells: only the pairs of cells
+    /// that can hold neighbours are compared, so 1M logs take minutes and
+    /// nearly every neighbour is found), or `auto` (the default): exact
+    /// below 20,000 logs in a group, approximate from there.
+    #[serde(default)]
+    pub neighbours: Neighbours,
     /// Fewest neighbours a `steady` pick has (a log with fewer is no
     /// cluster's centre); default 2.
     #[serde(default = "default_min_neighbours")]
@@ -247,8 +285,9 @@ impl Node for Extract {
         let spec = backends.get(name)?;
         let templates = c.templates().ok()?;
         // A log the run would reject makes no call.
-        let Ok(logs) = logs::collect(c, records, false) else { return Some(Vec::new()) };
-        let texts = logs::texts_to_embed(&logs, templates.embed.as_ref()).ok()?;
+        let input = Spool::in_memory(records.to_vec());
+        let Ok(logs) = logs::collect(c, templates.embed.as_ref(), &input, false) else { return Some(Vec::new()) };
+        let texts = logs::texts_to_embed(&logs).ok()?;
         let keys = logs::batches(texts)
             .iter()
             .map(|b| backend::memo_key(spec, Endpoint::Embeddings, &backend::embed_body(spec, b, c.dimensions), 0))
@@ -289,25 +328,30 @@ pub struct Embedded {
 }
 
 impl BarrierStage for ExtractStage {
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput> {
+        self.run_spooled(inputs.into_iter().map(Spool::in_memory).collect())
+    }
+
+    /// Reads the input as it goes: only the logs' figures and vectors stay
+    /// in memory, and a pick's record is read again by its position.
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
         Box::pin(async move {
-            let records: Vec<Record> = inputs.into_iter().flatten().collect();
+            let input = Arc::new(inputs.into_iter().next().unwrap_or_default());
             let config = Arc::new(self.config.clone());
-            let cfg = config.clone();
+            let (cfg, templates, read) = (config.clone(), self.templates.clone(), input.clone());
             let started = Instant::now();
-            let mut logs =
-                blocking(move || logs::collect(&cfg, &records, true).map_err(|e| NodeError::new(e.to_string())))
-                    .await?;
+            let mut logs = blocking(move || {
+                logs::collect(&cfg, templates.embed.as_ref(), &read, true).map_err(|e| NodeError::new(e.to_string()))
+            })
+            .await?;
             tracing::debug!(node = %self.node, seconds = started.elapsed().as_secs_f64(), "extract: logs read");
             let embedded = self.embed_missing(&mut logs).await?;
             let templates = self.templates.clone();
             let node = self.node.clone();
             blocking(move || {
                 let started = Instant::now();
-                let out = report::extract(&config, &templates, logs, embedded).map_err(|e| NodeError::new(e.to_string()));
+                let out = report::extract(&config, &templates, logs, &input, embedded)
+                    .map_err(|e| NodeError::new(e.to_string()));
                 tracing::debug!(node = %node, seconds = started.elapsed().as_secs_f64(), "extract: densities and picks");
                 out
             })
@@ -327,13 +371,12 @@ impl ExtractStage {
     /// Embeds the logs that came without a vector, through the backend, in
     /// batches of distinct texts, a few calls at a time.
     async fn embed_missing(&self, logs: &mut Logs) -> Result<Embedded, NodeError> {
-        let texts =
-            logs::texts_to_embed(logs, self.templates.embed.as_ref()).map_err(|e| NodeError::new(e.to_string()))?;
+        let texts = logs::texts_to_embed(logs).map_err(|e| NodeError::new(e.to_string()))?;
         if texts.is_empty() {
             return Ok(Embedded::default());
         }
         let Some(backend) = &self.backend else {
-            let first = logs.groups.values().flatten().find(|l| !l.has_embedding).map(|l| l.id.as_str());
+            let first = logs.groups.values().flatten().find(|l| !l.has_embedding()).map(|l| l.id.as_str());
             return Err(NodeError::new(format!(
                 "{} logs have no `embedding` (the first: `{}`) and node `{}` has no `backend` to embed them with; \
                  hint: add `backend: <name>` naming an embeddings endpoint (`provider: sim` works offline)",
@@ -365,10 +408,10 @@ impl ExtractStage {
             vectors.extend(batch.into_iter().zip(answer));
         }
         let texts = vectors.len();
-        for log in logs.groups.values_mut().flatten().filter(|l| !l.has_embedding) {
-            let text = logs::embed_text(self.templates.embed.as_ref(), &log.record)
-                .map_err(|e| NodeError::new(e.to_string()))?;
-            log.embedding = vectors.get(&text).cloned();
+        for log in logs.groups.values_mut().flatten().filter(|l| !l.has_embedding()) {
+            if let Some(Ok(text)) = log.text.take() {
+                log.embedded = vectors.get(&text).cloned();
+            }
         }
         Ok(Embedded { texts, calls })
     }

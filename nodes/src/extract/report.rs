@@ -10,12 +10,13 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use flow_engine::template::RenderError;
-use flow_engine::{Artifact, Record, META_JSON, SUMMARY_MD};
+use flow_engine::cache::SpillError;
+use flow_engine::{Artifact, Record, Spool, META_JSON, SUMMARY_MD};
 
 use super::density::{self, Density};
+use super::ivf;
 use super::logs::{self, Log, Logs};
 use super::map::LogMap;
-use super::projection::Projector;
 use super::{select, Embedded, ExtractConfig, Strategy, Templates, TRAIN_JSONL};
 
 /// Why the logs, their vectors all there, give no output: a vector that is
@@ -37,6 +38,9 @@ pub enum ExtractError {
     /// Writing `train.jsonl`.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The input could not be read back from disk.
+    #[error(transparent)]
+    Spill(#[from] SpillError),
 }
 
 /// What one group held and gave.
@@ -51,14 +55,18 @@ struct GroupReport {
     picked: usize,
     /// The densities of the picks, first and last.
     densities: Option<(f64, f64)>,
+    /// Whether its neighbours came from the index (`neighbours`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    approximate: bool,
 }
 
 /// Densities, picks, examples and artifacts for `logs`, whose vectors are
-/// all there (given or embedded).
+/// all there: in their records in `input`, or embedded.
 pub fn extract(
     c: &ExtractConfig,
     templates: &Templates,
     mut logs: Logs,
+    input: &Spool,
     embedded: Embedded,
 ) -> Result<(Vec<Record>, Vec<Artifact>), ExtractError> {
     let dims = dimension(&logs)?;
@@ -66,24 +74,39 @@ pub fn extract(
     let mut out = Vec::new();
     let mut groups = Vec::new();
     let started = std::time::Instant::now();
-    let mut map = LogMap::fit(&logs, dims);
+    let (x, usable) = unit_vectors(&mut logs, input, dims)?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "extract: the vectors read");
+    let started = std::time::Instant::now();
+    let mut map = LogMap::fit(&x, &usable, dims);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "extract: the plane of the map");
-    for (function, mut group) in std::mem::take(&mut logs.groups) {
-        let (x, weights, at) = unit_vectors(&mut group, dims, map.plane())?;
+    let mut first = 0;
+    for (function, group) in std::mem::take(&mut logs.groups) {
+        let rows = first..first + group.len();
+        first = rows.end;
+        if let Some(i) = usable[rows.clone()].iter().position(|&u| !u) {
+            return Err(ExtractError::ZeroVector { id: group[i].id.clone() });
+        }
+        let x = &x[rows.start * dims..rows.end * dims];
+        let at = x.chunks_exact(dims.max(1)).map(|v| map.plane().project(v)).collect();
+        let weights: Vec<u32> = group.iter().map(|l| 1 + l.duplicates).collect();
         let started = std::time::Instant::now();
-        let d = density::density(&x, dims, &weights, c.threshold(), threads, density::BLOCK);
-        tracing::debug!(logs = group.len(), seconds = started.elapsed().as_secs_f64(), "extract: densities");
+        let approximate = c.neighbours.approximate(group.len());
+        let d = if approximate {
+            ivf::density(x, dims, &weights, c.threshold(), threads)
+        } else {
+            density::density(x, dims, &weights, c.threshold(), threads, density::BLOCK)
+        };
+        tracing::debug!(logs = group.len(), approximate, seconds = started.elapsed().as_secs_f64(), "extract: densities");
         // A success without an answer teaches nothing.
-        let success: Vec<bool> =
-            group.iter().map(|l| l.success && !logs::text(&l.record, "output").trim().is_empty()).collect();
+        let success: Vec<bool> = group.iter().map(|l| l.success && l.answered).collect();
         let top_k = c.top_k as usize;
         let picks = match c.strategy {
-            Strategy::Steady => select::steady(&x, dims, &d, &success, c.threshold(), top_k, c.min_neighbours),
+            Strategy::Steady => select::steady(x, dims, &d, &success, c.threshold(), top_k, c.min_neighbours),
             Strategy::Anomaly => select::anomaly(&d, &success, top_k),
         };
-        drop(x);
         for (rank, &i) in picks.iter().enumerate() {
-            out.push(example(c, templates, &group[i], &d, i, rank + 1)?);
+            let record = input.get(group[i].at)?;
+            out.push(example(c, templates, &group[i], &record, &d, i, rank + 1)?);
         }
         groups.push(GroupReport {
             records: weights.iter().map(|&w| w as u64).sum(),
@@ -91,6 +114,7 @@ pub fn extract(
             successful: success.iter().filter(|&&s| s).count(),
             picked: picks.len(),
             densities: picks.first().zip(picks.last()).map(|(&a, &b)| (round(d.density[a]), round(d.density[b]))),
+            approximate,
             function,
         });
         map.add(&group, at, &d, &success, &picks);
@@ -102,20 +126,25 @@ pub fn extract(
     Ok((out, artifacts))
 }
 
+/// The length of a log's vector: its embedding's, or the one a backend gave.
+fn vector_len(log: &Log) -> Option<usize> {
+    log.dims.or(log.embedded.as_ref().map(Vec::len))
+}
+
 /// The one dimension of every vector (0 without logs); an error naming two
 /// logs that differ.
 fn dimension(logs: &Logs) -> Result<usize, ExtractError> {
     let mut first: Option<(&str, usize)> = None;
     for log in logs.groups.values().flatten() {
-        let Some(v) = &log.embedding else {
+        let Some(len) = vector_len(log) else {
             return Err(ExtractError::NoEmbedding { id: log.id.clone() });
         };
         match first {
-            None => first = Some((&log.id, v.len())),
-            Some((id, n)) if n != v.len() => {
+            None => first = Some((&log.id, len)),
+            Some((id, n)) if n != len => {
                 return Err(ExtractError::Dimensions {
                     id: log.id.clone(),
-                    dims: v.len(),
+                    dims: len,
                     first: id.to_string(),
                     first_dims: n,
                 })
@@ -126,23 +155,32 @@ fn dimension(logs: &Logs) -> Result<usize, ExtractError> {
     Ok(first.map(|(_, n)| n).unwrap_or(0))
 }
 
-/// The group's vectors as unit rows (taken out of the logs), each log's
-/// weight (itself and its copies), and where each is on the map (projected
-/// while its vector is at hand).
-type UnitVectors = (Vec<f32>, Vec<u32>, Vec<(f64, f64)>);
-
-fn unit_vectors(group: &mut [Log], dims: usize, plane: &Projector) -> Result<UnitVectors, ExtractError> {
-    let mut x = Vec::with_capacity(group.len() * dims);
-    let mut at = Vec::with_capacity(group.len());
-    for log in group.iter_mut() {
-        let mut v = log.embedding.take().unwrap_or_default();
-        if !density::normalize(&mut v) {
-            return Err(ExtractError::ZeroVector { id: log.id.clone() });
+/// Every log's vector as a unit row, in the order of groups and ids, read
+/// from its record in one pass over `input` (or taken from what a backend
+/// gave); and whether each has a direction (an all-zero vector has none).
+fn unit_vectors(logs: &mut Logs, input: &Spool, dims: usize) -> Result<(Vec<f32>, Vec<bool>), ExtractError> {
+    let n: usize = logs.groups.values().map(Vec::len).sum();
+    let mut x = vec![0f32; n * dims];
+    // The row of each record that stands for a log, to read the vectors in
+    // the input's order.
+    let mut row_of = vec![u32::MAX; if dims > 0 { input.len() } else { 0 }];
+    for (row, log) in logs.groups.values_mut().flatten().enumerate() {
+        match log.embedded.take() {
+            Some(v) => x[row * dims..(row + 1) * dims].copy_from_slice(&v),
+            None => row_of[log.at] = row as u32,
         }
-        at.push(plane.project(&v));
-        x.extend_from_slice(&v);
     }
-    Ok((x, group.iter().map(|l| 1 + l.duplicates).collect(), at))
+    if row_of.iter().any(|&r| r != u32::MAX) {
+        for (at, r) in input.records()?.enumerate() {
+            let row = row_of[at];
+            if row != u32::MAX {
+                let row = row as usize;
+                logs::read_embedding(&r?, &mut x[row * dims..(row + 1) * dims]);
+            }
+        }
+    }
+    let usable = x.chunks_exact_mut(dims.max(1)).map(density::normalize).collect();
+    Ok((x, usable))
 }
 
 fn round(x: f64) -> f64 {
@@ -154,17 +192,18 @@ fn example(
     c: &ExtractConfig,
     templates: &Templates,
     log: &Log,
+    record: &Record,
     d: &Density,
     i: usize,
     rank: usize,
 ) -> Result<Record, ExtractError> {
     let mut messages = Vec::new();
     if let Some(t) = &templates.system {
-        let system = t.render(&log.record).map_err(|source| ExtractError::System { id: log.id.clone(), source })?;
+        let system = t.render(record).map_err(|source| ExtractError::System { id: log.id.clone(), source })?;
         messages.push(json!({"role": "system", "content": system}));
     }
-    messages.push(json!({"role": "user", "content": logs::text(&log.record, "input")}));
-    messages.push(json!({"role": "assistant", "content": logs::text(&log.record, "output")}));
+    messages.push(json!({"role": "user", "content": logs::text(record, "input")}));
+    messages.push(json!({"role": "assistant", "content": logs::text(record, "output")}));
     let Value::Object(fields) = json!({
         "id": log.id,
         "function": log.group,
@@ -243,6 +282,10 @@ fn markdown(
     if embedded.texts > 0 {
         let calls = if embedded.calls == 1 { "call" } else { "calls" };
         let _ = write!(md, ", {} embedded in {} {calls}", embedded.texts, embedded.calls);
+    }
+    let approximate = groups.iter().filter(|g| g.approximate).count();
+    if approximate > 0 {
+        let _ = write!(md, "; approximate neighbours (an IVF index) in {approximate} of {} groups", groups.len());
     }
     md.push_str("; written to train.jsonl\n\n");
     let by = c.group_by.as_deref().unwrap_or("group");

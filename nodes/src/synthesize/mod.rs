@@ -33,7 +33,8 @@ use serde_json::{json, Value};
 
 use flow_engine::cache::ContentHash;
 use flow_engine::{
-    Arity, Artifact, BackendSpec, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
+    Arity, Artifact, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError,
+    PortType, Record, Spool,
     Shape, Stage, META_JSON, SUMMARY_MD,
 };
 
@@ -178,33 +179,42 @@ pub struct PairError {
 
 /// The pairs of the input records, or the first record that is not one.
 fn read_pairs(records: &[Record]) -> Result<Vec<Pair>, PairError> {
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let id = match r.get("id") {
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ Value::Number(_)) => v.to_string(),
-                _ => format!("#{}", i + 1),
-            };
-            let text = |field: &str| -> Result<String, PairError> {
-                match r.get(field) {
-                    Some(Value::String(s)) => Ok(s.clone()),
-                    None | Some(Value::Null) => {
-                        Err(PairError { record: i + 1, id: id.clone(), field: field.to_string() })
-                    }
-                    Some(other) => Ok(other.to_string()),
-                }
-            };
-            let prompt = match r.get("input_prompt") {
-                Some(Value::String(s)) => Some(s.clone()),
-                None | Some(Value::Null) => None,
-                Some(other) => Some(other.to_string()),
-            };
-            let context = r.get("context").cloned().unwrap_or(Value::Null);
-            Ok(Pair::new(id.clone(), prompt, context, &text("bad_output")?, &text("fixed_output")?))
-        })
-        .collect()
+    records.iter().enumerate().map(|(i, r)| pair(i, r)).collect()
+}
+
+/// The pairs of a barrier's input, read back record by record.
+fn read_spooled_pairs(input: &Spool) -> Result<Vec<Pair>, NodeError> {
+    let err = |e: &dyn std::fmt::Display| NodeError::new(e.to_string());
+    let mut pairs = Vec::with_capacity(input.len());
+    for (i, r) in input.records().map_err(|e| err(&e))?.enumerate() {
+        pairs.push(pair(i, &r.map_err(|e| err(&e))?).map_err(|e| err(&e))?);
+    }
+    Ok(pairs)
+}
+
+/// Record `i` (from 0) as a pair.
+fn pair(i: usize, r: &Record) -> Result<Pair, PairError> {
+    let id = match r.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Number(_)) => v.to_string(),
+        _ => format!("#{}", i + 1),
+    };
+    let text = |field: &str| -> Result<String, PairError> {
+        match r.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => {
+                Err(PairError { record: i + 1, id: id.clone(), field: field.to_string() })
+            }
+            Some(other) => Ok(other.to_string()),
+        }
+    };
+    let prompt = match r.get("input_prompt") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let context = r.get("context").cloned().unwrap_or(Value::Null);
+    Ok(Pair::new(id.clone(), prompt, context, &text("bad_output")?, &text("fixed_output")?))
 }
 
 struct SynthesizeStage {
@@ -223,22 +233,23 @@ struct Reworded {
 }
 
 impl BarrierStage for SynthesizeStage {
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput> {
+        self.run_spooled(inputs.into_iter().map(Spool::in_memory).collect())
+    }
+
+    /// Reads the pairs from the input as it goes: only they are held.
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
         Box::pin(async move {
-            let records = inputs.into_iter().next().unwrap_or_default();
             let settings = self.settings.clone();
             // Diffs and edit distances over every pair: a blocking thread's work.
             let (pairs, mut rules) = tokio::task::spawn_blocking(move || {
-                let pairs = read_pairs(&records)?;
+                let input = inputs.into_iter().next().unwrap_or_default();
+                let pairs = read_spooled_pairs(&input)?;
                 let rules = induce::induce(&pairs, &settings);
-                Ok::<_, PairError>((pairs, rules))
+                Ok::<_, NodeError>((pairs, rules))
             })
             .await
-            .map_err(|e| NodeError::new(format!("synthesize panicked: {e}")))?
-            .map_err(|e| NodeError::new(e.to_string()))?;
+            .map_err(|e| NodeError::new(format!("synthesize panicked: {e}")))??;
 
             let mut reworded = None;
             if let Some(b) = self.backend.as_ref().filter(|_| rules.iter().any(|r| r.active)) {

@@ -87,26 +87,49 @@ pub struct Dataset {
 impl Dataset {
     /// Checks every record and writes the JSONL; `Err` lists the problems.
     pub fn from_records(records: &[Record], min_examples: u64) -> Result<Dataset, DatasetError> {
+        match Self::read(records.iter().cloned().map(Ok::<_, std::convert::Infallible>), min_examples) {
+            Ok(checked) => checked,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Dataset::from_records`] on records read one at a time (a barrier's
+    /// input read back from disk): only the JSONL is kept. The outer `Err`
+    /// is a record that could not be read.
+    pub fn read<E>(
+        records: impl IntoIterator<Item = Result<Record, E>>,
+        min_examples: u64,
+    ) -> Result<Result<Dataset, DatasetError>, E> {
         let mut problems = Vec::new();
         let mut jsonl = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            match example(r) {
+        let mut n = 0;
+        for (i, r) in records.into_iter().enumerate() {
+            let r = r?;
+            n += 1;
+            match example(&r) {
                 Ok(line) => {
                     serde_json::to_writer(&mut jsonl, &line).expect("json");
                     jsonl.push(b'\n');
                 }
-                Err(source) => problems.push(Problem::Example { record: name(r, i), source }),
+                Err(source) => problems.push(Problem::Example { record: name(&r, i), source }),
             }
         }
-        if (records.len() as u64) < min_examples {
-            problems.push(Problem::TooFew { examples: records.len(), min: min_examples });
+        if (n as u64) < min_examples {
+            problems.push(Problem::TooFew { examples: n, min: min_examples });
         }
         if problems.is_empty() {
             let hash = ContentHash::of(&jsonl);
-            return Ok(Dataset { jsonl, examples: records.len(), hash });
+            return Ok(Ok(Dataset { jsonl, examples: n, hash }));
         }
-        Err(DatasetError { problems })
+        Ok(Err(DatasetError { problems }))
     }
+}
+
+/// The training data of a barrier's input, read back record by record.
+pub fn from_spool(input: &flow_engine::Spool, min_examples: u64) -> Result<Dataset, flow_engine::NodeError> {
+    let err = |e: &dyn std::fmt::Display| flow_engine::NodeError::new(e.to_string());
+    let records = input.records().map_err(|e| err(&e))?;
+    Dataset::read(records, min_examples).map_err(|e| err(&e))?.map_err(|e| err(&e))
 }
 
 /// A record as the error names it: `record `its-id`` or `record 3` (its

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use flow_engine::{Artifact, BarrierStage, NodeError, Record, META_JSON, SUMMARY_MD};
+use flow_engine::{Artifact, BarrierOutput, BarrierStage, NodeError, Record, Spool, META_JSON, SUMMARY_MD};
 
 use super::{Dataset, Export, Hyperparameters, TrainConfig, TRAIN_JSONL};
 
@@ -28,14 +28,19 @@ pub struct ExportRun {
 }
 
 impl BarrierStage for ExportRun {
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput> {
+        self.run_spooled(vec![Spool::in_memory(inputs.into_iter().flatten().collect())])
+    }
+
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
         Box::pin(async move {
-            let records: Vec<Record> = inputs.into_iter().flatten().collect();
-            let data = Dataset::from_records(&records, self.config.min_examples())
-                .map_err(|e| NodeError::new(e.to_string()))?;
+            let min = self.config.min_examples();
+            let data = tokio::task::spawn_blocking(move || {
+                let input = inputs.into_iter().next().unwrap_or_default();
+                super::dataset::from_spool(&input, min)
+            })
+            .await
+            .map_err(|e| NodeError::new(format!("reading the training data panicked: {e}")))??;
             Ok(self.export(data))
         })
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use flow_engine::{Artifact, BarrierStage, Meter, NodeError, Provider, Record, META_JSON, SUMMARY_MD};
+use flow_engine::{Artifact, BarrierOutput, BarrierStage, Meter, NodeError, Provider, Record, Spool, META_JSON, SUMMARY_MD};
 
 use super::{upload, Dataset, TrainConfig, TRAIN_JSONL};
 use crate::backend::{Backend, CallOpts, Unusable};
@@ -56,11 +56,23 @@ pub struct JobRun {
 }
 
 impl BarrierStage for JobRun {
-    fn run(
-        self: Box<Self>,
-        inputs: Vec<Vec<Record>>,
-    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
-        Box::pin(async move { self.follow(inputs.into_iter().flatten().collect()).await })
+    fn run(self: Box<Self>, inputs: Vec<Vec<Record>>) -> BoxFuture<'static, BarrierOutput> {
+        self.run_spooled(vec![Spool::in_memory(inputs.into_iter().flatten().collect())])
+    }
+
+    /// Reads the training data from the input as it goes: only its JSONL
+    /// (what is uploaded) is held.
+    fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
+        Box::pin(async move {
+            let min = self.config.min_examples();
+            let data = tokio::task::spawn_blocking(move || {
+                let input = inputs.into_iter().next().unwrap_or_default();
+                super::dataset::from_spool(&input, min)
+            })
+            .await
+            .map_err(|e| NodeError::new(format!("reading the training data panicked: {e}")))??;
+            self.follow(data).await
+        })
     }
 }
 
@@ -124,10 +136,9 @@ impl JobRun {
         CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 }
     }
 
-    async fn follow(self: Box<Self>, records: Vec<Record>) -> Result<(Vec<Record>, Vec<Artifact>), NodeError> {
+    async fn follow(self: Box<Self>, data: Dataset) -> BarrierOutput {
         let c = &self.config;
         let node = &self.node;
-        let data = Dataset::from_records(&records, c.min_examples()).map_err(|e| NodeError::new(e.to_string()))?;
         let file = self
             .backend
             .upload(&c.paths.files, upload(&data), self.opts(), has_id)
