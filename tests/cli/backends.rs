@@ -390,7 +390,9 @@ fn an_endpoint_that_fails_every_call_stops_at_the_twentieth() {
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     assert!(shown.stderr.contains("note: node `answers` failed in run "), "{}", shown.stderr);
     let records: Vec<Value> = shown.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(!records.is_empty() && records.len() < 20, "{} records", records.len());
+    // Those in input order before the 20th failure (none when that one came
+    // back before the first: calls finish in any order).
+    assert!(records.len() < 20, "{} records", records.len());
     assert!(records.iter().all(|r| r["error"].as_str().is_some_and(|e| e.contains("HTTP 401"))), "{records:?}");
     // A failed node's records are never a cache entry: the next run runs it.
     let again = flow(&p, &["plan", SPEC], &[]);
