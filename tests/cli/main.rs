@@ -27,5 +27,6 @@ mod report;
 mod self_improve;
 mod synthesize;
 mod templates;
+mod throughput;
 mod tools;
 mod train;

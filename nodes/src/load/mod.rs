@@ -90,7 +90,10 @@ impl Node for Load {
             return open;
         };
         let Some(path) = cx.input_file(&cx.field("path"), &config.path) else { return open };
-        match all_fields(&path, format) {
+        // Read once per content: a plan over the same bytes takes the list
+        // from the stat cache instead of reading the whole file again.
+        let what = format!("load.fields.v1.{format:?}");
+        match cx.read_input(&path, &what, || all_fields(&path, format)) {
             Ok(fields) => PortType::records(FieldSet::Known(fields)),
             Err(e) => {
                 cx.error(
