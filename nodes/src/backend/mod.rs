@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use governor::DefaultDirectRateLimiter;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use flow_engine::cache::ContentHash;
 use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
@@ -226,8 +226,9 @@ impl Backend {
         usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let key = self.memo_key(endpoint, &body, opts.sample);
-        let tokens = estimate_tokens(&body, self.spec.max_tokens);
-        self.execute(Request::Endpoint(endpoint, &body, opts.sample), Some(key), Some(tokens), opts, usable).await
+        // Only `tpm` reads it, and it costs a serialization of the body.
+        let tokens = self.tpm.is_some().then(|| estimate_tokens(&body, self.spec.max_tokens));
+        self.execute(Request::Endpoint(endpoint, &body, opts.sample), Some(key), tokens, opts, usable).await
     }
 
     /// A JSON POST to `path` under the base URL (a fine-tuning job's
@@ -373,8 +374,14 @@ impl Backend {
                     return Err(CallError::fatal(e.to_string()));
                 }
                 if let (Some(memo), Some(key)) = (&self.memo, key) {
-                    let stored = json!({"body": reply.body, "latency_ms": latency_ms});
-                    memo.put(key, serde_json::to_vec(&stored).expect("json"));
+                    // Borrowed, not a `json!` copy of the body; the same
+                    // bytes (`body` sorts before `latency_ms`).
+                    #[derive(serde::Serialize)]
+                    struct Stored<'a> {
+                        body: &'a Value,
+                        latency_ms: u64,
+                    }
+                    memo.put(key, serde_json::to_vec(&Stored { body: &reply.body, latency_ms }).expect("json"));
                 }
                 Ok(reply)
             }
@@ -507,6 +514,7 @@ impl Drop for Parked<'_> {
 mod tests {
     use super::*;
     use flow_engine::cache::CallMemo;
+    use serde_json::json;
     use std::collections::BTreeMap;
 
     fn sim_backends(extra: &str) -> Backends {

@@ -60,6 +60,10 @@ pub struct ServerConfig {
     /// `Some(code)`: the injected failures all answer this status instead
     /// (a 429 with [`ServerConfig::throttle_headers`]).
     pub fail_status: Option<u16>,
+    /// With [`ServerConfig::fail_every`]: a chat request whose last user
+    /// message failed once is answered, and not counted in the schedule,
+    /// so each failing case fails once and its retry succeeds.
+    pub fail_once: bool,
     /// `Some(n)`: a request arriving while `n` are in flight is refused at
     /// once with 429 (and [`ServerConfig::throttle_headers`]), as a
     /// server with a concurrency limit does.
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             fail_every: None,
             throttle_headers: vec![("retry-after", "0")],
             fail_status: None,
+            fail_once: false,
             max_concurrent: None,
             stall: None,
             usage: None,
@@ -153,6 +158,10 @@ struct Shared {
     arrived: Mutex<Vec<String>>,
     /// Whether the stalled request was refused already.
     stalled: AtomicBool,
+    /// With `fail_once`: the last user messages of the requests failed,
+    /// and the count of the others, which the failure schedule follows.
+    failed_once: Mutex<BTreeSet<String>>,
+    scheduled: AtomicU64,
     /// Numbers the `chatcmpl-N` ids; never reset.
     next_id: AtomicU64,
     authorizations: Mutex<BTreeSet<String>>,
@@ -202,6 +211,8 @@ impl LlmServer {
             arrivals: Mutex::new(Vec::new()),
             arrived: Mutex::new(Vec::new()),
             stalled: AtomicBool::new(false),
+            failed_once: Mutex::new(BTreeSet::new()),
+            scheduled: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             authorizations: Mutex::new(BTreeSet::new()),
             bodies: Mutex::new(Vec::new()),
@@ -310,6 +321,8 @@ impl LlmServer {
         s.throttled.store(0, Ordering::SeqCst);
         s.arrivals.lock().unwrap().clear();
         s.arrived.lock().unwrap().clear();
+        s.failed_once.lock().unwrap().clear();
+        s.scheduled.store(0, Ordering::SeqCst);
         s.authorizations.lock().unwrap().clear();
         s.bodies.lock().unwrap().clear();
         s.routes.lock().unwrap().clear();
@@ -373,7 +386,12 @@ impl Drop for InFlight<'_> {
 /// latency, the key check, failure injection and body parsing. `Ok` is the
 /// parsed body of a request to answer with 200.
 async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
-    admit_any(s, headers).await?;
+    admit_text(s, headers, body, None).await
+}
+
+/// [`admit`] for a chat request whose last user message is `text`.
+async fn admit_text(s: &Shared, headers: &HeaderMap, body: &Bytes, text: Option<&str>) -> Result<Value, Response> {
+    admit_as(s, headers, text).await?;
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
         Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the request body must be a JSON object", "invalid_request_error")),
@@ -384,6 +402,12 @@ async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, R
 /// [`admit`] without the body: counting, latency, the key check and
 /// failure injection, for every kind of request.
 async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    admit_as(s, headers, None).await
+}
+
+/// [`admit_any`] for a chat request whose last user message is `text`
+/// (for [`ServerConfig::fail_once`]).
+async fn admit_as(s: &Shared, headers: &HeaderMap, text: Option<&str>) -> Result<(), Response> {
     let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = s.in_flight.load(Ordering::SeqCst);
     s.arrivals.lock().unwrap().push(now as u32);
@@ -402,8 +426,18 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error"));
         }
     }
-    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0).map(u64::from) {
+    // With `fail_once`, a case that failed before is answered, and the
+    // schedule counts only the others.
+    let n = match text.filter(|_| s.cfg.fail_once) {
+        Some(t) if s.failed_once.lock().unwrap().contains(t) => 0,
+        Some(_) => s.scheduled.fetch_add(1, Ordering::SeqCst) + 1,
+        None => n,
+    };
+    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0 && n > 0).map(u64::from) {
         if n.is_multiple_of(every) {
+            if let Some(t) = text.filter(|_| s.cfg.fail_once) {
+                s.failed_once.lock().unwrap().insert(t.to_string());
+            }
             if let Some(code) = s.cfg.fail_status {
                 if code == 429 {
                     return Err(throttle(s, "rate limited (injected)"));
@@ -450,8 +484,9 @@ fn succeed(s: &Shared, body: Value) {
 
 async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let _in_flight = InFlight::enter(&s);
-    if s.cfg.record_bodies || s.cfg.stall.is_some() {
-        let text = last_user_text(&body).unwrap_or_default();
+    let text = (s.cfg.record_bodies || s.cfg.stall.is_some() || s.cfg.fail_once)
+        .then(|| last_user_text(&body).unwrap_or_default());
+    if let Some(text) = text.clone().filter(|_| s.cfg.record_bodies || s.cfg.stall.is_some()) {
         if let Some((stalled, wait)) = &s.cfg.stall {
             if *stalled == text && !s.stalled.swap(true, Ordering::SeqCst) {
                 s.requests.fetch_add(1, Ordering::SeqCst);
@@ -466,7 +501,7 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
             s.arrived.lock().unwrap().push(text);
         }
     }
-    let req = match admit(&s, &headers, &body).await {
+    let req = match admit_text(&s, &headers, &body, text.as_deref()).await {
         Ok(v) => v,
         Err(r) => return r,
     };
