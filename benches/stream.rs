@@ -136,6 +136,9 @@ fn noop(benching: bool) {
     let spec = dir.path().join("bench.yaml");
     let workspace = dir.path().join(".flow");
     write_dataset(&data, n);
+    // On disk before anything is timed: the write-back of 200 MB just
+    // written would otherwise stall every fsync of the runs measured.
+    File::open(&data).and_then(|f| f.sync_all()).expect("sync data.jsonl");
     std::fs::write(&spec, SPEC).expect("write bench.yaml");
     let data_mib = std::fs::metadata(&data).expect("stat data.jsonl").len() as f64 / MIB;
     let set_mtime = |t: SystemTime| {
@@ -143,9 +146,13 @@ fn noop(benching: bool) {
         f.set_modified(t).expect("set the modification time of data.jsonl");
     };
     set_mtime(SystemTime::now() - Duration::from_secs(3600));
+    // CPU time of each run (user + system), steadier than wall time on a
+    // loaded machine.
+    let cpus = std::cell::RefCell::new(Vec::new());
     let run = |what: &str| {
         let ran = run_flow_args(&spec, &workspace, &[], &[]);
         let (wall, code) = (ran.wall, ran.code);
+        cpus.borrow_mut().push(ran.cpu);
         assert_eq!(code, 0, "{what}: `flow run {}` failed", spec.display());
         let m = latest_manifest(&workspace);
         let ran: Vec<String> = m["nodes"]
@@ -163,11 +170,13 @@ fn noop(benching: bool) {
     let (_, ran) = run("second run");
     assert!(ran.is_empty(), "nodes ran again with nothing changed: {ran:?}");
     let mut walls = Vec::with_capacity(runs);
+    cpus.borrow_mut().clear();
     for _ in 0..runs {
         let (wall, ran) = run("no-op run");
         assert!(ran.is_empty(), "nodes ran again with nothing changed: {ran:?}");
         walls.push(wall);
     }
+    let noop_cpu = median(cpus.borrow_mut().split_off(0));
     let mut touched = Vec::with_capacity(runs);
     for _ in 0..runs {
         set_mtime(SystemTime::now());
@@ -175,16 +184,19 @@ fn noop(benching: bool) {
         assert!(ran.is_empty(), "nodes ran again after a touch: {ran:?}");
         touched.push(wall);
     }
+    let touched_cpu = median(cpus.borrow_mut().split_off(0));
     let spread = |w: &[Duration]| w.iter().map(|d| format_secs(*d)).collect::<Vec<_>>().join(", ");
     println!(
-        "noop re-run    {n:>9} records  median {:>8}  ({} runs: {}; {data_mib:.1} MiB input)   target: <= 0.05 s",
+        "noop re-run    {n:>9} records  median {:>8}  cpu {:>8}  ({} runs: {}; {data_mib:.1} MiB input)   target: <= 0.05 s",
         format_secs(median(walls.clone())),
+        format_secs(noop_cpu),
         walls.len(),
         spread(&walls)
     );
     println!(
-        "touched input  {n:>9} records  median {:>8}  ({} runs: {})   target: <= 0.5 s, cached",
+        "touched input  {n:>9} records  median {:>8}  cpu {:>8}  ({} runs: {})   target: <= 0.5 s, cached",
         format_secs(median(touched.clone())),
+        format_secs(touched_cpu),
         touched.len(),
         spread(&touched)
     );
