@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use flow_nodes::extract::{density, ivf, select};
-use support::{flow_binary, format_secs, median, run_flow, sizes, thousands, SplitMix64, MIB};
+use support::{flow_bin, format_secs, median, run_flow, sizes, thousands, SplitMix64, MIB};
 
 /// Log counts measured by default.
 const DEFAULT_SIZES: [usize; 2] = [10_000, 100_000];
@@ -89,7 +89,7 @@ fn part(name: &str) -> bool {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
     let benching = std::env::args().any(|a| a == "--bench");
-    println!("flow binary: {}", flow_binary().display());
+    println!("flow binary: {}", flow_bin());
     println!("threads available: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if !benching {
         println!("{}", bench_size(SMOKE_SIZE, 1, "auto").line());

@@ -24,18 +24,37 @@
 //! FLOW_BENCH_SIZES=10000,100000 cargo bench --bench stream   # other sizes
 //! ```
 //!
+//! A second scenario, **noop**, measures what a re-run costs when nothing
+//! changed: the same spec over a 200 MB JSONL input (about 1.4M records),
+//! every node cached. Planning it must not read the input again (the stat
+//! cache keeps its hash and field list). Then the same after a `touch` of
+//! the input (a new modification time, the same bytes): the file is hashed
+//! again, but its field list is kept and nothing re-runs. The input's time
+//! is set an hour back first, as an input that has been there a while has
+//! (a file written the instant before it was hashed is hashed again).
+//!
+//! ```text
+//! FLOW_BENCH_ONLY=noop cargo bench --bench stream
+//! ```
+//!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does a single
 //! quick run on a small file, to check that the pipeline works, and exits.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{format_secs, median, run_flow, sizes, thousands, SplitMix64, MIB};
+use support::{
+    flow_bin, format_secs, latest_manifest, median, run_flow, run_flow_args, runs, selected, sizes, thousands,
+    SplitMix64, MIB,
+};
+
+/// Records in the no-op scenario's input: about 200 MB.
+const NOOP_RECORDS: usize = 1_400_000;
 
 /// Dataset sizes measured by default.
 const DEFAULT_SIZES: [usize; 2] = [10_000, 1_000_000];
@@ -68,18 +87,27 @@ nodes:
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
     let benching = std::env::args().any(|a| a == "--bench");
-    let sizes = if benching { sizes(&DEFAULT_SIZES, "record") } else { vec![SMOKE_SIZE] };
+    println!("flow binary: {}", flow_bin());
+    if selected("stream") {
+        stream(benching);
+    }
+    if selected("noop") {
+        noop(benching);
+    }
+}
 
-    println!("flow binary: {}", env!("CARGO_BIN_EXE_flow"));
+/// `load → evaluate` at each size.
+fn stream(benching: bool) {
+    let sizes = if benching { sizes(&DEFAULT_SIZES, "record") } else { vec![SMOKE_SIZE] };
     let mut results = Vec::with_capacity(sizes.len());
     for &n in &sizes {
         // Fewer runs where each is long: the median of 3 is enough there.
         let runs = if !benching {
             1
         } else if n >= 1_000_000 {
-            3
+            runs(3)
         } else {
-            5
+            runs(5)
         };
         let result = bench_size(n, runs);
         println!("{}", result.line());
@@ -98,6 +126,80 @@ fn main() {
         }
     }
     println!("target: >= 200k records/s at 1M, RSS ratio <= 1.5");
+}
+
+/// A re-run with everything cached, then after a `touch` of the input.
+fn noop(benching: bool) {
+    let (n, runs) = if benching { (NOOP_RECORDS, runs(5)) } else { (SMOKE_SIZE, 1) };
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let data = dir.path().join("data.jsonl");
+    let spec = dir.path().join("bench.yaml");
+    let workspace = dir.path().join(".flow");
+    write_dataset(&data, n);
+    // On disk before anything is timed: the write-back of 200 MB just
+    // written would otherwise stall every fsync of the runs measured.
+    File::open(&data).and_then(|f| f.sync_all()).expect("sync data.jsonl");
+    std::fs::write(&spec, SPEC).expect("write bench.yaml");
+    let data_mib = std::fs::metadata(&data).expect("stat data.jsonl").len() as f64 / MIB;
+    let set_mtime = |t: SystemTime| {
+        let f = File::options().write(true).open(&data).expect("open data.jsonl");
+        f.set_modified(t).expect("set the modification time of data.jsonl");
+    };
+    set_mtime(SystemTime::now() - Duration::from_secs(3600));
+    // CPU time of each run (user + system), steadier than wall time on a
+    // loaded machine.
+    let cpus = std::cell::RefCell::new(Vec::new());
+    let run = |what: &str| {
+        let ran = run_flow_args(&spec, &workspace, &[], &[]);
+        let (wall, code) = (ran.wall, ran.code);
+        cpus.borrow_mut().push(ran.cpu);
+        assert_eq!(code, 0, "{what}: `flow run {}` failed", spec.display());
+        let m = latest_manifest(&workspace);
+        let ran: Vec<String> = m["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| n["status"] != "cached")
+            .map(|n| n["name"].to_string())
+            .collect();
+        (wall, ran)
+    };
+    // The first run computes; the second finds the workspace and records
+    // the input's stat.
+    run("first run");
+    let (_, ran) = run("second run");
+    assert!(ran.is_empty(), "nodes ran again with nothing changed: {ran:?}");
+    let mut walls = Vec::with_capacity(runs);
+    cpus.borrow_mut().clear();
+    for _ in 0..runs {
+        let (wall, ran) = run("no-op run");
+        assert!(ran.is_empty(), "nodes ran again with nothing changed: {ran:?}");
+        walls.push(wall);
+    }
+    let noop_cpu = median(cpus.borrow_mut().split_off(0));
+    let mut touched = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        set_mtime(SystemTime::now());
+        let (wall, ran) = run("touched run");
+        assert!(ran.is_empty(), "nodes ran again after a touch: {ran:?}");
+        touched.push(wall);
+    }
+    let touched_cpu = median(cpus.borrow_mut().split_off(0));
+    let spread = |w: &[Duration]| w.iter().map(|d| format_secs(*d)).collect::<Vec<_>>().join(", ");
+    println!(
+        "noop re-run    {n:>9} records  median {:>8}  cpu {:>8}  ({} runs: {}; {data_mib:.1} MiB input)   target: <= 0.05 s",
+        format_secs(median(walls.clone())),
+        format_secs(noop_cpu),
+        walls.len(),
+        spread(&walls)
+    );
+    println!(
+        "touched input  {n:>9} records  median {:>8}  cpu {:>8}  ({} runs: {})   target: <= 0.5 s, cached",
+        format_secs(median(touched.clone())),
+        format_secs(touched_cpu),
+        touched.len(),
+        spread(&touched)
+    );
 }
 
 /// What was measured at one size: medians over its runs.

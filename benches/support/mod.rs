@@ -1,5 +1,8 @@
-//! What the benchmarks share: running the real `flow` binary and reading its
-//! peak memory, medians, a seeded PRNG for datasets, and number formatting.
+//! What the benchmarks share: running the real `flow` binary (or another
+//! build of it, `FLOW_BENCH_BIN`, for before/after figures) and reading its
+//! peak memory and manifests, medians, a seeded PRNG for datasets, and
+//! number formatting. `FLOW_BENCH_RUNS` sets the runs per scenario and
+//! `FLOW_BENCH_ONLY` picks scenarios by their first word.
 //! Included by each bench with `#[path = "support/mod.rs"] mod support;`.
 
 #![allow(dead_code)] // each bench uses part of it
@@ -34,25 +37,57 @@ pub fn sizes(default: &[usize], what: &str) -> Vec<usize> {
     sizes
 }
 
-/// Environment variable naming another `flow` binary to measure (a build
-/// of an earlier commit, for before-and-after figures).
-pub const BIN_VAR: &str = "FLOW_BENCH_BIN";
+/// The `flow` binary measured: `FLOW_BENCH_BIN` if set (a build of another
+/// commit, for before/after figures from the same bench), else this one.
+pub fn flow_bin() -> String {
+    std::env::var("FLOW_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flow").to_string())
+}
 
-/// The `flow` binary the benches run: [`BIN_VAR`], else this build's.
-pub fn flow_binary() -> std::path::PathBuf {
-    std::env::var_os(BIN_VAR).map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_flow").into())
+/// Runs per scenario: `FLOW_BENCH_RUNS` if set, else `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("FLOW_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
+/// Whether the scenario `label` is to run: `FLOW_BENCH_ONLY` lists the
+/// labels' first words (`FLOW_BENCH_ONLY=A,D`); unset, all run.
+pub fn selected(label: &str) -> bool {
+    let Ok(only) = std::env::var("FLOW_BENCH_ONLY") else { return true };
+    let first = label.split_whitespace().next().unwrap_or(label);
+    only.split(',').any(|o| o.trim().eq_ignore_ascii_case(first))
 }
 
 /// Runs `flow run --no-cache` once with `envs` added; returns its wall time
-/// and peak RSS in KiB.
+/// and peak RSS in KiB. Panics unless it succeeded.
+pub fn run_flow(spec: &Path, workspace: &Path, envs: &[(&str, &str)]) -> (Duration, i64) {
+    let r = run_flow_args(spec, workspace, envs, &["--no-cache"]);
+    assert!(
+        r.code == 0,
+        "`flow run {}` exited with status {}; rerun it by hand to see its output",
+        spec.display(),
+        r.code
+    );
+    (r.wall, r.max_rss_kib)
+}
+
+/// One run of `flow`, as measured.
+pub struct Ran {
+    pub wall: Duration,
+    /// CPU time, user and system: steadier than wall time on a loaded
+    /// machine.
+    pub cpu: Duration,
+    pub max_rss_kib: i64,
+    pub code: i32,
+}
+
+/// Runs `flow run ARGS SPEC` once with `envs` added.
 ///
 /// The child is reaped with `wait4` rather than `Child::wait` because only
 /// `wait4` reports the child's resource usage.
-pub fn run_flow(spec: &Path, workspace: &Path, envs: &[(&str, &str)]) -> (Duration, i64) {
+pub fn run_flow_args(spec: &Path, workspace: &Path, envs: &[(&str, &str)], args: &[&str]) -> Ran {
     let started = Instant::now();
-    let child = Command::new(flow_binary())
+    let child = Command::new(flow_bin())
         .arg("run")
-        .arg("--no-cache")
+        .args(args)
         .arg("--workspace")
         .arg(workspace)
         .arg(spec)
@@ -84,20 +119,41 @@ pub fn run_flow(spec: &Path, workspace: &Path, envs: &[(&str, &str)]) -> (Durati
     // Reaped already: dropping `child` neither waits nor kills.
     drop(child);
 
-    if libc::WIFEXITED(status) {
-        let code = libc::WEXITSTATUS(status);
-        assert!(
-            code == 0,
-            "`flow run {}` exited with status {code}; rerun it by hand to see its output",
-            spec.display()
-        );
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
         panic!("`flow run {}` was killed by signal {}", spec.display(), libc::WTERMSIG(status));
     } else {
         panic!("`flow run {}` ended with unexpected wait status {status:#x}", spec.display());
-    }
+    };
+    let secs = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     // `ru_maxrss` is in KiB on Linux.
-    (wall, usage.ru_maxrss)
+    Ran { wall, cpu: secs(usage.ru_utime) + secs(usage.ru_stime), max_rss_kib: usage.ru_maxrss, code }
+}
+
+/// The newest run manifest in `workspace`.
+pub fn latest_manifest(workspace: &Path) -> serde_json::Value {
+    let runs = workspace.join("runs");
+    let mut ids: Vec<String> = std::fs::read_dir(&runs)
+        .expect("a runs folder")
+        .map(|e| e.expect("a run").file_name().into_string().expect("a utf-8 run id"))
+        .collect();
+    ids.sort();
+    let id = ids.last().expect("a run");
+    let text = std::fs::read_to_string(runs.join(id).join("manifest.json")).expect("a run manifest");
+    serde_json::from_str(&text).expect("a JSON run manifest")
+}
+
+/// A node's latest output records, through `flow show`.
+pub fn show(workspace: &Path, node: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(flow_bin())
+        .args(["show", node, "--workspace"])
+        .arg(workspace)
+        .env_remove("FLOW_LOG")
+        .output()
+        .expect("run flow show");
+    assert!(out.status.success(), "flow show {node}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON record")).collect()
 }
 
 /// The median (the mean of the middle two for an even count).
@@ -146,6 +202,13 @@ impl SplitMix64 {
     pub fn uniform(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
+}
+
+/// The `q` quantile (0..=1) of `values`, by rank.
+pub fn quantile<T: PartialOrd + Copy>(mut values: Vec<T>, q: f64) -> T {
+    assert!(!values.is_empty(), "quantile of no values");
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    values[((values.len() - 1) as f64 * q).round() as usize]
 }
 
 /// `812.3 ms` below a second, else `3.21 s`.

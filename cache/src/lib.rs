@@ -14,14 +14,16 @@ mod manifest;
 mod memo;
 mod process;
 mod spill;
+mod stat;
 mod store;
 
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
-pub use manifest::{CallStats, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
+pub use manifest::{CallStats, Concurrency, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
 pub use process::{Liveness, RunProcess};
 pub use spill::{SpillError, SpillFile, SpillReader, SpillWriter};
+pub use stat::{FileStat, StatCache, RACY};
 pub use store::{ObjectWriter, RunLock, Store, StoreError, StoredOutput};
 
 /// Now, as RFC 3339 UTC with seconds.

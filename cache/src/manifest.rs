@@ -125,6 +125,37 @@ pub struct CallStats {
     /// or hostile server's `u64::MAX`): counted as no tokens, and said so.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub implausible_usage: u64,
+    /// The backend's adaptive concurrency as these calls saw it; absent
+    /// when it stayed at `max_concurrency` throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// How a backend's concurrency cap went while a node called it: it starts
+/// at `max_concurrency`, shrinks on sustained 429s and grows back as calls
+/// are answered.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Concurrency {
+    /// `max_concurrency`.
+    pub max: u32,
+    /// The cap when the node's last call ended.
+    pub cap: u32,
+    /// The lowest cap the node's calls saw.
+    pub low: u32,
+    /// Milliseconds during which the cap was below `max`.
+    pub throttled_ms: u64,
+}
+
+impl Concurrency {
+    /// Two nodes' (a run's total): the lowest caps, the longest throttled.
+    pub fn merge(&self, other: &Concurrency) -> Concurrency {
+        Concurrency {
+            max: self.max.max(other.max),
+            cap: self.cap.min(other.cap),
+            low: self.low.min(other.low),
+            throttled_ms: self.throttled_ms.max(other.throttled_ms),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -148,6 +179,10 @@ impl CallStats {
             completion_tokens: self.completion_tokens + other.completion_tokens,
             cost_usd,
             implausible_usage: self.implausible_usage + other.implausible_usage,
+            concurrency: match (self.concurrency, other.concurrency) {
+                (Some(a), Some(b)) => Some(a.merge(&b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }

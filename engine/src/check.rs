@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{suggest, Diagnostic};
 use crate::record::{FieldSet, PortType};
 use crate::spec::{BackendSpec, SpecFile, YamlPath};
-use flow_cache::{ContentHash, Store};
+use flow_cache::{ContentHash, StatCache, Store};
 
 /// A file a node reads; its content hash is part of the node key. A past
 /// run's stored output is one too (see [`CheckCx::stored_output`]).
@@ -48,6 +48,8 @@ pub struct CheckCx<'a> {
     /// Where past runs are stored, when the caller knows (the CLI does: the
     /// workspace next to the spec, or `--workspace`).
     pub(crate) workspace: Option<&'a Store>,
+    /// Input files' hashes and what was read from them, by their stat.
+    pub(crate) stats: Option<&'a StatCache>,
 }
 
 impl<'a> CheckCx<'a> {
@@ -74,6 +76,7 @@ impl<'a> CheckCx<'a> {
             calls_per_record: 0,
             records: crate::node::OutputRecords::Unknown,
             workspace: None,
+            stats: None,
         }
     }
 
@@ -213,7 +216,11 @@ impl<'a> CheckCx<'a> {
             self.error(at, message, Some("point it at a data file (JSONL, JSON or CSV)".into()));
             return None;
         }
-        match flow_cache::hash_file(&path) {
+        let hashed = match self.stats {
+            Some(stats) => stats.hash(&path),
+            None => flow_cache::hash_file(&path),
+        };
+        match hashed {
             Ok(hash) => {
                 self.files.push(FileInput { written: written.to_string(), path: path.clone(), hash });
                 Some(path)
@@ -232,6 +239,27 @@ impl<'a> CheckCx<'a> {
                 None
             }
         }
+    }
+
+    /// What `read` finds in the input file at `path` (registered with
+    /// [`CheckCx::input_file`]), remembered as `what` under the file's
+    /// content: a second plan over the same bytes does not read them again
+    /// (the stat cache, `.flow/stat-cache.json`). `what` names the reading,
+    /// and must change when what it returns does.
+    pub fn read_input<T, E>(&self, path: &Path, what: &str, read: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let known = self.files.iter().rev().find(|f| f.path == path).map(|f| f.hash);
+        let (Some(stats), Some(hash)) = (self.stats, known) else { return read() };
+        if let Some(v) = stats.derived(path, &hash, what).and_then(|v| serde_json::from_value(v).ok()) {
+            return Ok(v);
+        }
+        let value = read()?;
+        if let Ok(v) = serde_json::to_value(&value) {
+            stats.set_derived(path, &hash, what, v);
+        }
+        Ok(value)
     }
 
     /// Registers the output of node `node` as a past run of this workspace

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use flow_cache::Store;
+use flow_cache::{StatCache, Store};
 
 use crate::diag::{suggest, Diagnostic, Diagnostics};
 use crate::node::{Arity, CheckCx, Compiled, InputInfo, Registry, Shape};
@@ -77,6 +77,9 @@ impl Plan {
     }
 }
 
+/// The stat cache's file in a workspace (see [`StatCache`]).
+pub const STAT_CACHE: &str = "stat-cache.json";
+
 /// Reads, checks and compiles a spec. `sets` are `--set key=value` overrides.
 pub fn compile(path: &Path, sets: &[String], registry: &Registry) -> Result<Plan, Diagnostics> {
     compile_with_env(path, sets, registry, &|n| std::env::var(n).ok())
@@ -114,9 +117,17 @@ fn compile_full(
     let copies: HashMap<String, String> =
         parsed.nodes.iter().filter(|n| n.name != n.written).map(|n| (n.name.clone(), n.written.clone())).collect();
     let root = parsed.file.source.path.clone();
-    let plan = build(parsed, registry, workspace, &mut diags);
+    // Input files are hashed through the workspace's stat cache, which is
+    // written only for a spec that compiles, into a workspace that exists.
+    let stats = workspace.map(|w| StatCache::open(w.root().join(STAT_CACHE)));
+    let plan = build(parsed, registry, workspace, stats.as_ref(), &mut diags);
     tidy(&mut diags, &root, &copies);
     if diags.is_empty() {
+        if let (Some(stats), Some(w)) = (&stats, workspace.filter(|w| w.exists())) {
+            if let Err(e) = stats.save() {
+                tracing::debug!("could not write the stat cache in {}: {e}", w.root().display());
+            }
+        }
         Ok(plan.expect("a plan exists when there are no problems"))
     } else {
         Err(Diagnostics(diags))
@@ -174,6 +185,7 @@ fn build(
     parsed: ParsedSpec,
     registry: &Registry,
     workspace: Option<&Store>,
+    stats: Option<&StatCache>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Plan> {
     let ParsedSpec { file, name: spec_name, params, backends, declared_backends, prices, nodes: raw, scopes, .. } =
@@ -292,6 +304,7 @@ fn build(
         let mut cx =
             CheckCx::new(&node.file, &node.name, node.path.clone(), infos, diags, &backends, &declared_backends);
         cx.workspace = workspace;
+        cx.stats = stats;
         cx.side_inputs = side_infos;
         compiled[i] = kind.compile(&node.config, &mut cx);
     }

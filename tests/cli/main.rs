@@ -33,5 +33,6 @@ mod self_improve;
 mod spill;
 mod synthesize;
 mod templates;
+mod throughput;
 mod tools;
 mod train;

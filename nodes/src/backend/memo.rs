@@ -5,7 +5,9 @@
 //! thread takes every answer that arrived while the previous commit was on
 //! its way, and those arriving within a few milliseconds after, and commits
 //! them together: under light load each call is committed alone within
-//! milliseconds, under heavy load commits grow. Answers
+//! milliseconds, under heavy load commits grow. Answers are queued without
+//! waking the writer unless it is idle: a wake-up per answer (a futex call
+//! and two context switches) cost more than the insert itself. Answers
 //! waiting for their commit are served from memory, so a repeated request
 //! in the same run is not sent twice.
 //!
@@ -17,10 +19,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the writer waits for more answers before a commit.
 const GATHER: Duration = Duration::from_millis(5);
@@ -57,6 +58,18 @@ enum Msg {
     Flush(Flush),
 }
 
+/// What callers hand the writer thread.
+#[derive(Default)]
+struct Queue {
+    msgs: Vec<Msg>,
+    /// The writer waits for a message (and must be woken for one).
+    idle: bool,
+    /// No more messages: the writer ends once it took the last.
+    closed: bool,
+}
+
+type Inbox = Arc<(Mutex<Queue>, Condvar)>;
+
 /// The call memo, with its group-commit writer.
 pub struct MemoWriter {
     memo: Arc<CallMemo>,
@@ -65,7 +78,7 @@ pub struct MemoWriter {
     failed: Arc<OnceLock<Arc<MemoError>>>,
     /// Answers not recorded since then.
     lost: Arc<AtomicU64>,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    inbox: Inbox,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -73,39 +86,48 @@ impl MemoWriter {
     pub fn start(memo: CallMemo) -> Self {
         let memo = Arc::new(memo);
         let pending: Arc<Mutex<HashMap<ContentHash, Arc<Vec<u8>>>>> = Arc::default();
-        let (tx, rx) = mpsc::channel::<Msg>();
+        let inbox: Inbox = Arc::default();
         let failed: Arc<OnceLock<Arc<MemoError>>> = Arc::default();
         let lost: Arc<AtomicU64> = Arc::default();
-        let (m, p, f, l) = (memo.clone(), pending.clone(), failed.clone(), lost.clone());
+        let (m, p, f, l, i) = (memo.clone(), pending.clone(), failed.clone(), lost.clone(), inbox.clone());
         let thread = std::thread::Builder::new()
             .name("flow-memo".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                let (queue, wake) = &*i;
+                loop {
+                    let mut q = lock(queue);
+                    while q.msgs.is_empty() && !q.closed {
+                        q.idle = true;
+                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                    q.idle = false;
+                    if q.msgs.is_empty() {
+                        break;
+                    }
+                    // Gather what arrives in the next few milliseconds too:
+                    // a commit costs about the same for one call or hundreds.
+                    // A flush waiting is answered at once.
+                    if !q.msgs.iter().any(|m| matches!(m, Msg::Flush(_))) {
+                        drop(q);
+                        std::thread::sleep(GATHER);
+                        q = lock(queue);
+                    }
+                    let msgs = std::mem::take(&mut q.msgs);
+                    drop(q);
                     let mut batch = Vec::new();
                     let mut flushes = Vec::new();
-                    fn take(msg: Msg, batch: &mut Vec<(ContentHash, Arc<Vec<u8>>)>, flushes: &mut Vec<Flush>) {
+                    for msg in msgs {
                         match msg {
                             Msg::Put(k, v) => batch.push((k, v)),
                             Msg::Flush(f) => flushes.push(f),
                         }
                     }
-                    take(first, &mut batch, &mut flushes);
-                    // Gather what arrives in the next few milliseconds too:
-                    // a commit costs about the same for one call or hundreds.
-                    let deadline = Instant::now() + GATHER;
-                    while batch.len() < MAX_BATCH && flushes.is_empty() {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(left) {
-                            Ok(more) => take(more, &mut batch, &mut flushes),
-                            Err(_) => break,
-                        }
-                    }
-                    if !batch.is_empty() {
+                    for part in batch.chunks(MAX_BATCH) {
                         if f.get().is_some() {
-                            l.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            l.fetch_add(part.len() as u64, Ordering::Relaxed);
                         } else {
                             let rows: Vec<(ContentHash, Vec<u8>)> =
-                                batch.iter().map(|(k, v)| (*k, v.as_ref().clone())).collect();
+                                part.iter().map(|(k, v)| (*k, v.as_ref().clone())).collect();
                             if let Err(e) = m.put_many(&rows) {
                                 tracing::debug!("could not record {} calls in the call memo: {e}", rows.len());
                                 l.fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -113,10 +135,11 @@ impl MemoWriter {
                             }
                         }
                         let mut pending = lock(&p);
-                        for (k, _) in &batch {
+                        for (k, _) in part {
                             pending.remove(k);
                         }
                     }
+                    // Everything sent before each flush is committed now.
                     for f in flushes {
                         let (done, cv) = &*f;
                         *lock(done) = true;
@@ -125,7 +148,21 @@ impl MemoWriter {
                 }
             })
             .expect("spawn the memo writer");
-        Self { memo, pending, failed, lost, tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }
+        Self { memo, pending, failed, lost, inbox, thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Hands `msg` to the writer, waking it only if it waits for one.
+    fn send(&self, msg: Msg) -> bool {
+        let (queue, wake) = &*self.inbox;
+        let mut q = lock(queue);
+        if q.closed {
+            return false;
+        }
+        q.msgs.push(msg);
+        if std::mem::take(&mut q.idle) {
+            wake.notify_one();
+        }
+        true
     }
 
     /// Why answers are no longer recorded, once a commit failed.
@@ -151,19 +188,14 @@ impl MemoWriter {
     pub fn put(&self, key: ContentHash, value: Vec<u8>) {
         let value = Arc::new(value);
         lock(&self.pending).insert(key, value.clone());
-        if let Some(tx) = lock(&self.tx).as_ref() {
-            let _ = tx.send(Msg::Put(key, value));
-        }
+        self.send(Msg::Put(key, value));
     }
 
     /// Blocks until every answer recorded so far is committed, or says why
     /// some could not be.
     pub fn flush(&self) -> Result<(), MemoFailed> {
         let done = Arc::new((Mutex::new(false), Condvar::new()));
-        let sent = match lock(&self.tx).as_ref() {
-            Some(tx) => tx.send(Msg::Flush(done.clone())).is_ok(),
-            None => false,
-        };
+        let sent = self.send(Msg::Flush(done.clone()));
         if sent {
             let (flag, cv) = &*done;
             let mut finished = lock(flag);
@@ -180,7 +212,11 @@ impl MemoWriter {
 
 impl Drop for MemoWriter {
     fn drop(&mut self) {
-        lock(&self.tx).take();
+        {
+            let (queue, wake) = &*self.inbox;
+            lock(queue).closed = true;
+            wake.notify_one();
+        }
         if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }

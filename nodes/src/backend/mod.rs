@@ -3,8 +3,8 @@
 //!
 //! A call goes: call memo (blake3 of backend identity + request; a hit
 //! sends nothing) → rate limits (`rpm`, `tpm`, governor) → a concurrency
-//! slot (`max_concurrency`, a semaphore shared by every node on the backend)
-//! → the transport (`openai` over HTTP, or the offline `sim`) → retries with
+//! slot (up to `max_concurrency`, shared by every node on the backend, the
+//! cap adapting to 429s: [`slots`]) → the transport (`openai` over HTTP, or the offline `sim`) → retries with
 //! exponential backoff and jitter on 429, 5xx, timeouts and connection
 //! errors, honouring `Retry-After` (backon) → the answer is memoized and
 //! counted (tokens, cost) on the node's meter. Endpoints are paths under the
@@ -18,19 +18,21 @@
 
 mod memo;
 mod openai;
+pub mod ordered;
 pub mod price;
 mod request;
 mod run;
 pub mod sim;
+mod slots;
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use governor::DefaultDirectRateLimiter;
-use serde_json::{json, Value};
-use tokio::sync::Semaphore;
+use serde_json::Value;
 
 use flow_engine::cache::ContentHash;
 use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
@@ -42,6 +44,7 @@ pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
 pub use run::{BackendError, Backends};
 pub use sim::Answer;
+use slots::{Outcome, Slots};
 
 /// An API endpoint, as a path under the backend's base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +194,7 @@ pub struct Backend {
     pub spec: BackendSpec,
     identity: Value,
     transport: Transport,
-    slots: Semaphore,
+    slots: Slots,
     rpm: Option<DefaultDirectRateLimiter>,
     tpm: Option<(DefaultDirectRateLimiter, u32)>,
     prices: Arc<Prices>,
@@ -223,8 +226,9 @@ impl Backend {
         usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
         let key = self.memo_key(endpoint, &body, opts.sample);
-        let tokens = estimate_tokens(&body, self.spec.max_tokens);
-        self.execute(Request::Endpoint(endpoint, &body, opts.sample), Some(key), Some(tokens), opts, usable).await
+        // Only `tpm` reads it, and it costs a serialization of the body.
+        let tokens = self.tpm.is_some().then(|| estimate_tokens(&body, self.spec.max_tokens));
+        self.execute(Request::Endpoint(endpoint, &body, opts.sample), Some(key), tokens, opts, usable).await
     }
 
     /// A JSON POST to `path` under the base URL (a fine-tuning job's
@@ -296,7 +300,11 @@ impl Backend {
                 }
             }
         }
+        // Set while this call waits out a backoff (see `Meter::waiting`);
+        // cleared when it tries again, or here if it is dropped meanwhile.
+        let parked = Parked { on: AtomicBool::new(false), meter: opts.meter };
         let attempt = || async {
+            parked.resume();
             if let Some(rpm) = &self.rpm {
                 rpm.until_ready().await;
             }
@@ -305,24 +313,33 @@ impl Backend {
                 let n = NonZeroU32::new(tokens.clamp(1, *cap)).expect("clamped to at least 1");
                 let _ = tpm.until_n_ready(n).await;
             }
-            let _slot = self.slots.acquire().await.map_err(|_| CallError::fatal("backend closed"))?;
+            let slot = self.slots.acquire().await.map_err(|_| CallError::fatal("backend closed"))?;
             // Checked at the last moment, so no call goes out once the memo
             // failed, not even one that waited for its slot or a retry.
             if let Some(halted) = self.halted() {
                 return Err(CallError::fatal(halted.to_string()));
             }
             let started = Instant::now();
-            let body = match (&self.transport, request) {
-                (Transport::Openai(c), Request::Endpoint(endpoint, body, _)) => c.send(endpoint, body).await?,
-                (Transport::Openai(c), Request::Post(path, body)) => c.post(path, body).await?,
-                (Transport::Openai(c), Request::Upload(path, file)) => c.upload(path, &file).await?,
-                (Transport::Openai(c), Request::Get(path)) => c.get(path).await?,
-                (Transport::Sim(s), Request::Endpoint(endpoint, body, sample)) => {
-                    s.send(endpoint, body, sample).await?
+            let sent = async {
+                match (&self.transport, request) {
+                    (Transport::Openai(c), Request::Endpoint(endpoint, body, _)) => c.send(endpoint, body).await,
+                    (Transport::Openai(c), Request::Post(path, body)) => c.post(path, body).await,
+                    (Transport::Openai(c), Request::Upload(path, file)) => c.upload(path, &file).await,
+                    (Transport::Openai(c), Request::Get(path)) => c.get(path).await,
+                    (Transport::Sim(s), Request::Endpoint(endpoint, body, sample)) => {
+                        s.send(endpoint, body, sample).await
+                    }
+                    (Transport::Sim(s), other) => s.fine_tuning(other).await,
                 }
-                (Transport::Sim(s), other) => s.fine_tuning(other).await?,
-            };
-            Ok::<_, CallError>((body, started.elapsed()))
+            }
+            .await;
+            let cap = slot.finish(match &sent {
+                Err(e) if e.status == Some(429) => Outcome::Throttled,
+                Err(e) if e.retryable => Outcome::Other,
+                _ => Outcome::Answered,
+            });
+            opts.meter.concurrency(cap.now, cap.max);
+            Ok::<_, CallError>((sent?, started.elapsed()))
         };
         let retry = &self.spec.retry;
         let backoff = ExponentialBuilder::default()
@@ -339,7 +356,7 @@ impl Backend {
             })
             .notify(|e: &CallError, d| {
                 opts.meter.retry();
-                opts.meter.backing_off(e.status, d);
+                parked.park(e.status, d);
                 tracing::debug!(backend = %self.name, error = %e, wait = ?d, "retrying");
             })
             .await;
@@ -357,8 +374,14 @@ impl Backend {
                     return Err(CallError::fatal(e.to_string()));
                 }
                 if let (Some(memo), Some(key)) = (&self.memo, key) {
-                    let stored = json!({"body": reply.body, "latency_ms": latency_ms});
-                    memo.put(key, serde_json::to_vec(&stored).expect("json"));
+                    // Borrowed, not a `json!` copy of the body; the same
+                    // bytes (`body` sorts before `latency_ms`).
+                    #[derive(serde::Serialize)]
+                    struct Stored<'a> {
+                        body: &'a Value,
+                        latency_ms: u64,
+                    }
+                    memo.put(key, serde_json::to_vec(&Stored { body: &reply.body, latency_ms }).expect("json"));
                 }
                 Ok(reply)
             }
@@ -462,10 +485,37 @@ impl Backend {
     }
 }
 
+/// A call waiting out a backoff, counted on its node's meter.
+struct Parked<'a> {
+    on: AtomicBool,
+    meter: &'a Meter,
+}
+
+impl Parked<'_> {
+    fn park(&self, status: Option<u16>, wait: Duration) {
+        if !self.on.swap(true, Ordering::Relaxed) {
+            self.meter.backing_off(status, wait);
+        }
+    }
+
+    fn resume(&self) {
+        if self.on.swap(false, Ordering::Relaxed) {
+            self.meter.resumed();
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.resume();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use flow_engine::cache::CallMemo;
+    use serde_json::json;
     use std::collections::BTreeMap;
 
     fn sim_backends(extra: &str) -> Backends {

@@ -38,6 +38,9 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
+    /// The chat and embeddings URLs (as joined, for messages), parsed
+    /// once rather than per call.
+    endpoints: [Option<(reqwest::Url, String)>; 2],
     /// The largest response body read.
     max_body: u64,
 }
@@ -74,12 +77,28 @@ impl Client {
             .user_agent(concat!("flow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Http)?;
-        Ok(Self { http, base_url: spec.base_url().to_string(), max_body: spec.max_response_bytes() })
+        let base_url = spec.base_url().to_string();
+        let parsed = |e: Endpoint| {
+            let joined = flow_engine::spec::url::join(&base_url, e.path());
+            reqwest::Url::parse(&joined).ok().map(|url| (url, joined))
+        };
+        let endpoints = [parsed(Endpoint::Chat), parsed(Endpoint::Embeddings)];
+        Ok(Self { http, base_url, endpoints, max_body: spec.max_response_bytes() })
     }
 
     /// One attempt.
     pub async fn send(&self, endpoint: Endpoint, body: &Value) -> Result<Value, CallError> {
-        self.post(endpoint.path(), body).await
+        let at = match endpoint {
+            Endpoint::Chat => &self.endpoints[0],
+            Endpoint::Embeddings => &self.endpoints[1],
+        };
+        let Some((url, joined)) = at else {
+            // Not a URL: the request fails with reqwest's message.
+            return self.post(endpoint.path(), body).await;
+        };
+        let bytes = serde_json::to_vec(body).expect("a request serializes");
+        let request = self.http.post(url.clone()).header(CONTENT_TYPE, "application/json").body(bytes);
+        self.execute("POST", joined, request).await
     }
 
     /// One attempt at a JSON POST to `path` under the base URL.

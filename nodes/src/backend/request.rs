@@ -43,12 +43,20 @@ pub(super) fn memo_key_of(identity: &Value, endpoint: Endpoint, body: &Value, sa
 }
 
 pub(super) fn path_key_of(identity: &Value, path: &str, body: &Value, sample: u32) -> ContentHash {
-    let request = if sample == 0 {
-        json!({"endpoint": path, "body": body})
-    } else {
-        json!({"endpoint": path, "body": body, "sample": sample})
-    };
-    CallMemo::key(identity, &request)
+    // Borrowed rather than a `json!` copy of the body (a call's largest
+    // part); serialized the same: `json!` objects sort their keys, and
+    // these fields are in that order.
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        body: &'a Value,
+        endpoint: &'a str,
+        #[serde(skip_serializing_if = "is_zero")]
+        sample: u32,
+    }
+    fn is_zero(n: &u32) -> bool {
+        *n == 0
+    }
+    CallMemo::key(identity, &Request { body, endpoint: path, sample })
 }
 
 /// The memo key of a JSON POST to `path` filed under `key` (see
@@ -110,4 +118,25 @@ pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, samp
         body.insert("response_format".into(), json!({"type": "json_object"}));
     }
     Value::Object(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys of answers memoized before stay the keys: the request is
+    /// hashed as the `json!` object it once was.
+    #[test]
+    fn memo_keys_are_those_of_the_json_object() {
+        let identity = json!({"provider": "openai", "model": "m"});
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0});
+        for sample in [0, 3] {
+            let old = if sample == 0 {
+                json!({"endpoint": "chat/completions", "body": body})
+            } else {
+                json!({"endpoint": "chat/completions", "body": body, "sample": sample})
+            };
+            assert_eq!(path_key_of(&identity, "chat/completions", &body, sample), CallMemo::key(&identity, &old));
+        }
+    }
 }

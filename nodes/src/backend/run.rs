@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use governor::{Quota, RateLimiter};
-use tokio::sync::Semaphore;
-
 use flow_engine::cache::CallMemo;
 use flow_engine::{BackendSpec, BuildCx, NodeError, Plan, Price, Provider};
+use governor::{Quota, RateLimiter};
 
 use super::price::Prices;
+use super::slots::Slots;
 use super::{openai, sim, Answer, Backend, MemoFailed, MemoWriter, Transport};
 
 /// Problems building the backends before a run.
@@ -63,7 +62,7 @@ impl Backends {
                 name: name.clone(),
                 identity: spec.identity(),
                 transport,
-                slots: Semaphore::new(spec.max_concurrency()),
+                slots: Slots::new(spec.max_concurrency()),
                 rpm: spec.rpm.and_then(per_minute),
                 tpm: spec.tpm.and_then(|n| per_minute(n).map(|l| (l, n))),
                 prices: prices.clone(),

@@ -124,7 +124,10 @@ impl Node for Load {
             return open;
         };
         let Some(path) = cx.input_file(&cx.field("path"), &config.path) else { return open };
-        match all_fields(&path, format) {
+        // Read once per content: a plan over the same bytes takes the list
+        // (and the count) from the stat cache instead of reading the file again.
+        let what = format!("load.fields.v2.{format:?}");
+        match cx.read_input(&path, &what, || all_fields(&path, format)) {
             Ok((fields, count)) => {
                 // Counted while the fields were read: progress shows a total.
                 let kept = [config.limit, config.sample.as_ref().map(|s| s.n)].into_iter().flatten().fold(count, u64::min);

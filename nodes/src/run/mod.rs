@@ -6,7 +6,8 @@
 //! the input record plus `output`, `usage`, `latency_ms`, `cost_usd`,
 //! `model` and `error` (plus `sample` with `repeat:`). Records go out in
 //! input order, each as soon as it and every record before it are answered,
-//! so outputs diff cleanly between runs. A call that fails for good (a 4xx,
+//! so outputs diff cleanly between runs; calls complete in any order
+//! meanwhile ([`stream`]). A call that fails for good (a 4xx,
 //! or retries spent) leaves its `error` on the record; the node fails only
 //! past `max_errors`.
 //!
@@ -17,6 +18,7 @@
 //! it in `rules_applied`.
 
 mod prompt;
+mod stream;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -24,7 +26,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -33,13 +34,14 @@ use flow_engine::node::SUMMARY_JSON;
 use flow_engine::template::RenderError;
 use flow_engine::{
     Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
-    RecordStream, Shape, Stage, StreamStage, Template, BATCH_SIZE, SUMMARY_MD,
+    RecordStream, Shape, Stage, StreamStage, Template, SUMMARY_MD,
 };
 
 use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint};
 pub use prompt::{MessageConfig, PromptFiles, Role, Variants};
 use prompt::Prompt;
 use crate::synthesize::rules::RuleSet;
+pub use stream::{ByteSize, ByteSizeError, DEFAULT_REORDER_BUFFER};
 
 pub struct Run;
 
@@ -142,6 +144,12 @@ pub struct RunConfig {
     #[serde(skip)]
     #[schemars(skip)]
     pub files: PromptFiles,
+    /// Memory for records answered before an earlier one (`32MB`, `64MiB`;
+    /// default 32 MiB): calls finish in any order, records go out in input
+    /// order. Past it, no new call starts until the oldest is answered.
+    /// Not part of the node's key: it changes no output.
+    #[serde(default, skip_serializing)]
+    pub reorder_buffer: Option<ByteSize>,
 }
 
 /// The fields `run` adds to each record.
@@ -227,6 +235,7 @@ impl Node for Run {
         };
         Ok(Stage::Stream(Arc::new(Caller {
             concurrency: backend.spec.max_concurrency(),
+            reorder: c.reorder_buffer.unwrap_or(DEFAULT_REORDER_BUFFER),
             backend,
             prompts,
             repeat: c.repeat.unwrap_or(1),
@@ -289,6 +298,8 @@ struct Caller {
     /// Answers the rules changed.
     changed: AtomicU64,
     concurrency: usize,
+    /// The reorder buffer's bound.
+    reorder: ByteSize,
     limit: ErrorLimit,
     meter: Arc<Meter>,
     memo_reads: bool,
@@ -407,20 +418,7 @@ impl Caller {
 
 impl StreamStage for Caller {
     fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
-        let per_record = self.per_record();
-        let this = self.clone();
-        input
-            .flat_map(move |r| futures::stream::iter((0..per_record).map(move |s| (r.clone(), s))))
-            .map(move |(r, s)| this.clone().one(r, s))
-            // Output in input order. Twice the backend's cap may be pending
-            // here, so a slot freed by any call is taken at once by a waiting
-            // one instead of waiting for the oldest call (ordering holds the
-            // finished ones); the backend's semaphore keeps the cap, across
-            // nodes too.
-            .buffered(self.concurrency * 2)
-            .ready_chunks(BATCH_SIZE)
-            .map(|chunk| chunk.into_iter().collect::<Result<Vec<_>, _>>())
-            .boxed()
+        self.stream(input)
     }
 
     fn finish(&self) -> Result<Vec<Artifact>, NodeError> {

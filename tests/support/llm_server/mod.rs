@@ -4,7 +4,9 @@
 //! It answers `POST /v1/chat/completions` and `POST /v1/embeddings` with
 //! deterministic content derived from the request, after an optional
 //! latency, and can inject failures (alternately 429 with `Retry-After: 0`,
-//! or any headers, and 500; or one status) or demand an API key. Everything it observes is counted on the
+//! or any headers, and 500; or one status), refuse with 429 what exceeds a
+//! concurrency limit, hold one request back with a 429 and a long
+//! `Retry-After`, or demand an API key. Everything it observes is counted on the
 //! server side — requests, successes, the most requests in flight at once,
 //! the Authorization headers and the successful request bodies — so a test
 //! of the `flow` binary can check what the binary really sent, not what it
@@ -55,8 +57,20 @@ pub struct ServerConfig {
     /// The headers of an injected 429: `Retry-After: 0` by default; a
     /// hostile server's `1e300` or `inf` in tests of the client.
     pub throttle_headers: Vec<(&'static str, &'static str)>,
-    /// `Some(code)`: the injected failures all answer this status instead.
+    /// `Some(code)`: the injected failures all answer this status instead
+    /// (a 429 with [`ServerConfig::throttle_headers`]).
     pub fail_status: Option<u16>,
+    /// With [`ServerConfig::fail_every`]: a chat request whose last user
+    /// message failed once is answered, and not counted in the schedule,
+    /// so each failing case fails once and its retry succeeds.
+    pub fail_once: bool,
+    /// `Some(n)`: a request arriving while `n` are in flight is refused at
+    /// once with 429 (and [`ServerConfig::throttle_headers`]), as a
+    /// server with a concurrency limit does.
+    pub max_concurrent: Option<u64>,
+    /// `Some((text, wait))`: the first chat request whose last user message
+    /// is `text` is refused with 429 and `Retry-After: wait`.
+    pub stall: Option<(String, &'static str)>,
     /// `Some(n)`: every chat answer reports `n` prompt and `n` completion
     /// tokens (a broken server's `u64::MAX`), instead of its word counts.
     pub usage: Option<u64>,
@@ -106,6 +120,9 @@ impl Default for ServerConfig {
             fail_every: None,
             throttle_headers: vec![("retry-after", "0")],
             fail_status: None,
+            fail_once: false,
+            max_concurrent: None,
+            stall: None,
             usage: None,
             api_key: None,
             record_bodies: true,
@@ -134,6 +151,19 @@ struct Shared {
     successes: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// 429s sent (injected, over the concurrency limit, the stall).
+    throttled: AtomicU64,
+    /// Requests in flight as each request arrived (itself included).
+    arrivals: Mutex<Vec<u32>>,
+    /// The last user message of each chat request, in the order received
+    /// (failed ones too), when bodies are recorded.
+    arrived: Mutex<Vec<String>>,
+    /// Whether the stalled request was refused already.
+    stalled: AtomicBool,
+    /// With `fail_once`: the last user messages of the requests failed,
+    /// and the count of the others, which the failure schedule follows.
+    failed_once: Mutex<BTreeSet<String>>,
+    scheduled: AtomicU64,
     /// Numbers the `chatcmpl-N` ids; never reset.
     next_id: AtomicU64,
     authorizations: Mutex<BTreeSet<String>>,
@@ -180,6 +210,12 @@ impl LlmServer {
             successes: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            arrivals: Mutex::new(Vec::new()),
+            arrived: Mutex::new(Vec::new()),
+            stalled: AtomicBool::new(false),
+            failed_once: Mutex::new(BTreeSet::new()),
+            scheduled: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             authorizations: Mutex::new(BTreeSet::new()),
             bodies: Mutex::new(Vec::new()),
@@ -252,6 +288,23 @@ impl LlmServer {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// 429s sent.
+    pub fn throttled(&self) -> u64 {
+        self.state.throttled.load(Ordering::SeqCst)
+    }
+
+    /// Requests in flight as each request arrived (itself included), in
+    /// the order they arrived.
+    pub fn arrivals(&self) -> Vec<u32> {
+        self.state.arrivals.lock().unwrap().clone()
+    }
+
+    /// The last user message of each chat request in the order they
+    /// arrived, failed ones too (with `record_bodies`).
+    pub fn arrived(&self) -> Vec<String> {
+        self.state.arrived.lock().unwrap().clone()
+    }
+
     /// The distinct `Authorization` header values seen, sorted.
     pub fn authorizations(&self) -> Vec<String> {
         self.state.authorizations.lock().unwrap().iter().cloned().collect()
@@ -273,6 +326,11 @@ impl LlmServer {
         s.requests.store(0, Ordering::SeqCst);
         s.successes.store(0, Ordering::SeqCst);
         s.max_in_flight.store(s.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        s.throttled.store(0, Ordering::SeqCst);
+        s.arrivals.lock().unwrap().clear();
+        s.arrived.lock().unwrap().clear();
+        s.failed_once.lock().unwrap().clear();
+        s.scheduled.store(0, Ordering::SeqCst);
         s.authorizations.lock().unwrap().clear();
         s.bodies.lock().unwrap().clear();
         s.routes.lock().unwrap().clear();
@@ -336,7 +394,12 @@ impl Drop for InFlight<'_> {
 /// latency, the key check, failure injection and body parsing. `Ok` is the
 /// parsed body of a request to answer with 200.
 async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
-    admit_any(s, headers).await?;
+    admit_text(s, headers, body, None).await
+}
+
+/// [`admit`] for a chat request whose last user message is `text`.
+async fn admit_text(s: &Shared, headers: &HeaderMap, body: &Bytes, text: Option<&str>) -> Result<Value, Response> {
+    admit_as(s, headers, text).await?;
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if v.is_object() => Ok(v),
         Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the request body must be a JSON object", "invalid_request_error")),
@@ -347,7 +410,18 @@ async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, R
 /// [`admit`] without the body: counting, latency, the key check and
 /// failure injection, for every kind of request.
 async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+    admit_as(s, headers, None).await
+}
+
+/// [`admit_any`] for a chat request whose last user message is `text`
+/// (for [`ServerConfig::fail_once`]).
+async fn admit_as(s: &Shared, headers: &HeaderMap, text: Option<&str>) -> Result<(), Response> {
     let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let now = s.in_flight.load(Ordering::SeqCst);
+    s.arrivals.lock().unwrap().push(now as u32);
+    if s.cfg.max_concurrent.is_some_and(|max| now > max) {
+        return Err(throttle(s, "too many requests in flight (injected)"));
+    }
     let auth = headers.get(header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     if let Some(a) = &auth {
         s.authorizations.lock().unwrap().insert(a.clone());
@@ -360,25 +434,53 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error"));
         }
     }
-    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0 && s.failing.load(Ordering::SeqCst)).map(u64::from) {
+    // With `fail_once`, a case that failed before is answered, and the
+    // schedule counts only the others.
+    let n = match text.filter(|_| s.cfg.fail_once) {
+        Some(t) if s.failed_once.lock().unwrap().contains(t) => 0,
+        Some(_) => s.scheduled.fetch_add(1, Ordering::SeqCst) + 1,
+        None => n,
+    };
+    if let Some(every) = s.cfg.fail_every.filter(|&e| e > 0 && n > 0 && s.failing.load(Ordering::SeqCst)).map(u64::from)
+    {
         if n.is_multiple_of(every) {
+            if let Some(t) = text.filter(|_| s.cfg.fail_once) {
+                s.failed_once.lock().unwrap().insert(t.to_string());
+            }
             if let Some(code) = s.cfg.fail_status {
+                if code == 429 {
+                    return Err(throttle(s, "rate limited (injected)"));
+                }
                 let status = StatusCode::from_u16(code).expect("an HTTP status");
                 return Err(error(status, "failure (injected)", "server_error"));
             }
             // Failures alternate: the 1st, 3rd, ... is a 429, the others a 500.
             return Err(if (n / every) % 2 == 1 {
-                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)", "rate_limit_error");
-                for (name, value) in &s.cfg.throttle_headers {
-                    r.headers_mut().insert(*name, header::HeaderValue::from_static(value));
-                }
-                r
+                throttle(s, "rate limited (injected)")
             } else {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "server error (injected)", "server_error")
             });
         }
     }
     Ok(())
+}
+
+/// A 429 with the configured headers, counted.
+fn throttle(s: &Shared, message: &str) -> Response {
+    s.throttled.fetch_add(1, Ordering::SeqCst);
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, message, "rate_limit_error");
+    for (name, value) in &s.cfg.throttle_headers {
+        r.headers_mut().insert(*name, header::HeaderValue::from_static(value));
+    }
+    r
+}
+
+/// The last user message of a chat request body.
+fn last_user_text(body: &[u8]) -> Option<String> {
+    let req: Value = serde_json::from_slice(body).ok()?;
+    let messages = req.get("messages")?.as_array()?;
+    let last = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    Some(content_text(last.get("content")))
 }
 
 /// Records a successful request and its body.
@@ -391,7 +493,24 @@ fn succeed(s: &Shared, body: Value) {
 
 async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let _in_flight = InFlight::enter(&s);
-    let req = match admit(&s, &headers, &body).await {
+    let text = (s.cfg.record_bodies || s.cfg.stall.is_some() || s.cfg.fail_once)
+        .then(|| last_user_text(&body).unwrap_or_default());
+    if let Some(text) = text.clone().filter(|_| s.cfg.record_bodies || s.cfg.stall.is_some()) {
+        if let Some((stalled, wait)) = &s.cfg.stall {
+            if *stalled == text && !s.stalled.swap(true, Ordering::SeqCst) {
+                s.requests.fetch_add(1, Ordering::SeqCst);
+                s.arrived.lock().unwrap().push(text);
+                s.throttled.fetch_add(1, Ordering::SeqCst);
+                let mut r = error(StatusCode::TOO_MANY_REQUESTS, "held back (injected)", "rate_limit_error");
+                r.headers_mut().insert("retry-after", header::HeaderValue::from_static(wait));
+                return r;
+            }
+        }
+        if s.cfg.record_bodies {
+            s.arrived.lock().unwrap().push(text);
+        }
+    }
+    let req = match admit_text(&s, &headers, &body, text.as_deref()).await {
         Ok(v) => v,
         Err(r) => return r,
     };
