@@ -206,7 +206,10 @@ fn a_memo_write_that_fails_stops_the_calls_and_fails_the_run() {
     // call starts after it. Before, every remaining call (~380) was sent and
     // its answer lost.
     assert_eq!(server.successes(), sent, "no call failed at the server");
-    assert_eq!(committed + lost, sent, "{committed} kept + {lost} lost != {sent} answered");
+    // The calls still in flight when the node stopped (at most `cap`) are
+    // dropped unread: the server answered them, flow never received them.
+    let unread = sent - (committed + lost).min(sent);
+    assert!(committed + lost <= sent && unread <= cap as u64, "{committed} kept + {lost} lost, {sent} answered");
     assert!(lost <= 40, "{lost} answers lost ({committed} kept): calls went on after the failed commit");
 
     server.reset_counters();
