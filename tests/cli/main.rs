@@ -24,6 +24,7 @@ mod inspect;
 mod interrupt;
 mod memo;
 mod metrics;
+mod openai;
 mod outputs;
 mod plan;
 mod progress;

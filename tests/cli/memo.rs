@@ -205,11 +205,16 @@ fn a_memo_write_that_fails_stops_the_calls_and_fails_the_run() {
     // on a busy machine) and the calls in flight then (at most `cap`); no
     // call starts after it. Before, every remaining call (~380) was sent and
     // its answer lost.
-    assert_eq!(server.successes(), sent, "no call failed at the server");
     // The calls still in flight when the node stopped (at most `cap`) are
-    // dropped unread: the server answered them, flow never received them.
-    let unread = sent - (committed + lost).min(sent);
-    assert!(committed + lost <= sent && unread <= cap as u64, "{committed} kept + {lost} lost, {sent} answered");
+    // dropped unread: the server may have answered them (or seen the
+    // connection close first), flow never received them.
+    let answered = server.successes();
+    assert!(sent - answered <= cap as u64, "{answered} of {sent} requests answered");
+    let unread = answered - (committed + lost).min(answered);
+    assert!(
+        committed + lost <= answered && unread <= cap as u64,
+        "{committed} kept + {lost} lost, {answered} answered"
+    );
     assert!(lost <= 40, "{lost} answers lost ({committed} kept): calls went on after the failed commit");
 
     server.reset_counters();

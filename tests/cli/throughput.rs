@@ -7,77 +7,19 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{node, run_in_env, Project, Run};
+use crate::common::{node, Project};
 use crate::llm_server::{LlmServer, ServerConfig};
+use crate::openai::{self, assert_all_answered, project, run_ok, show, ANSWERS};
 
-const KEY: &str = "sk-test-key-0002";
-const SPEC: &str = "specs/t.yaml";
-
-/// `load → run` against `url`: at most `cap` calls in flight, `retry` as
-/// the backend's retry settings.
-fn spec(url: &str, cap: u32, retry: &str) -> String {
-    format!(
-        "flow: 1
-name: t
-backends:
-  bot:
-    provider: openai
-    base_url: {url}
-    model: test-model
-    api_key_env: FLOW_TEST_KEY
-    temperature: 0
-    max_concurrency: {cap}
-    timeout: 10s
-    retry: {retry}
-nodes:
-  cases: {{kind: load, path: data/cases.jsonl}}
-  answers:
-    kind: run
-    input: cases
-    backend: bot
-    prompt: \"{{{{question}}}}\"
-"
-    )
-}
-
+/// The question of case `i`, as [`openai::cases`] writes it.
 fn question(i: usize) -> String {
     format!("what is {i}+1?")
 }
 
-fn project(n: usize, spec: &str) -> Project {
-    let p = Project::empty();
-    let cases: String = (0..n).map(|i| format!("{{\"id\": \"c{i}\", \"question\": \"{}\"}}\n", question(i))).collect();
-    p.write("specs/data/cases.jsonl", &cases);
-    p.write(SPEC, spec);
-    p
-}
-
-fn flow(p: &Project, args: &[&str]) -> Run {
-    run_in_env(p.dir.path(), args, &[("FLOW_TEST_KEY", KEY)])
-}
-
-fn run_ok(p: &Project, args: &[&str]) -> Value {
-    let mut all = vec!["run", SPEC];
-    all.extend_from_slice(args);
-    let r = flow(p, &all);
-    assert_eq!(r.code, 0, "flow {all:?} failed:\n{}{}", r.stdout, r.stderr);
-    p.latest_run("specs/.flow")
-}
-
-fn show(p: &Project, name: &str) -> Vec<Value> {
-    let r = flow(p, &["show", name]);
-    assert_eq!(r.code, 0, "flow show {name}: {}", r.stderr);
-    r.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
-}
-
-/// Every record answered, in input order.
-fn assert_all_answered(records: &[Value], n: usize) {
-    assert_eq!(records.len(), n, "record count");
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(r["id"], format!("c{i}"), "records out of input order at {i}: {r}");
-        assert!(r["error"].is_null(), "record {i} has an error: {r}");
-        assert_eq!(r["output"], format!("echo: {}", question(i)), "record {i}: {r}");
-    }
+/// `load → run` against `url`: at most `cap` calls in flight, `retry` as
+/// the backend's retry settings.
+fn spec(url: &str, cap: u32, retry: &str) -> String {
+    openai::spec_with_retry(url, cap, ANSWERS, retry)
 }
 
 /// One record is refused with `Retry-After: 3`; every other record's call

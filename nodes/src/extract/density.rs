@@ -251,35 +251,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// SplitMix64, for reproducible random vectors.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [-1, 1).
-        fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
+    use super::super::projection::SplitMix as Rng;
 
     /// `n` unit vectors around `centres` random centres, `spread` apart
     /// from them: clustered, so many pairs are neighbours and many are not.
     fn clustered(n: usize, dims: usize, centres: usize, spread: f32, seed: u64) -> Vec<f32> {
         let mut rng = Rng(seed);
-        let cs: Vec<Vec<f32>> = (0..centres).map(|_| (0..dims).map(|_| rng.unit()).collect()).collect();
+        let cs: Vec<Vec<f32>> = (0..centres).map(|_| (0..dims).map(|_| rng.unit_f32()).collect()).collect();
         let mut x = Vec::with_capacity(n * dims);
         for i in 0..n {
             let c = &cs[(rng.next() % centres as u64) as usize];
-            let mut v: Vec<f32> = (0..dims).map(|k| c[k] + spread * rng.unit()).collect();
+            let mut v: Vec<f32> = (0..dims).map(|k| c[k] + spread * rng.unit_f32()).collect();
             if i % 11 == 0 {
-                v = (0..dims).map(|_| rng.unit()).collect(); // a loner
+                v = (0..dims).map(|_| rng.unit_f32()).collect(); // a loner
             }
             assert!(normalize(&mut v));
             x.extend(v);

@@ -364,22 +364,7 @@ mod tests {
     use super::super::select;
     use super::*;
 
-    /// SplitMix64.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn unit(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
+    use super::super::projection::SplitMix as Rng;
 
     /// `n` logs like real ones: `clusters` topics with every log at cosine
     /// ≈ 0.9 from its topic, one in 200 a loner in a random direction.
@@ -387,7 +372,7 @@ mod tests {
         let mut rng = Rng(seed);
         let centres: Vec<Vec<f32>> = (0..clusters)
             .map(|_| {
-                let mut v: Vec<f32> = (0..dims).map(|_| rng.unit()).collect();
+                let mut v: Vec<f32> = (0..dims).map(|_| rng.unit_f32()).collect();
                 normalize(&mut v);
                 v
             })
@@ -397,9 +382,9 @@ mod tests {
         for i in 0..n {
             let c = &centres[(rng.next() % clusters as u64) as usize];
             let mut v: Vec<f32> = if i % 200 == 199 {
-                (0..dims).map(|_| rng.unit()).collect()
+                (0..dims).map(|_| rng.unit_f32()).collect()
             } else {
-                c.iter().map(|&x| x + amplitude * rng.unit()).collect()
+                c.iter().map(|&x| x + amplitude * rng.unit_f32()).collect()
             };
             assert!(normalize(&mut v));
             x.extend(v);
