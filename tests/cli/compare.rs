@@ -244,3 +244,91 @@ fn bad_compare_settings_are_located_errors() {
         r.stderr
     );
 }
+
+/// `repeat:` on both sides: samples pair with samples (`id+sample`), and a
+/// key can be a list; a single input of prompt variants compares them,
+/// with `baseline_variant` picking the baseline by name.
+#[test]
+fn repeated_samples_and_variants_are_joined_with_their_own() {
+    let p = Project::empty();
+    let cases: String = (1..=12)
+        .map(|i| {
+            format!("{{\"id\": \"c{i}\", \"question\": \"What is {i} + {}?\", \"expected\": \"{}\"}}\n", i * 7, i * 8)
+        })
+        .collect();
+    p.write("specs/data/cases.jsonl", &cases);
+    let spec = |key: &str| {
+        format!(
+            "flow: 1\nname: rep\nbackends:\n  a: {{provider: sim, model: m-a, temperature: 0.7, sim: {{error_rate: 0.1}}}}\n  b: {{provider: sim, model: m-b, temperature: 0.7, sim: {{error_rate: 0.5}}}}\n\
+             nodes:\n  cases: {{kind: load, path: data/cases.jsonl}}\n\
+             \x20 ra: {{kind: run, input: cases, backend: a, prompt: \"{{{{question}}}}\", repeat: 3}}\n\
+             \x20 rb: {{kind: run, input: cases, backend: b, prompt: \"{{{{question}}}}\", repeat: 3}}\n\
+             \x20 sa: {{kind: evaluate, input: ra, metrics: [{{type: exact_match, expected: \"{{{{expected}}}}\"}}]}}\n\
+             \x20 sb: {{kind: evaluate, input: rb, metrics: [{{type: exact_match, expected: \"{{{{expected}}}}\"}}]}}\n\
+             \x20 ab: {{kind: compare, inputs: [sa, sb]{key}}}\n"
+        )
+    };
+    p.write("specs/rep.yaml", &spec(""));
+    p.run_ok(&["specs/rep.yaml"]);
+    let rep = report(&p);
+    assert_eq!(rep["key"], "id+sample", "{rep}");
+    let em = metric(&rep, "exact_match");
+    assert_eq!((rep["candidates"][0]["matched"].as_u64(), em["pairs"].as_u64()), (Some(36), Some(36)), "{em}");
+    // The flips are the (id, sample) pairs whose verdicts differ.
+    let scored = |node: &str| -> std::collections::BTreeMap<String, bool> {
+        let show = p.flow(&["show", node, "--spec", "specs/rep.yaml"]);
+        show.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|r| {
+                (format!("{}/{}", r["id"].as_str().unwrap(), r["sample"]), r["scores"]["exact_match"]["pass"] == true)
+            })
+            .collect()
+    };
+    let (a, b) = (scored("sa"), scored("sb"));
+    let expected: Vec<String> = a.iter().filter(|(k, pass)| **pass && !b[*k]).map(|(k, _)| k.clone()).collect();
+    let mut got = strings(&em["pass_to_fail"]);
+    got.sort();
+    assert!(!expected.is_empty(), "error rate 0.5 flips some samples");
+    assert_eq!(got, expected);
+    // The same key, listed.
+    p.write("specs/rep.yaml", &spec(", key: [id, sample]"));
+    p.run_ok(&["specs/rep.yaml"]);
+    assert_eq!(metric(&report(&p), "exact_match")["pass_to_fail"], em["pass_to_fail"]);
+
+    // One input of two variants; a misspelt baseline variant is named.
+    let variants = "flow: 1\nname: var\nbackends:\n  a: {provider: sim}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n\
+                    \x20 r: {kind: run, input: cases, backend: a, prompts: {plain: \"{{question}}\", steps: \"Explain step by step: {{question}}\"}}\n\
+                    \x20 s: {kind: evaluate, input: r, metrics: [{type: exact_match, expected: \"{{expected}}\"}]}\n\
+                    \x20 ab: {kind: compare, input: s, baseline_variant: step}\n";
+    p.write("specs/var.yaml", variants);
+    let r = p.flow(&["run", "specs/var.yaml"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`baseline_variant: step` is not a variant of `s`; did you mean `steps`? its variants: plain, steps"
+        ),
+        "{}",
+        r.stderr
+    );
+    p.write("specs/var.yaml", &variants.replace("baseline_variant: step", "baseline_variant: steps"));
+    p.run_ok(&["specs/var.yaml"]);
+    let rep = report(&p);
+    assert_eq!(
+        (rep["baseline"]["name"].as_str(), rep["candidates"][0]["name"].as_str()),
+        (Some("steps"), Some("plain")),
+        "{rep}"
+    );
+    // `steps` answers in sentences, which fail an exact match: every case
+    // `plain` passes flips fail → pass against it.
+    let show = p.flow(&["show", "s", "--spec", "specs/var.yaml"]);
+    let plain: Vec<String> = show
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["variant"] == "plain" && r["scores"]["exact_match"]["pass"] == true)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(plain.len() >= 9, "{plain:?}");
+    assert_eq!(strings(&metric(&rep, "exact_match")["fail_to_pass"]), plain);
+}

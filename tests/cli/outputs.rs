@@ -191,3 +191,88 @@ fn an_unknown_output_format_is_refused_before_anything_runs() {
     assert!(!p.path("specs/.flow").exists(), "nothing ran");
     assert!(!p.path("results.xml").exists());
 }
+
+/// The README's walkthrough for a promptfoo user: `specs/prompts.yaml`, two
+/// prompt variants from files, three metrics and an absolute gate, on
+/// `sim`: the gate trips on the worse variant only, the variants are
+/// compared case by case, and the JUnit file says so to a real parser.
+#[test]
+fn prompt_variants_are_gated_and_compared_each_on_its_own() {
+    let p = Project::empty();
+    for f in ["specs/prompts.yaml", "specs/prompts/terse.txt", "specs/prompts/reasoned.txt", "specs/data/cases.jsonl"] {
+        p.write(f, &std::fs::read_to_string(repo().join(f)).unwrap());
+    }
+    let r = p.flow(&["run", "specs/prompts.yaml", "-o", "results.junit.xml", "-o", "results.json"]);
+    assert_eq!(r.code, 1, "the gate trips on `reasoned`:\n{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("fail_if[0] (variant `reasoned`): exact_match pass rate 0.000 is below 0.6"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("variant `terse`"), "`terse` holds the gate:\n{}", r.stderr);
+
+    let json: Value = serde_json::from_str(&p.read("results.json")).unwrap();
+    let node = |name: &str| json["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+    let summary = &node("scores")["summary"];
+    let records: Vec<Value> = p
+        .flow(&["show", "scores", "--spec", "specs/prompts.yaml"])
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 48, "24 cases × 2 variants");
+    // Each variant's figures are its own records' figures.
+    for variant in ["terse", "reasoned"] {
+        let mine: Vec<&Value> = records.iter().filter(|r| r["variant"] == variant).collect();
+        let passed = mine.iter().filter(|r| r["scores"]["exact_match"]["pass"] == true).count();
+        let figures = &summary["variants"][variant];
+        assert_eq!(figures["records"], 24, "{summary}");
+        let rate = figures["metrics"]["exact_match"]["pass_rate"].as_f64().unwrap();
+        assert!((rate - passed as f64 / 24.0).abs() < 1e-6, "{variant}: {summary}");
+    }
+    let terse = summary["variants"]["terse"]["metrics"]["exact_match"]["pass_rate"].as_f64().unwrap();
+    assert!(terse >= 0.6, "sim answers `terse` right on the arithmetic: {terse}");
+    assert_eq!(summary["variants"]["reasoned"]["metrics"]["exact_match"]["pass_rate"].as_f64(), Some(0.0));
+    assert_eq!(
+        summary["variants"]["reasoned"]["metrics"]["icontains"]["pass_rate"].as_f64().map(|r| r > 0.5),
+        Some(true)
+    );
+
+    // One compare node, one input: `reasoned` against the baseline `terse`.
+    let versus: Vec<Value> = p
+        .flow(&["show", "versus", "--spec", "specs/prompts.yaml"])
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let em = versus.iter().find(|r| r["metric"] == "exact_match").unwrap();
+    assert_eq!(
+        (em["baseline"].as_str(), em["candidate"].as_str(), em["pairs"].as_u64()),
+        (Some("terse"), Some("reasoned"), Some(24)),
+        "{em}"
+    );
+    let flipped: Vec<&str> = em["pass_to_fail"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let terse_passed: Vec<&str> = records
+        .iter()
+        .filter(|r| r["variant"] == "terse" && r["scores"]["exact_match"]["pass"] == true)
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(flipped, terse_passed, "every case `terse` passed, `reasoned` fails");
+
+    let Some(py) = python() else { return };
+    let got = read(&py, &p.path("results.junit.xml"), None);
+    let suite = &got["suites"]["prompts.scores"];
+    let cases = suite["cases"].as_array().unwrap();
+    let gate = cases.iter().find(|c| c["name"].as_str().unwrap().starts_with("fail_if[0]")).unwrap();
+    assert!(gate["failure"]["text"].as_str().unwrap().contains("variant `reasoned`"), "{gate}");
+    let failed = |variant: &str| {
+        cases
+            .iter()
+            .filter(|c| {
+                c["name"].as_str().unwrap().contains(&format!("[{variant}]: exact_match")) && c.get("failure").is_some()
+            })
+            .count()
+    };
+    assert_eq!(failed("reasoned"), 24);
+    assert_eq!(failed("terse"), 24 - terse_passed.len());
+}

@@ -6,7 +6,8 @@
 //! - Chat: an arithmetic question (`what is 17 * 3?`) is answered with the
 //!   result, wrong by one for a share `error_rate` of questions (default
 //!   0.1, chosen by hashing the question with the model, so two sim models
-//!   differ on known questions); anything else gets a short deterministic
+//!   differ on known questions), and in a sentence when the prompt asks
+//!   for reasoning ("step by step", "explain"); anything else gets a short deterministic
 //!   sentence. In JSON mode the answer is a JSON object: a grade
 //!   (`score`, `reason`) for a judge prompt, else fields named by a
 //!   `json_schema` response format, else `{"answer": ...}`.
@@ -218,6 +219,10 @@ impl Sim {
         if let Some(result) = arithmetic(question) {
             let wrong = seed < self.error_rate;
             let v = if wrong { result + if seed < self.error_rate / 2.0 { -1.0 } else { 1.0 } } else { result };
+            let lower = question.to_lowercase();
+            if REASONING.iter().any(|w| lower.contains(w)) {
+                return format!("Let me work through it step by step. The result is {}.", format_number(v));
+            }
             return format_number(v);
         }
         const OPENERS: [&str; 4] = ["In short", "Briefly", "The answer", "Simply put"];
@@ -349,6 +354,11 @@ fn sim_metrics(step: u32) -> (f64, f64) {
     let round = |x: f64| (x * 1e4).round() / 1e4;
     (round(loss), round(1.0 - loss / 2.5))
 }
+
+/// Words of a prompt that ask a model to show its reasoning: the sim then
+/// answers an arithmetic question with a sentence around the result, as a
+/// model does, which an exact match fails and `contains` passes.
+const REASONING: [&str; 4] = ["step by step", "explain", "show your work", "your reasoning"];
 
 /// The value of the last `a op b` in the text, if any.
 fn arithmetic(text: &str) -> Option<f64> {

@@ -15,8 +15,9 @@ use super::stats::{mcnemar_exact, mean, paired_bootstrap};
 /// How to compare: the node's settings, or `flow compare`'s defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// The field records are joined by.
-    pub key: String,
+    /// The fields records are joined by (with `variant` and `sample`
+    /// when records have them and the key does not name them).
+    pub key: Vec<String>,
     /// Metrics to compare; `None`: every metric both sides scored.
     pub metrics: Option<Vec<String>>,
     pub confidence: f64,
@@ -26,7 +27,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { key: "id".into(), metrics: None, confidence: 0.95, resamples: 2000, seed: 0 }
+        Self { key: vec!["id".into()], metrics: None, confidence: 0.95, resamples: 2000, seed: 0 }
     }
 }
 
@@ -109,6 +110,8 @@ pub struct CandidateComparison {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     pub settings: Settings,
+    /// The fields records were joined by, as `id+sample`.
+    pub key: String,
     pub baseline: String,
     pub baseline_records: usize,
     pub candidates: Vec<CandidateComparison>,
@@ -208,7 +211,7 @@ pub fn compare_indexed(base: &Index, candidates: &[Index], settings: &Settings) 
             return Err(CompareError::NothingMatched {
                 candidate: cand.name.clone(),
                 baseline: base.name.clone(),
-                key: settings.key.clone(),
+                key: base.key_name().to_string(),
                 baseline_example: base.first_key().unwrap_or("-").to_string(),
                 candidate_example: cand.first_key().unwrap_or("-").to_string(),
             });
@@ -225,8 +228,10 @@ pub fn compare_indexed(base: &Index, candidates: &[Index], settings: &Settings) 
             metrics,
         });
     }
+    let key = if base.key_name().is_empty() { settings.key.join("+") } else { base.key_name().to_string() };
     Ok(Comparison {
         settings: settings.clone(),
+        key,
         baseline: base.name.clone(),
         baseline_records: base.len(),
         candidates: out,
@@ -429,5 +434,73 @@ mod tests {
         assert_eq!(c.candidates[0].metrics[0].delta, Some(-1.0));
         assert_eq!(c.candidates[1].metrics[0].delta, Some(0.0));
         assert_eq!(c.candidates[0].metrics[0].pass_to_fail, ["a", "b"]);
+    }
+
+    /// Records with extra fields (`variant`, `sample`, ...) beside `id`
+    /// and an `m` score of 0 or 1.
+    fn records(rows: &[Value]) -> Vec<Record> {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.as_object().unwrap().clone();
+                let m = r.remove("m").unwrap();
+                r.insert("scores".into(), json!({"m": {"score": m, "pass": m == 1}}));
+                Arc::new(r)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn samples_and_variants_pair_with_their_own() {
+        // `repeat: 2` on both sides: sample 1 of `a` flips, sample 0 does not.
+        let base = Side {
+            name: "base".into(),
+            records: records(&[
+                json!({"id": "a", "sample": 0, "m": 1}),
+                json!({"id": "a", "sample": 1, "m": 1}),
+                json!({"id": "b", "sample": 0, "m": 0}),
+            ]),
+        };
+        let cand = Side {
+            name: "cand".into(),
+            records: records(&[
+                json!({"id": "a", "sample": 1, "m": 0}),
+                json!({"id": "a", "sample": 0, "m": 1}),
+                json!({"id": "b", "sample": 0, "m": 0}),
+            ]),
+        };
+        let c = compare(&base, std::slice::from_ref(&cand), &Settings::default()).unwrap();
+        assert_eq!(c.key, "id+sample");
+        assert_eq!(c.candidates[0].matched, 3);
+        assert_eq!(c.candidates[0].metrics[0].pass_to_fail, ["a/1"]);
+        // A key that names the sample joins by it as written.
+        let listed = Settings { key: vec!["sample".into(), "id".into()], ..Settings::default() };
+        let c = compare(&base, std::slice::from_ref(&cand), &listed).unwrap();
+        assert_eq!((c.key.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()), ("sample+id", vec!["1/a".to_string()]));
+        // Two runs of the same variants: `short` pairs with `short`.
+        let v = |id: &str, variant: &str, m: u8| json!({"id": id, "variant": variant, "m": m});
+        let base = Side { name: "base".into(), records: records(&[v("a", "short", 1), v("a", "long", 0)]) };
+        let cand = Side { name: "cand".into(), records: records(&[v("a", "long", 1), v("a", "short", 1)]) };
+        let c = compare(&base, &[cand], &Settings::default()).unwrap();
+        assert_eq!(c.key, "id+variant");
+        assert_eq!((c.candidates[0].matched, c.candidates[0].metrics[0].fail_to_pass.clone()), (2, vec!["a/long".to_string()]));
+    }
+
+    #[test]
+    fn one_input_splits_into_its_variants() {
+        let v = |id: &str, variant: &str, m: u8| json!({"id": id, "variant": variant, "m": m});
+        let rows = records(&[v("a", "short", 1), v("a", "long", 0), v("b", "short", 1), v("b", "long", 1)]);
+        let sides = Index::by_variant("scores", &["id".to_string()], rows.into_iter().map(Ok::<_, String>)).ok().unwrap();
+        let names: Vec<&str> = sides.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["short", "long"], "in the order the records first have them");
+        assert_eq!(sides[0].key_name(), "id", "a side's records are one variant's");
+        let c = compare_indexed(&sides[0], &sides[1..], &Settings::default()).unwrap();
+        assert_eq!((c.baseline.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()), ("short", vec!["a".to_string()]));
+        // A key twice within a variant is named at its records in the input.
+        let rows = records(&[v("a", "short", 1), v("a", "long", 0), v("a", "short", 0)]);
+        let e = match Index::by_variant("scores", &["id".to_string()], rows.into_iter().map(Ok::<_, String>)) {
+            Err(Indexing::Compare(e)) => e.to_string(),
+            _ => panic!("a key twice in `short` is an error"),
+        };
+        assert!(e.contains("`id` `a` appears twice in `short` (records 1 and 3)"), "{e}");
     }
 }

@@ -17,6 +17,8 @@ use super::analysis::{outcome, CompareError, Outcome};
 /// million records costs some tens of bytes each, not its parsed records.
 pub struct Index {
     pub(super) name: String,
+    /// The fields joined by (`id+sample`); empty before a record.
+    key_name: String,
     /// Every key, one after the other; `ends[i]` is where key `i` ends.
     keys: String,
     ends: Vec<usize>,
@@ -69,61 +71,91 @@ impl Indexing<std::convert::Infallible> {
     }
 }
 
-impl Index {
-    /// Indexes the records of side `name` by field `key`, reading them one
-    /// at a time.
-    pub fn new<E>(
-        name: &str,
-        key: &str,
-        records: impl IntoIterator<Item = Result<Record, E>>,
-    ) -> Result<Index, Indexing<E>> {
-        let records = records.into_iter();
-        // The input knows its length (a spool does): no vector grows twice.
-        let hint = records.size_hint().0;
-        let mut index = Index {
+/// Fields joined by besides the key, when a record has them and the key
+/// does not name them: the prompt variant (two runs of the same variants
+/// pair variant with variant) and the sample (`repeat:` pairs sample with
+/// sample).
+const ALSO_JOINED: [&str; 2] = ["variant", "sample"];
+
+/// Where a key's fields are written one after the other in [`Index`]'s
+/// keys, as `q7/detailed/2`.
+const KEY_SEPARATOR: char = '/';
+
+/// An [`Index`] being built, record by record.
+struct Building {
+    index: Index,
+    /// Each record's position in its input, from 1, for messages.
+    positions: Vec<u32>,
+}
+
+impl Building {
+    fn new(name: &str, hint: usize) -> Self {
+        let index = Index {
             name: name.to_string(),
+            key_name: String::new(),
             keys: String::new(),
             ends: Vec::with_capacity(hint),
             sorted: Vec::new(),
             columns: BTreeMap::new(),
         };
-        for (n, r) in records.enumerate() {
-            let r = r.map_err(Indexing::Read)?;
-            let k = match r.get(key) {
+        Self { index, positions: Vec::with_capacity(hint) }
+    }
+
+    /// Adds record `r` (at `position` in its input, from 1), joined by
+    /// `key` and those of `also` it has.
+    fn push(&mut self, r: &Record, position: usize, key: &[String], also: &[&str]) -> Result<(), CompareError> {
+        let index = &mut self.index;
+        let start = index.keys.len();
+        let mut joined: Vec<&str> = Vec::with_capacity(key.len() + also.len());
+        for field in key.iter().map(String::as_str).chain(also.iter().copied().filter(|f| r.get(*f).is_some_and(|v| !v.is_null()))) {
+            let text = match r.get(field) {
                 Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-                Some(v @ (Value::Number(_) | Value::Bool(_))) => Cow::Owned(v.to_string()),
                 Some(Value::Null) | None => {
-                    return Err(Indexing::Compare(CompareError::NoKey {
-                        record: n + 1,
-                        side: name.to_string(),
-                        key: key.to_string(),
-                    }))
+                    index.keys.truncate(start);
+                    return Err(CompareError::NoKey { record: position, side: index.name.clone(), key: field.to_string() });
                 }
                 Some(v) => Cow::Owned(v.to_string()),
             };
-            let Some(s) = r.get("scores").and_then(Value::as_object) else {
-                return Err(Indexing::Compare(CompareError::NoScores { value: k.into_owned(), side: name.to_string() }));
-            };
-            index.keys.push_str(&k);
-            index.ends.push(index.keys.len());
-            for (metric, entry) in s {
-                if !index.columns.contains_key(metric) {
-                    // A metric first seen here: no outcome for the records before.
-                    let mut c = Column { score: Vec::with_capacity(hint), pass: Vec::with_capacity(hint) };
-                    (0..n).for_each(|_| c.push(None));
-                    index.columns.insert(metric.clone(), c);
-                }
-                index.columns.get_mut(metric).expect("inserted").push(outcome(entry));
+            if index.keys.len() > start {
+                index.keys.push(KEY_SEPARATOR);
             }
-            for c in index.columns.values_mut().filter(|c| c.score.len() == n) {
-                c.push(None);
-            }
+            index.keys.push_str(&text);
+            joined.push(field);
         }
+        if index.key_name.is_empty() {
+            index.key_name = joined.join("+");
+        }
+        let n = index.ends.len();
+        let Some(s) = r.get("scores").and_then(Value::as_object) else {
+            let value = index.keys[start..].to_string();
+            return Err(CompareError::NoScores { value, side: index.name.clone() });
+        };
+        index.ends.push(index.keys.len());
+        self.positions.push(u32::try_from(position).unwrap_or(u32::MAX));
+        for (metric, entry) in s {
+            if !index.columns.contains_key(metric) {
+                // A metric first seen here: no outcome for the records before.
+                let hint = self.positions.capacity();
+                let mut c = Column { score: Vec::with_capacity(hint), pass: Vec::with_capacity(hint) };
+                (0..n).for_each(|_| c.push(None));
+                index.columns.insert(metric.clone(), c);
+            }
+            index.columns.get_mut(metric).expect("inserted").push(outcome(entry));
+        }
+        for c in index.columns.values_mut().filter(|c| c.score.len() == n) {
+            c.push(None);
+        }
+        Ok(())
+    }
+
+    /// Sorts the keys for look-ups; a key twice is an error, named at the
+    /// second record that has it.
+    fn finish(self) -> Result<Index, CompareError> {
+        let Building { mut index, positions } = self;
         index.keys.shrink_to_fit();
         let n = u32::try_from(index.ends.len()).expect("fewer than 4 billion records on a side");
         let mut sorted: Vec<u32> = (0..n).collect();
         sorted.sort_by(|&a, &b| index.key(a as usize).cmp(index.key(b as usize)).then(a.cmp(&b)));
-        // A key twice: named at its second record, the first such in order.
         let second = sorted
             .windows(2)
             .filter(|w| index.key(w[0] as usize) == index.key(w[1] as usize))
@@ -132,16 +164,75 @@ impl Index {
             // The window's first is the run's first: sorted by number within a key.
             let k = index.key(w[1] as usize);
             let first = sorted[sorted.partition_point(|&i| index.key(i as usize) < k)];
-            return Err(Indexing::Compare(CompareError::DuplicateKey {
-                key: key.to_string(),
+            return Err(CompareError::DuplicateKey {
+                key: index.key_name.clone(),
                 value: k.to_string(),
-                side: name.to_string(),
-                first: first as usize + 1,
-                second: w[1] as usize + 1,
-            }));
+                side: index.name.clone(),
+                first: positions[first as usize] as usize,
+                second: positions[w[1] as usize] as usize,
+            });
         }
         index.sorted = sorted;
         Ok(index)
+    }
+}
+
+impl Index {
+    /// Indexes the records of side `name` by the fields of `key` (and a
+    /// record's `variant` and `sample`, when it has them and `key` does
+    /// not name them), reading them one at a time.
+    pub fn new<E>(
+        name: &str,
+        key: &[String],
+        records: impl IntoIterator<Item = Result<Record, E>>,
+    ) -> Result<Index, Indexing<E>> {
+        let records = records.into_iter();
+        // The input knows its length (a spool does): no vector grows twice.
+        let mut building = Building::new(name, records.size_hint().0);
+        let also = also_joined(key, &ALSO_JOINED);
+        for (n, r) in records.enumerate() {
+            let r = r.map_err(Indexing::Read)?;
+            building.push(&r, n + 1, key, &also).map_err(Indexing::Compare)?;
+        }
+        building.finish().map_err(Indexing::Compare)
+    }
+
+    /// Like [`Index::new`], but one side per prompt `variant`, named after
+    /// it, in the order the records first have them: how one input of
+    /// several variants is compared variant against variant. Records with
+    /// no variant make a side named `name`.
+    pub fn by_variant<E>(
+        name: &str,
+        key: &[String],
+        records: impl IntoIterator<Item = Result<Record, E>>,
+    ) -> Result<Vec<Index>, Indexing<E>> {
+        let also = also_joined(key, &ALSO_JOINED[1..]);
+        let mut sides: Vec<(Option<String>, Building)> = Vec::new();
+        for (n, r) in records.into_iter().enumerate() {
+            let r = r.map_err(Indexing::Read)?;
+            let variant = match r.get("variant") {
+                Some(Value::String(v)) => Some(v.clone()),
+                Some(Value::Null) | None => None,
+                Some(v) => Some(v.to_string()),
+            };
+            let at = match sides.iter().position(|(v, _)| *v == variant) {
+                Some(at) => at,
+                None => {
+                    sides.push((variant.clone(), Building::new(variant.as_deref().unwrap_or(name), 0)));
+                    sides.len() - 1
+                }
+            };
+            sides[at].1.push(&r, n + 1, key, &also).map_err(Indexing::Compare)?;
+        }
+        if sides.is_empty() {
+            sides.push((None, Building::new(name, 0)));
+        }
+        sides.into_iter().map(|(_, b)| b.finish().map_err(Indexing::Compare)).collect()
+    }
+
+    /// The fields records were joined by, as `id+sample`.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
     }
 
     /// Records on this side.
@@ -153,6 +244,7 @@ impl Index {
         self.ends.is_empty()
     }
 
+    /// Record `i`'s key: its key fields' values, `/` between them.
     pub(super) fn key(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.keys[start..self.ends[i]]
@@ -191,3 +283,8 @@ impl Index {
     }
 }
 
+
+/// Those of `fields` that `key` does not name.
+fn also_joined<'a>(key: &[String], fields: &[&'a str]) -> Vec<&'a str> {
+    fields.iter().copied().filter(|f| !key.iter().any(|k| k == f)).collect()
+}

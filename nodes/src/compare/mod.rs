@@ -51,9 +51,16 @@ pub struct CompareConfig {
     /// A stored run's output as the baseline, instead of the first input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<StoredBaseline>,
-    /// The field records are joined by.
-    #[serde(default = "default_key")]
-    pub key: String,
+    /// The field records are joined by, or a list of fields (`[id,
+    /// sample]`). A record's `variant` and `sample` are joined by too when
+    /// it has them and the key does not name them.
+    #[serde(default)]
+    pub key: Key,
+    /// With one input whose records carry prompt variants (a `run` node's
+    /// `prompts:`): the variant the others are compared with; default the
+    /// first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_variant: Option<String>,
     /// Metrics to compare; default: every metric both sides scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<String>>,
@@ -93,8 +100,27 @@ pub struct Gate {
     pub significant_drop: Option<bool>,
 }
 
-fn default_key() -> String {
-    Settings::default().key
+/// `key: id` or `key: [id, sample]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Key {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for Key {
+    fn default() -> Self {
+        Key::One("id".into())
+    }
+}
+
+impl Key {
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            Key::One(f) => vec![f.clone()],
+            Key::Many(fs) => fs.clone(),
+        }
+    }
 }
 
 fn default_confidence() -> f64 {
@@ -108,7 +134,7 @@ fn default_resamples() -> u32 {
 impl CompareConfig {
     fn settings(&self) -> Settings {
         Settings {
-            key: self.key.clone(),
+            key: self.key.fields(),
             metrics: self.metrics.clone(),
             confidence: self.confidence,
             resamples: self.resamples,
@@ -162,16 +188,30 @@ impl Node for Compare {
                 let at = cx.field("baseline");
                 cx.stored_output(&at, &b.run, &b.node);
             }
-            None if n == 1 => {
+            // One input of several prompt variants compares them; its
+            // fields may not be known before it runs.
+            None if n == 1 && cx.inputs()[0].ty.has_field("variant") == Some(false) => {
                 let msg = format!("node `{}` has nothing to compare its input with", cx.node());
-                let hint = "write `inputs: [baseline, candidate]`, or keep `input:` and add \
-                            `baseline: {run: latest, node: <name>}` to compare with a stored run";
+                let hint = "write `inputs: [baseline, candidate]`, give the `run` node `prompts:` variants to \
+                            compare, or keep `input:` and add `baseline: {run: latest, node: <name>}` to compare \
+                            with a stored run";
                 cx.error(&inputs_at, msg, Some(hint.into()));
             }
             None => {}
         }
+        if config.baseline_variant.is_some() && (n != 1 || config.baseline.is_some()) {
+            let msg = "`baseline_variant` picks among the variants of one input";
+            let hint = "remove it, or write one `input:` whose records carry `variant`";
+            cx.error_at_key(&cx.field("baseline_variant"), msg, Some(hint.into()));
+        }
         let key_at = cx.field("key");
-        cx.require_fields(&[(config.key.clone(), key_at), ("scores".to_string(), inputs_at)]);
+        let keys = config.key.fields();
+        if keys.is_empty() {
+            cx.error(&key_at, "`key` is an empty list", Some("e.g. `key: id` or `key: [id, sample]`".into()));
+        }
+        let mut needs: Vec<(String, _)> = keys.into_iter().map(|k| (k, key_at.clone())).collect();
+        needs.push(("scores".to_string(), inputs_at));
+        cx.require_fields(&needs);
 
         if !(config.confidence > 0.0 && config.confidence < 1.0) {
             let msg = format!("`confidence` must be between 0 and 1 (exclusive), not {}", config.confidence);
@@ -283,18 +323,24 @@ impl BarrierStage for CompareStage {
 impl CompareStage {
     fn compare(self, inputs: Vec<Spool>) -> BarrierOutput {
         let name = |i: usize| self.names.get(i).cloned().unwrap_or_else(|| format!("input {}", i + 1));
-        let key = &self.config.key;
+        let key = &self.config.key.fields();
         // The baseline first, so that its problems are named first.
         let stored = self.stored.as_ref().map(|file| read_stored(file, key)).transpose()?;
+        // One input and no stored baseline: its prompt variants are the sides.
+        let split = stored.is_none() && inputs.len() == 1;
         let mut sides = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.into_iter().enumerate() {
             let records = input.records().map_err(|e| NodeError::new(e.to_string()))?;
-            sides.push(Index::new(&name(i), key, records).map_err(indexing)?);
+            if split {
+                sides.extend(Index::by_variant(&name(i), key, records).map_err(indexing)?);
+            } else {
+                sides.push(Index::new(&name(i), key, records).map_err(indexing)?);
+            }
             // Each input's records (and its spill file) go once indexed.
         }
         let baseline = match stored {
             Some(index) => index,
-            None => sides.remove(0),
+            None => sides.remove(self.baseline_side(&sides, split, &name(0))?),
         };
         let settings = self.config.settings();
         let comparison = checked(compare_indexed(&baseline, &sides, &settings), &self.config)?;
@@ -322,6 +368,31 @@ impl CompareStage {
             artifacts.push(Artifact { name: GATE_FAILED.into(), bytes: format!("{text}\n").into_bytes() });
         }
         Ok((records, artifacts))
+    }
+}
+
+impl CompareStage {
+    /// Which of `sides` is the baseline: the first, or with one input split
+    /// into its variants, `baseline_variant`.
+    fn baseline_side(&self, sides: &[Index], split: bool, input: &str) -> Result<usize, NodeError> {
+        if split && sides.len() < 2 {
+            return Err(NodeError::new(format!(
+                "the records of `{input}` carry no `variant` (or only one), so there is nothing to compare; \
+                 give its `run` node `prompts:` variants, or write `inputs: [baseline, candidate]`"
+            )));
+        }
+        let Some(wanted) = &self.config.baseline_variant else { return Ok(0) };
+        let names: Vec<&str> = sides.iter().map(|s| s.name.as_str()).collect();
+        names.iter().position(|n| n == wanted).ok_or_else(|| {
+            let hint = match did_you_mean(wanted, names.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`? "),
+                None => String::new(),
+            };
+            NodeError::new(format!(
+                "`baseline_variant: {wanted}` is not a variant of `{input}`; {hint}its variants: {}",
+                names.join(", ")
+            ))
+        })
     }
 }
 
@@ -385,7 +456,7 @@ pub enum JsonlError {
 
 /// The stored baseline, indexed by `key` as it is read line by line, and
 /// checked against the hash its node key has.
-fn read_stored(file: &FileInput, key: &str) -> Result<Index, NodeError> {
+fn read_stored(file: &FileInput, key: &[String]) -> Result<Index, NodeError> {
     let written = || file.written.clone();
     let read_err = |source| BaselineError::Read { written: written(), path: file.path.clone(), source };
     let opened = std::fs::File::open(&file.path).map_err(|e| NodeError::new(read_err(e).to_string()))?;

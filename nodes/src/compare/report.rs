@@ -129,7 +129,7 @@ fn metric_json(m: &MetricComparison, confidence: f64) -> Value {
 pub fn json_report(c: &Comparison, gates: &[GateResult]) -> Value {
     let s = &c.settings;
     json!({
-        "key": s.key,
+        "key": c.key,
         "metrics": s.metrics,
         "confidence": s.confidence,
         "resamples": s.resamples,
@@ -164,7 +164,7 @@ pub fn markdown(c: &Comparison, gates: &[GateResult]) -> String {
         let _ = writeln!(
             md,
             "`{}` ({} records) vs baseline `{}` ({} records), joined by `{}`: {} matched",
-            cand.name, cand.records, c.baseline, c.baseline_records, s.key, cand.matched
+            cand.name, cand.records, c.baseline, c.baseline_records, c.key, cand.matched
         );
         for (side, only) in [(&c.baseline, &cand.only_in_baseline), (&cand.name, &cand.only_in_candidate)] {
             if !only.is_empty() {

@@ -15,15 +15,30 @@ pub struct GateResult {
     pub rule: String,
     /// The metric checked; `None` for `score_below`.
     pub metric: Option<String>,
+    /// The prompt variant checked, when records carry one: each variant
+    /// is held to every rule on its own.
+    pub variant: Option<String>,
     /// The message when the rule tripped.
     pub tripped: Option<String>,
 }
 
-/// Checks every rule: a rule without `metric` against each metric.
+/// Checks every rule: a rule without `metric` against each metric; with
+/// records in variants, against each variant's figures (the worse variant
+/// must not hide behind the better).
 pub fn check(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str) -> Vec<GateResult> {
+    let variants = t.by_variant();
+    if variants.is_empty() {
+        return check_one(rules, metrics, t, node, None);
+    }
+    variants.into_iter().flat_map(|(v, totals)| check_one(rules, metrics, totals, node, Some(v))).collect()
+}
+
+fn check_one(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str, variant: Option<&str>) -> Vec<GateResult> {
     let mut out = Vec::new();
+    let of = variant.map(|v| format!(" (variant `{v}`)")).unwrap_or_default();
+    let owned = || variant.map(str::to_string);
     for (i, rule) in rules.iter().enumerate() {
-        let name = format!("fail_if[{i}]");
+        let name = format!("fail_if[{i}]{of}");
         let Some((_, test)) = rule.tests().into_iter().next() else { continue };
         if let GateTest::ScoreBelow(limit) = test {
             let tripped = match t.mean_score() {
@@ -37,7 +52,7 @@ pub fn check(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str) -
                 Some(_) => None,
                 None => Some(format!("{name}: no record has a score (every metric errored or weighs 0)")),
             };
-            out.push(GateResult { rule: name, metric: None, tripped });
+            out.push(GateResult { rule: format!("fail_if[{i}]"), metric: None, variant: owned(), tripped });
             continue;
         }
         for (m, s) in metrics.iter().zip(&t.metrics) {
@@ -45,7 +60,7 @@ pub fn check(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str) -
                 continue;
             }
             let tripped = tripped(&name, test, &m.name, s, node);
-            out.push(GateResult { rule: name.clone(), metric: Some(m.name.clone()), tripped });
+            out.push(GateResult { rule: format!("fail_if[{i}]"), metric: Some(m.name.clone()), variant: owned(), tripped });
         }
     }
     out
@@ -177,5 +192,32 @@ mod tests {
         let r = check(&[rule("{metric: contains, pass_rate_below: 0.1}")], &metrics, &t, "scores");
         assert!(r[0].tripped.as_deref().unwrap().contains("contains has no record scored without error (24 errors)"));
         assert!(text(&r).is_some() && text(&results[results.len() - 1..]).is_none());
+    }
+
+    #[test]
+    fn each_variant_is_held_to_the_rules_on_its_own() {
+        use crate::evaluate::summary::Counted;
+        let metrics = vec![metric("{type: exact_match, expected: x}")];
+        let mut t = Totals::new(1);
+        // Interleaved as `run` emits them: `short` passes 9 of 10,
+        // `long` 5 of 10; together 14 of 20 = 0.7.
+        for p in 0..20u64 {
+            let (variant, k) = if p % 2 == 0 { ("short", p / 2) } else { ("long", p / 2) };
+            let pass = if variant == "short" { k != 0 } else { k % 2 == 0 };
+            let id = move || format!("{variant}/q{k}");
+            t.add(p, &id, Some(variant), &[Counted::Scored { score: f64::from(u8::from(pass)), pass }], None);
+        }
+        assert_eq!((t.records, t.passed), (20, 14));
+        let rules = [rule("{metric: exact_match, pass_rate_below: 0.8}")];
+        let r = check(&rules, &metrics, &t, "scores");
+        let by: Vec<(Option<&str>, bool)> = r.iter().map(|g| (g.variant.as_deref(), g.tripped.is_some())).collect();
+        assert_eq!(by, [(Some("short"), false), (Some("long"), true)], "in the input's order; only `long` trips");
+        assert_eq!(
+            r[1].tripped.as_deref(),
+            Some("fail_if[0] (variant `long`): exact_match pass rate 0.500 is below 0.8 (5 of 10 passed); failing: long/q1, long/q3, long/q5, long/q7, long/q9")
+        );
+        // A rule every variant holds trips none.
+        let r = check(&[rule("{metric: exact_match, pass_rate_below: 0.5}")], &metrics, &t, "scores");
+        assert!(text(&r).is_none(), "{r:?}");
     }
 }

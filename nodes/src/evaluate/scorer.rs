@@ -22,7 +22,7 @@ use flow_engine::{
 use super::config::GateConfig;
 use super::gate;
 use super::metric::{round6, Check, Metric, Verdict};
-use super::summary::{self, Totals};
+use super::summary::{self, Counted, Totals};
 use crate::backend::CallOpts;
 use crate::run::ErrorLimit;
 
@@ -90,25 +90,15 @@ impl Scorer {
         mut external: impl FnMut(usize) -> Option<Verdict>,
     ) -> Result<Record, NodeError> {
         let mut scores = serde_json::Map::new();
-        let mut all = true;
+        let mut counted = Vec::with_capacity(self.metrics.len());
         let (mut weighted, mut weights) = (0.0, 0.0);
-        let id = || record_id(record, position);
-        let mut totals = self.totals.lock().expect("totals lock");
         for (i, m) in self.metrics.iter().enumerate() {
             let verdict = external(i).unwrap_or_else(|| m.score(record));
-            let st = &mut totals.metrics[i];
             let entry = match verdict.map(|s| if m.negate { s.negated() } else { s }) {
                 Ok(s) => {
-                    st.scored += 1;
-                    st.sum += s.score;
-                    if s.pass {
-                        st.passed += 1;
-                    } else {
-                        st.failing.add(position, id);
-                    }
-                    all &= s.pass;
                     weighted += m.weight * s.score;
                     weights += m.weight;
+                    counted.push(Counted::Scored { score: s.score, pass: s.pass });
                     let mut e = json!({"score": round6(s.score), "pass": s.pass});
                     if let Some(v) = s.value {
                         e["value"] = json!(v);
@@ -119,29 +109,19 @@ impl Scorer {
                     e
                 }
                 Err(e) => {
-                    st.errors += 1;
-                    st.errored.add(position, id);
-                    all = false;
                     let text = e.to_string();
-                    if st.first_error.as_ref().is_none_or(|(p, _)| position < *p) {
-                        st.first_error = Some((position, format!("(on `{}`): {text}", id())));
-                    }
-                    json!({"score": null, "pass": false, "error": text})
+                    let entry = json!({"score": null, "pass": false, "error": text});
+                    counted.push(Counted::Errored(text));
+                    entry
                 }
             };
             scores.insert(m.name.clone(), entry);
         }
+        let all = counted.iter().all(|c| matches!(c, Counted::Scored { pass: true, .. }));
         let score = (weights > 0.0).then(|| weighted / weights);
-        totals.records += 1;
-        if all {
-            totals.passed += 1;
-        } else {
-            totals.failed.add(position, id);
-        }
-        if let Some(s) = score {
-            totals.score_sum += s;
-            totals.scored += 1;
-        }
+        let variant = record.get("variant").and_then(Value::as_str);
+        let mut totals = self.totals.lock().expect("totals lock");
+        totals.add(position, &|| record_id(record, position), variant, &counted, score);
         self.over_limit(&totals)?;
         drop(totals);
         let mut fields = (**record).clone();

@@ -240,7 +240,13 @@ fn records_without_ids_are_named_by_position() {
     let records = vec![rec(json!({"output": "x"})), rec(json!({"output": "y", "sample": 2})), rec(json!({"output": "y", "id": 7, "variant": "short"}))];
     score_all(&*stage, &records).unwrap();
     let text = artifact(&stage.finish().unwrap(), GATE_FAILED);
-    assert!(text.ends_with("failing: record 2 (sample 2), short/7\n"), "{text}");
+    // Beside a variant, records without one are held to the rule as `-`.
+    assert!(text.contains("fail_if[0] (variant `-`): contains pass rate 0.500 is below 1 (1 of 2 passed); failing: record 2 (sample 2)\n"), "{text}");
+    assert!(text.ends_with("fail_if[0] (variant `short`): contains pass rate 0.000 is below 1 (0 of 1 passed); failing: short/7\n"), "{text}");
+    let stage = scorer("metrics: [{type: contains, value: x}]\nfail_if: [{pass_rate_below: 1}]\n");
+    score_all(&*stage, &records[..2]).unwrap();
+    let text = artifact(&stage.finish().unwrap(), GATE_FAILED);
+    assert!(text.ends_with("(1 of 2 passed); failing: record 2 (sample 2)\n") && !text.contains("variant"), "{text}");
 }
 
 /// docs/metrics.md documents every type, and each of its YAML examples
