@@ -241,6 +241,14 @@ impl<'a> CheckCx<'a> {
         }
     }
 
+    /// Registers what the node reads from outside the workspace (a
+    /// database's rows) by a fingerprint of it: `hash` joins the node key as
+    /// an input file's does, so a changed fingerprint re-runs the node, and
+    /// `written` names it (`flow plan` says `input file changed: WRITTEN`).
+    pub fn external_input(&mut self, written: &str, hash: ContentHash) {
+        self.files.push(FileInput { written: written.to_string(), path: PathBuf::new(), hash });
+    }
+
     /// What `read` finds in the input file at `path` (registered with
     /// [`CheckCx::input_file`]), remembered as `what` under the file's
     /// content: a second plan over the same bytes does not read them again

@@ -60,6 +60,7 @@ kinds![
     extract::Extract,
     train::Train,
     sample::Sample,
+    query::Query,
 ];
 
 /// The engine's registry of [`KINDS`].

@@ -9,6 +9,9 @@ mod llm_server;
 #[path = "../support/browser.rs"]
 mod browser;
 
+#[path = "../support/postgres.rs"]
+mod postgres;
+
 mod ab;
 mod backends;
 mod cache;
@@ -28,6 +31,7 @@ mod openai;
 mod outputs;
 mod plan;
 mod progress;
+mod query;
 mod report;
 mod runids;
 mod self_improve;
