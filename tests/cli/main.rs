@@ -12,6 +12,9 @@ mod browser;
 #[path = "../support/postgres.rs"]
 mod postgres;
 
+#[path = "../support/weaviate.rs"]
+mod weaviate;
+
 mod ab;
 mod backends;
 mod cache;

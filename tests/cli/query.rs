@@ -1,12 +1,15 @@
 //! `kind: query` against a real Postgres with pgvector (see
 //! `tests/support/postgres.rs`): rows streamed with their vectors, the
 //! fingerprint in the key (a new row re-runs the node, no change replays
-//! it), the password in no file or output, and bad settings located.
+//! it), the password in no file or output, and bad settings located; and
+//! a Weaviate collection read page by page through a local server that
+//! speaks its REST API.
 
 use serde_json::Value;
 
 use crate::common::{node, run_in_env, Project};
 use crate::postgres::Postgres;
+use crate::weaviate::Weaviate;
 
 const PASSWORD: &str = "pw-Zq81-never-stored";
 
@@ -146,6 +149,79 @@ fn bad_connections_and_queries_are_located_errors() {
     );
     // A field the rows lack is caught before anything runs.
     check(&SPEC.replace("value: refund", "value: \"{{answer}}\""), &env, &["answer"]);
+}
+
+const WEAVIATE_KEY: &str = "wv-key-8812-never-stored";
+
+#[test]
+fn a_weaviate_collection_is_read_with_its_vectors_page_by_page() {
+    let w = Weaviate::start("ExecutionLog", &["input", "output", "status", "function"], Some(WEAVIATE_KEY));
+    for i in 0..7 {
+        let id = format!("00000000-0000-0000-0000-{i:012}");
+        let status = if i % 3 == 0 { "failure" } else { "success" };
+        w.add(&id, serde_json::json!({"input": format!("q{i}"), "output": format!("a{i}"), "status": status, "function": "answer"}), &[i as f64, 1.0, 0.5]);
+    }
+    let p = Project::empty();
+    let spec = format!(
+        "flow: 1\nname: wv\nnodes:\n  logs:\n    kind: query\n    weaviate:\n      url: {}\n      api_key_env: WEAVIATE_API_KEY\n      class: ExecutionLog\n      properties: [input, output, status]\n      page: 3\n  ok:\n    kind: evaluate\n    input: logs\n    metrics:\n      - {{type: exact_match, field: status, expected: success}}\n",
+        w.url
+    );
+    p.write("specs/wv.yaml", &spec);
+    let env = [("WEAVIATE_API_KEY", WEAVIATE_KEY)];
+    let run = |args: &[&str]| run_in_env(p.dir.path(), args, &env);
+    let r = run(&["run", "specs/wv.yaml"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(w.pages(), 4, "7 objects, 3 a page: 3 pages and an empty one");
+    let show = run(&["show", "logs", "--spec", "specs/wv.yaml"]);
+    let rows: Vec<Value> = show.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows[2]["id"], "00000000-0000-0000-0000-000000000002");
+    assert_eq!(rows[2]["embedding"], serde_json::json!([2.0, 1.0, 0.5]));
+    assert_eq!(
+        (rows[2]["input"].as_str(), rows[2].get("function")),
+        (Some("q2"), None),
+        "only the properties asked for"
+    );
+    // Unchanged: replayed without a page read; one more object: read again.
+    run(&["run", "specs/wv.yaml"]);
+    assert_eq!(w.pages(), 4);
+    w.add(
+        "00000000-0000-0000-0000-000000000099",
+        serde_json::json!({"input": "q99", "output": "a99", "status": "success"}),
+        &[9.0, 9.0, 9.0],
+    );
+    let plan = run(&["plan", "specs/wv.yaml"]);
+    assert!(plan.stdout.contains("weaviate: the object count of ExecutionLog"), "{}", plan.stdout);
+    let r = run(&["run", "specs/wv.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(run(&["show", "logs", "--spec", "specs/wv.yaml"]).stdout.lines().count(), 8);
+    for entry in walk(p.dir.path()) {
+        assert!(
+            !String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).contains(WEAVIATE_KEY),
+            "the key is in {}",
+            entry.display()
+        );
+    }
+    // Without the key, a wrong collection, a property it lacks: located errors.
+    let r = run_in_env(p.dir.path(), &["run", "specs/wv.yaml"], &[("WEAVIATE_API_KEY", "wrong")]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("401") && r.stderr.contains("anonymous access not enabled"), "{}", r.stderr);
+    p.write("specs/wv.yaml", &spec.replace("class: ExecutionLog", "class: ExecutionLogs"));
+    let r = run(&["run", "specs/wv.yaml"]);
+    assert!(
+        r.code == 2 && r.stderr.contains("wv.yaml:9:14") && r.stderr.contains("class \"ExecutionLogs\" not found"),
+        "{}",
+        r.stderr
+    );
+    p.write("specs/wv.yaml", &spec.replace("[input, output, status]", "[input, outptu, status]"));
+    let r = run(&["run", "specs/wv.yaml"]);
+    assert!(
+        r.code == 2
+            && r.stderr.contains("`ExecutionLog` has no property `outptu`")
+            && r.stderr.contains("did you mean `output`?"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -6,7 +6,6 @@
 //! Postgres writes them); a pgvector column (`vector`) becomes an array of
 //! numbers.
 
-use std::future::Future;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -16,18 +15,10 @@ use tokio_postgres::{Client, Config, NoTls};
 use flow_engine::cache::{hash_json, ContentHash};
 use flow_engine::{Fields, NodeError, Record, SourceStage};
 
-use super::PostgresSource;
+use super::{blocking, PostgresSource, Problem};
 
 /// How long a connection may take before it is an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why the database cannot be read, for the config field `field`.
-#[derive(Debug)]
-pub struct Problem {
-    pub field: &'static str,
-    pub message: String,
-    pub hint: String,
-}
 
 /// What compiling the spec learns: the columns, and the fingerprint's hash.
 pub struct Inspected {
@@ -145,19 +136,6 @@ fn error_text(e: &tokio_postgres::Error) -> String {
             text
         }
     }
-}
-
-/// Runs `f` to completion on a runtime of its own, on a thread of its own:
-/// compiling a spec is not async, and may happen inside a runtime.
-fn blocking<T: Send>(f: impl Future<Output = T> + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-            rt.block_on(f)
-        })
-        .join()
-        .expect("the postgres thread")
-    })
 }
 
 /// The columns of `sql` (prepared, not run) and the fingerprint's hash.
