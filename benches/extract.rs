@@ -25,6 +25,10 @@
 //!   once, with the recall against exact counts on a sample of 300 logs.
 //! - `compare`: `load → compare` of two inputs of 1,000,000 scored records
 //!   each (two metrics, a tenth of them flipped), peak RSS and wall time.
+//! - `postgres`: the same 100,000 logs in a real Postgres (pgvector
+//!   `vector(384)`, from `scripts/fetch-postgres.sh`), read by `kind: query`
+//!   into `extract`: wall time and peak RSS, then one row changed and what
+//!   `flow plan` says (not in the default set: it needs `target/pg`).
 //!
 //! The figures are printed, never asserted: timings on shared machines are
 //! noisy. Run it with:
@@ -45,6 +49,10 @@ use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
+
+#[allow(dead_code)]
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 
 use flow_nodes::extract::{density, ivf, select};
 use support::{flow_bin, format_secs, median, run_flow, sizes, thousands, SplitMix64, MIB};
@@ -83,7 +91,7 @@ nodes:
 const ONLY_VAR: &str = "FLOW_BENCH_ONLY";
 
 fn part(name: &str) -> bool {
-    std::env::var(ONLY_VAR).map_or(true, |only| only.split(',').any(|p| p.trim() == name))
+    std::env::var(ONLY_VAR).map_or(name != "postgres", |only| only.split(',').any(|p| p.trim() == name))
 }
 
 fn main() {
@@ -125,6 +133,80 @@ fn main() {
     if part("compare") {
         compare(1_000_000, 3);
     }
+    if part("postgres") {
+        from_postgres(100_000, 3);
+    }
+}
+
+/// `query → extract` over `n` logs in Postgres: medians of `runs` runs
+/// (each with a fresh workspace), then a changed row and the plan.
+fn from_postgres(n: usize, runs: usize) {
+    let Some(pg) = postgres::Postgres::start("bench-pw") else { return };
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let csv = dir.path().join("logs.csv");
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&csv).expect("create logs.csv"));
+        for (i, (cluster, v)) in Vectors::new().take(n).enumerate() {
+            let status = if i % 10 == 3 { "FAIL" } else { "SUCCESS" };
+            let vector: Vec<String> = v.iter().map(|x| format!("{x:.5}")).collect();
+            writeln!(
+                w,
+                "log-{i:07},request {i} about topic {cluster},answer {i} on topic {cluster},{status},\"[{}]\"",
+                vector.join(",")
+            )
+            .expect("write logs.csv");
+        }
+        w.flush().expect("flush logs.csv");
+    }
+    pg.sql(&format!(
+        "create extension vector; create table logs (id text primary key, input text, output text, status text, embedding vector({DIMS}), updated_at timestamptz not null default now());\n\\copy logs (id, input, output, status, embedding) from '{}' with (format csv)",
+        csv.display()
+    ));
+    let spec = dir.path().join("bench.yaml");
+    std::fs::write(
+        &spec,
+        "flow: 1\nname: bench-pg\nnodes:\n  logs:\n    kind: query\n    postgres:\n      url_env: DATABASE_URL\n      table: logs\n      fingerprint: select max(updated_at), count(*) from logs\n  golden:\n    kind: extract\n    input: logs\n",
+    )
+    .expect("write bench.yaml");
+    let workspace = dir.path().join(".flow");
+    let url = pg.url();
+    let env = [("DATABASE_URL", url.as_str())];
+    let (mut walls, mut rss) = (Vec::new(), Vec::new());
+    let mut times = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        if workspace.exists() {
+            std::fs::remove_dir_all(&workspace).expect("remove the previous workspace");
+        }
+        let (wall, max_rss_kib) = run_flow(&spec, &workspace, &env);
+        walls.push(wall);
+        rss.push(max_rss_kib as f64 / 1024.0);
+        let m = latest_manifest(&workspace);
+        let ms = |name: &str| {
+            let node = m["nodes"].as_array().expect("nodes").iter().find(|x| x["name"] == name).expect("node").clone();
+            Duration::from_millis(node["wall_ms"].as_u64().expect("wall_ms"))
+        };
+        times.0.push(ms("logs"));
+        times.1.push(ms("golden"));
+    }
+    println!(
+        "query→extract {n:>7} logs × {DIMS} from Postgres  median {:>8}  (query node {}, extract node {})  peak RSS {:>6.0} MiB  ({runs} runs)",
+        format_secs(median(walls)),
+        format_secs(median(times.0)),
+        format_secs(median(times.1)),
+        median(rss)
+    );
+    pg.sql("update logs set status = 'FAIL', updated_at = now() where id = 'log-0000007'");
+    let plan = std::process::Command::new(flow_bin())
+        .args(["plan"])
+        .arg(&spec)
+        .arg("--workspace")
+        .arg(&workspace)
+        .envs(env)
+        .output()
+        .expect("flow plan runs");
+    let text = String::from_utf8_lossy(&plan.stdout);
+    let said: Vec<&str> = text.lines().filter(|l| l.contains("postgres:") || l.contains("logs")).collect();
+    println!("after one row changed, flow plan says:\n  {}", said.join("\n  "));
 }
 
 /// What was measured at one size: medians over its runs.

@@ -31,6 +31,7 @@ pub mod summary;
 pub mod view;
 
 pub use config::{EvaluateConfig, GateConfig, MetricConfig, MetricType};
+pub use embedding::cosine as embedding_cosine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -206,6 +206,11 @@ pub struct Pair {
     pub length_ratio: Option<f64>,
     pub deleted: Vec<Change>,
     pub inserted: Vec<Change>,
+    /// Cosine distance (1 − cosine) between the embeddings of the bad and
+    /// the fixed output, when `synthesize` has an `embeddings:` backend:
+    /// how far the fix moved the meaning, where the edit distance says how
+    /// much text it changed.
+    pub vector_distance: Option<f64>,
 }
 
 impl Pair {
@@ -238,6 +243,7 @@ impl Pair {
             length_ratio,
             deleted,
             inserted,
+            vector_distance: None,
         }
     }
 
@@ -261,6 +267,7 @@ impl Pair {
             "edit_distance": self.edit_distance,
             "edit_unit": self.edit_unit,
             "similarity": round3(self.similarity),
+            "vector_distance": self.vector_distance.map(round3),
             "words": {"bad": self.bad.word_count(), "fixed": self.fixed.word_count()},
             "length_ratio": self.length_ratio.map(round3),
             "deleted": texts(&self.deleted),

@@ -32,6 +32,9 @@ pub struct Settings {
     pub max_phrase_words: usize,
     /// Kinds enforced on outputs.
     pub enforce: BTreeSet<RuleKind>,
+    /// A pair whose fix moved the embedding further than this (cosine
+    /// distance) corrected the answer's content: it backs no rule.
+    pub max_shift: f64,
 }
 
 impl Default for Settings {
@@ -43,8 +46,16 @@ impl Default for Settings {
             max_terms: 10,
             max_phrase_words: 10,
             enforce: RuleKind::ENFORCEABLE.into_iter().collect(),
+            max_shift: 0.4,
         }
     }
+}
+
+/// The pairs whose fix corrected the content (their vector distance is
+/// past `max_shift`), which back no rule: a rule says how to answer, and a
+/// fact put right says nothing about that.
+pub fn content_fixes<'a>(pairs: &'a [Pair], s: &Settings) -> Vec<&'a Pair> {
+    pairs.iter().filter(|p| p.vector_distance.is_some_and(|d| d > s.max_shift)).collect()
 }
 
 /// A rule before conflicts are settled.
@@ -77,8 +88,15 @@ impl Candidate {
     }
 }
 
-/// The rules the pairs back.
-pub fn induce(pairs: &[Pair], s: &Settings) -> Vec<Rule> {
+/// The rules the pairs back (all but the [`content_fixes`]).
+pub fn induce(all: &[Pair], s: &Settings) -> Vec<Rule> {
+    let kept: Vec<Pair>;
+    let pairs = if all.iter().any(|p| p.vector_distance.is_some_and(|d| d > s.max_shift)) {
+        kept = all.iter().filter(|p| !p.vector_distance.is_some_and(|d| d > s.max_shift)).cloned().collect();
+        &kept[..]
+    } else {
+        all
+    };
     let min = s.min_support.max(1);
     let mut out: Vec<Candidate> = Vec::new();
     out.extend(length(pairs, s, min));
@@ -523,5 +541,32 @@ mod tests {
         let rules = induce(&p, &Settings { min_support: 1, enforce: BTreeSet::new(), ..Settings::default() });
         assert!(rules.iter().all(|r| !r.enforced));
         assert!(by_id(&rules, "tone:avoid:exclamation").support == 1);
+    }
+
+    #[test]
+    fn content_corrections_back_no_rule() {
+        // Two fixes put a wrong city right (the meaning moved far); three
+        // drop an apology (it hardly moved).
+        let mut p = pairs(&[
+            ("The capital is Lyon, Paris is smaller.", "The capital is Marseille."),
+            ("Lyon is the capital, not Paris.", "Marseille is the capital."),
+            ("Sorry, the total is 3.", "The total is 3."),
+            ("Sorry, it ships Monday.", "It ships Monday."),
+            ("Sorry, we open at 9.", "We open at 9."),
+        ]);
+        let ids = |rules: &[Rule]| rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let without = induce(&p, &Settings::default());
+        assert!(ids(&without).contains(&"avoid:lyon".to_string()), "{:?}", ids(&without));
+        for (pair, d) in p.iter_mut().zip([0.9, 0.85, 0.1, 0.12, 0.08]) {
+            pair.vector_distance = Some(d);
+        }
+        let with = induce(&p, &Settings::default());
+        assert!(!ids(&with).iter().any(|id| id.contains("lyon") || id.contains("paris") || id.contains("marseille")), "{:?}", ids(&with));
+        assert_eq!(by_id(&with, "avoid:sorry").pairs, ["p3", "p4", "p5"]);
+        let fixes: Vec<&str> = content_fixes(&p, &Settings::default()).iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(fixes, ["p1", "p2"]);
+        // A higher bar keeps them as evidence.
+        let loose = Settings { max_shift: 0.95, ..Settings::default() };
+        assert!(ids(&induce(&p, &loose)).contains(&"avoid:lyon".to_string()));
     }
 }

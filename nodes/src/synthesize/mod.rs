@@ -72,6 +72,15 @@ pub struct SynthesizeConfig {
     /// hook); default every kind that can be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce: Option<Vec<RuleKind>>,
+    /// A backend whose embeddings measure how far each fix moved the
+    /// meaning (the cosine distance between bad and fixed output), beside
+    /// the edit distance; one call per pair, memoized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<String>,
+    /// With `embeddings`: a pair whose distance is past this corrected the
+    /// answer's content, not its style, and backs no rule; default 0.4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shift: Option<f64>,
 }
 
 impl SynthesizeConfig {
@@ -84,6 +93,7 @@ impl SynthesizeConfig {
             max_terms: self.max_terms.map_or(d.max_terms, |n| n as usize),
             max_phrase_words: self.max_phrase_words.map_or(d.max_phrase_words, |n| n as usize),
             enforce: self.enforce.as_ref().map_or(d.enforce, |e| e.iter().copied().collect()),
+            max_shift: self.max_shift.unwrap_or(d.max_shift),
         }
     }
 }
@@ -104,6 +114,18 @@ impl Node for Synthesize {
             cx.backend(&cx.field("backend"), b);
             // One call for the whole input, not per record.
             cx.calls_per_record(1);
+        }
+        if let Some(b) = &c.embeddings {
+            cx.backend(&cx.field("embeddings"), b);
+        }
+        if let Some(m) = c.max_shift {
+            if c.embeddings.is_none() {
+                let hint = "add `embeddings: <backend>` to measure the shift, or remove `max_shift`";
+                cx.error_at_key(&cx.field("max_shift"), "`max_shift` needs `embeddings`", Some(hint.into()));
+            } else if !(m > 0.0 && m <= 2.0) {
+                let hint = "a cosine distance: 0 same meaning, 1 unrelated; e.g. `max_shift: 0.4`";
+                cx.error(&cx.field("max_shift"), format!("`max_shift` must be in (0, 2], not {m}"), Some(hint.into()));
+            }
         }
         if c.min_support == Some(0) {
             let hint = "a rule needs at least one pair behind it; the default is 2";
@@ -135,21 +157,33 @@ impl Node for Synthesize {
         PortType { name: "Rule".into(), fields: FieldSet::Known(RULE_FIELDS.iter().map(|f| f.to_string()).collect()) }
     }
 
-    /// The rewording call, when there is a backend and a rule to reword.
+    /// Each pair's embeddings call, and the rewording call when there is
+    /// a backend and a rule to reword. (With embeddings the rules depend on
+    /// the answers, so the rewording call is known only once they are in
+    /// the memo.)
     fn batch_call_keys(
         c: &SynthesizeConfig,
         records: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
     ) -> Option<Vec<ContentHash>> {
-        let Some(name) = &c.backend else { return Some(Vec::new()) };
-        let spec = backends.get(name)?;
         let Ok(pairs) = read_pairs(records) else { return Some(Vec::new()) };
-        let rules = induce::induce(&pairs, &c.settings());
-        if !rules.iter().any(|r| r.active) {
-            return Some(Vec::new());
+        let mut keys = Vec::new();
+        if let Some(name) = &c.embeddings {
+            let spec = backends.get(name)?;
+            keys.extend(pairs.iter().map(|p| embed_key(spec, p)));
         }
-        let body = backend::chat_body(spec, &reword::messages(&pairs, &rules), true, 0);
-        Some(vec![backend::memo_key(spec, Endpoint::Chat, &body, 0)])
+        let Some(name) = &c.backend else { return Some(keys) };
+        let spec = backends.get(name)?;
+        if c.embeddings.is_some() {
+            // The rules wait for the distances: the plan cannot know them.
+            return None;
+        }
+        let rules = induce::induce(&pairs, &c.settings());
+        if rules.iter().any(|r| r.active) {
+            let body = backend::chat_body(spec, &reword::messages(&pairs, &rules), true, 0);
+            keys.push(backend::memo_key(spec, Endpoint::Chat, &body, 0));
+        }
+        Some(keys)
     }
 
     fn build(c: &SynthesizeConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
@@ -157,14 +191,29 @@ impl Node for Synthesize {
             Some(name) => Some(Backends::of(cx, name)?),
             None => None,
         };
+        let embeddings = match &c.embeddings {
+            Some(name) => Some(Backends::of(cx, name)?),
+            None => None,
+        };
         Ok(Stage::Barrier(Box::new(SynthesizeStage {
             node: cx.node.clone(),
             settings: c.settings(),
             backend,
+            embeddings,
             meter: cx.meter.clone(),
             memo_reads: cx.memo_reads,
         })))
     }
+}
+
+/// The texts of a pair's embeddings call: the bad output, then the fixed.
+fn embed_texts(p: &Pair) -> Vec<String> {
+    vec![p.bad.raw.clone(), p.fixed.raw.clone()]
+}
+
+/// The memo key of a pair's embeddings call, as [`Backend::embed`] files it.
+fn embed_key(spec: &BackendSpec, p: &Pair) -> ContentHash {
+    backend::memo_key(spec, Endpoint::Embeddings, &backend::embed_body(spec, &embed_texts(p), None), 0)
 }
 
 /// A feedback record that is not a pair: one of its outputs is missing.
@@ -221,6 +270,7 @@ struct SynthesizeStage {
     node: String,
     settings: Settings,
     backend: Option<Arc<Backend>>,
+    embeddings: Option<Arc<Backend>>,
     meter: Arc<Meter>,
     memo_reads: bool,
 }
@@ -241,15 +291,23 @@ impl BarrierStage for SynthesizeStage {
     fn run_spooled(self: Box<Self>, inputs: Vec<Spool>) -> BoxFuture<'static, BarrierOutput> {
         Box::pin(async move {
             let settings = self.settings.clone();
+            let panicked = |e: tokio::task::JoinError| NodeError::new(format!("synthesize panicked: {e}"));
             // Diffs and edit distances over every pair: a blocking thread's work.
-            let (pairs, mut rules) = tokio::task::spawn_blocking(move || {
+            let mut pairs = tokio::task::spawn_blocking(move || {
                 let input = inputs.into_iter().next().unwrap_or_default();
-                let pairs = read_spooled_pairs(&input)?;
-                let rules = induce::induce(&pairs, &settings);
-                Ok::<_, NodeError>((pairs, rules))
+                read_spooled_pairs(&input)
             })
             .await
-            .map_err(|e| NodeError::new(format!("synthesize panicked: {e}")))??;
+            .map_err(panicked)??;
+            if let Some(b) = &self.embeddings {
+                self.measure_shifts(b, &mut pairs).await?;
+            }
+            let (pairs, mut rules) = tokio::task::spawn_blocking(move || {
+                let rules = induce::induce(&pairs, &settings);
+                (pairs, rules)
+            })
+            .await
+            .map_err(panicked)?;
 
             let mut reworded = None;
             if let Some(b) = self.backend.as_ref().filter(|_| rules.iter().any(|r| r.active)) {
@@ -284,6 +342,25 @@ fn contradictions(rules: &[Rule]) -> Vec<Value> {
 }
 
 impl SynthesizeStage {
+    /// Each pair's vector distance, its two outputs embedded in one call,
+    /// the calls in flight together (the backend bounds them).
+    async fn measure_shifts(&self, b: &Backend, pairs: &mut [Pair]) -> Result<(), NodeError> {
+        let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
+        let answers = futures::future::join_all(pairs.iter().map(|p| async move {
+            let texts = embed_texts(p);
+            b.embed(&texts, opts).await
+        }))
+        .await;
+        for (p, answer) in pairs.iter_mut().zip(answers) {
+            let v = answer.map_err(|e| {
+                NodeError::new(format!("embedding pair `{}` through backend `{}` failed: {}", p.id, b.name, e.message))
+            })?;
+            let cosine = crate::evaluate::embedding_cosine(&v[0], &v[1]);
+            p.vector_distance = Some(1.0 - cosine);
+        }
+        Ok(())
+    }
+
     fn artifacts(&self, pairs: &[Pair], rules: &[Rule], set: &RuleSet, reworded: Option<&Reworded>) -> Vec<Artifact> {
         let active = rules.iter().filter(|r| r.active).count();
         let enforced = rules.iter().filter(|r| r.active && r.enforced).count();
@@ -292,6 +369,7 @@ impl SynthesizeStage {
         let settings = json!({
             "min_support": s.min_support, "shorter_below": s.shorter_below, "longer_above": s.longer_above,
             "max_terms": s.max_terms, "max_phrase_words": s.max_phrase_words,
+            "max_shift": self.embeddings.is_some().then_some(s.max_shift),
             "enforce": s.enforce.iter().map(|k| k.name()).collect::<Vec<_>>(),
         });
         let reword_json = reworded.map(|r| {
@@ -302,10 +380,18 @@ impl SynthesizeStage {
         let similarity = pairs.iter().map(|p| p.similarity).sum::<f64>() / n;
         let ratios: Vec<f64> = pairs.iter().filter_map(|p| p.length_ratio).collect();
         let ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        let content: Vec<Value> = induce::content_fixes(pairs, s)
+            .iter()
+            .map(|p| json!({"id": p.id, "vector_distance": p.vector_distance.map(analysis::round3)}))
+            .collect();
+        let shifts: Vec<f64> = pairs.iter().filter_map(|p| p.vector_distance).collect();
+        let mean_shift = (!shifts.is_empty()).then(|| analysis::round3(shifts.iter().sum::<f64>() / shifts.len() as f64));
         let report = json!({
             "node": self.node,
             "pairs": pairs.len(),
             "settings": settings,
+            "mean_vector_distance": mean_shift,
+            "content_fixes": content,
             "mean_similarity": analysis::round3(similarity),
             "mean_length_ratio": analysis::round3(ratio),
             "rules": rules,
@@ -330,6 +416,22 @@ impl SynthesizeStage {
             conflicts.len(),
             if conflicts.len() == 1 { "" } else { "s" }
         );
+        if let Some(shift) = mean_shift {
+            let _ = write!(md, "mean vector distance {shift:.2}");
+            match content.len() {
+                0 => md.push_str("; no fix corrected the content\n"),
+                n => {
+                    let ids: Vec<&str> = content.iter().filter_map(|c| c["id"].as_str()).take(10).collect();
+                    let _ = writeln!(
+                        md,
+                        "; {n} fix{} moved the meaning past {} (content corrections, backing no rule): {}",
+                        if n == 1 { "" } else { "es" },
+                        s.max_shift,
+                        ids.join(", ")
+                    );
+                }
+            }
+        }
         if !rules.is_empty() {
             md.push_str("\n| rule | support | pairs | status |\n|---|---|---|---|\n");
             for r in rules {
@@ -423,6 +525,7 @@ mod tests {
             node: "improve".into(),
             settings: Settings::default(),
             backend: None,
+            embeddings: None,
             meter: Arc::default(),
             memo_reads: true,
         };
@@ -434,5 +537,40 @@ mod tests {
         let md = String::from_utf8(artifacts[3].bytes.clone()).unwrap();
         assert!(md.starts_with("3 feedback pairs → "), "{md}");
         assert!(md.contains("| `avoid:sorry` | 3 | fb-0, fb-1, fb-2 | active, enforced |"), "{md}");
+    }
+
+    /// With `embeddings:`, each pair's vector distance is the cosine
+    /// distance of its outputs' embeddings (here sim's), one memoized call
+    /// per pair, in `rules.json` and the summary.
+    #[tokio::test]
+    async fn embeddings_measure_each_fix() {
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim}").unwrap();
+        let specs = BTreeMap::from([("emb".to_string(), spec)]);
+        let backends = Backends::new(&specs, &BTreeMap::new(), &["emb".into()], None, &[], &|_| None).unwrap();
+        let texts = [("Sorry! The total is 3 dollars.", "The total is 3 dollars."), ("It is Lyon.", "It is Paris.")];
+        let recs: Vec<Record> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, (b, f))| record(json!({"id": format!("fb-{i}"), "bad_output": b, "fixed_output": f})))
+            .collect();
+        let meter = Arc::new(Meter::default());
+        let stage = SynthesizeStage {
+            node: "improve".into(),
+            settings: Settings::default(),
+            backend: None,
+            embeddings: backends.get("emb"),
+            meter: meter.clone(),
+            memo_reads: true,
+        };
+        let (_, artifacts) = Box::new(stage).run(vec![recs]).await.unwrap();
+        let report: Value = serde_json::from_slice(&artifacts[0].bytes).unwrap();
+        for (i, (b, f)) in texts.iter().enumerate() {
+            let want = 1.0 - crate::evaluate::embedding_cosine(&backend::sim::embed(b, 64), &backend::sim::embed(f, 64));
+            let got = report["analysis"][i]["vector_distance"].as_f64().unwrap();
+            assert!((got - analysis::round3(want)).abs() < 1e-9, "pair {i}: {got} vs {want}");
+        }
+        assert_eq!(meter.snapshot().unwrap().requests, 2, "one call per pair");
+        let md = String::from_utf8(artifacts[3].bytes.clone()).unwrap();
+        assert!(md.contains("mean vector distance "), "{md}");
     }
 }
