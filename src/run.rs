@@ -81,6 +81,9 @@ fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest
 /// files (`outputs`), and returns the exit code: 0, 1 (failed, or a gate
 /// tripped), or the signal's.
 pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target]) -> Result<ExitCode, Failure> {
+    // A bound that is not a size is bad input: refused before anything is
+    // written (the engine reads it again when it starts).
+    flow_engine::spill::bound_from_env().map_err(|e| flow_engine::diag::Diagnostic::new(e.to_string()))?;
     // One assessment for both the backends and the run: a cache entry that
     // appears or goes in between cannot make a node run without its backend.
     let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;

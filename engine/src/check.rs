@@ -285,7 +285,30 @@ impl<'a> CheckCx<'a> {
             self.error(at, msg, Some("run it with the flow CLI, which uses the .flow folder next to the spec".into()));
             return None;
         };
-        let id = (run != "latest").then_some(run);
+        // A run id may be given whole or as a unique prefix, as everywhere.
+        let ids = store.run_ids().unwrap_or_default();
+        let resolved = match ids.iter().any(|i| i == run) {
+            true => Some(run.to_string()),
+            false if run == "latest" => None,
+            false => {
+                let matching: Vec<&String> = ids.iter().filter(|i| !run.is_empty() && i.starts_with(run)).collect();
+                match matching.as_slice() {
+                    [one] => Some((*one).clone()),
+                    [] => Some(run.to_string()),
+                    many => {
+                        let shown: Vec<&str> = many.iter().rev().take(10).map(|s| s.as_str()).collect();
+                        let msg = format!(
+                            "node `{}`: run id `{run}` is ambiguous: {} runs start with it",
+                            self.node,
+                            many.len()
+                        );
+                        self.error(&at.key("run"), msg, Some(format!("give more of the id: {}", shown.join(", "))));
+                        return None;
+                    }
+                }
+            }
+        };
+        let id = resolved.as_deref();
         let found = match store.node_output(node, id) {
             Ok(found) => found,
             Err(flow_cache::StoreError::NoSuchRun(_)) => {

@@ -166,9 +166,16 @@ fn a_stored_run_is_a_baseline() {
     assert!(plan.stdout.contains(&format!("runs/{newer_id}/scores")), "{}", plan.stdout);
     assert!(plan.stdout.contains("will run (input file changed"), "{}", plan.stdout);
 
-    // A run named by id, mistyped: did-you-mean.
-    let typo = &base_id[..base_id.len() - 1];
-    let spec = p.read("specs/stored.yaml").replace("run: latest", &format!("run: {typo}"));
+    // A run named by a unique prefix of its id, as everywhere.
+    let stored = p.read("specs/stored.yaml");
+    let prefix = &base_id[..base_id.len() - 1];
+    p.write("specs/stored.yaml", &stored.replace("run: latest", &format!("run: {prefix}")));
+    let plan = p.flow(&["plan", "specs/stored.yaml"]);
+    assert!(plan.stdout.contains(&format!("runs/{base_id}/scores")), "{}{}", plan.stdout, plan.stderr);
+    // Mistyped: did-you-mean.
+    let last = base_id.chars().last().unwrap();
+    let typo = format!("{prefix}{}", if last == '0' { '1' } else { '0' });
+    let spec = stored.replace("run: latest", &format!("run: {typo}"));
     p.write("specs/stored.yaml", &spec);
     let r = p.flow(&["validate", "specs/stored.yaml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);

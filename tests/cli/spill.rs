@@ -124,12 +124,12 @@ fn a_failed_run_leaves_no_spill_file() {
 fn a_bound_that_is_not_a_size_is_named() {
     let p = project(&["extract"]);
     let r = run_in_env(&p.path(""), &["run", "specs/extract.yaml"], &[("FLOW_BARRIER_MEMORY", "lots")]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "bad input: {}", r.stderr);
     assert!(
         r.stderr.contains("FLOW_BARRIER_MEMORY=`lots` is not a size; hint: write bytes or a size such as `64MiB`"),
         "{}",
         r.stderr
     );
-    // Refused before the run starts: no run is recorded.
-    assert_eq!(tmp_files(&p.path("specs/.flow/runs")), Vec::<String>::new());
+    // Refused before the run starts: nothing is written.
+    assert!(!p.path("specs/.flow").exists(), "a workspace was made");
 }
