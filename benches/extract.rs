@@ -159,9 +159,10 @@ fn from_postgres(n: usize, runs: usize) {
         w.flush().expect("flush logs.csv");
     }
     pg.sql(&format!(
-        "create extension vector; create table logs (id text primary key, input text, output text, status text, embedding vector({DIMS}), updated_at timestamptz not null default now());\n\\copy logs (id, input, output, status, embedding) from '{}' with (format csv)",
-        csv.display()
+        "create extension vector; create table logs (id text primary key, input text, output text, status text, embedding vector({DIMS}), updated_at timestamptz not null default now())"
     ));
+    // A psql meta-command goes alone in its `-c`.
+    pg.sql(&format!("\\copy logs (id, input, output, status, embedding) from '{}' with (format csv)", csv.display()));
     let spec = dir.path().join("bench.yaml");
     std::fs::write(
         &spec,

@@ -207,7 +207,10 @@ pub fn runs(store: &Store, limit: usize) -> anyhow::Result<()> {
         let count = |s: NodeStatus| m.nodes.iter().filter(|n| n.status == s).count().to_string();
         table.add_row([
             m.run_id.clone(),
-            m.spec.clone(),
+            match &m.shard {
+                Some(s) => format!("{} (shard {s})", m.spec),
+                None => m.spec.clone(),
+            },
             serde_json::to_value(m.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
             m.started.clone(),
             count(NodeStatus::Ran),

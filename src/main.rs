@@ -78,6 +78,11 @@ struct ForceArgs {
     /// run after it reuses its answers from the call memo).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
+    /// Only shard I of N (0 ≤ I < N): the records whose id hashes to it,
+    /// through the nodes that map records one by one; run each shard in its
+    /// own process on a shared workspace, then a plain `flow run` merges.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<flow_engine::shard::Shard>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -417,6 +422,21 @@ fn force_of(plan: &mut Plan, args: &ForceArgs) -> Result<Force, Diagnostic> {
                 plan.nodes.iter().map(|n| n.name.as_str()),
                 "a node",
             )));
+        }
+    }
+    if let Some(shard) = args.shard {
+        let left = plan.shard(shard);
+        if plan.nodes.is_empty() {
+            return Err(Diagnostic::new(format!("--shard {shard}: no node of `{}` runs in a shard", plan.spec_name))
+                .hint("a shard runs the sources (`load`, `query`) and the nodes that map their records one by one (`run`, `evaluate`)"));
+        }
+        if !left.is_empty() {
+            errln!(
+                "shard {shard}: {} node{} here; left to the merge (a plain `flow run` in this workspace): {}",
+                plan.nodes.len(),
+                if plan.nodes.len() == 1 { "" } else { "s" },
+                left.join(", ")
+            );
         }
     }
     Ok(Force { all: args.no_cache, nodes: args.rerun.iter().cloned().collect() })

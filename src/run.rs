@@ -91,7 +91,12 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
         tracing::debug!(node = %n.name, state = ?a.state, key = ?a.key.map(|k| k.hex()), "assessed");
     }
     let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
-    let _lock = store.lock_run(&plan.spec_name).map_err(anyhow::Error::from)?;
+    // Shards of one spec run side by side; each shard once at a time.
+    let lock = match plan.shard {
+        Some(s) => format!("{} (shard {}-of-{})", plan.spec_name, s.index, s.count),
+        None => plan.spec_name.clone(),
+    };
+    let _lock = store.lock_run(&lock).map_err(anyhow::Error::from)?;
     let context = backends.clone().map(|b| b as flow_engine::RunContext);
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;

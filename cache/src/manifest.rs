@@ -226,6 +226,9 @@ pub struct RunManifest {
     /// Resolved parameter values.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// `--shard i/n`: the slice of the records this run processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Backend calls of the whole run, summed over its nodes.

@@ -505,6 +505,7 @@ mod tests {
             status: RunStatus::Succeeded,
             process: None,
             params: Default::default(),
+            shard: None,
             error: None,
             calls: None,
             nodes,

@@ -177,6 +177,7 @@ pub fn key_fields(plan: &Plan, i: usize, upstream_outputs: &[ContentHash]) -> Ke
         inputs,
         backends,
         limit: node.limit,
+        shard: node.shard,
     }
 }
 

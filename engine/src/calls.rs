@@ -224,6 +224,9 @@ fn read_source(plan: &Plan, u: usize) -> Option<Vec<Record>> {
                 return None;
             }
         }
+        if let Some(shard) = node.shard {
+            records.retain(|r| shard.holds(r));
+        }
         Some(records)
     })
 }

@@ -37,6 +37,9 @@ pub struct PlanNode {
     pub file: Arc<SpecFile>,
     /// `flow run --limit N` on a source: its first `N` records only.
     pub limit: Option<u64>,
+    /// `flow run --shard i/n`: the node processes that slice of the
+    /// records (see [`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl PlanNode {
@@ -59,6 +62,8 @@ pub struct Plan {
     pub prices: BTreeMap<String, crate::spec::Price>,
     /// Nodes in topological order (ties in the order written).
     pub nodes: Vec<PlanNode>,
+    /// `--shard i/n`: this run is one shard (see [`Plan::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Plan {
@@ -328,9 +333,10 @@ fn build(
             side_inputs: sides[i].iter().map(|(f, _)| f.clone()).collect(),
             file: raw[i].file.clone(),
             limit: None,
+            shard: None,
         });
     }
-    Some(Plan { spec_name, file, params, backends, prices, nodes })
+    Some(Plan { spec_name, file, params, backends, prices, nodes, shard: None })
 }
 
 /// Reports each problem once, in the order of the files and lines: a

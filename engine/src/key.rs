@@ -26,6 +26,10 @@ pub struct KeyFields {
     /// `--limit N` on a source: only its first `N` records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// `--shard i/n`: only that slice of the records (a shard's output has
+    /// a key of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// One input's contribution to a key. Names and paths are kept to explain
@@ -61,6 +65,8 @@ impl KeyFields {
             backends: &'a Value,
             #[serde(skip_serializing_if = "Option::is_none")]
             limit: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            shard: Option<crate::shard::Shard>,
         }
         hash_json(&Hashed {
             kind: &self.kind,
@@ -69,6 +75,7 @@ impl KeyFields {
             inputs: self.inputs.iter().map(KeyInput::hash).collect(),
             backends: &self.backends,
             limit: self.limit,
+            shard: self.shard,
         })
     }
 }
@@ -119,6 +126,7 @@ mod tests {
             inputs: vec![KeyInput::Node { node: "a".into(), output: h }],
             backends: Value::Null,
             limit: None,
+            shard: None,
         };
         let mut b = a.clone();
         b.inputs = vec![KeyInput::Node { node: "renamed".into(), output: h }];

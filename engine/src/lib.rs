@@ -18,6 +18,7 @@ pub mod record;
 pub mod render;
 pub mod run;
 pub mod schema;
+pub mod shard;
 pub mod spec;
 pub mod spill;
 pub mod template;

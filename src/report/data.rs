@@ -175,6 +175,7 @@ mod tests {
             status: RunStatus::Failed,
             process: None,
             params: Default::default(),
+            shard: None,
             error: Some("node `scores` failed".into()),
             calls: None,
             nodes: vec![

@@ -38,6 +38,7 @@ mod query;
 mod report;
 mod runids;
 mod self_improve;
+mod shard;
 mod spill;
 mod synthesize;
 mod templates;

@@ -140,6 +140,7 @@ pub async fn run(
         // So a reader can tell this run from one whose process was killed.
         process: Some(RunProcess::this_process()),
         params: plan.params.clone(),
+        shard: plan.shard.map(|s| s.to_string()),
         error: None,
         calls: None,
         nodes: Vec::new(),

@@ -36,8 +36,9 @@ impl NodeJob {
     pub(super) async fn drive(&mut self, stage: Stage, out: &mut Emitter) -> Result<Driven, NodeError> {
         match stage {
             Stage::Source(src) => {
-                let limit = self.plan.nodes[self.index].limit;
-                source(src, out, limit).await.map(|artifacts| Driven::Ran { records_in: 0, artifacts })
+                let node = &self.plan.nodes[self.index];
+                let (limit, shard) = (node.limit, node.shard);
+                source(src, out, limit, shard).await.map(|artifacts| Driven::Ran { records_in: 0, artifacts })
             }
             Stage::Map(map) => {
                 let input = self.inputs.pop().expect("a map stage has one input");
@@ -104,17 +105,25 @@ impl NodeJob {
     }
 }
 
-/// `limit`: the source stops after its first `limit` records (`--limit`).
+/// `limit`: the source stops after its first `limit` records (`--limit`);
+/// `shard`: of those, it emits the shard's (`--shard`).
 async fn source(
     mut src: Box<dyn SourceStage>,
     out: &mut Emitter,
     limit: Option<u64>,
+    shard: Option<crate::shard::Shard>,
 ) -> Result<Vec<Artifact>, NodeError> {
     let mut left = limit.unwrap_or(u64::MAX);
     while left > 0 {
         let Some(mut batch) = src.next_batch().await? else { break };
         batch.truncate(usize::try_from(left).unwrap_or(usize::MAX));
         left -= batch.len() as u64;
+        if let Some(s) = shard {
+            batch.retain(|r| s.holds(r));
+            if batch.is_empty() {
+                continue;
+            }
+        }
         out.emit(batch).await?;
     }
     src.finish()

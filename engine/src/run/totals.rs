@@ -20,6 +20,8 @@ pub(super) fn expected(plan: &Plan, assessed: &[Assessment], finished: &[Option<
             Some(m.records)
         } else {
             match (node.compiled.records, node.main_inputs()) {
+                // A shard's slice of a source is known once it is read.
+                (OutputRecords::Exactly(_), _) if node.shard.is_some() => None,
                 (OutputRecords::Exactly(n), _) => Some(node.limit.map_or(n, |l| l.min(n))),
                 (OutputRecords::PerInput(k), [u]) => totals[*u].map(|t| t.saturating_mul(k)),
                 _ => None,
