@@ -71,3 +71,26 @@ pub fn gc(store: &Store, keep_runs: usize, min_age: Duration, dry_run: bool) -> 
     );
     Ok(())
 }
+
+/// `flow cache import DIR...`: each workspace's (or file's) call memo into
+/// this workspace's. A path with no memo is bad input, said before anything
+/// is imported.
+pub fn import(store: &Store, from: &[std::path::PathBuf]) -> Result<(), crate::Failure> {
+    let mut paths = Vec::with_capacity(from.len());
+    for dir in from {
+        let path = if dir.is_dir() { dir.join("memo.sqlite") } else { dir.clone() };
+        if !path.is_file() {
+            return Err(flow_engine::diag::Diagnostic::new(format!("no call memo at {}", path.display()))
+                .hint("name a .flow folder that a run wrote, or its memo.sqlite")
+                .into());
+        }
+        paths.push((dir, path));
+    }
+    store.create().map_err(anyhow::Error::from)?;
+    let memo = flow_engine::cache::CallMemo::open(&store.memo_path()).map_err(anyhow::Error::from)?;
+    for (dir, path) in paths {
+        let (added, there) = memo.import(&path).map_err(anyhow::Error::from)?;
+        outln!("{}: {there} answers, {added} new here", dir.display());
+    }
+    Ok(())
+}

@@ -217,6 +217,13 @@ enum CacheAction {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Add the call memo of other workspaces (shards run elsewhere) to this
+    /// one: a run here then answers their calls from the memo.
+    Import {
+        /// Their .flow folders (or memo.sqlite files).
+        #[arg(required = true, value_name = "DIR")]
+        from: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -383,10 +390,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache { action, workspace } => {
-            let store = Store::open(inspect::find_workspace(workspace)?);
+            // Importing into a workspace that does not exist yet makes it.
+            let store = match (&action, &workspace) {
+                (CacheAction::Import { .. }, Some(w)) => Store::open(w),
+                _ => Store::open(inspect::find_workspace(workspace)?),
+            };
             match action {
                 CacheAction::Ls => cache_cmd::ls(&store)?,
                 CacheAction::Gc { keep_runs, min_age, dry_run } => cache_cmd::gc(&store, keep_runs, min_age, dry_run)?,
+                CacheAction::Import { from } => cache_cmd::import(&store, &from)?,
             }
             Ok(ExitCode::SUCCESS)
         }

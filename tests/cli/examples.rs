@@ -1,31 +1,73 @@
-//! The shipped GitHub Actions workflow uses only what `flow` has: every
-//! `flow SUBCOMMAND --flag` in `examples/github-actions/flow-eval.yml` is
-//! in that subcommand's `--help`.
+//! The shipped examples use only what `flow` has: every `flow SUBCOMMAND
+//! --flag` in a file under `examples/` (the GitHub Actions workflows, the
+//! Slurm script, the Kubernetes Jobs) is in that subcommand's `--help`.
+
+use std::path::{Path, PathBuf};
 
 use crate::common::{repo, Project};
 
-#[test]
-fn the_github_actions_workflow_uses_only_flags_that_exist() {
-    let text = std::fs::read_to_string(repo().join("examples/github-actions/flow-eval.yml")).unwrap();
-    let p = Project::empty();
-    let mut checked = 0;
-    // The shell lines (`run: ...`), where flow is called.
-    for line in text.lines().filter(|l| l.trim_start().starts_with("run: ")) {
-        let Some(at) = line.find("flow ").filter(|&i| line[i + 5..].starts_with(|c: char| c.is_ascii_lowercase()))
-        else {
-            continue;
-        };
-        let words: Vec<&str> = line[at + 5..].split_whitespace().collect();
-        // `flow cache gc` has a subcommand of its own.
-        let n = if words[0] == "cache" { 2 } else { 1 };
-        let sub = &words[..n];
-        let help = p.flow(&[sub, &["--help"]].concat());
-        assert_eq!(help.code, 0, "`flow {}` is not a command: {}", sub.join(" "), help.stderr);
-        for flag in words[n..].iter().filter(|w| w.starts_with('-')) {
-            let flag = flag.trim_end_matches(['"', ')']);
-            assert!(help.stdout.contains(flag), "`flow {}` has no {flag}:\n{}", sub.join(" "), help.stdout);
-            checked += 1;
+const SUBCOMMANDS: &[&str] = &["run", "plan", "validate", "show", "runs", "view", "schema", "init", "cache", "compare"];
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if p.extension().is_some_and(|x| x != "md") {
+            out.push(p);
         }
     }
-    assert!(checked >= 6, "the workflow's flow commands were not found ({checked} flags)");
+    out.sort();
+    out
+}
+
+#[test]
+fn the_examples_use_only_flags_that_exist() {
+    let p = Project::empty();
+    let mut checked = Vec::new();
+    for file in files(&repo().join("examples")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut flags = 0;
+        // Command lines, not comments.
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            let mut rest = line;
+            while let Some(at) = rest.find("flow ") {
+                let words: Vec<&str> = rest[at + 5..]
+                    .split_whitespace()
+                    .take_while(|w| !matches!(*w, "&&" | "||" | "|" | ";" | "\""))
+                    .collect();
+                rest = &rest[at + 5..];
+                let Some(first) = words.first().filter(|w| SUBCOMMANDS.contains(w)) else { continue };
+                // `flow cache gc` has a subcommand of its own.
+                let n = if *first == "cache" { 2 } else { 1 };
+                let sub = &words[..n.min(words.len())];
+                let help = p.flow(&[sub, &["--help"]].concat());
+                assert_eq!(
+                    help.code,
+                    0,
+                    "{}: `flow {}` is not a command: {}",
+                    file.display(),
+                    sub.join(" "),
+                    help.stderr
+                );
+                for flag in words[n.min(words.len())..].iter().filter(|w| w.starts_with('-')) {
+                    let flag = flag.trim_end_matches(['"', ')', '&']);
+                    assert!(
+                        help.stdout.contains(flag),
+                        "{}: `flow {}` has no {flag}:\n{}",
+                        file.display(),
+                        sub.join(" "),
+                        help.stdout
+                    );
+                    flags += 1;
+                }
+            }
+        }
+        checked.push((file.file_name().unwrap().to_string_lossy().into_owned(), flags));
+    }
+    for (file, flags) in &checked {
+        assert!(*flags >= 2, "no flow command with flags found in {file}: {checked:?}");
+    }
+    assert!(checked.len() >= 5, "{checked:?}");
 }

@@ -157,3 +157,41 @@ fn a_killed_shard_resumes_and_a_shard_runs_once_at_a_time() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("`2/2` is not a shard; write `i/n` with 0 ≤ i < n"), "{}", bad.stderr);
 }
+
+/// Shards that ran on other machines, each in a workspace of its own (a CI
+/// matrix job's, uploaded as an artifact): `flow cache import` adds their
+/// memos to the merge's workspace, and the merge sends nothing.
+#[test]
+fn shards_from_other_workspaces_merge_after_an_import() {
+    let server = LlmServer::start(ServerConfig::default());
+    let n = 30;
+    let p = project(n, &spec(&server.base_url(), 4, crate::openai::ANSWERS));
+    for i in 0..3 {
+        let ws = format!("shard-{i}/.flow");
+        let r = flow(&p, &["run", SPEC, "--shard", &format!("{i}/3"), "--workspace", &ws], &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    assert_eq!(server.requests(), n as u64);
+    let r = flow(
+        &p,
+        &["cache", "import", "shard-0/.flow", "shard-1/.flow", "shard-2/.flow", "--workspace", "specs/.flow"],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let added: u64 =
+        r.stdout.lines().filter_map(|l| l.split(", ").nth(1)?.split(' ').next()?.parse::<u64>().ok()).sum();
+    assert_eq!(added, n as u64, "{}", r.stdout);
+    server.reset_counters();
+    let m = run_ok(&p, &[]);
+    assert_eq!(server.requests(), 0, "the merge sends nothing");
+    assert_eq!(count(&calls(&m, "answers"), "memo_hits"), n as u64);
+    let shown = flow(&p, &["show", "answers", "--spec", SPEC], &[]);
+    let records: Vec<Value> = shown.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_all_answered(&records, n);
+    // Again: nothing new; a folder without a memo is bad input.
+    let r = flow(&p, &["cache", "import", "shard-0/.flow", "--workspace", "specs/.flow"], &[]);
+    assert!(r.stdout.contains(", 0 new here"), "{}", r.stdout);
+    let r = flow(&p, &["cache", "import", "nowhere", "--workspace", "specs/.flow"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no call memo at nowhere"), "{}", r.stderr);
+}

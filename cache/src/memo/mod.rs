@@ -268,6 +268,33 @@ impl CallMemo {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Adds the calls memoized in another memo file (another workspace's,
+    /// such as a shard that ran on another machine) that this one lacks,
+    /// in one transaction; answers already here are kept. How many were
+    /// added, of how many there.
+    pub fn import(&self, from: &Path) -> Result<(u64, u64), MemoError> {
+        let Some(write) = &self.write else {
+            return Err(MemoError::ReadOnly { path: self.path.clone() });
+        };
+        let other = Self::open_read_only(from)?;
+        let there = other.len()?;
+        drop(other);
+        let mut conn = lock(write);
+        let err = |e| MemoError::of(from, e);
+        conn.execute("ATTACH DATABASE ?1 AS other", rusqlite::params![from.to_string_lossy()]).map_err(err)?;
+        let added = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n =
+                tx.execute("INSERT OR IGNORE INTO main.calls (key, value) SELECT key, value FROM other.calls", [])?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(n as u64)
+        })();
+        let detached = conn.execute("DETACH DATABASE other", []);
+        let added = added.map_err(err)?;
+        detached.map_err(err)?;
+        Ok((added, there))
+    }
+
     /// Number of memoized calls.
     pub fn len(&self) -> Result<u64, MemoError> {
         let conn = lock(&self.read);
