@@ -24,6 +24,11 @@
 //!   requests in flight at the server as the second half of them arrived,
 //!   the share refused, the cap's low point and end from the manifest.
 //!
+//! - **F shards**: 2,000 cases at 200 ms latency, concurrency 16 per
+//!   process, on 1, 2 and 4 shard processes at once (`--shard i/n` on one
+//!   workspace), then the merge (a plain run, answered by the memo): wall
+//!   time of the shards and the speed-up over one process, and the merge's.
+//!
 //! Each run is the real `flow` binary as a child process, with a fresh
 //! workspace and `--no-cache`, so every call reaches the server; the server
 //! counts them, and a run that did not answer one call per case fails the
@@ -183,6 +188,10 @@ fn main() {
         );
     }
 
+    if selected("F") {
+        shards(if benching { 2_000 } else { 100 }, runs, smoke);
+    }
+
     if selected("E") {
         let mut s = Scenario::new("E limit 8", 1_000 / scale, 64, 20);
         s.server.max_concurrent = Some(8);
@@ -203,6 +212,62 @@ fn main() {
             e.failed,
             e.concurrency.as_deref().unwrap_or("-"),
             e.spread(),
+        );
+    }
+}
+
+/// F: the shards at once, then the merge, for each process count.
+fn shards(cases: usize, runs: usize, smoke: &str) {
+    let mut s = Scenario::new("F shards", cases, 16, 200);
+    s.server.record_bodies = false;
+    let mut one = None;
+    for n in [1u32, 2, 4] {
+        let (mut walls, mut merges) = (Vec::new(), Vec::new());
+        let mut requests = 0;
+        for _ in 0..runs {
+            let server = LlmServer::start(s.server.clone());
+            let dir = tempfile::tempdir().expect("create a temp dir");
+            let spec = dir.path().join("bench.yaml");
+            let workspace = dir.path().join(".flow");
+            write_cases(&dir.path().join("cases.jsonl"), s.cases);
+            std::fs::write(&spec, spec_text(&server.base_url(), &s)).expect("write bench.yaml");
+            let started = std::time::Instant::now();
+            let children: Vec<_> = (0..n)
+                .map(|i| {
+                    std::process::Command::new(flow_bin())
+                        .args(["run", "--quiet", "--shard", &format!("{i}/{n}"), "--workspace"])
+                        .arg(&workspace)
+                        .arg(&spec)
+                        .env(KEY_VAR, "bench-key")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .expect("spawn a shard")
+                })
+                .collect();
+            for mut c in children {
+                assert!(c.wait().expect("a shard ends").success(), "a shard failed");
+            }
+            walls.push(started.elapsed());
+            requests = server.requests();
+            let merge = run_flow_args(&spec, &workspace, &[(KEY_VAR, "bench-key")], &[]);
+            assert_eq!(merge.code, 0, "the merge failed");
+            assert_eq!(server.requests(), requests, "the merge sent calls");
+            merges.push(merge.wall);
+        }
+        let wall = median(walls.clone());
+        let speedup = one.map_or(1.0, |w: Duration| w.as_secs_f64() / wall.as_secs_f64());
+        one.get_or_insert(wall);
+        let all: Vec<String> = walls.iter().map(|w| format_secs(*w)).collect();
+        println!(
+            "{:<24} {:>6} cases  {n} process{}  median {:>9}  speed-up {speedup:.2}x  {requests} requests  merge {:>8}  ({} runs: {})   target: >= 3.2x at 4",
+            format!("F shards{smoke}"),
+            s.cases,
+            if n == 1 { "  " } else { "es" },
+            format_secs(wall),
+            format_secs(median(merges)),
+            all.len(),
+            all.join(", ")
         );
     }
 }
