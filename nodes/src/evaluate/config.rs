@@ -57,6 +57,9 @@ pub enum MetricType {
     EqualsJson,
     /// The field is JSON valid against `schema` or `schema_file`.
     JsonSchema,
+    /// The field's text holds a JSON object or array (in prose, in a code
+    /// fence), valid against `schema` or `schema_file` when given.
+    ContainsJson,
     /// Normalized Levenshtein similarity to `expected`, passing at `threshold`.
     Similarity,
     /// Levenshtein edit distance to `expected`, passing at `max_distance`.
@@ -95,6 +98,7 @@ pub const METRIC_TYPES: &[MetricType] = &[
     MetricType::JsonValid,
     MetricType::EqualsJson,
     MetricType::JsonSchema,
+    MetricType::ContainsJson,
     MetricType::Similarity,
     MetricType::Levenshtein,
     MetricType::RougeL,
@@ -123,6 +127,7 @@ impl MetricType {
             MetricType::JsonValid => "json_valid",
             MetricType::EqualsJson => "equals_json",
             MetricType::JsonSchema => "json_schema",
+            MetricType::ContainsJson => "contains_json",
             MetricType::Similarity => "similarity",
             MetricType::Levenshtein => "levenshtein",
             MetricType::RougeL => "rouge_l",
@@ -160,7 +165,7 @@ impl MetricType {
             MetricType::WordCount | MetricType::Length => (&[], &["min", "max"]),
             MetricType::JsonValid => (&[], &[]),
             MetricType::EqualsJson => (&["expected"], &[]),
-            MetricType::JsonSchema => (&[], &["schema", "schema_file"]),
+            MetricType::JsonSchema | MetricType::ContainsJson => (&[], &["schema", "schema_file"]),
             MetricType::Similarity | MetricType::RougeL | MetricType::Bleu => (&["expected"], &["threshold"]),
             MetricType::Levenshtein => (&["expected", "max_distance"], &["case_sensitive"]),
             MetricType::EmbeddingSimilarity => (&["backend", "expected"], &["threshold"]),
@@ -353,6 +358,7 @@ impl MetricConfig {
             | MetricType::Length
             | MetricType::JsonValid
             | MetricType::JsonSchema
+            | MetricType::ContainsJson
             | MetricType::Latency
             | MetricType::Cost
             | MetricType::Exec => Vec::new(),

@@ -3,7 +3,8 @@
 //! Metrics (docs/metrics.md has each with an example): text checks
 //! (`exact_match`, `contains`, `icontains`, `contains_any`, `contains_all`,
 //! `starts_with`, `ends_with`, `regex`, `label_in`, `word_count`, `length`),
-//! JSON checks (`json_valid`, `equals_json`, `json_schema`), overlap with a
+//! JSON checks (`json_valid`, `equals_json`, `json_schema`,
+//! `contains_json`), overlap with a
 //! reference (`similarity`, `levenshtein`, `rouge_l`, `bleu`), thresholds on
 //! what `run` measured (`latency`, `cost`), calls to a backend (`judge`, in
 //! [`judge`]; `embedding_similarity`, in [`embedding`]) and custom metrics
@@ -70,7 +71,7 @@ impl Node for Evaluate {
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "scores records: exact_match, contains, icontains, contains_any, contains_all, \
         starts_with, ends_with, regex, label_in, word_count, length, json_valid, equals_json, json_schema, \
-        similarity, levenshtein, rouge_l, bleu, embedding_similarity, judge, latency, cost, exec; \
+        contains_json, similarity, levenshtein, rouge_l, bleu, embedding_similarity, judge, latency, cost, exec; \
         `negate`, `weight`, `field` paths; `fail_if` gates";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
@@ -229,8 +230,10 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
             cx.error(&mp.key(arg), format!("`{arg}` is empty"), Some(format!("list at least one, e.g. `{arg}: [yes, no]`")));
         }
     }
-    if m.kind == MetricType::JsonSchema {
-        check_schema(m, mp, cx);
+    match m.kind {
+        MetricType::JsonSchema => check_schema(m, mp, cx, true),
+        MetricType::ContainsJson => check_schema(m, mp, cx, false),
+        _ => {}
     }
     if matches!(m.kind, MetricType::WordCount | MetricType::Length) {
         match (m.min, m.max) {
@@ -262,17 +265,20 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
     }
 }
 
-/// `json_schema`: exactly one of `schema` and `schema_file`, and a schema
-/// that compiles. The file is registered, so editing it re-runs the node.
-fn check_schema(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>) {
+/// `json_schema` (and `contains_json`, where it is optional): exactly one
+/// of `schema` and `schema_file`, and a schema that compiles. The file is
+/// registered, so editing it re-runs the node.
+fn check_schema(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, required: bool) {
     let hint = "give the schema inline (`schema: {type: object, required: [answer]}`) or as `schema_file: schema.json`";
+    let ty = m.kind.name();
     let (at, schema) = match (&m.schema, &m.schema_file) {
         (Some(_), Some(_)) => {
-            cx.error_at_key(&mp.key("schema_file"), "`json_schema` takes `schema` or `schema_file`, not both", Some(hint.into()));
+            cx.error_at_key(&mp.key("schema_file"), format!("`{ty}` takes `schema` or `schema_file`, not both"), Some(hint.into()));
             return;
         }
+        (None, None) if !required => return,
         (None, None) => {
-            cx.error_at_key(&mp.key("type"), "`json_schema` needs `schema` or `schema_file`", Some(hint.into()));
+            cx.error_at_key(&mp.key("type"), format!("`{ty}` needs `schema` or `schema_file`"), Some(hint.into()));
             return;
         }
         (Some(s), None) => (mp.key("schema"), s.clone()),

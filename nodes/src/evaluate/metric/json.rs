@@ -1,7 +1,9 @@
 //! JSON checks: `json_valid` (the text is JSON), `equals_json` (the same
-//! JSON as `expected`, key order and number formatting aside) and
+//! JSON as `expected`, key order and number formatting aside),
 //! `json_schema` (valid against a JSON Schema, the failing instance path as
-//! the reason).
+//! the reason) and `contains_json` (the text holds a JSON object or array
+//! somewhere, as a model writes one in prose or a code fence; valid against
+//! a schema when one is given).
 //!
 //! `json_valid` is a validating scanner rather than a parse: what the JSON
 //! grammar (RFC 8259) accepts passes, however deep (serde_json stops at 128
@@ -21,27 +23,23 @@ pub enum JsonCheck {
     Valid,
     Equals { expected: Template },
     Schema(Box<jsonschema::Validator>),
+    Contains(Option<Box<jsonschema::Validator>>),
 }
+
+/// Where `contains_json` looks for JSON at most: the first this many `{`
+/// and `[` of a text (a long text of braces is not tried at each).
+const MAX_STARTS: usize = 200;
 
 impl JsonCheck {
     pub fn new(m: &MetricConfig, cx: &BuildCx) -> Result<Self, NodeError> {
         Ok(match m.kind {
             MetricType::JsonValid => JsonCheck::Valid,
             MetricType::EqualsJson => JsonCheck::Equals { expected: template(arg(m, &m.expected, "expected")?)? },
-            MetricType::JsonSchema => {
-                let schema = match (&m.schema, &m.schema_file) {
-                    (Some(s), _) => s.clone(),
-                    (None, Some(written)) => {
-                        // The file the plan hashed, not whatever is there now.
-                        let file = cx
-                            .file(written)
-                            .ok_or_else(|| NodeError::new(format!("`schema_file` `{written}` was not resolved")))?;
-                        read_schema(&file.path).map_err(|e| NodeError::new(format!("`schema_file` `{written}`: {e}")))?
-                    }
-                    (None, None) => return Err(NodeError::new("`json_schema` needs `schema` or `schema_file`")),
-                };
-                JsonCheck::Schema(Box::new(validator(&schema).map_err(NodeError::new)?))
-            }
+            MetricType::JsonSchema => match schema_of(m, cx)? {
+                Some(v) => JsonCheck::Schema(v),
+                None => return Err(NodeError::new("`json_schema` needs `schema` or `schema_file`")),
+            },
+            MetricType::ContainsJson => JsonCheck::Contains(schema_of(m, cx)?),
             other => unreachable!("`{}` is no JSON check", other.name()),
         })
     }
@@ -81,8 +79,68 @@ impl JsonCheck {
                 },
                 Err(why) => Score::failing_because(false, || why),
             },
+            JsonCheck::Contains(schema) => {
+                let found: Vec<std::borrow::Cow<'_, Value>> = match value {
+                    Value::String(s) if text => embedded(s).into_iter().map(std::borrow::Cow::Owned).collect(),
+                    v @ (Value::Object(_) | Value::Array(_)) => vec![std::borrow::Cow::Borrowed(v)],
+                    _ => Vec::new(),
+                };
+                match (schema, found.first()) {
+                    (_, None) => Score::failing_because(false, || "no JSON object or array in the text".into()),
+                    (None, Some(_)) => Score::flag(true),
+                    // The first that is valid passes; else the first's problem.
+                    (Some(v), Some(first)) => match found.iter().any(|f| v.is_valid(f)) {
+                        true => Score::flag(true),
+                        false => {
+                            let e = v.validate(first).err().map(|e| {
+                                let at = e.instance_path().as_str().to_string();
+                                let at = if at.is_empty() { "the top".to_string() } else { format!("`{at}`") };
+                                format!("the JSON found is not valid: at {at}: {}", shorten(&e.to_string(), 200))
+                            });
+                            Score::failing_because(false, || e.unwrap_or_default())
+                        }
+                    },
+                }
+            }
         })
     }
+}
+
+/// The JSON objects and arrays a text holds, outermost first, in order:
+/// each `{` or `[` (up to [`MAX_STARTS`]) not inside one found already is
+/// tried as the start of a JSON value.
+fn embedded(text: &str) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    for (tried, (at, _)) in text.char_indices().filter(|(_, c)| matches!(c, '{' | '[')).enumerate() {
+        if tried >= MAX_STARTS {
+            break;
+        }
+        if at < from {
+            continue;
+        }
+        let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
+        if let Some(Ok(v)) = values.next() {
+            from = at + values.byte_offset();
+            found.push(v);
+        }
+    }
+    found
+}
+
+/// The validator of the metric's `schema` or `schema_file`, if it has one.
+fn schema_of(m: &MetricConfig, cx: &BuildCx) -> Result<Option<Box<jsonschema::Validator>>, NodeError> {
+    let schema = match (&m.schema, &m.schema_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(written)) => {
+            // The file the plan hashed, not whatever is there now.
+            let file =
+                cx.file(written).ok_or_else(|| NodeError::new(format!("`schema_file` `{written}` was not resolved")))?;
+            read_schema(&file.path).map_err(|e| NodeError::new(format!("`schema_file` `{written}`: {e}")))?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Box::new(validator(&schema).map_err(NodeError::new)?)))
 }
 
 /// A schema's validator, with `format` asserted (`format: email` is what a
@@ -457,5 +515,30 @@ mod tests {
         let email = "{type: json_schema, schema: {type: string, format: email}, field: output.to}";
         assert!(!score(email, &rec(json!({"output": "{\"to\": \"nobody\"}"}))).unwrap().pass, "formats are asserted");
         assert!(score(email, &rec(json!({"output": "{\"to\": \"a@b.org\"}"}))).unwrap().pass);
+    }
+
+    #[test]
+    fn json_is_found_in_prose_and_fences() {
+        let found = |out: &str| score("{type: contains_json}", &rec(json!({"output": out}))).unwrap();
+        assert!(found("Here is the order: {\"order_id\": 7, \"items\": [1, 2]} as asked.").pass);
+        assert!(found("```json\n[{\"a\": 1}]\n```").pass);
+        assert!(found("{not json} but then {\"ok\": true}").pass);
+        let s = found("No JSON here, only [citation needed] and {braces}.");
+        assert_eq!((s.pass, s.reason.as_deref()), (false, Some("no JSON object or array in the text")));
+        assert!(!found("a number 42 and a string \"x\" are not objects").pass);
+        // The outermost value, not its inner ones: one value found here.
+        assert_eq!(embedded("x {\"a\": {\"b\": [1]}} y"), vec![json!({"a": {"b": [1]}})]);
+        assert_eq!(embedded("[1] then {\"c\": 2}"), vec![json!([1]), json!({"c": 2})]);
+        // With a schema, one of the values found must hold.
+        let yaml = "{type: contains_json, schema: {type: object, required: [order_id]}}";
+        let with = |out: &str| score(yaml, &rec(json!({"output": out}))).unwrap();
+        assert!(with("first {\"x\": 1} then {\"order_id\": 3}").pass);
+        let s = with("only {\"x\": 1}");
+        assert_eq!((s.pass, s.reason.as_deref()), (false, Some("the JSON found is not valid: at the top: \"order_id\" is a required property")));
+        // A path's value is JSON already.
+        assert!(score("{type: contains_json, field: output.data}", &rec(json!({"output": "{\"data\": {\"k\": 1}}"}))).unwrap().pass);
+        // A text of braces is tried at its first 200 only.
+        let braces = "{".repeat(10_000);
+        assert!(!found(&braces).pass);
     }
 }

@@ -152,7 +152,7 @@ impl Metric {
             | MetricType::LabelIn
             | MetricType::WordCount
             | MetricType::Length => Check::Text(text::TextCheck::new(m)?),
-            MetricType::JsonValid | MetricType::EqualsJson | MetricType::JsonSchema => {
+            MetricType::JsonValid | MetricType::EqualsJson | MetricType::JsonSchema | MetricType::ContainsJson => {
                 Check::Json(json::JsonCheck::new(m, cx)?)
             }
             MetricType::Similarity | MetricType::Levenshtein | MetricType::RougeL => {
