@@ -322,7 +322,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             };
             use flow_engine::render;
             match format {
-                PlanFormat::Text => out!("{}", render::text(&plan, &assessed, &calls)),
+                PlanFormat::Text => {
+                    out!("{}", render::text(&plan, &assessed, &calls));
+                    // What the network backends are and cost (the offline
+                    // `sim` is free and local: nothing to say).
+                    let used = flow_nodes::backend::Backends::used_by(&plan, |_| true);
+                    let remote: Vec<_> = used
+                        .iter()
+                        .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
+                        .filter(|(_, s)| s.provider.is_remote())
+                        .collect();
+                    if !remote.is_empty() {
+                        outln!();
+                        for (name, spec) in remote {
+                            outln!("{}", flow_nodes::backend::describe(name, spec, &plan.prices));
+                        }
+                    }
+                }
                 PlanFormat::Dot => out!("{}", render::dot(&plan, &assessed, &calls)),
                 PlanFormat::Mermaid => out!("{}", render::mermaid(&plan, &assessed, &calls)),
                 PlanFormat::Json => {

@@ -34,6 +34,7 @@ mod openai;
 mod outputs;
 mod plan;
 mod progress;
+mod providers;
 mod query;
 mod report;
 mod runids;

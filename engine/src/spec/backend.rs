@@ -28,6 +28,11 @@ pub enum Provider {
     Openai,
     /// Built in and offline: deterministic answers derived from the request.
     Sim,
+    /// Anthropic's Messages API (`POST /v1/messages`).
+    Anthropic,
+    /// Azure OpenAI: a `deployment` under `base_url` (the resource's
+    /// endpoint), with `api_version`.
+    Azure,
 }
 
 impl Provider {
@@ -35,12 +40,25 @@ impl Provider {
         match self {
             Provider::Openai => "openai",
             Provider::Sim => "sim",
+            Provider::Anthropic => "anthropic",
+            Provider::Azure => "azure",
         }
+    }
+
+    /// Whether the provider is reached over HTTP (and may need a key).
+    pub fn is_remote(self) -> bool {
+        self != Provider::Sim
     }
 }
 
 /// The base URL used when an `openai` backend gives none.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// The base URL used when an `anthropic` backend gives none (the Anthropic
+/// SDKs' convention: the API root without `/v1`).
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+/// The `api-version` an `azure` backend sends when it names none (the
+/// latest GA version of the Azure OpenAI data-plane API).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 /// The model a `sim` backend reports when it names none.
 pub const SIM_MODEL: &str = "sim-1";
 
@@ -98,6 +116,26 @@ pub struct BackendSpec {
     pub max_response_bytes: Option<u64>,
     #[serde(default)]
     pub retry: RetrySpec,
+    /// `azure` only: the deployment's name (default: `model`); `model` is
+    /// the model deployed, for prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// `azure` only: the `?api-version=` query parameter (default
+    /// `2024-10-21`); `v1` uses the v1 path style (`/openai/v1/...`, the
+    /// deployment named as the request's `model`, no version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `anthropic` only: mark the system prompt (else the first user
+    /// message) with `cache_control: {type: ephemeral}` for prompt caching.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prompt_cache: bool,
+    /// JSON-mode calls that know the JSON they expect (the judge's verdict,
+    /// `generate`'s cases) send its JSON Schema as `response_format:
+    /// {type: json_schema}` (OpenAI's structured outputs, honoured by
+    /// llama.cpp and vLLM too) instead of `json_object`; on `anthropic`,
+    /// as the forced `json` tool's `input_schema`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json_schema: bool,
     /// `sim` only: how the simulated model behaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimSpec>,
@@ -162,8 +200,23 @@ impl BackendSpec {
         match (&self.model, self.provider) {
             (Some(m), _) => m,
             (None, Provider::Sim) => SIM_MODEL,
-            (None, Provider::Openai) => "",
+            (None, _) => "",
         }
+    }
+
+    /// The model a request names: an `azure` backend's deployment (Azure
+    /// routes by it; `model` names what is deployed, for prices), else
+    /// [`BackendSpec::model`].
+    pub fn request_model(&self) -> &str {
+        match (self.provider, &self.deployment) {
+            (Provider::Azure, Some(d)) => d,
+            _ => self.model(),
+        }
+    }
+
+    /// An `azure` backend's `api-version` (`v1` for the v1 path style).
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or(AZURE_API_VERSION)
     }
 
     /// The API root.
@@ -172,6 +225,9 @@ impl BackendSpec {
             (Some(u), _) => u.trim_end_matches('/'),
             (None, Provider::Openai) => OPENAI_BASE_URL,
             (None, Provider::Sim) => "sim:",
+            (None, Provider::Anthropic) => ANTHROPIC_BASE_URL,
+            // Checked when the spec loads: an azure backend names its endpoint.
+            (None, Provider::Azure) => "",
         }
     }
 
@@ -201,6 +257,13 @@ impl BackendSpec {
         }
         if let Some(sim) = &self.sim {
             put("sim", Some(json!({"error_rate": sim.error_rate})));
+        }
+        if self.json_schema {
+            put("json_schema", Some(json!(true)));
+        }
+        if self.provider == Provider::Azure {
+            put("deployment", Some(json!(self.request_model())));
+            put("api_version", Some(json!(self.api_version())));
         }
         v
     }
@@ -328,15 +391,55 @@ impl super::Parser<'_> {
                     }
                 }
                 Ok(spec) => {
-                    if spec.provider == Provider::Openai && spec.model.is_none() {
+                    if spec.provider.is_remote() && spec.model.is_none() {
+                        let hint = match spec.provider {
+                            Provider::Anthropic => "add `model: claude-3-5-haiku-latest` (or another Claude model)",
+                            Provider::Azure => "add `model:` (the model the deployment serves, for prices) and `deployment:` (its name; default: the model)",
+                            _ => "add `model: gpt-4o-mini` (or the model your server serves)",
+                        };
                         self.diags.push(
                             self.file
                                 .at_key(&path.key("provider"), format!("backend `{name}` names no `model`"))
-                                .hint("add `model: gpt-4o-mini` (or the model your server serves)"),
+                                .hint(hint),
                         );
                         continue;
                     }
-                    out.insert(name, spec);
+                    if spec.provider == Provider::Azure && spec.base_url.is_none() {
+                        self.diags.push(
+                            self.file
+                                .at_key(&path.key("provider"), format!("backend `{name}` (azure) names no `base_url`"))
+                                .hint(
+                                    "add `base_url: https://YOUR-RESOURCE.openai.azure.com` (the resource's endpoint)",
+                                ),
+                        );
+                        continue;
+                    }
+                    let only = |field: &str, set: bool, provider: Provider| {
+                        (set && spec.provider != provider).then(|| (field.to_string(), provider.name()))
+                    };
+                    let misplaced = [
+                        only("deployment", spec.deployment.is_some(), Provider::Azure),
+                        only("api_version", spec.api_version.is_some(), Provider::Azure),
+                        only("prompt_cache", spec.prompt_cache, Provider::Anthropic),
+                    ];
+                    let mut bad = false;
+                    for (field, provider) in misplaced.into_iter().flatten() {
+                        bad = true;
+                        self.diags.push(
+                            self.file
+                                .at_key(
+                                    &path.key(field.clone()),
+                                    format!(
+                                        "backend `{name}`: `{field}` is for `provider: {provider}`, not `{}`",
+                                        spec.provider.name()
+                                    ),
+                                )
+                                .hint(format!("drop `{field}`, or set `provider: {provider}`")),
+                        );
+                    }
+                    if !bad {
+                        out.insert(name, spec);
+                    }
                 }
                 Err(e) => self.field_error(&path, &format!("backend `{name}`"), e.path(), &e.inner().to_string()),
             }

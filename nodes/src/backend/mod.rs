@@ -16,6 +16,9 @@
 //! job's status) goes through limits, retries and accounting but is never
 //! memoized, since its answer changes over time.
 
+mod anthropic;
+mod azure;
+mod flight;
 mod memo;
 mod openai;
 pub mod ordered;
@@ -24,6 +27,7 @@ mod request;
 mod run;
 pub mod sim;
 mod slots;
+pub mod tools;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,11 +44,12 @@ use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
-pub use request::{chat_body, embed_body, memo_key, post_key, upload_key};
+pub use request::{chat_body, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
 pub use run::{BackendError, Backends};
 pub use sim::Answer;
 use slots::{Outcome, Slots};
+pub use tools::{Tool, ToolCall};
 
 /// An API endpoint, as a path under the backend's base URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +121,10 @@ pub enum Unusable {
     /// An embeddings response with another number of vectors than texts sent.
     #[error("expected {expected} embeddings in the response's `data`")]
     Embeddings { expected: usize },
+    /// Embeddings of another length than the `dimensions` asked for: the
+    /// server ignores the parameter.
+    #[error("backend `{backend}` was asked for {asked}-dimensional embeddings and returned {got} dimensions: the server ignores `dimensions`; drop `dimensions`, or use a model that can shorten its vectors")]
+    Dimensions { backend: String, asked: u32, got: usize },
     /// A files or jobs answer that names nothing it made.
     #[error("the answer has no `id`: {shown}")]
     NoId { shown: String },
@@ -175,7 +184,12 @@ pub struct Message {
 /// A chat completion's text and accounting.
 #[derive(Debug, Clone)]
 pub struct ChatReply {
+    /// The answer's text (empty when it only calls tools).
     pub text: String,
+    /// The tools the answer calls, with their arguments.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why the model stopped (`stop`, `length`, `tool_calls`), when it says.
+    pub finish_reason: Option<String>,
     pub usage: Usage,
     pub model: String,
     pub latency_ms: u64,
@@ -199,6 +213,10 @@ pub struct Backend {
     tpm: Option<(DefaultDirectRateLimiter, u32)>,
     prices: Arc<Prices>,
     memo: Option<Arc<MemoWriter>>,
+    /// Identical memoized calls in flight, made once: shared by the run's
+    /// backends (keys hold the backend's identity, so two names for one
+    /// endpoint share their calls too).
+    flights: Arc<flight::Flights>,
 }
 
 impl Backend {
@@ -300,6 +318,21 @@ impl Backend {
                 }
             }
         }
+        // An identical call in flight: its answer, once it has one.
+        let mut leader = None;
+        if let (true, Some(key)) = (opts.memo_reads && self.memo.is_some(), &key) {
+            match self.flights.board(*key) {
+                flight::Seat::Leader(l) => leader = Some(l),
+                flight::Seat::Follower(rx) => {
+                    if let Some((body, latency_ms)) = flight::follow(rx).await {
+                        if usable(&body).is_ok() {
+                            opts.meter.memo_hit();
+                            return Ok(self.reply(body, latency_ms, true, inference));
+                        }
+                    }
+                }
+            }
+        }
         // Set while this call waits out a backoff (see `Meter::waiting`);
         // cleared when it tries again, or here if it is dropped meanwhile.
         let parked = Parked { on: AtomicBool::new(false), meter: opts.meter };
@@ -322,6 +355,9 @@ impl Backend {
             let started = Instant::now();
             let sent = async {
                 match (&self.transport, request) {
+                    (Transport::Openai(_), request) if self.spec.provider == Provider::Anthropic => {
+                        self.send_anthropic(request).await
+                    }
                     (Transport::Openai(c), Request::Endpoint(endpoint, body, _)) => c.send(endpoint, body).await,
                     (Transport::Openai(c), Request::Post(path, body)) => c.post(path, body).await,
                     (Transport::Openai(c), Request::Upload(path, file)) => c.upload(path, &file).await,
@@ -383,6 +419,9 @@ impl Backend {
                     }
                     memo.put(key, serde_json::to_vec(&Stored { body: &reply.body, latency_ms }).expect("json"));
                 }
+                if let Some(l) = leader {
+                    l.land(&reply.body, latency_ms);
+                }
                 Ok(reply)
             }
             Err(mut e) => {
@@ -413,10 +452,35 @@ impl Backend {
         let cost_usd = match self.spec.provider {
             // The offline backend costs nothing, unless `prices:` says so for a demo.
             Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
-            Provider::Openai if !inference => None,
-            Provider::Openai => self.prices.cost(&model, usage).or_else(|| self.prices.cost(self.spec.model(), usage)),
+            _ if !inference => None,
+            provider => {
+                let price = self.prices.for_backend(&self.spec, &model);
+                match price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model())) {
+                    Some((p, _)) if provider == Provider::Anthropic => Some(anthropic::cost(p, &body)),
+                    Some((p, _)) => Some(price::usd(p, usage)),
+                    None => None,
+                }
+            }
         };
         Reply { body, latency_ms, memo_hit, usage, model, cost_usd, implausible_usage }
+    }
+
+    /// One attempt at a call to Anthropic's Messages API, its answer in
+    /// the chat-completion shape; the API has no embeddings or
+    /// fine-tuning, which fail at once (not retried).
+    async fn send_anthropic(&self, request: Request<'_>) -> Result<Value, CallError> {
+        let Transport::Openai(c) = &self.transport else { unreachable!("anthropic speaks HTTP") };
+        match request {
+            Request::Endpoint(Endpoint::Chat, body, _) => c.send(Endpoint::Chat, body).await.map(anthropic::normalize),
+            Request::Endpoint(Endpoint::Embeddings, ..) => Err(CallError::fatal(format!(
+                "backend `{}`: Anthropic has no embeddings API; use an `openai` (or `sim`) backend for embeddings",
+                self.name
+            ))),
+            _ => Err(CallError::fatal(format!(
+                "backend `{}`: Anthropic has no fine-tuning API; use `export:` to write the dataset instead",
+                self.name
+            ))),
+        }
     }
 
     /// The request body of a chat completion (see [`chat_body`]).
@@ -431,11 +495,42 @@ impl Backend {
         json_mode: bool,
         opts: CallOpts<'_>,
     ) -> Result<ChatReply, CallError> {
-        let body = self.chat_body(messages, json_mode, opts.sample);
+        self.chat_with(messages, json_mode, &[], opts).await
+    }
+
+    /// A JSON-mode chat completion whose answer should fit `schema` (see
+    /// [`chat_body_schema`]).
+    pub async fn chat_schema(
+        &self,
+        messages: &[Message],
+        name: &str,
+        schema: &Value,
+        opts: CallOpts<'_>,
+    ) -> Result<ChatReply, CallError> {
+        let body = chat_body_schema(&self.spec, messages, name, schema, opts.sample);
+        self.chat_body_call(body, opts).await
+    }
+
+    /// A chat completion offering `tools` (see [`chat_body_with`]).
+    pub async fn chat_with(
+        &self,
+        messages: &[Message],
+        json_mode: bool,
+        tools: &[Tool],
+        opts: CallOpts<'_>,
+    ) -> Result<ChatReply, CallError> {
+        let body = chat_body_with(&self.spec, messages, json_mode, opts.sample, tools);
+        self.chat_body_call(body, opts).await
+    }
+
+    /// A chat completion of `body`.
+    async fn chat_body_call(&self, body: Value, opts: CallOpts<'_>) -> Result<ChatReply, CallError> {
         let reply = self.call_checked(Endpoint::Chat, body, opts, has_content).await?;
         let text = reply.body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
         Ok(ChatReply {
             text,
+            tool_calls: tools::calls_of(&reply.body),
+            finish_reason: reply.body["choices"][0]["finish_reason"].as_str().map(str::to_string),
             usage: reply.usage,
             model: reply.model,
             latency_ms: reply.latency_ms,
@@ -458,7 +553,14 @@ impl Backend {
     ) -> Result<Vec<Vec<f32>>, CallError> {
         let body = embed_body(&self.spec, texts, dimensions);
         let listed = |b: &Value| match b["data"].as_array() {
-            Some(d) if d.len() == texts.len() => Ok(()),
+            Some(d) if d.len() == texts.len() => {
+                let asked = dimensions.filter(|_| self.spec.provider != Provider::Sim);
+                let wrong = d.iter().filter_map(|e| e["embedding"].as_array().map(Vec::len));
+                match asked.and_then(|asked| wrong.into_iter().find(|n| *n != asked as usize).map(|got| (asked, got))) {
+                    Some((asked, got)) => Err(Unusable::Dimensions { backend: self.name.clone(), asked, got }),
+                    None => Ok(()),
+                }
+            }
             _ => Err(Unusable::Embeddings { expected: texts.len() }),
         };
         let reply = self.call_checked(Endpoint::Embeddings, body, opts, listed).await?;
@@ -483,6 +585,45 @@ impl Backend {
         }
         Ok(out)
     }
+}
+
+/// How `flow plan` shows backend `name`: its identity (provider, model,
+/// where it is, Azure's deployment and version) and its price, or why its
+/// calls will cost `null`.
+pub fn describe(
+    name: &str,
+    spec: &BackendSpec,
+    prices: &std::collections::BTreeMap<String, flow_engine::Price>,
+) -> String {
+    let mut out = format!("backend `{name}`: {} `{}`", spec.provider.name(), spec.model());
+    if spec.provider.is_remote() {
+        out.push_str(&format!(" at {}", flow_engine::spec::url::redact(spec.base_url())));
+    }
+    if spec.provider == Provider::Azure {
+        out.push_str(&format!(" (deployment `{}`, api-version {})", spec.request_model(), spec.api_version()));
+    }
+    let prices = Prices::new(prices.clone());
+    let price = match spec.provider {
+        Provider::Sim => match prices.cost_override(spec.model(), Usage::default()) {
+            Some(_) => prices.for_backend(spec, spec.model()),
+            None => Some((flow_engine::Price { input: 0.0, output: 0.0 }, price::PriceSource::BuiltIn)),
+        },
+        _ => prices.for_backend(spec, spec.model()),
+    };
+    match price {
+        Some((p, source)) => out.push_str(&format!(
+            "; ${}/${} per million input/output tokens ({})",
+            p.input,
+            p.output,
+            match source {
+                price::PriceSource::Spec => "from `prices:`",
+                price::PriceSource::BuiltIn => "built in",
+            }
+        )),
+        None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
+        None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
+    }
+    out
 }
 
 /// A call waiting out a backoff, counted on its node's meter.

@@ -1,5 +1,6 @@
 //! `provider: openai`: any OpenAI-compatible HTTP API, over reqwest with
-//! rustls. The key travels only in a header marked sensitive (so no debug
+//! rustls; also the HTTP client of `anthropic` and `azure`, which differ in
+//! their routes and key header (see those modules). The key travels only in a header marked sensitive (so no debug
 //! output shows it); it is never part of a memo key, a node key or a file.
 
 use std::time::Duration;
@@ -10,9 +11,9 @@ use reqwest::header::{
 use reqwest::RequestBuilder;
 use serde_json::Value;
 
-use flow_engine::BackendSpec;
+use flow_engine::{BackendSpec, Provider};
 
-use super::{CallError, Endpoint, Upload};
+use super::{anthropic, azure, CallError, Endpoint, Upload};
 
 /// A backend's fields that cannot make an HTTP client: a header that is not
 /// one, or a TLS setup reqwest refuses.
@@ -38,6 +39,8 @@ pub enum ClientError {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
+    /// An Azure backend's routes (deployment paths, `api-version`).
+    azure: Option<azure::Routes>,
     /// The chat and embeddings URLs (as joined, for messages), parsed
     /// once rather than per call.
     endpoints: [Option<(reqwest::Url, String)>; 2],
@@ -56,7 +59,14 @@ impl Client {
             headers.insert(name, value);
         }
         if let Some(key) = key {
-            let (name, text) = match spec.api_key_header.as_deref() {
+            // Anthropic reads `x-api-key`, Azure `api-key`, both the key as
+            // is; `api_key_header: Authorization` sends a bearer token.
+            let header = spec.api_key_header.as_deref().or(match spec.provider {
+                Provider::Anthropic => Some("x-api-key"),
+                Provider::Azure => Some(azure::KEY_HEADER),
+                _ => None,
+            });
+            let (name, text) = match header {
                 None => (AUTHORIZATION, format!("Bearer {key}")),
                 Some(h) if h.eq_ignore_ascii_case("authorization") => (AUTHORIZATION, format!("Bearer {key}")),
                 Some(h) => {
@@ -69,6 +79,9 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        if spec.provider == Provider::Anthropic && !headers.contains_key("anthropic-version") {
+            headers.insert("anthropic-version", HeaderValue::from_static(anthropic::VERSION));
+        }
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(spec.timeout())
@@ -78,12 +91,19 @@ impl Client {
             .build()
             .map_err(ClientError::Http)?;
         let base_url = spec.base_url().to_string();
+        let azure = (spec.provider == Provider::Azure).then(|| azure::Routes::new(spec));
         let parsed = |e: Endpoint| {
-            let joined = flow_engine::spec::url::join(&base_url, e.path());
+            let joined = match (&azure, spec.provider, e) {
+                (Some(r), _, _) => r.endpoint(e),
+                (None, Provider::Anthropic, Endpoint::Chat) => {
+                    flow_engine::spec::url::join(&base_url, anthropic::MESSAGES_PATH)
+                }
+                _ => flow_engine::spec::url::join(&base_url, e.path()),
+            };
             reqwest::Url::parse(&joined).ok().map(|url| (url, joined))
         };
         let endpoints = [parsed(Endpoint::Chat), parsed(Endpoint::Embeddings)];
-        Ok(Self { http, base_url, endpoints, max_body: spec.max_response_bytes() })
+        Ok(Self { http, base_url, azure, endpoints, max_body: spec.max_response_bytes() })
     }
 
     /// One attempt.
@@ -124,6 +144,9 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
+        if let Some(r) = &self.azure {
+            return r.path(path);
+        }
         flow_engine::spec::url::join(&self.base_url, path)
     }
 

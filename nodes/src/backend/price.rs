@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use flow_engine::Price;
+use flow_engine::{BackendSpec, Price, Provider};
 
 use super::Usage;
 
@@ -59,6 +59,21 @@ impl Prices {
         self.of(model).map(|p| usd(p, usage))
     }
 
+    /// The price a call of backend `spec` to `model` is billed at, and
+    /// where it comes from: the spec's `prices:` first; the built-in table
+    /// only when the backend is the provider's own API (a local server
+    /// serving a model named `gpt-4o-mini` is not billed at OpenAI's
+    /// prices: its calls cost `null` unless `prices:` names the model).
+    pub fn for_backend(&self, spec: &BackendSpec, model: &str) -> Option<(Price, PriceSource)> {
+        if let Some(p) = self.overridden(model) {
+            return Some((p, PriceSource::Spec));
+        }
+        if !is_providers_own(spec) {
+            return None;
+        }
+        self.of(model).map(|p| (p, PriceSource::BuiltIn))
+    }
+
     /// What a call cost by the spec's `prices:` alone.
     pub fn cost_override(&self, model: &str, usage: Usage) -> Option<f64> {
         self.overridden(model).map(|p| usd(p, usage))
@@ -76,7 +91,32 @@ fn lookup<'a>(model: &str, names: impl Iterator<Item = (&'a str, Price)>) -> Opt
         .map(|(_, p)| p)
 }
 
-fn usd(p: Price, usage: Usage) -> f64 {
+/// Where a backend's price comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The spec's `prices:`.
+    Spec,
+    /// The built-in table (the provider's published prices).
+    BuiltIn,
+}
+
+/// Whether a backend's `base_url` is its provider's own API (what the
+/// built-in prices are for).
+pub fn is_providers_own(spec: &BackendSpec) -> bool {
+    let host = reqwest::Url::parse(spec.base_url()).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let Some(host) = host else { return spec.provider == Provider::Sim };
+    match spec.provider {
+        Provider::Openai => host == "api.openai.com",
+        Provider::Anthropic => host == "api.anthropic.com",
+        Provider::Azure => [".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"]
+            .iter()
+            .any(|d| host.ends_with(d)),
+        Provider::Sim => true,
+    }
+}
+
+/// The cost of `usage` at price `p`, USD.
+pub fn usd(p: Price, usage: Usage) -> f64 {
     let usd = (usage.prompt_tokens as f64 * p.input + usage.completion_tokens as f64 * p.output) / 1e6;
     // Twelve decimals: stable in JSON, exact enough for sums.
     (usd * 1e12).round() / 1e12
@@ -98,5 +138,20 @@ mod tests {
         let u = Usage { prompt_tokens: 1_000_000, completion_tokens: 500_000 };
         assert_eq!(p.cost("my-model", u), Some(2.0));
         assert_eq!(p.cost("unknown", u), None);
+    }
+
+    #[test]
+    fn built_in_prices_only_for_the_providers_own_api() {
+        let p = Prices::new(BTreeMap::from([("local-1".to_string(), Price { input: 1.0, output: 2.0 })]));
+        let spec = |yaml: &str| serde_yaml::from_str::<BackendSpec>(yaml).unwrap();
+        let openai = spec("{provider: openai, model: gpt-4o}");
+        assert_eq!(p.for_backend(&openai, "gpt-4o").map(|x| x.1), Some(PriceSource::BuiltIn));
+        let local = spec("{provider: openai, model: gpt-4o, base_url: 'http://127.0.0.1:8080/v1'}");
+        assert_eq!(p.for_backend(&local, "gpt-4o"), None, "a local server is not billed at OpenAI's prices");
+        assert_eq!(p.for_backend(&local, "local-1").map(|x| x.1), Some(PriceSource::Spec));
+        let azure = spec("{provider: azure, model: gpt-4o, base_url: 'https://r.openai.azure.com'}");
+        assert!(p.for_backend(&azure, "gpt-4o").is_some());
+        let claude = spec("{provider: anthropic, model: claude-3-5-haiku}");
+        assert!(p.for_backend(&claude, "claude-3-5-haiku-20241022").is_some());
     }
 }

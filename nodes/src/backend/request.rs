@@ -4,17 +4,18 @@
 //! so both compute exactly the same keys.
 
 use flow_engine::cache::{CallMemo, ContentHash};
-use flow_engine::BackendSpec;
+use flow_engine::{BackendSpec, Provider};
 use serde_json::{json, Value};
 
-use super::{Endpoint, Message, Unusable, Upload};
+use super::{Endpoint, Message, Tool, Unusable, Upload};
 
-/// Whether a chat completion holds an answer (not a refusal by a content
-/// filter, or a tool call).
+/// Whether a chat completion holds an answer: text, or tool calls (not a
+/// refusal by a content filter).
 pub(super) fn has_content(body: &Value) -> Result<(), Unusable> {
     let choice = &body["choices"][0];
     match &choice["message"]["content"] {
         Value::String(_) => Ok(()),
+        _ if choice["message"]["tool_calls"].as_array().is_some_and(|c| !c.is_empty()) => Ok(()),
         _ => {
             let finish_reason = choice["finish_reason"].as_str().map(str::to_string);
             let shown: String = body.to_string().chars().take(200).collect();
@@ -85,7 +86,7 @@ pub(super) fn upload_key_of(identity: &Value, path: &str, file: &Upload<'_>) -> 
 /// The request body of an embeddings call to the backend `spec`: its model,
 /// the texts, and `dimensions` when given.
 pub fn embed_body(spec: &BackendSpec, texts: &[String], dimensions: Option<u32>) -> Value {
-    let mut body = json!({"model": spec.model(), "input": texts});
+    let mut body = json!({"model": spec.request_model(), "input": texts});
     if let Some(d) = dimensions {
         body["dimensions"] = json!(d);
     }
@@ -95,9 +96,42 @@ pub fn embed_body(spec: &BackendSpec, texts: &[String], dimensions: Option<u32>)
 /// The request body of a chat completion to the backend `spec`: its model
 /// and sampling parameters, then the messages.
 pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, sample: u32) -> Value {
+    chat_body_with(spec, messages, json_mode, sample, &[])
+}
+
+/// The body of a JSON-mode chat whose answer should fit `schema` (named
+/// `name`): with the backend's `json_schema: true`, the schema is sent
+/// (`response_format: json_schema`; Anthropic: the `json` tool's
+/// `input_schema`); without, it is [`chat_body`]'s JSON mode, as before.
+pub fn chat_body_schema(spec: &BackendSpec, messages: &[Message], name: &str, schema: &Value, sample: u32) -> Value {
+    if !spec.json_schema {
+        return chat_body(spec, messages, true, sample);
+    }
+    if spec.provider == Provider::Anthropic {
+        return super::anthropic::body(spec, messages, true, Some(schema));
+    }
+    let mut body = chat_body(spec, messages, true, sample);
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}});
+    body
+}
+
+/// [`chat_body`] offering `tools`, in the provider's shape (none: the
+/// same body as [`chat_body`]'s, so the same memo key).
+pub fn chat_body_with(spec: &BackendSpec, messages: &[Message], json_mode: bool, sample: u32, tools: &[Tool]) -> Value {
+    if spec.provider == Provider::Anthropic {
+        let mut body = super::anthropic::body(spec, messages, json_mode, None);
+        if !tools.is_empty() {
+            let mut all: Vec<Value> = tools.iter().map(Tool::anthropic).collect();
+            if let Some(Value::Array(json_tool)) = body.get("tools") {
+                all.extend(json_tool.iter().cloned());
+            }
+            body["tools"] = Value::Array(all);
+        }
+        return body;
+    }
     let s = spec;
     let mut body = serde_json::Map::new();
-    body.insert("model".into(), json!(s.model()));
+    body.insert("model".into(), json!(s.request_model()));
     let msgs: Vec<Value> = messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
     body.insert("messages".into(), Value::Array(msgs));
     let mut put = |k: &str, v: Option<Value>| {
@@ -116,6 +150,9 @@ pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, samp
     }
     if json_mode {
         body.insert("response_format".into(), json!({"type": "json_object"}));
+    }
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools.iter().map(Tool::openai).collect()));
     }
     Value::Object(body)
 }

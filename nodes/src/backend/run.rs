@@ -45,12 +45,13 @@ impl Backends {
         let memo = memo.map(|m| Arc::new(MemoWriter::start(m)));
         let answers: Arc<[Answer]> = answers.into();
         let prices = Arc::new(Prices::new(prices.clone()));
+        let flights = Arc::new(super::flight::Flights::default());
         let mut backends = BTreeMap::new();
         for name in used {
             let Some(spec) = specs.get(name) else { continue };
             let transport = match spec.provider {
                 Provider::Sim => Transport::Sim(sim::Sim::new(spec, answers.clone())),
-                Provider::Openai => {
+                Provider::Openai | Provider::Anthropic | Provider::Azure => {
                     let key = key_of(name, spec, env)?;
                     let client = openai::Client::new(spec, key)
                         .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
@@ -67,6 +68,7 @@ impl Backends {
                 tpm: spec.tpm.and_then(|n| per_minute(n).map(|l| (l, n))),
                 prices: prices.clone(),
                 memo: memo.clone(),
+                flights: flights.clone(),
                 spec: spec.clone(),
             };
             backends.insert(name.clone(), Arc::new(backend));
@@ -82,7 +84,7 @@ impl Backends {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), BackendError> {
         for name in used {
-            if let Some(spec) = specs.get(name).filter(|s| s.provider == Provider::Openai) {
+            if let Some(spec) = specs.get(name).filter(|s| s.provider.is_remote()) {
                 key_of(name, spec, env)?;
             }
         }

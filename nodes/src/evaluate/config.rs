@@ -80,6 +80,9 @@ pub enum MetricType {
     Cost,
     /// A command reads records as JSONL on stdin and prints one score per line.
     Exec,
+    /// The answer called `tool` (from `run`'s `tool_calls`), with
+    /// `arguments` (`match: exact` or `subset`) and/or valid against `schema`.
+    ToolCall,
 }
 
 /// Every type, in the order the docs list them.
@@ -108,6 +111,7 @@ pub const METRIC_TYPES: &[MetricType] = &[
     MetricType::Latency,
     MetricType::Cost,
     MetricType::Exec,
+    MetricType::ToolCall,
 ];
 
 impl MetricType {
@@ -137,6 +141,7 @@ impl MetricType {
             MetricType::Latency => "latency",
             MetricType::Cost => "cost",
             MetricType::Exec => "exec",
+            MetricType::ToolCall => "tool_call",
         }
     }
 
@@ -145,6 +150,7 @@ impl MetricType {
         match self {
             MetricType::Latency => "latency_ms",
             MetricType::Cost => "cost_usd",
+            MetricType::ToolCall => "tool_calls",
             _ => "output",
         }
     }
@@ -173,6 +179,7 @@ impl MetricType {
             MetricType::Latency => (&["max_ms"], &[]),
             MetricType::Cost => (&["max_usd"], &[]),
             MetricType::Exec => (&["command"], &["threshold"]),
+            MetricType::ToolCall => (&["tool"], &["arguments", "match", "schema"]),
         }
     }
 
@@ -279,6 +286,26 @@ pub struct MetricConfig {
     /// `exec`: the program and its arguments, run in the spec's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// `tool_call`: the tool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// `tool_call`: the arguments expected (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Value>,
+    /// `tool_call`: how `arguments` are compared: `exact` (the default) or
+    /// `subset` (the call may pass more).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub arguments_match: Option<ArgumentsMatch>,
+}
+
+/// How `tool_call` compares a call's arguments with `arguments`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ArgumentsMatch {
+    /// The same JSON.
+    Exact,
+    /// Every key and list item expected is there; more may be.
+    Subset,
 }
 
 impl MetricConfig {
@@ -327,6 +354,9 @@ impl MetricConfig {
             ("max_ms", self.max_ms.is_some()),
             ("max_usd", self.max_usd.is_some()),
             ("command", self.command.is_some()),
+            ("tool", self.tool.is_some()),
+            ("arguments", self.arguments.is_some()),
+            ("match", self.arguments_match.is_some()),
         ];
         set.into_iter().filter(|(_, s)| *s).map(|(n, _)| n).collect()
     }
@@ -361,7 +391,8 @@ impl MetricConfig {
             | MetricType::ContainsJson
             | MetricType::Latency
             | MetricType::Cost
-            | MetricType::Exec => Vec::new(),
+            | MetricType::Exec
+            | MetricType::ToolCall => Vec::new(),
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum JudgeError {
     NoScore { shown: String },
     #[error("the judge's score {0} is outside 0..=1")]
     OutOfRange(f64),
+    /// The verdict stopped at `max_tokens` before its JSON was complete.
+    #[error("the judge's JSON was truncated at max_tokens ({max}): `{shown}`; raise the judge backend's `max_tokens`")]
+    Truncated { max: String, shown: String },
 }
 
 pub struct Judge {
@@ -63,10 +66,26 @@ impl Judge {
     /// or why there is none.
     pub async fn grade(&self, record: &Record, response: &str, opts: CallOpts<'_>) -> Result<Score, ScoreError> {
         let messages = messages(&self.rubric, response, record)?;
-        let reply = self.backend.chat(&messages, true, opts).await.map_err(JudgeError::Call)?;
-        let (score, reason) = parse_verdict(&reply.text)?;
+        let reply =
+            self.backend.chat_schema(&messages, "verdict", &verdict_schema(), opts).await.map_err(JudgeError::Call)?;
+        let (score, reason) = match parse_verdict(&reply.text) {
+            Err(_) if reply.finish_reason.as_deref() == Some("length") => {
+                let max = self.backend.spec.max_tokens.map_or("the server's limit".into(), |n| n.to_string());
+                return Err(JudgeError::Truncated { max, shown: reply.text.chars().take(120).collect() }.into());
+            }
+            other => other?,
+        };
         Ok(Score { score, pass: score >= self.threshold, reason: Some(reason), value: None })
     }
+}
+
+/// The JSON Schema of a verdict, sent with the backend's `json_schema: true`.
+pub fn verdict_schema() -> Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1}, "reason": {"type": "string"}},
+        "required": ["score", "reason"],
+    })
 }
 
 /// The judge's chat for one record, grading `response`: the same at plan

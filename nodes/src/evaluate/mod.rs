@@ -136,7 +136,7 @@ impl Node for Evaluate {
                 MetricType::Judge => {
                     let rubric = Template::parse(m.rubric.as_deref()?).ok()?;
                     if let Ok(messages) = judge::messages(&rubric, &text, record) {
-                        let body = backend::chat_body(spec, &messages, true, 0);
+                        let body = backend::chat_body_schema(spec, &messages, "verdict", &judge::verdict_schema(), 0);
                         keys.push(backend::memo_key(spec, Endpoint::Chat, &body, 0));
                     }
                 }

@@ -267,6 +267,7 @@ fn docs_examples_compile() {
     }
     record.insert("latency_ms".into(), json!(1));
     record.insert("cost_usd".into(), json!(0.0));
+    record.insert("tool_calls".into(), json!([]));
     std::fs::write(dir.path().join("data.jsonl"), format!("{}\n", Value::Object(record))).unwrap();
     std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
     std::fs::write(dir.path().join("schemas/answer.json"), r#"{"type": "object"}"#).unwrap();

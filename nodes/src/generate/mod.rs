@@ -279,13 +279,38 @@ fn sample(n: u64, attempt: u32) -> u32 {
     (n as u32).wrapping_add(attempt.wrapping_mul(1 << 20))
 }
 
+/// The JSON Schema of an answer (`{cases: [...]}`, each case the
+/// `schema:`'s fields), sent with the backend's `json_schema: true`.
+fn cases_schema(c: &GenerateConfig) -> Value {
+    let properties: Map<String, Value> = c
+        .schema
+        .iter()
+        .map(|(name, f)| {
+            let mut p = serde_json::json!({"type": f.ty.name()});
+            if let Some(values) = &f.values {
+                p["enum"] = Value::Array(values.clone());
+            }
+            if let Some(d) = &f.description {
+                p["description"] = Value::String(d.clone());
+            }
+            (name.clone(), p)
+        })
+        .collect();
+    let required: Vec<&String> = c.schema.keys().collect();
+    serde_json::json!({
+        "type": "object",
+        "properties": {"cases": {"type": "array", "items": {"type": "object", "properties": properties, "required": required}}},
+        "required": ["cases"],
+    })
+}
+
 /// The memo keys of the first calls, for `flow plan` (the calls after them
 /// depend on what the answers hold).
 pub fn first_call_keys(c: &GenerateConfig, spec: &BackendSpec, seeds: &[Record]) -> Vec<ContentHash> {
     let needed = c.count.div_ceil(c.per_call());
     (0..needed)
         .map(|n| {
-            let body = backend::chat_body(spec, &messages(c, seeds, n), true, sample(n, 0));
+            let body = backend::chat_body_schema(spec, &messages(c, seeds, n), "cases", &cases_schema(c), sample(n, 0));
             backend::memo_key(spec, Endpoint::Chat, &body, sample(n, 0))
         })
         .collect()
@@ -317,6 +342,9 @@ enum AnswerError {
     InvalidJson(#[source] serde_json::Error),
     #[error("no `cases` list")]
     NoCases,
+    /// The answer stopped at `max_tokens` before its JSON was complete.
+    #[error("the JSON answer was truncated at max_tokens ({0}); raise the backend's `max_tokens`, or lower `per_call`")]
+    Truncated(String),
 }
 
 /// A checked case, or why it is not one.
@@ -379,9 +407,13 @@ impl Generator {
         let mut last = None;
         for attempt in 0..=retries {
             let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: sample(n, attempt) };
-            match self.backend.chat(&msgs, true, opts).await {
+            match self.backend.chat_schema(&msgs, "cases", &cases_schema(&self.config), opts).await {
                 Ok(reply) => match parse_cases(&reply.text) {
                     Ok(cases) => return Outcome::Cases(cases),
+                    Err(_) if reply.finish_reason.as_deref() == Some("length") => {
+                        let max = self.backend.spec.max_tokens.map_or("the server's limit".into(), |n| n.to_string());
+                        last = Some(AnswerError::Truncated(max))
+                    }
                     Err(e) => last = Some(e),
                 },
                 Err(e) => return Outcome::Failed(e),

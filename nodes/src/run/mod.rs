@@ -136,6 +136,12 @@ pub struct RunConfig {
     /// Ask for a JSON object (`response_format: json_object`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<bool>,
+    /// Functions the model may call (`name`, `description`, `parameters`:
+    /// a JSON Schema), sent in the provider's shape; an answer's calls are
+    /// kept as the record's `tool_calls` (name, parsed arguments), its
+    /// text as `output` (maybe empty). The tools are not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<backend::Tool>>,
     /// A `synthesize` node whose rules to apply: in the system prompt, and
     /// on the outputs where a rule is mechanical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +213,9 @@ impl Node for Run {
         let out = input.extend("Response", OUTPUT_FIELDS);
         let out = if c.rules.is_some() { out.extend("Response", RULES_FIELDS) } else { out };
         let out = if c.prompts.is_some() { out.extend("Response", &["variant"]) } else { out };
+        // Answered records carry them; failed ones do not, but a metric on
+        // one of those says the call failed.
+        let out = if c.tools.is_some() { out.extend("Response", &["tool_calls"]) } else { out };
         if repeat > 1 {
             out.extend("Response", &["sample"])
         } else {
@@ -240,6 +249,8 @@ impl Node for Run {
             prompts,
             repeat: c.repeat.unwrap_or(1),
             json: c.json.unwrap_or(false),
+            tools: c.tools.clone().unwrap_or_default(),
+            truncated: AtomicU64::new(0),
             rules,
             changed: AtomicU64::new(0),
             limit,
@@ -268,7 +279,8 @@ impl Node for Run {
         for (_, prompt) in prompt::prompts(c).ok()? {
             let Ok(messages) = prompt.render(record) else { continue };
             keys.extend((0..c.repeat.unwrap_or(1)).map(|sample| {
-                let body = backend::chat_body(spec, &messages, json, sample);
+                let tools = c.tools.as_deref().unwrap_or_default();
+                let body = backend::chat_body_with(spec, &messages, json, sample, tools);
                 backend::memo_key(spec, Endpoint::Chat, &body, sample)
             }));
         }
@@ -293,6 +305,9 @@ struct Caller {
     prompts: Vec<(Option<String>, Prompt)>,
     repeat: u32,
     json: bool,
+    tools: Vec<backend::Tool>,
+    /// Answers cut at `max_tokens` (`finish_reason: length`).
+    truncated: AtomicU64,
     /// The rules node and its rules, with `rules:`.
     rules: Option<(String, RuleSet)>,
     /// Answers the rules changed.
@@ -328,7 +343,9 @@ impl Caller {
         let mut fields = (*record).clone();
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
         let answer = match prompt.render(&record) {
-            Ok(messages) => self.backend.chat(&messages, self.json, opts).await.map_err(RecordError::from),
+            Ok(messages) => {
+                self.backend.chat_with(&messages, self.json, &self.tools, opts).await.map_err(RecordError::from)
+            }
             Err(e) => Err(RecordError::from(e)),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -355,6 +372,17 @@ impl Caller {
                 fields.insert("latency_ms".into(), json!(a.latency_ms));
                 fields.insert("cost_usd".into(), json!(a.cost_usd));
                 fields.insert("model".into(), json!(a.model));
+                if !self.tools.is_empty() || !a.tool_calls.is_empty() {
+                    fields.insert("tool_calls".into(), json!(a.tool_calls));
+                }
+                // A plain `stop` is every answer's: said only when it is not.
+                if let Some(reason) = a.finish_reason.as_ref().filter(|r| *r != "stop") {
+                    fields.insert("finish_reason".into(), json!(reason));
+                }
+                if a.finish_reason.as_deref() == Some("length") {
+                    self.truncated.fetch_add(1, Ordering::Relaxed);
+                    fields.insert("truncated".into(), json!(true));
+                }
                 fields.insert("error".into(), Value::Null);
             }
             Err(e) => {
@@ -446,6 +474,10 @@ impl StreamStage for Caller {
         if let (Some(p50), Some(p95)) = (pct(0.5), pct(0.95)) {
             let _ = writeln!(md, "latency: p50 {p50} ms, p95 {p95} ms");
         }
+        let truncated = self.truncated.load(Ordering::Relaxed);
+        if truncated > 0 {
+            let _ = writeln!(md, "truncated: {truncated} answers stopped at `max_tokens` (`finish_reason: length`)");
+        }
         let changed = self.changed.load(Ordering::Relaxed);
         if let Some((from, set)) = &self.rules {
             let _ = writeln!(
@@ -459,6 +491,9 @@ impl StreamStage for Caller {
             "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
         });
+        if truncated > 0 {
+            summary["truncated"] = json!(truncated);
+        }
         if let Some((from, set)) = &self.rules {
             summary["rules"] = json!({"from": from, "prompt": set.lines.len(), "enforced": set.enforced(), "outputs_changed": changed});
         }

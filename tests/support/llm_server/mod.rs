@@ -45,6 +45,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 mod fine_tune;
+mod providers;
+
+pub use providers::Seen;
 
 /// How the server behaves.
 #[derive(Clone, Debug)]
@@ -83,6 +86,24 @@ pub struct ServerConfig {
     pub reply: Option<ReplyFn>,
     /// How fine-tuning jobs go.
     pub fine_tune: FineTuneScript,
+    /// The model an Azure deployment reports it serves (in its answers).
+    pub azure_model: String,
+    /// `Some(calls)`: chat answers call tools (see [`ToolCallFn`]).
+    pub tool_calls: Option<ToolCallFn>,
+}
+
+/// The tool calls (name, arguments) a chat answer makes, from the request
+/// body; none: the answer is text as usual.
+#[derive(Clone)]
+pub struct ToolCallFn(pub Arc<ToolCalls>);
+
+/// What a [`ToolCallFn`] holds.
+pub type ToolCalls = dyn Fn(&Value) -> Vec<(String, Value)> + Send + Sync;
+
+impl std::fmt::Debug for ToolCallFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolCallFn")
+    }
 }
 
 /// How a fine-tuning job goes, counted in polls of its status (`GET
@@ -128,6 +149,8 @@ impl Default for ServerConfig {
             record_bodies: true,
             reply: None,
             fine_tune: FineTuneScript::default(),
+            azure_model: "gpt-4o-mini-2024-07-18".to_string(),
+            tool_calls: None,
         }
     }
 }
@@ -176,6 +199,8 @@ struct Shared {
     jobs: Mutex<BTreeMap<String, Job>>,
     /// While set, a job past validation stays `running`.
     hold_jobs: AtomicBool,
+    /// Every request on the Anthropic and Azure routes, answered or not.
+    seen: Mutex<Vec<Seen>>,
 }
 
 /// A file received on `POST /v1/files`.
@@ -223,6 +248,7 @@ impl LlmServer {
             files: Mutex::new(BTreeMap::new()),
             jobs: Mutex::new(BTreeMap::new()),
             hold_jobs: AtomicBool::new(false),
+            seen: Mutex::new(Vec::new()),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
@@ -232,6 +258,9 @@ impl LlmServer {
             .route("/v1/fine_tuning/jobs", post(fine_tune::create_job))
             .route("/v1/fine_tuning/jobs/{id}", get(fine_tune::job_status))
             .route("/v1/fine_tuning/jobs/{id}/events", get(fine_tune::job_events))
+            .route("/v1/messages", post(providers::messages))
+            .route("/openai/deployments/{deployment}/{*rest}", post(providers::azure_deployment))
+            .route("/openai/v1/{*rest}", post(providers::azure_v1))
             .fallback(not_found)
             .with_state(state.clone());
         let thread = std::thread::Builder::new()
@@ -313,6 +342,18 @@ impl LlmServer {
     /// The JSON bodies of the successful requests, in the order answered.
     pub fn bodies(&self) -> Vec<Value> {
         self.state.bodies.lock().unwrap().clone()
+    }
+
+    /// The server's root, `http://127.0.0.1:PORT` (Anthropic's and Azure's
+    /// base URL).
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The requests on the Anthropic and Azure routes, in the order they
+    /// arrived, failed ones too.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
     }
 
     /// Stops injecting failures: the server had a bad spell and is well again.
@@ -400,11 +441,7 @@ async fn admit(s: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<Value, R
 /// [`admit`] for a chat request whose last user message is `text`.
 async fn admit_text(s: &Shared, headers: &HeaderMap, body: &Bytes, text: Option<&str>) -> Result<Value, Response> {
     admit_as(s, headers, text).await?;
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the request body must be a JSON object", "invalid_request_error")),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request_error")),
-    }
+    parse_object(body)
 }
 
 /// [`admit`] without the body: counting, latency, the key check and
@@ -416,6 +453,22 @@ async fn admit_any(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 /// [`admit_any`] for a chat request whose last user message is `text`
 /// (for [`ServerConfig::fail_once`]).
 async fn admit_as(s: &Shared, headers: &HeaderMap, text: Option<&str>) -> Result<(), Response> {
+    admit_auth(s, headers, text, Auth::Bearer).await
+}
+
+/// How a route takes its key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI).
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+    /// `api-key: <key>`, or a bearer token (Azure OpenAI).
+    Azure,
+}
+
+/// [`admit_as`] for a route that takes its key as `auth` says.
+async fn admit_auth(s: &Shared, headers: &HeaderMap, text: Option<&str>, how: Auth) -> Result<(), Response> {
     let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = s.in_flight.load(Ordering::SeqCst);
     s.arrivals.lock().unwrap().push(now as u32);
@@ -430,8 +483,16 @@ async fn admit_as(s: &Shared, headers: &HeaderMap, text: Option<&str>) -> Result
         tokio::time::sleep(s.cfg.latency).await;
     }
     if let Some(key) = &s.cfg.api_key {
-        if auth.as_deref() != Some(format!("Bearer {key}").as_str()) {
-            return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", "invalid_request_error"));
+        let bearer = auth.as_deref() == Some(format!("Bearer {key}").as_str());
+        let header_is = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == key.as_bytes());
+        let ok = match how {
+            Auth::Bearer => bearer,
+            Auth::XApiKey => header_is("x-api-key"),
+            Auth::Azure => bearer || header_is("api-key"),
+        };
+        if !ok {
+            let kind = if how == Auth::XApiKey { "authentication_error" } else { "invalid_request_error" };
+            return Err(error(StatusCode::UNAUTHORIZED, "invalid api key", kind));
         }
     }
     // With `fail_once`, a case that failed before is answered, and the
@@ -450,6 +511,14 @@ async fn admit_as(s: &Shared, headers: &HeaderMap, text: Option<&str>) -> Result
             if let Some(code) = s.cfg.fail_status {
                 if code == 429 {
                     return Err(throttle(s, "rate limited (injected)"));
+                }
+                if code == 529 {
+                    // Anthropic's "overloaded", with the throttle's headers.
+                    let mut r = error(StatusCode::from_u16(529).expect("a status"), "Overloaded", "overloaded_error");
+                    for (name, value) in &s.cfg.throttle_headers {
+                        r.headers_mut().insert(*name, header::HeaderValue::from_static(value));
+                    }
+                    return Err(r);
                 }
                 let status = StatusCode::from_u16(code).expect("an HTTP status");
                 return Err(error(status, "failure (injected)", "server_error"));
@@ -492,9 +561,15 @@ fn succeed(s: &Shared, body: Value) {
 }
 
 async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let _in_flight = InFlight::enter(&s);
+    chat_as(&s, &headers, &body, Auth::Bearer, None).await
+}
+
+/// A chat completion on a route that takes its key as `how` says; `served`:
+/// the model the answer names (an Azure deployment's), else the request's.
+async fn chat_as(s: &Shared, headers: &HeaderMap, body: &Bytes, how: Auth, served: Option<&str>) -> Response {
+    let _in_flight = InFlight::enter(s);
     let text = (s.cfg.record_bodies || s.cfg.stall.is_some() || s.cfg.fail_once)
-        .then(|| last_user_text(&body).unwrap_or_default());
+        .then(|| last_user_text(body).unwrap_or_default());
     if let Some(text) = text.clone().filter(|_| s.cfg.record_bodies || s.cfg.stall.is_some()) {
         if let Some((stalled, wait)) = &s.cfg.stall {
             if *stalled == text && !s.stalled.swap(true, Ordering::SeqCst) {
@@ -510,11 +585,14 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
             s.arrived.lock().unwrap().push(text);
         }
     }
-    let req = match admit_text(&s, &headers, &body, text.as_deref()).await {
+    if let Err(r) = admit_auth(s, headers, text.as_deref(), how).await {
+        return r;
+    }
+    let req = match parse_object(body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(model) = req.get("model").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(model) = served.or(req.get("model").and_then(Value::as_str)).map(str::to_owned) else {
         return error(StatusCode::BAD_REQUEST, "`model` is required", "invalid_request_error");
     };
     let Some(messages) = req.get("messages").and_then(Value::as_array) else {
@@ -537,9 +615,27 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         None if json_mode => r#"{"score": 1, "reason": "looks right"}"#.to_string(),
         None => format!("echo: {last_user}"),
     };
+    let (answer, truncated) = truncate(&answer, req.get("max_tokens").and_then(Value::as_u64));
     let prompt_tokens: usize = texts.iter().map(|t| words(t)).sum();
     let completion_tokens = words(&answer);
     let id = s.next_id.fetch_add(1, Ordering::SeqCst);
+    let calls = match &s.cfg.tool_calls {
+        Some(f) if req.get("tools").is_some() => (f.0)(&req),
+        _ => Vec::new(),
+    };
+    let (message, finish_reason) = if calls.is_empty() {
+        (json!({"role": "assistant", "content": answer}), if truncated { "length" } else { "stop" })
+    } else {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, args))| {
+                json!({"id": format!("call_{id}_{i}"), "type": "function",
+                       "function": {"name": name, "arguments": args.to_string()}})
+            })
+            .collect();
+        (json!({"role": "assistant", "content": null, "tool_calls": calls}), "tool_calls")
+    };
     let reply = json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
@@ -547,8 +643,8 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": answer},
-            "finish_reason": "stop",
+            "message": message,
+            "finish_reason": finish_reason,
         }],
         "usage": match s.cfg.usage {
             Some(n) => json!({"prompt_tokens": n, "completion_tokens": n, "total_tokens": n}),
@@ -559,8 +655,30 @@ async fn chat_completions(State(s): State<Arc<Shared>>, headers: HeaderMap, body
             }),
         },
     });
-    succeed(&s, req);
+    succeed(s, req);
     Json(reply).into_response()
+}
+
+/// The first `max` words of `answer` when it has more (the server's idea
+/// of `max_tokens`), and whether it was cut.
+fn truncate(answer: &str, max: Option<u64>) -> (String, bool) {
+    match max {
+        Some(max) if words(answer) as u64 > max => {
+            (answer.split_whitespace().take(max as usize).collect::<Vec<_>>().join(" "), true)
+        }
+        _ => (answer.to_string(), false),
+    }
+}
+
+/// A request body that must be a JSON object.
+// A response is what axum handlers return; boxing it here buys nothing.
+#[allow(clippy::result_large_err)]
+fn parse_object(body: &[u8]) -> Result<Value, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the request body must be a JSON object", "invalid_request_error")),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"), "invalid_request_error")),
+    }
 }
 
 async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -610,9 +728,10 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "unknown path", "invalid_request_error")
 }
 
-/// An OpenAI-style error answer.
+/// An error answer in OpenAI's shape, which is Anthropic's too but for
+/// its top-level `type` (OpenAI clients ignore it).
 fn error(status: StatusCode, message: &str, kind: &str) -> Response {
-    (status, Json(json!({"error": {"message": message, "type": kind}}))).into_response()
+    (status, Json(json!({"type": "error", "error": {"message": message, "type": kind}}))).into_response()
 }
 
 /// A message's text: a string, or the `text` parts of a content array.

@@ -10,6 +10,7 @@ pub mod bleu;
 pub mod json;
 pub mod overlap;
 pub mod text;
+pub mod tool_call;
 
 use std::borrow::Cow;
 
@@ -36,6 +37,7 @@ pub enum Check {
     Judge(Judge),
     Exec(Exec),
     Embedding(EmbeddingSimilarity),
+    ToolCall(tool_call::ToolCallCheck),
 }
 
 /// One metric of the node.
@@ -86,6 +88,9 @@ pub enum ScoreError {
     Judge(#[from] judge::JudgeError),
     #[error("embeddings call failed: {0}")]
     Embed(#[source] crate::backend::CallError),
+    /// `tool_call` of a value that is not a list of calls.
+    #[error("field `{field}` is not a list of tool calls (give the `run` node `tools:`)")]
+    NotToolCalls { field: String },
     /// What an `exec` command printed as the record's `error`.
     #[error("{0}")]
     Reported(String),
@@ -177,6 +182,7 @@ impl Metric {
                 cx.spec_dir.clone(),
                 threshold,
             )),
+            MetricType::ToolCall => Check::ToolCall(tool_call::ToolCallCheck::new(m)?),
         };
         let field = FieldPath::parse(m.field()).map_err(|e| NodeError::new(format!("`field`: {e}")))?;
         Ok(Self { name: m.name(), field, weight: m.weight(), negate: m.negated(), check })
@@ -204,6 +210,7 @@ impl Metric {
                 let v = value.as_f64().ok_or_else(|| ScoreError::NotANumber { field: self.field.written().into() })?;
                 Ok(Score::flag(v <= *max).with_value(v))
             }
+            Check::ToolCall(t) => t.score(&value, self.field.written()),
             Check::Judge(_) | Check::Exec(_) | Check::Embedding(_) => {
                 unreachable!("judge, embedding_similarity and exec are scored by the chunk")
             }
