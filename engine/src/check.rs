@@ -104,6 +104,25 @@ impl<'a> CheckCx<'a> {
         }
     }
 
+    /// [`CheckCx::backend`] for a node that sends chat completions (or
+    /// fine-tuning jobs) to it: a backend that only embeds (`provider:
+    /// local`) is reported at `at`.
+    pub fn chat_backend(&mut self, at: &YamlPath, name: &str) -> Option<BackendSpec> {
+        let spec = self.backend(at, name)?;
+        if !spec.provider.chats() {
+            let message = format!(
+                "node `{}` needs a chat model, but backend `{name}` is `provider: {}`, which computes embeddings only",
+                self.node,
+                spec.provider.name()
+            );
+            let hint = "name an `openai` backend here (a local server works: llama.cpp, vLLM, Ollama); \
+                        keep the local model for `extract`'s and `synthesize`'s `embeddings`";
+            self.error(at, message, Some(hint.into()));
+            return None;
+        }
+        Some(spec)
+    }
+
     /// Declares how many backend calls the node makes per input record.
     pub fn calls_per_record(&mut self, n: u64) {
         self.calls_per_record = n;

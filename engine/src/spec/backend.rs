@@ -33,6 +33,9 @@ pub enum Provider {
     /// Azure OpenAI: a `deployment` under `base_url` (the resource's
     /// endpoint), with `api_version`.
     Azure,
+    /// Sentence embeddings computed in this process from a
+    /// sentence-transformers folder (`model_dir`); embeddings only.
+    Local,
 }
 
 impl Provider {
@@ -42,12 +45,18 @@ impl Provider {
             Provider::Sim => "sim",
             Provider::Anthropic => "anthropic",
             Provider::Azure => "azure",
+            Provider::Local => "local",
         }
     }
 
     /// Whether the provider is reached over HTTP (and may need a key).
     pub fn is_remote(self) -> bool {
-        self != Provider::Sim
+        !matches!(self, Provider::Sim | Provider::Local)
+    }
+
+    /// Whether it answers chat completions (a `local` model only embeds).
+    pub fn chats(self) -> bool {
+        self != Provider::Local
     }
 }
 
@@ -139,6 +148,18 @@ pub struct BackendSpec {
     /// `sim` only: how the simulated model behaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimSpec>,
+    /// `local` only: a sentence-transformers folder (`config.json`,
+    /// `tokenizer.json`, `model.safetensors`), relative to the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<String>,
+    /// `local` only: sentences per forward pass; default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// `local`: the checked `model_dir` and its content hash (set when the
+    /// spec loads; the hash is the backend's identity).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub model_files: Option<super::local_model::ModelFiles>,
 }
 
 /// Retries on 429, 5xx, timeouts and connection errors: exponential backoff
@@ -200,6 +221,9 @@ impl BackendSpec {
         match (&self.model, self.provider) {
             (Some(m), _) => m,
             (None, Provider::Sim) => SIM_MODEL,
+            (None, Provider::Local) => {
+                self.model_dir.as_deref().map(super::local_model::ModelFiles::name_of).unwrap_or("local")
+            }
             (None, _) => "",
         }
     }
@@ -225,6 +249,7 @@ impl BackendSpec {
             (Some(u), _) => u.trim_end_matches('/'),
             (None, Provider::Openai) => OPENAI_BASE_URL,
             (None, Provider::Sim) => "sim:",
+            (None, Provider::Local) => "local:",
             (None, Provider::Anthropic) => ANTHROPIC_BASE_URL,
             // Checked when the spec loads: an azure backend names its endpoint.
             (None, Provider::Azure) => "",
@@ -264,6 +289,10 @@ impl BackendSpec {
         if self.provider == Provider::Azure {
             put("deployment", Some(json!(self.request_model())));
             put("api_version", Some(json!(self.api_version())));
+        }
+        if self.provider == Provider::Local {
+            // The model's files, not where they are.
+            put("model_files", Some(json!(self.model_files.as_ref().map(|m| m.hash.hex()))));
         }
         v
     }
@@ -421,6 +450,8 @@ impl super::Parser<'_> {
                         only("deployment", spec.deployment.is_some(), Provider::Azure),
                         only("api_version", spec.api_version.is_some(), Provider::Azure),
                         only("prompt_cache", spec.prompt_cache, Provider::Anthropic),
+                        only("model_dir", spec.model_dir.is_some(), Provider::Local),
+                        only("batch_size", spec.batch_size.is_some(), Provider::Local),
                     ];
                     let mut bad = false;
                     for (field, provider) in misplaced.into_iter().flatten() {
@@ -437,6 +468,10 @@ impl super::Parser<'_> {
                                 .hint(format!("drop `{field}`, or set `provider: {provider}`")),
                         );
                     }
+                    let mut spec = spec;
+                    if !bad && spec.provider == Provider::Local {
+                        bad = !self.local_model(&mut spec, &path, &name);
+                    }
                     if !bad {
                         out.insert(name, spec);
                     }
@@ -445,6 +480,55 @@ impl super::Parser<'_> {
             }
         }
         out
+    }
+
+    /// Checks a `local` backend's `model_dir` and hashes its files into
+    /// `spec` (see [`super::local_model`]); false when reported.
+    fn local_model(&mut self, spec: &mut BackendSpec, path: &YamlPath, name: &str) -> bool {
+        let fetch = super::local_model::FETCH_HINT;
+        let Some(written) = spec.model_dir.clone() else {
+            let d = self
+                .file
+                .at_key(&path.key("provider"), format!("backend `{name}` (local) names no `model_dir`"))
+                .hint(format!("add `model_dir: ../target/models/all-MiniLM-L6-v2`: {fetch}"));
+            self.diags.push(d);
+            return false;
+        };
+        let remote_only = [
+            ("base_url", spec.base_url.is_some()),
+            ("api_key_env", spec.api_key_env.is_some()),
+            ("json_schema", spec.json_schema),
+        ];
+        if let Some((field, _)) = remote_only.into_iter().find(|(_, set)| *set) {
+            let d = self
+                .file
+                .at_key(
+                    &path.key(field),
+                    format!("backend `{name}`: `{field}` is for a backend reached over HTTP, not `provider: local`"),
+                )
+                .hint(format!("drop `{field}`: a local model is read from `model_dir`"));
+            self.diags.push(d);
+            return false;
+        }
+        if spec.batch_size == Some(0) {
+            let d = self
+                .file
+                .at_value(&path.key("batch_size"), format!("backend `{name}`: `batch_size` must be at least 1"));
+            self.diags.push(d.hint("write `batch_size: 64` (the default), or leave it out"));
+            return false;
+        }
+        match super::local_model::ModelFiles::check(&self.file.resolve(&written)) {
+            Ok(files) => {
+                spec.model_files = Some(files);
+                true
+            }
+            Err(e) => {
+                let d = self.file.at_value(&path.key("model_dir"), format!("backend `{name}`: {e}"));
+                let hint = format!("paths resolve against the spec's folder; {fetch}");
+                self.diags.push(d.hint(hint));
+                false
+            }
+        }
     }
 
     /// Rejects a key written into the spec itself: specs are committed, keys

@@ -14,6 +14,7 @@ mod depth;
 mod duration;
 mod expand;
 mod interp;
+pub mod local_model;
 mod locate;
 mod matrix;
 mod nodes;

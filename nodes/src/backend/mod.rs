@@ -4,7 +4,7 @@
 //! A call goes: call memo (blake3 of backend identity + request; a hit
 //! sends nothing) → rate limits (`rpm`, `tpm`, governor) → a concurrency
 //! slot (up to `max_concurrency`, shared by every node on the backend, the
-//! cap adapting to 429s: [`slots`]) → the transport (`openai` over HTTP, or the offline `sim`) → retries with
+//! cap adapting to 429s: [`slots`]) → the transport (`openai` over HTTP, the offline `sim`, or a `local` model in process) → retries with
 //! exponential backoff and jitter on 429, 5xx, timeouts and connection
 //! errors, honouring `Retry-After` (backon) → the answer is memoized and
 //! counted (tokens, cost) on the node's meter. Endpoints are paths under the
@@ -19,6 +19,7 @@
 mod anthropic;
 mod azure;
 mod flight;
+pub mod local;
 mod memo;
 mod openai;
 pub mod ordered;
@@ -199,6 +200,7 @@ pub struct ChatReply {
 enum Transport {
     Openai(openai::Client),
     Sim(sim::Sim),
+    Local(local::Local),
 }
 
 /// One backend of the spec, with its limits, shared by every node that
@@ -366,6 +368,7 @@ impl Backend {
                         s.send(endpoint, body, sample).await
                     }
                     (Transport::Sim(s), other) => s.fine_tuning(other).await,
+                    (Transport::Local(l), request) => l.send(request).await,
                 }
             }
             .await;
@@ -450,8 +453,9 @@ impl Backend {
         };
         let model = body["model"].as_str().filter(|m| !m.is_empty()).unwrap_or(self.spec.model()).to_string();
         let cost_usd = match self.spec.provider {
-            // The offline backend costs nothing, unless `prices:` says so for a demo.
-            Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
+            // The offline backend and a local model cost nothing, unless
+            // `prices:` says so for a demo.
+            Provider::Sim | Provider::Local => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
             _ if !inference => None,
             provider => {
                 let price = self.prices.for_backend(&self.spec, &model);

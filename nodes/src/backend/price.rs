@@ -111,7 +111,7 @@ pub fn is_providers_own(spec: &BackendSpec) -> bool {
         Provider::Azure => [".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"]
             .iter()
             .any(|d| host.ends_with(d)),
-        Provider::Sim => true,
+        Provider::Sim | Provider::Local => true,
     }
 }
 

@@ -12,7 +12,7 @@ use governor::{Quota, RateLimiter};
 
 use super::price::Prices;
 use super::slots::Slots;
-use super::{openai, sim, Answer, Backend, MemoFailed, MemoWriter, Transport};
+use super::{local, openai, sim, Answer, Backend, MemoFailed, MemoWriter, Transport};
 
 /// Problems building the backends before a run.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,8 @@ pub enum BackendError {
     MissingKey { backend: String, var: String },
     #[error("backend `{backend}`: {source}")]
     Invalid { backend: String, source: openai::ClientError },
+    #[error("backend `{backend}`: {source}\nhint: {}", flow_engine::spec::local_model::FETCH_HINT)]
+    ModelDir { backend: String, source: flow_engine::spec::local_model::ModelDirError },
 }
 
 /// The backends of one run, and the call memo they write to.
@@ -49,8 +51,18 @@ impl Backends {
         let mut backends = BTreeMap::new();
         for name in used {
             let Some(spec) = specs.get(name) else { continue };
+            let checked;
+            let spec = match local::unchecked(spec) {
+                Some(dir) => {
+                    checked = local::checked(spec, dir)
+                        .map_err(|source| BackendError::ModelDir { backend: name.clone(), source })?;
+                    &checked
+                }
+                None => spec,
+            };
             let transport = match spec.provider {
                 Provider::Sim => Transport::Sim(sim::Sim::new(spec, answers.clone())),
+                Provider::Local => Transport::Local(local::Local::new(name, spec)),
                 Provider::Openai | Provider::Anthropic | Provider::Azure => {
                     let key = key_of(name, spec, env)?;
                     let client = openai::Client::new(spec, key)

@@ -99,7 +99,11 @@ impl Node for Evaluate {
             check_metric(m, &mp, cx, &mut needs);
             if m.kind.calls_backend() {
                 if let Some(b) = &m.backend {
-                    cx.backend(&mp.key("backend"), b);
+                    // The judge chats; `embedding_similarity` embeds.
+                    match m.kind {
+                        MetricType::Judge => cx.chat_backend(&mp.key("backend"), b),
+                        _ => cx.backend(&mp.key("backend"), b),
+                    };
                     calls += 1;
                 }
             }

@@ -299,8 +299,7 @@ mod tests {
     }
 
     fn assert_close(fast: &Density, slow: &Density, slack: &[(f64, u64)]) {
-        for i in 0..slow.density.len() {
-            let (ds, ns) = slack[i];
+        for (i, &(ds, ns)) in slack.iter().enumerate().take(slow.density.len()) {
             let dd = (fast.density[i] - slow.density[i]).abs();
             assert!(
                 dd <= ds + 1e-6 * slow.density[i].abs(),

@@ -147,7 +147,7 @@ impl Node for Generate {
     const SHAPE: Shape = Shape::Streaming;
 
     fn check(c: &GenerateConfig, cx: &mut CheckCx<'_>) -> PortType {
-        cx.backend(&cx.field("backend"), &c.backend);
+        cx.chat_backend(&cx.field("backend"), &c.backend);
         if c.count == 0 {
             cx.error(&cx.field("count"), "`count` must be at least 1", None);
         }

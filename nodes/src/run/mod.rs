@@ -174,7 +174,7 @@ impl Node for Run {
     const SIDE_INPUTS: &'static [&'static str] = &["rules"];
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
-        cx.backend(&cx.field("backend"), &c.backend);
+        cx.chat_backend(&cx.field("backend"), &c.backend);
         let mut needs = Vec::new();
         for (at, text) in prompt::check(c, cx) {
             match Template::parse(&text) {

@@ -111,7 +111,7 @@ impl Node for Synthesize {
 
     fn check(c: &SynthesizeConfig, cx: &mut CheckCx<'_>) -> PortType {
         if let Some(b) = &c.backend {
-            cx.backend(&cx.field("backend"), b);
+            cx.chat_backend(&cx.field("backend"), b);
             // One call for the whole input, not per record.
             cx.calls_per_record(1);
         }

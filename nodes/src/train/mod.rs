@@ -249,7 +249,7 @@ impl Node for Train {
                 // creation from the whole input (`batch_call_keys`); the
                 // polls, never memoized, come on top.
                 cx.calls_per_record(1);
-                cx.backend(&cx.field("backend"), name)
+                cx.chat_backend(&cx.field("backend"), name)
             }
             (None, Some(_)) => None,
             (Some(_), Some(_)) => {
