@@ -442,3 +442,44 @@ fn identical_calls_in_flight_at_once_are_made_once() {
         show(&p, "b").iter().map(|r| r["output"].clone()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_providers_own_key_goes_only_to_its_host_unless_the_spec_says_so() {
+    let server = LlmServer::start(ServerConfig::default());
+    let p = project(2, SPEC_TEXT);
+    let mut s = sets("openai", &server.base_url(), "test-model");
+    s.push("key_env=OPENAI_API_KEY".into());
+    let mut args = vec!["plan", SPEC];
+    for x in &s {
+        args.extend(["--set", x.as_str()]);
+    }
+    let env = [("OPENAI_API_KEY", KEY)];
+    let plan = run_in_env(p.dir.path(), &args, &env);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("key `OPENAI_API_KEY` is not sent to 127.0.0.1: it is for openai's own API"),
+        "{}",
+        plan.stdout
+    );
+    args[0] = "run";
+    let r = run_in_env(p.dir.path(), &args, &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.requests(), 2);
+    assert!(server.authorizations().is_empty(), "the OpenAI key reached a local server: {:?}", server.authorizations());
+
+    // Unset, it is not required either: a local server that needs no key just works.
+    let r = run_in_env(
+        p.dir.path(),
+        &["run", SPEC, "--no-cache", "--set", &s[0], "--set", &s[1], "--set", &s[2], "--set", &s[3]],
+        &[("OPENAI_API_KEY", "")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Said so in the spec, it is sent.
+    let text = SPEC_TEXT.replace("    temperature: 0\n", "    temperature: 0\n    send_key_anywhere: true\n");
+    std::fs::write(p.dir.path().join(SPEC), text).unwrap();
+    args.push("--no-cache");
+    let r = run_in_env(p.dir.path(), &args, &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(server.authorizations(), vec![format!("Bearer {KEY}")]);
+}

@@ -178,6 +178,19 @@ fn a_failing_job_fails_the_node_with_the_providers_message() {
 }
 
 #[test]
+fn a_server_without_a_fine_tuning_api_points_at_export() {
+    // llama.cpp's server, vLLM and Ollama have chat and embeddings but no
+    // files or fine-tuning endpoints: every other path is a 404.
+    let server = LlmServer::start(ServerConfig::default());
+    let p = project(&spec(&format!("{}/no-fine-tuning/v1", server.root_url()), "examples.jsonl"));
+    let r = flow(&p, &["run", SPEC]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("uploading the training file"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: this server has no fine-tuning API; `export: trl`"), "{}", r.stderr);
+    assert_eq!(server.route_count(UPLOAD), 0);
+}
+
+#[test]
 fn an_invalid_dataset_is_rejected_before_any_request() {
     let server = LlmServer::start(ServerConfig::default());
     let p = project(&spec(&server.base_url(), "bad.jsonl"));

@@ -84,6 +84,14 @@ pub struct BackendSpec {
     /// The *name* of the environment variable that holds the API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// Send a well-known provider key (`OPENAI_API_KEY`,
+    /// `ANTHROPIC_API_KEY`, `AZURE_OPENAI_API_KEY`) to a `base_url` that is
+    /// not that provider's own API. Off by default: pointing a shipped spec
+    /// at a local server with `--set base_url=...` does not hand it your
+    /// OpenAI key. A key under a name of your own goes wherever its backend
+    /// points.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_key_anywhere: bool,
     /// Header the key is sent in: `Authorization` (as `Bearer <key>`, the
     /// default) or another name such as Azure's `api-key` (the key as is).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,7 +47,7 @@ pub use openai::ClientError;
 use price::Prices;
 pub use request::{chat_body, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
-pub use run::{BackendError, Backends};
+pub use run::{withheld_key, BackendError, Backends, Withheld};
 pub use sim::Answer;
 use slots::{Outcome, Slots};
 pub use tools::{Tool, ToolCall};
@@ -626,6 +626,14 @@ pub fn describe(
         )),
         None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
         None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
+    }
+    if let Some(w) = withheld_key(spec) {
+        out.push_str(&format!(
+            "\n  key `{}` is not sent to {}: it is for {}'s own API (`send_key_anywhere: true` sends it; a key under another name goes anywhere)",
+            w.var,
+            w.host,
+            w.owner.name()
+        ));
     }
     out
 }

@@ -103,9 +103,20 @@ pub enum PriceSource {
 /// Whether a backend's `base_url` is its provider's own API (what the
 /// built-in prices are for).
 pub fn is_providers_own(spec: &BackendSpec) -> bool {
-    let host = reqwest::Url::parse(spec.base_url()).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-    let Some(host) = host else { return spec.provider == Provider::Sim };
-    match spec.provider {
+    match host_of(spec) {
+        Some(host) => is_own_host(spec.provider, &host),
+        None => spec.provider == Provider::Sim,
+    }
+}
+
+/// The host `spec`'s requests go to, lower-cased.
+pub(super) fn host_of(spec: &BackendSpec) -> Option<String> {
+    reqwest::Url::parse(spec.base_url()).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+}
+
+/// Whether `host` serves `provider`'s own API.
+pub(super) fn is_own_host(provider: Provider, host: &str) -> bool {
+    match provider {
         Provider::Openai => host == "api.openai.com",
         Provider::Anthropic => host == "api.anthropic.com",
         Provider::Azure => [".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"]

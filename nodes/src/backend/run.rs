@@ -145,17 +145,48 @@ impl Drop for Backends {
     }
 }
 
-/// The key of backend `name` from the environment, if it names a variable.
+/// The key of backend `name` from the environment, if it names a variable
+/// and the key may go where the backend points ([`withheld_key`]).
 fn key_of(
     name: &str,
     spec: &BackendSpec,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, BackendError> {
     match &spec.api_key_env {
+        Some(_) if withheld_key(spec).is_some() => Ok(None),
         Some(var) => env(var)
             .filter(|k| !k.is_empty())
             .map(Some)
             .ok_or_else(|| BackendError::MissingKey { backend: name.to_string(), var: var.clone() }),
         None => Ok(None),
     }
+}
+
+/// A key that is not sent, and why: its variable is a provider's own
+/// (`OPENAI_API_KEY` is for api.openai.com) and the backend points at
+/// another host without `send_key_anywhere: true`. Such a key is neither
+/// sent nor required, so a local server that needs none just works.
+pub struct Withheld {
+    /// The variable's name.
+    pub var: String,
+    /// The host the backend points at.
+    pub host: String,
+    /// The provider whose API the key is for.
+    pub owner: Provider,
+}
+
+/// The key `spec` holds back ([`Withheld`]), if any.
+pub fn withheld_key(spec: &BackendSpec) -> Option<Withheld> {
+    let var = spec.api_key_env.as_deref()?;
+    let owner = match var {
+        "OPENAI_API_KEY" => Provider::Openai,
+        "ANTHROPIC_API_KEY" => Provider::Anthropic,
+        "AZURE_OPENAI_API_KEY" | "AZURE_API_KEY" => Provider::Azure,
+        _ => return None,
+    };
+    let host = super::price::host_of(spec)?;
+    if spec.send_key_anywhere || super::price::is_own_host(owner, &host) {
+        return None;
+    }
+    Some(Withheld { var: var.to_string(), host, owner })
 }

@@ -131,6 +131,18 @@ impl Events {
     }
 }
 
+/// The hint for a server without the fine-tuning endpoints (llama.cpp,
+/// vLLM, Ollama answer 404 or 405): train elsewhere from an export.
+fn no_fine_tuning_api(e: &crate::backend::CallError) -> &'static str {
+    match e.status {
+        Some(404 | 405 | 501) => {
+            "\nhint: this server has no fine-tuning API; `export: trl` (or `axolotl`) writes the dataset and a \
+             training config to train with elsewhere"
+        }
+        _ => "",
+    }
+}
+
 impl JobRun {
     fn opts(&self) -> CallOpts<'_> {
         CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 }
@@ -143,7 +155,7 @@ impl JobRun {
             .backend
             .upload(&c.paths.files, upload(&data), self.opts(), has_id)
             .await
-            .map_err(|e| NodeError::new(format!("uploading the training file: {e}")))?;
+            .map_err(|e| NodeError::new(format!("uploading the training file: {e}{}", no_fine_tuning_api(&e))))?;
         let file_id = file.body["id"].as_str().unwrap_or_default().to_string();
         tracing::info!(
             "train `{node}`: {} examples ({} bytes) {} as {file_id}",
@@ -156,7 +168,7 @@ impl JobRun {
             .backend
             .post_as(&c.paths.jobs, body, &c.job_key(&self.model, &data), self.opts(), has_id)
             .await
-            .map_err(|e| NodeError::new(format!("creating the fine-tuning job: {e}")))?;
+            .map_err(|e| NodeError::new(format!("creating the fine-tuning job: {e}{}", no_fine_tuning_api(&e))))?;
         let job_id = created.body["id"].as_str().unwrap_or_default().to_string();
         let resumed = created.memo_hit;
         if resumed {
