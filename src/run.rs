@@ -30,6 +30,7 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
                 format!("export {var}=<your key> before `flow run`; the key is read from the environment only")
             }
             BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
+            BackendError::ModelDir { .. } => flow_engine::spec::local_model::FETCH_HINT.to_string(),
         };
         Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
     };

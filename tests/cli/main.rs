@@ -9,6 +9,9 @@ mod llm_server;
 #[path = "../support/browser.rs"]
 mod browser;
 
+#[path = "../support/paraphrase_logs.rs"]
+mod paraphrase_logs;
+
 #[path = "../support/postgres.rs"]
 mod postgres;
 
@@ -28,6 +31,7 @@ mod fuzz;
 mod generate;
 mod inspect;
 mod interrupt;
+mod local;
 mod memo;
 mod metrics;
 mod openai;

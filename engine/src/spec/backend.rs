@@ -506,6 +506,7 @@ impl super::Parser<'_> {
             ("base_url", spec.base_url.is_some()),
             ("api_key_env", spec.api_key_env.is_some()),
             ("json_schema", spec.json_schema),
+            ("send_key_anywhere", spec.send_key_anywhere),
         ];
         if let Some((field, _)) = remote_only.into_iter().find(|(_, set)| *set) {
             let d = self

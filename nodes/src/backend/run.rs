@@ -21,7 +21,9 @@ pub enum BackendError {
     MissingKey { backend: String, var: String },
     #[error("backend `{backend}`: {source}")]
     Invalid { backend: String, source: openai::ClientError },
-    #[error("backend `{backend}`: {source}\nhint: {}", flow_engine::spec::local_model::FETCH_HINT)]
+    /// A `local` backend's model folder, checked again when the backends
+    /// are built outside the spec loader.
+    #[error("backend `{backend}`: {source}")]
     ModelDir { backend: String, source: flow_engine::spec::local_model::ModelDirError },
 }
 
