@@ -2,7 +2,7 @@
 //! sentence-transformers folder on disk (`model_dir`), with no server and
 //! nothing downloaded. The all-MiniLM-L6-v2 recipe: the folder's WordPiece
 //! tokenizer (`tokenizer.json`, truncated at the model's `max_seq_length`),
-//! a BERT forward pass (candle, on the CPU), the mean of the token states
+//! a BERT forward pass ([`bert`], on candle's CPU tensors), the mean of the token states
 //! under the attention mask (padding left out), L2 normalization.
 //!
 //! It is a transport like HTTP: a call goes through the same memo, slots,
@@ -20,13 +20,15 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use flow_engine::spec::local_model::{ModelDirError, ModelFiles};
 use flow_engine::BackendSpec;
 use serde_json::{json, Value};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::{CallError, Endpoint, Request};
+use bert::{Bert, Config};
+
+mod bert;
 
 /// Sentences per forward pass when the spec says none: the fastest on 2
 /// cores of those measured (`cargo bench --bench embed`).
@@ -39,6 +41,8 @@ pub enum LoadError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("`{}` is not a BERT config: {source}", .path.display())]
     Config { path: PathBuf, source: serde_json::Error },
+    #[error("`{}` describes a model flow cannot run: {message}", .path.display())]
+    Unsupported { path: PathBuf, message: String },
     #[error("`{}`: {message}", .path.display())]
     Tokenizer { path: PathBuf, message: String },
     #[error("`{}` does not hold the BERT weights `config.json` describes: {source}", .path.display())]
@@ -56,7 +60,7 @@ pub enum EmbedError {
 
 /// A loaded sentence-embedding model.
 pub struct Model {
-    bert: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
     pad_id: u32,
     dims: usize,
@@ -72,6 +76,9 @@ impl Model {
         };
         let config: Config = serde_json::from_slice(&read("config.json")?)
             .map_err(|source| LoadError::Config { path: dir.join("config.json"), source })?;
+        if let Some(message) = config.unsupported() {
+            return Err(LoadError::Unsupported { path: dir.join("config.json"), message });
+        }
         // sentence-transformers truncates at `max_seq_length` (256 for
         // MiniLM), not at the 128 tokenizer.json was saved with.
         let max_len = std::fs::read(dir.join("sentence_bert_config.json"))
@@ -93,7 +100,7 @@ impl Model {
         // a model folder changed under a running process is the user's.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
             .map_err(bad_weights)?;
-        let bert = BertModel::load(vb, &config).map_err(bad_weights)?;
+        let bert = Bert::load(vb, &config).map_err(bad_weights)?;
         Ok(Self { bert, tokenizer, pad_id: config.pad_token_id as u32, dims: config.hidden_size })
     }
 
@@ -122,7 +129,7 @@ impl Model {
             let shape = (chunk.len(), len);
             let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
             let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
-            let states = self.bert.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+            let states = self.bert.forward(&ids, &mask)?;
             // Mean over the tokens the mask keeps, then unit length (as
             // torch's `normalize`: the norm at least 1e-12).
             let keep = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
