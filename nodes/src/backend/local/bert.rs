@@ -39,7 +39,7 @@ impl Config {
         if let Some(p) = self.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
             return Some(format!("`position_embedding_type: {p}` (only `absolute` is supported)"));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Some(format!(
                 "`hidden_size: {}` is not a multiple of `num_attention_heads: {}`",
                 self.hidden_size, self.num_attention_heads
