@@ -7,7 +7,8 @@
 //! (short: ~16 tokens), and the same with their answers on a second line
 //! (~40 tokens, what `extract` embeds by default). Each figure is the best
 //! of `FLOW_BENCH_REPEAT` (default 2) passes over `FLOW_BENCH_TEXTS`
-//! (default 1,024) distinct texts. Printed, never asserted: timings on
+//! (default 384) distinct texts, for the batch sizes `FLOW_BENCH_BATCHES`
+//! (default 16,32,64,128,256). Printed, never asserted: timings on
 //! shared machines are noisy. Needs the model (`scripts/fetch-minilm.sh`).
 //!
 //! ```text
@@ -55,10 +56,10 @@ fn main() {
     let started = Instant::now();
     let model = Arc::new(Model::load(&dir).expect("the model loads"));
     println!("model loaded in {:.2?}", started.elapsed());
-    let n = env_or("FLOW_BENCH_TEXTS", 1024);
+    let n = env_or("FLOW_BENCH_TEXTS", 384);
     let repeat = env_or("FLOW_BENCH_REPEAT", 2);
     let batches: Vec<usize> = std::env::var("FLOW_BENCH_BATCHES")
-        .unwrap_or_else(|_| "1,8,16,32,64,128,256".into())
+        .unwrap_or_else(|_| "16,32,64,128,256".into())
         .split(',')
         .filter_map(|b| b.trim().parse().ok())
         .collect();
