@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use governor::DefaultDirectRateLimiter;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use flow_engine::cache::ContentHash;
 use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
@@ -190,10 +190,42 @@ pub struct ChatReply {
     pub tool_calls: Vec<ToolCall>,
     /// Why the model stopped (`stop`, `length`, `tool_calls`), when it says.
     pub finish_reason: Option<String>,
+    /// The answer's token log probabilities, when the request asked for
+    /// them (`params: {logprobs: true}`) and the server sent them.
+    pub logprobs: Option<Logprobs>,
     pub usage: Usage,
     pub model: String,
     pub latency_ms: u64,
     pub cost_usd: Option<f64>,
+}
+
+/// What a metric needs of an answer's token log probabilities: how many
+/// tokens and their sum (the mean and the perplexity follow).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Logprobs {
+    pub tokens: u64,
+    pub sum: f64,
+}
+
+impl Logprobs {
+    /// From a choice's `logprobs` (OpenAI's chat shape, also vLLM's and
+    /// llama.cpp's: `{content: [{token, logprob}, ...]}`); none when absent
+    /// or when a value is not a finite number.
+    pub fn of(v: &Value) -> Option<Self> {
+        let content = v["content"].as_array()?;
+        let mut sum = 0.0;
+        for t in content {
+            let lp = t["logprob"].as_f64().filter(|x| x.is_finite() && *x <= 0.0)?;
+            sum += lp;
+        }
+        Some(Self { tokens: content.len() as u64, sum })
+    }
+
+    /// As stored on a record: `{tokens, sum, mean}`.
+    pub fn to_json(self) -> Value {
+        let mean = if self.tokens == 0 { Value::Null } else { json!(self.sum / self.tokens as f64) };
+        json!({"tokens": self.tokens, "sum": self.sum, "mean": mean})
+    }
 }
 
 enum Transport {
@@ -531,6 +563,7 @@ impl Backend {
             text,
             tool_calls: tools::calls_of(&reply.body),
             finish_reason: reply.body["choices"][0]["finish_reason"].as_str().map(str::to_string),
+            logprobs: Logprobs::of(&reply.body["choices"][0]["logprobs"]),
             usage: reply.usage,
             model: reply.model,
             latency_ms: reply.latency_ms,

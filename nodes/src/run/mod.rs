@@ -174,7 +174,8 @@ impl Node for Run {
     const SIDE_INPUTS: &'static [&'static str] = &["rules"];
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
-        cx.backend(&cx.field("backend"), &c.backend);
+        let backend = cx.backend(&cx.field("backend"), &c.backend);
+        let logprobs = backend.is_some_and(|b| b.params.get("logprobs") == Some(&serde_json::Value::Bool(true)));
         let mut needs = Vec::new();
         for (at, text) in prompt::check(c, cx) {
             match Template::parse(&text) {
@@ -216,6 +217,7 @@ impl Node for Run {
         // Answered records carry them; failed ones do not, but a metric on
         // one of those says the call failed.
         let out = if c.tools.is_some() { out.extend("Response", &["tool_calls"]) } else { out };
+        let out = if logprobs { out.extend("Response", &["logprobs"]) } else { out };
         if repeat > 1 {
             out.extend("Response", &["sample"])
         } else {
@@ -378,6 +380,9 @@ impl Caller {
                 // A plain `stop` is every answer's: said only when it is not.
                 if let Some(reason) = a.finish_reason.as_ref().filter(|r| *r != "stop") {
                     fields.insert("finish_reason".into(), json!(reason));
+                }
+                if let Some(lp) = a.logprobs {
+                    fields.insert("logprobs".into(), lp.to_json());
                 }
                 if a.finish_reason.as_deref() == Some("length") {
                     self.truncated.fetch_add(1, Ordering::Relaxed);

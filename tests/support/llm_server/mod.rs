@@ -636,6 +636,15 @@ async fn chat_as(s: &Shared, headers: &HeaderMap, body: &Bytes, how: Auth, serve
             .collect();
         (json!({"role": "assistant", "content": null, "tool_calls": calls}), "tool_calls")
     };
+    // `logprobs: true`: one entry per word (this server's token), each
+    // word's log probability −len/10, so a test can work out the figures.
+    let logprobs = (req.get("logprobs") == Some(&Value::Bool(true))).then(|| {
+        let content: Vec<Value> = answer
+            .split_whitespace()
+            .map(|w| json!({"token": w, "logprob": -(w.chars().count() as f64) / 10.0, "bytes": w.as_bytes(), "top_logprobs": []}))
+            .collect();
+        json!({"content": content, "refusal": null})
+    });
     let reply = json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
@@ -644,6 +653,7 @@ async fn chat_as(s: &Shared, headers: &HeaderMap, body: &Bytes, how: Auth, serve
         "choices": [{
             "index": 0,
             "message": message,
+            "logprobs": logprobs,
             "finish_reason": finish_reason,
         }],
         "usage": match s.cfg.usage {
