@@ -83,6 +83,13 @@ struct ForceArgs {
     /// own process on a shared workspace, then a plain `flow run` merges.
     #[arg(long, value_name = "I/N")]
     shard: Option<flow_engine::shard::Shard>,
+    /// A shared store behind the workspace, `s3://bucket/prefix`: node
+    /// entries and call answers that other machines stored are reused, and
+    /// what this run stores is written there too. Credentials from the AWS
+    /// environment variables (AWS_ENDPOINT_URL for another S3-compatible
+    /// server).
+    #[arg(long, value_name = "URL", env = "FLOW_STORE")]
+    store: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -293,8 +300,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Plan { spec, force, format, explain } => {
             let mut plan = compile(&spec)?;
+            let store = store_of(&spec, &force)?;
             let force = force_of(&mut plan, &force)?;
-            let store = Store::open(workspace_of(&spec));
             let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
             if let Some(name) = explain {
                 let Some(i) = plan.index_of(&name) else {
@@ -352,8 +359,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             // An unknown format is bad usage: said before anything runs.
             let outputs = export::targets(&outputs)?;
             let mut plan = compile(&spec)?;
+            let store = store_of(&spec, &force)?;
             let force = force_of(&mut plan, &force)?;
-            let store = Store::open(workspace_of(&spec));
             run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs)
         }
         Command::Show { node, limit, run, spec, workspace } => {
@@ -425,6 +432,24 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
 /// `compare` node's stored baseline).
 fn compile(spec: &SpecArgs) -> Result<Plan, Diagnostics> {
     flow_engine::compile_in(&spec.spec, &spec.sets, &flow_nodes::registry(), &workspace_of(spec))
+}
+
+/// The workspace of `spec`, in front of the shared store `--store` names.
+fn store_of(spec: &SpecArgs, args: &ForceArgs) -> Result<Store, Failure> {
+    let store = Store::open(workspace_of(spec));
+    match &args.store {
+        None => Ok(store),
+        Some(url) => {
+            let remote = flow_engine::cache::Remote::connect(url).map_err(|e| {
+                Failure::Usage(
+                    Diagnostic::new(format!("--store: {e}"))
+                        .hint("name a bucket as s3://bucket/prefix; credentials, region and endpoint come from the AWS_* environment variables")
+                        .into(),
+                )
+            })?;
+            Ok(store.with_remote(remote))
+        }
+    }
 }
 
 fn workspace_of(spec: &SpecArgs) -> PathBuf {

@@ -40,6 +40,20 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
     for notice in memo.notices() {
         errln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
     }
+    // Answers a killed run here left unshared go first; then those paid
+    // for elsewhere come in, and are not written back.
+    if store.remote().is_some() {
+        let sync = || -> Result<u64, flow_engine::cache::StoreError> {
+            store.push_memo(&memo)?;
+            let added = store.pull_memo(&memo)?;
+            store.mark_memo_pushed(&memo)?;
+            Ok(added)
+        };
+        let added = sync().map_err(anyhow::Error::from)?;
+        if added > 0 {
+            tracing::info!("{added} answers from the shared store's call memo");
+        }
+    }
     Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
         .map(Some)
         .map_err(usage)
@@ -117,6 +131,13 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     // Every answer received is in the memo on disk before flow exits, or
     // the run failed.
     let memo_failed = backends.as_ref().and_then(|b| b.close().err());
+    // This run's answers go to the shared store, whatever the run's end.
+    if backends.is_some() && store.remote().is_some() {
+        let pushed = store.call_memo().map_err(anyhow::Error::from).and_then(|m| Ok(store.push_memo(&m)?));
+        if let Err(e) = pushed {
+            errln!("warning: this run's answers were not written to the shared store: {}", crate::out::chain(&e));
+        }
+    }
     let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
     if let Some(e) = memo_failed {
         memo_failed_run(&store, &mut manifest, &e);

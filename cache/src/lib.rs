@@ -13,6 +13,7 @@ mod hash;
 mod manifest;
 mod memo;
 mod process;
+mod remote;
 mod spill;
 mod stat;
 mod store;
@@ -22,6 +23,7 @@ pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader,
 pub use manifest::{CallStats, Concurrency, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
 pub use process::{Liveness, RunProcess};
+pub use remote::{Remote, RemoteError};
 pub use spill::{SpillError, SpillFile, SpillReader, SpillWriter};
 pub use stat::{FileStat, StatCache, RACY};
 pub use store::{ObjectWriter, RunLock, Store, StoreError, StoredOutput};

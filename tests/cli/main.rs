@@ -15,6 +15,9 @@ mod postgres;
 #[path = "../support/weaviate.rs"]
 mod weaviate;
 
+#[path = "../support/s3.rs"]
+mod s3;
+
 mod ab;
 mod backends;
 mod cache;
@@ -41,6 +44,7 @@ mod runids;
 mod self_improve;
 mod shard;
 mod spill;
+mod store;
 mod synthesize;
 mod templates;
 mod throughput;
