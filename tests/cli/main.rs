@@ -46,3 +46,4 @@ mod templates;
 mod throughput;
 mod tools;
 mod train;
+mod workbench;
