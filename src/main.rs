@@ -176,9 +176,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
-    /// Print the path of a run's HTML report and open it in the browser.
+    /// Print the path of the index of runs, or of a run's HTML report, and open it in the browser.
     View {
-        /// The run: an id, a unique prefix, or `latest` [default: the latest run].
+        /// The run: an id, a unique prefix, or `latest` [default: the index of every run].
         run: Option<String>,
         /// Print the path only; do not open the report.
         #[arg(long)]

@@ -159,6 +159,11 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
             }
         }
     }
+    // The index of runs lists this one; without it the run's own report
+    // still stands.
+    if let Err(e) = report::index::write(&store) {
+        errln!("warning: the index of runs could not be written: {}", crate::out::chain(&e));
+    }
     // The `-o` files say what CI reads: a run whose files could not be
     // written fails, whatever its nodes did.
     let exported = crate::export::write(outputs, &store, &plan, &manifest);

@@ -11,12 +11,16 @@
 //! per-report nonce forbids any other script, inline handler or network
 //! fetch, in case anything slipped through anyway.
 //!
+//! [`index`] writes `.flow/index.html`, the workspace's runs newest first,
+//! which `flow view` with no run opens.
+//!
 //! [`data`] gathers what the page shows (bounded: a node's records are
 //! capped, long strings cut), [`page`] assembles the file. A kind's view is
 //! its own (`nodes/src/<kind>/view.rs` and `view.js`): this module names no
 //! kind.
 
 mod data;
+pub mod index;
 mod page;
 
 use crate::out::outln;
@@ -44,22 +48,26 @@ pub fn write(store: &Store, plan: Option<&Plan>, manifest: &RunManifest) -> anyh
     Ok(path)
 }
 
-/// `flow view [RUN]` (an id, a unique prefix, `latest`): prints the report's path and opens it with the
-/// system's opener when there is a display. A run from before reports were
-/// written gets one now.
+/// `flow view [RUN]` (an id, a unique prefix, `latest`): prints the report's
+/// path and opens it with the system's opener when there is a display. A
+/// run from before reports were written gets one now. With no run, the
+/// index of the workspace's runs, written afresh.
 pub fn view(store: &Store, run: Option<&str>, open: bool) -> Result<(), Failure> {
     let ids = store.run_ids().map_err(anyhow::Error::from)?;
-    let id = match run {
-        Some(given) => inspect::resolve_run(store, given, None)?,
-        None => match ids.last() {
-            Some(id) => id.clone(),
-            None => {
-                return Err(flow_engine::diag::Diagnostic::new(format!("no runs yet in {}", store.root().display()))
-                    .hint("run a spec first: flow run specs/demo.yaml")
-                    .into())
-            }
-        },
+    if ids.is_empty() {
+        return Err(flow_engine::diag::Diagnostic::new(format!("no runs yet in {}", store.root().display()))
+            .hint("run a spec first: flow run specs/demo.yaml")
+            .into());
+    }
+    let Some(given) = run else {
+        let path = index::write(store)?;
+        outln!("{}", path.display());
+        if open {
+            open_in_browser(&path);
+        }
+        return Ok(());
     };
+    let id = inspect::resolve_run(store, given, None)?;
     let mut path = store.run_dir(&id).join(REPORT_HTML);
     if !path.is_file() {
         let manifest = store.run_manifest(&id).map_err(anyhow::Error::from)?;

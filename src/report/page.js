@@ -15,71 +15,8 @@
   }
   const T0 = performance.now();
   const DATA = JSON.parse(document.getElementById("flow-data").textContent);
-  const SVG_NS = "http://www.w3.org/2000/svg";
 
-  // ---- DOM helpers: data is only ever text --------------------------------
-
-  function h(tag, props, ...kids) {
-    return fill(document.createElement(tag), props, kids);
-  }
-  function s(tag, props, ...kids) {
-    return fill(document.createElementNS(SVG_NS, tag), props, kids);
-  }
-  // Appends children, skipping null and false (Element.append would write "null").
-  const add = (e, ...kids) => fill(e, null, kids);
-  function fill(e, props, kids) {
-    if (props) {
-      for (const k of Object.keys(props)) {
-        const v = props[k];
-        if (v == null || v === false) continue;
-        if (k === "text") e.textContent = String(v);
-        else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-        else e.setAttribute(k, v === true ? "" : String(v));
-      }
-    }
-    for (const c of kids.flat(Infinity)) {
-      if (c == null || c === false) continue;
-      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return e;
-  }
-
-  // ---- formatting ---------------------------------------------------------
-
-  const dash = "–";
-  const fmtInt = (n) => (n == null ? dash : Number(n).toLocaleString("en-US"));
-  const fmtNum = (x, d = 3) => (x == null ? dash : Number.isInteger(x) ? String(x) : x.toFixed(d));
-  const fmtPct = (x) => (x == null ? dash : (x * 100).toFixed(1) + "%");
-  const fmtSigned = (x) => (x == null ? dash : (x > 0 ? "+" : x < 0 ? "−" : "±") + Math.abs(x).toFixed(3));
-  function fmtMs(ms) {
-    if (ms == null) return dash;
-    if (ms < 1000) return ms + " ms";
-    if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
-    return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
-  }
-  function fmtCost(c, requests) {
-    if (c == null) return requests ? "unknown" : "$0";
-    if (c === 0) return "$0";
-    return c < 0.01 ? "$" + c.toPrecision(2) : "$" + c.toFixed(2);
-  }
-  const tokens = (c) => (c ? (c.prompt_tokens || 0) + (c.completion_tokens || 0) : 0);
-  function callsText(c) {
-    if (!c) return dash;
-    const extra = [];
-    if (c.memo_hits) extra.push("+" + fmtInt(c.memo_hits) + " memo");
-    if (c.retries) extra.push(fmtInt(c.retries) + " retries");
-    if (c.errors) extra.push(fmtInt(c.errors) + " failed");
-    return fmtInt(c.requests) + (extra.length ? " (" + extra.join(", ") + ")" : "");
-  }
-  function valueText(v) {
-    if (v == null) return "null";
-    return typeof v === "string" ? v : JSON.stringify(v, null, 2);
-  }
-  function cut(text, n) {
-    return text.length > n ? text.slice(0, n - 1) + "…" : text;
-  }
-  const pill = (status, label) => h("span", { class: "pill st-" + status, text: label || status });
-  const card = (k, v, cls) => h("div", { class: "card" }, h("div", { class: "k", text: k }), h("div", { class: "v " + (cls || ""), text: v }));
+  //@include dom
 
   // ---- header -------------------------------------------------------------
 
@@ -283,7 +220,10 @@
     return true;
   }
 
-  function recordsTable(node, rows, metrics) {
+  // `opts.columns`: more columns before the output, each `{label, get(r), num}`
+  // (`get` returns text); `opts.filterLabel`: what the failures filter says.
+  function recordsTable(node, rows, metrics, opts) {
+    const extra = (opts && opts.columns) || [];
     // Scored records (evaluate) have `pass`; others are filtered by `error`.
     const scored = rows.some((r) => typeof r.pass === "boolean");
     const bad = (r) => (scored ? r.pass !== true : r.error != null);
@@ -307,8 +247,10 @@
     const info = h("span", { class: "info rt-info" });
     const tbody = h("tbody");
     const head = h("tr", null, h("th", { class: "num", text: "#" }), h("th", { text: "id" }), scored ? h("th", { text: "pass" }) : null,
-      metrics.map((m) => h("th", { class: "num", text: m })), h("th", { class: "out", text: scored || rows.some((r) => "output" in r) ? "output" : "record" }));
-    const cols = 3 + (scored ? 1 : 0) + metrics.length;
+      metrics.map((m) => h("th", { class: "num", text: m })),
+      extra.map((c) => h("th", { class: c.num ? "num" : null, text: c.label })),
+      h("th", { class: "out", text: scored || rows.some((r) => "output" in r) ? "output" : "record" }));
+    const cols = 3 + (scored ? 1 : 0) + metrics.length + extra.length;
 
     function haystack(r) {
       const parts = [];
@@ -364,6 +306,7 @@
         h("td", { class: "id rt-id", text: r.id == null ? "" : valueText(r.id) }),
         scored ? h("td", null, pill(r.pass === true ? "pass" : "fail", r.pass === true ? "pass" : "fail")) : null,
         metrics.map((m) => scoreCell(r.scores && r.scores[m])),
+        extra.map((c) => h("td", { class: c.num ? "num" : "clip", title: c.title ? c.title(r) : null }, c.num ? c.get(r) : h("div", { text: c.get(r) }))),
         outputCell(r));
       tr.addEventListener("click", () => {
         if (open.has(i)) open.delete(i);
@@ -456,6 +399,28 @@
       }
     };
     return root;
+  }
+
+  // A record's input fields as one line (`question: … · expected: …`),
+  // without the fields named in `skip`.
+  function inputText(r, skip) {
+    const parts = [];
+    for (const k of Object.keys(r)) {
+      if (skip.includes(k) || r[k] == null) continue;
+      parts.push(k + ": " + (typeof r[k] === "string" ? r[k] : JSON.stringify(r[k])));
+    }
+    return cut(parts.join(" · "), 400);
+  }
+
+  // Says that a view keeps only the first of a node's records, and why.
+  function truncatedNote(panel, v, rows, rec) {
+    if (!rec || !rec.truncated) return;
+    const mib = (b) => fmtInt(b / 1048576) + " MiB";
+    const why = rec.truncated === "bytes"
+      ? mib(DATA.limits.record_bytes) + " of records per node, " + mib(DATA.limits.report_record_bytes) + " in all"
+      : rec.shown < DATA.limits.records ? fmtInt(rec.shown) + " records for this view" : fmtInt(DATA.limits.records) + " records per node";
+    add(panel, h("div", { class: "note" }, "This report keeps the first " + fmtInt(rows.length) + " of " + fmtInt(rec.total) +
+      " records (at most " + why + "). All of them: ", h("code", { text: "flow show " + v.node + " --run " + run.run_id })));
   }
 
   // A node's text artifacts (a summary, a generated script), each folded

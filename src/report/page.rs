@@ -1,5 +1,7 @@
 //! Assembles the report file: the HTML skeleton with the stylesheet, the
-//! script and the data inlined.
+//! script and the data inlined. The index of runs is assembled the same way
+//! from `index.js`. Both scripts start with `dom.js` (the helpers that keep
+//! data text), inlined where they say [`INCLUDE_DOM`].
 //!
 //! The script is one scope: `page.js` (the frame: the header, the tabs, the
 //! pipeline, the records table and what views share) and the renderer of
@@ -10,6 +12,11 @@
 const TEMPLATE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
+const INDEX_SCRIPT: &str = include_str!("index.js");
+const DOM: &str = include_str!("dom.js");
+
+/// The line of each page's script that the DOM helpers replace.
+const INCLUDE_DOM: &str = "  //@include dom\n";
 
 /// The line of `page.js` that the views replace.
 const INCLUDE_VIEWS: &str = "  //@include views\n";
@@ -22,22 +29,42 @@ fn script() -> String {
         let name = serde_json::to_string(v.name).expect("a name");
         views.push_str(&format!("  VIEWS[{name}] = (function () {{\n{}\n  return render;\n  }})();\n", v.script));
     }
-    SCRIPT.replacen(INCLUDE_VIEWS, &views, 1)
+    with_dom(SCRIPT).replacen(INCLUDE_VIEWS, &views, 1)
+}
+
+/// `script` with the DOM helpers inlined.
+fn with_dom(script: &str) -> String {
+    assert_eq!(script.matches(INCLUDE_DOM).count(), 1, "a page's script includes the DOM helpers once");
+    script.replacen(INCLUDE_DOM, DOM, 1)
 }
 
 /// The whole page for run `run_id` of spec `spec`, with `data` (JSON)
 /// embedded.
 pub fn render(spec: &str, run_id: &str, data: &str, nonce: &str) -> String {
+    page(&format!("flow · {spec} · {run_id}"), &script(), data, nonce, "")
+}
+
+/// The index of a workspace's runs, with `data` (JSON) embedded; `connect`
+/// is what the page may connect to besides nothing (`'self'` when served).
+pub fn render_index(workspace: &str, data: &str, nonce: &str, connect: &str) -> String {
+    page(&format!("flow · runs · {workspace}"), &with_dom(INDEX_SCRIPT), data, nonce, connect)
+}
+
+/// A page: the template with `script` and `data`; `connect` allows the
+/// page's `fetch` and `EventSource` to reach those sources (none: nothing).
+pub fn page(title: &str, script: &str, data: &str, nonce: &str, connect: &str) -> String {
     let data = embed_json(data);
-    let title = escape_html(&format!("flow · {spec} · {run_id}"));
+    let title = escape_html(title);
+    let connect = if connect.is_empty() { String::new() } else { format!(" connect-src {connect};") };
     fill(
         TEMPLATE,
         &[
             ("NONCE", nonce),
+            ("CONNECT", &connect),
             ("TITLE", &title),
             ("VERSION", env!("CARGO_PKG_VERSION")),
             ("STYLE", STYLE),
-            ("SCRIPT", &script()),
+            ("SCRIPT", script),
             ("DATA", &data),
         ],
     )
@@ -112,7 +139,8 @@ mod tests {
     #[test]
     fn inlined_code_cannot_end_its_element_early() {
         let views = flow_nodes::views().into_iter().map(|v| (v.name, v.script));
-        for (name, text) in [("page.js", SCRIPT), ("page.css", STYLE)].into_iter().chain(views) {
+        let pages = [("page.js", SCRIPT), ("index.js", INDEX_SCRIPT), ("dom.js", DOM), ("page.css", STYLE)];
+        for (name, text) in pages.into_iter().chain(views) {
             let lower = text.to_ascii_lowercase();
             for bad in ["</script", "</style", "<!--", "{{"] {
                 assert!(!lower.contains(bad), "{name} contains `{bad}`");

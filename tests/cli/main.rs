@@ -50,3 +50,4 @@ mod templates;
 mod throughput;
 mod tools;
 mod train;
+mod workbench;
