@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod docs;
+pub mod process;
 pub mod view;
 
 use flow_engine::{Kind, Node, Registry};

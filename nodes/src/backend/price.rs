@@ -112,6 +112,8 @@ pub fn is_providers_own(spec: &BackendSpec) -> bool {
             .iter()
             .any(|d| host.ends_with(d)),
         Provider::Sim => true,
+        // The user's own application: priced by what it reports, or `prices:`.
+        Provider::Http | Provider::Exec => false,
     }
 }
 
