@@ -62,6 +62,7 @@ kinds![
     train::Train,
     sample::Sample,
     query::Query,
+    exec::Exec,
 ];
 
 /// The engine's registry of [`KINDS`].

@@ -9,6 +9,9 @@ mod llm_server;
 #[path = "../support/browser.rs"]
 mod browser;
 
+#[path = "../support/app_server.rs"]
+mod app_server;
+
 #[path = "../support/postgres.rs"]
 mod postgres;
 
@@ -16,6 +19,7 @@ mod postgres;
 mod weaviate;
 
 mod ab;
+mod apps;
 mod backends;
 mod cache;
 mod common;

@@ -452,9 +452,7 @@ impl super::Parser<'_> {
                     }
                 }
                 Ok(mut spec) => {
-                    if !self.app_backend(&name, &path, &mut spec) {
-                        continue;
-                    }
+                    let app_ok = self.app_backend(&name, &path, &mut spec);
                     if spec.provider.needs_model() && spec.model.is_none() {
                         let hint = match spec.provider {
                             Provider::Anthropic => "add `model: claude-3-5-haiku-latest` (or another Claude model)",
@@ -509,7 +507,7 @@ impl super::Parser<'_> {
                                 .hint(format!("drop `{field}`, or set `provider: {provider}`")),
                         );
                     }
-                    if !bad {
+                    if !bad && app_ok {
                         out.insert(name, spec);
                     }
                 }

@@ -658,6 +658,9 @@ pub fn describe(
                 price::PriceSource::BuiltIn => "built in",
             }
         )),
+        None if app::is_app(spec.provider) => {
+            out.push_str("; cost: what the app reports (`cost_usd`, or the `cost:` path), else null (or `prices:`)")
+        }
         None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
         None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
     }
