@@ -205,7 +205,7 @@ enum Transport {
     Openai(openai::Client),
     Sim(sim::Sim),
     /// The user's application over HTTP ([`http`]).
-    Http(http::Client),
+    Http(Box<http::Client>),
     /// The user's program over JSONL ([`exec`]).
     Exec(exec::Client),
 }

@@ -63,7 +63,7 @@ impl Backends {
                 Provider::Http => {
                     let client = super::http::Client::new(spec, key_of(name, spec, env)?, env)
                         .map_err(|source| BackendError::Http { backend: name.clone(), source })?;
-                    Transport::Http(client)
+                    Transport::Http(Box::new(client))
                 }
                 Provider::Exec => Transport::Exec(super::exec::Client::new(spec)),
             };

@@ -278,11 +278,11 @@ impl Node for Run {
         let mut keys = Vec::new();
         for (_, prompt) in prompt::prompts(c).ok()? {
             let Ok(messages) = prompt.render(record) else { continue };
-            keys.extend((0..c.repeat.unwrap_or(1)).map(|sample| {
+            keys.extend((0..c.repeat.unwrap_or(1)).filter_map(|sample| {
                 let tools = c.tools.as_deref().unwrap_or_default();
                 let body = backend::chat_body_for(spec, record, &messages, json, sample, tools).ok()?;
                 Some(backend::memo_key(spec, Endpoint::Chat, &body, sample))
-            }).flatten());
+            }));
         }
         Some(keys)
     }
