@@ -76,6 +76,8 @@ def retrieve_filter():
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: flow reuses its connections
+
     def do_POST(self):
         token = os.environ.get("APP_TOKEN")
         if token and self.headers.get("Authorization") != f"Bearer {token}":
@@ -101,6 +103,9 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
+        # The default backlog (5) drops connections past it: a client's
+        # concurrent calls would wait a second for a SYN retry.
+        ThreadingHTTPServer.request_queue_size = 128
         server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
         print(f"listening on http://127.0.0.1:{server.server_port}/answer", file=sys.stderr, flush=True)
         server.serve_forever()

@@ -243,6 +243,12 @@ fn the_exec_kind_streams_records_through_a_program_and_names_a_bad_line() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let out = records(&p, "doubled");
     assert_eq!(out.iter().map(|r| r["double"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 4, 6]);
+    // The program is in the key: unchanged, replayed; edited, run again.
+    p.flow(&["run", "specs/s.yaml"]);
+    assert_eq!(node(&p.latest_run("specs/.flow"), "doubled")["status"], "cached");
+    p.write("specs/double.py", &format!("{}# edited\n", p.read("specs/double.py")));
+    p.flow(&["run", "specs/s.yaml"]);
+    assert_eq!(node(&p.latest_run("specs/.flow"), "doubled")["status"], "ran");
     p.write("specs/s.yaml", &spec(2));
     let r = p.flow(&["run", "specs/s.yaml"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
