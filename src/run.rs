@@ -30,6 +30,9 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
                 format!("export {var}=<your key> before `flow run`; the key is read from the environment only")
             }
             BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
+            BackendError::Http { .. } => {
+                "export the variables its `headers:` read (`${env.NAME}`) before `flow run`".to_string()
+            }
         };
         Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
     };

@@ -9,6 +9,9 @@ mod llm_server;
 #[path = "../support/browser.rs"]
 mod browser;
 
+#[path = "../support/app_server.rs"]
+mod app_server;
+
 #[path = "../support/postgres.rs"]
 mod postgres;
 
@@ -19,6 +22,7 @@ mod weaviate;
 mod s3;
 
 mod ab;
+mod apps;
 mod backends;
 mod cache;
 mod common;

@@ -33,6 +33,12 @@ pub enum Provider {
     /// Azure OpenAI: a `deployment` under `base_url` (the resource's
     /// endpoint), with `api_version`.
     Azure,
+    /// The user's own application behind any JSON HTTP endpoint: `url`,
+    /// `method`, `headers`, a `body` template and an `output:` path.
+    Http,
+    /// The user's own program, one long-lived process per slot speaking
+    /// JSONL on stdin/stdout: `command: [python3, app.py]`.
+    Exec,
 }
 
 impl Provider {
@@ -42,12 +48,19 @@ impl Provider {
             Provider::Sim => "sim",
             Provider::Anthropic => "anthropic",
             Provider::Azure => "azure",
+            Provider::Http => "http",
+            Provider::Exec => "exec",
         }
     }
 
     /// Whether the provider is reached over HTTP (and may need a key).
     pub fn is_remote(self) -> bool {
-        self != Provider::Sim
+        !matches!(self, Provider::Sim | Provider::Exec)
+    }
+
+    /// Whether a backend must name its `model` (an LLM API routes by it).
+    pub fn needs_model(self) -> bool {
+        matches!(self, Provider::Openai | Provider::Anthropic | Provider::Azure)
     }
 }
 
@@ -147,7 +160,50 @@ pub struct BackendSpec {
     /// `sim` only: how the simulated model behaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<SimSpec>,
+    /// `http` only: the endpoint's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `http` only: `POST` (the default), `PUT`, `PATCH`, or `GET` (no body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// `http` only: the request body, a YAML value whose strings are
+    /// `{{field}}` templates over the record's fields, `prompt` (the last
+    /// user message), `system`, `messages` and `record`; a string that is one
+    /// `{{field}}` alone becomes that value (a list stays a list). Default:
+    /// `{record, prompt, messages}`, the `exec` protocol's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// `http` only: where the answer is in the JSON response, e.g.
+    /// `data.answer` or `choices[0].text`; default `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `http` only: where token counts are in the response (an object with
+    /// `prompt_tokens`/`completion_tokens` or `input_tokens`/`output_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    /// `http` only: where the call's cost in USD is in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// `http` only: the HTTP statuses retried; default 408, 409, 429 and
+    /// 5xx but 501 and 505. Timeouts and connection errors are always retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<u16>>,
+    /// `exec` only: the program and its arguments, run in the spec's folder;
+    /// the files it names are part of the backend's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `exec`: the content hash of each file `command` names, by the path
+    /// written, read when the spec loads.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub command_files: BTreeMap<String, String>,
+    /// The spec's folder, where an `exec` command runs.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub dir: std::path::PathBuf,
 }
+
+pub use super::app::HttpMethod;
 
 /// Retries on 429, 5xx, timeouts and connection errors: exponential backoff
 /// with jitter, or the server's `Retry-After` when it sends one.
@@ -208,6 +264,7 @@ impl BackendSpec {
         match (&self.model, self.provider) {
             (Some(m), _) => m,
             (None, Provider::Sim) => SIM_MODEL,
+            (None, Provider::Http | Provider::Exec) => super::app::APP_MODEL,
             (None, _) => "",
         }
     }
@@ -236,6 +293,8 @@ impl BackendSpec {
             (None, Provider::Anthropic) => ANTHROPIC_BASE_URL,
             // Checked when the spec loads: an azure backend names its endpoint.
             (None, Provider::Azure) => "",
+            (None, Provider::Http) => self.url.as_deref().unwrap_or("").trim_end_matches('/'),
+            (None, Provider::Exec) => "exec:",
         }
     }
 
@@ -273,6 +332,7 @@ impl BackendSpec {
             put("deployment", Some(json!(self.request_model())));
             put("api_version", Some(json!(self.api_version())));
         }
+        super::app::identity(self, o);
         v
     }
 
@@ -361,6 +421,7 @@ impl super::Parser<'_> {
             let mut body = body.clone();
             body.retain(|k, _| !SECRET_FIELDS.contains(&yaml_brief(k).as_str()));
             let errors_before = self.diags.len();
+            let body = super::app::defer_header_env(body);
             let resolved = self.interpolate(&Yaml::Mapping(body), &path, params, env);
             if self.diags.len() > errors_before {
                 continue;
@@ -398,8 +459,9 @@ impl super::Parser<'_> {
                             .push(self.file.at_value(&at, format!("backend `{name}`: {}", p.message)).hint(p.hint));
                     }
                 }
-                Ok(spec) => {
-                    if spec.provider.is_remote() && spec.model.is_none() {
+                Ok(mut spec) => {
+                    let app_ok = self.app_backend(&name, &path, &mut spec);
+                    if spec.provider.needs_model() && spec.model.is_none() {
                         let hint = match spec.provider {
                             Provider::Anthropic => "add `model: claude-3-5-haiku-latest` (or another Claude model)",
                             Provider::Azure => "add `model:` (the model the deployment serves, for prices) and `deployment:` (its name; default: the model)",
@@ -429,6 +491,14 @@ impl super::Parser<'_> {
                         only("deployment", spec.deployment.is_some(), Provider::Azure),
                         only("api_version", spec.api_version.is_some(), Provider::Azure),
                         only("prompt_cache", spec.prompt_cache, Provider::Anthropic),
+                        only("url", spec.url.is_some(), Provider::Http),
+                        only("method", spec.method.is_some(), Provider::Http),
+                        only("body", spec.body.is_some(), Provider::Http),
+                        only("output", spec.output.is_some(), Provider::Http),
+                        only("usage", spec.usage.is_some(), Provider::Http),
+                        only("cost", spec.cost.is_some(), Provider::Http),
+                        only("retry_on", spec.retry_on.is_some(), Provider::Http),
+                        only("command", spec.command.is_some(), Provider::Exec),
                     ];
                     let mut bad = false;
                     for (field, provider) in misplaced.into_iter().flatten() {
@@ -445,7 +515,7 @@ impl super::Parser<'_> {
                                 .hint(format!("drop `{field}`, or set `provider: {provider}`")),
                         );
                     }
-                    if !bad {
+                    if !bad && app_ok {
                         out.insert(name, spec);
                     }
                 }
@@ -490,7 +560,7 @@ impl super::Parser<'_> {
             for (h, value) in headers {
                 let h = yaml_brief(h);
                 let shaped_like_a_key = value.as_str().is_some_and(has_key_prefix);
-                if is_credential_header(&h) || shaped_like_a_key {
+                if (is_credential_header(&h) || shaped_like_a_key) && !super::app::reads_env(body, value) {
                     self.secret(value);
                     let d = self
                         .file

@@ -9,6 +9,7 @@
 //! collected with its file:line:col, in the spec or in the template file
 //! where it is written; nothing stops at the first.
 
+pub mod app;
 pub mod backend;
 mod depth;
 mod duration;

@@ -17,8 +17,11 @@
 //! memoized, since its answer changes over time.
 
 mod anthropic;
+pub mod app;
 mod azure;
+mod exec;
 mod flight;
+mod http;
 mod memo;
 mod openai;
 pub mod ordered;
@@ -44,7 +47,9 @@ use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
-pub use request::{chat_body, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key};
+pub use request::{
+    chat_body, chat_body_for, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key,
+};
 use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
 pub use run::{withheld_key, BackendError, Backends, Withheld};
 pub use sim::Answer;
@@ -231,6 +236,10 @@ impl Logprobs {
 enum Transport {
     Openai(openai::Client),
     Sim(sim::Sim),
+    /// The user's application over HTTP ([`http`]).
+    Http(Box<http::Client>),
+    /// The user's program over JSONL ([`exec`]).
+    Exec(exec::Client),
 }
 
 /// One backend of the spec, with its limits, shared by every node that
@@ -398,6 +407,13 @@ impl Backend {
                         s.send(endpoint, body, sample).await
                     }
                     (Transport::Sim(s), other) => s.fine_tuning(other).await,
+                    (Transport::Http(c), Request::Endpoint(Endpoint::Chat, body, _)) => c.send(body).await,
+                    (Transport::Exec(c), Request::Endpoint(Endpoint::Chat, body, _)) => c.send(body).await,
+                    (Transport::Http(_) | Transport::Exec(_), _) => Err(CallError::fatal(format!(
+                        "backend `{}` is your application ({}): it answers prompts, not embeddings or fine-tuning; use an `openai` (or `sim`) backend for those",
+                        self.name,
+                        self.spec.provider.name()
+                    ))),
                 }
             }
             .await;
@@ -485,6 +501,8 @@ impl Backend {
             // The offline backend costs nothing, unless `prices:` says so for a demo.
             Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
             _ if !inference => None,
+            // What the app says its call cost, before any price.
+            Provider::Http | Provider::Exec if body["cost_usd"].is_number() => body["cost_usd"].as_f64(),
             provider => {
                 let price = self.prices.for_backend(&self.spec, &model);
                 match price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model())) {
@@ -539,6 +557,9 @@ impl Backend {
         schema: &Value,
         opts: CallOpts<'_>,
     ) -> Result<ChatReply, CallError> {
+        if app::is_app(self.spec.provider) {
+            return self.chat_for(&serde_json::Map::new(), messages, true, &[], opts).await;
+        }
         let body = chat_body_schema(&self.spec, messages, name, schema, opts.sample);
         self.chat_body_call(body, opts).await
     }
@@ -551,7 +572,21 @@ impl Backend {
         tools: &[Tool],
         opts: CallOpts<'_>,
     ) -> Result<ChatReply, CallError> {
-        let body = chat_body_with(&self.spec, messages, json_mode, opts.sample, tools);
+        self.chat_for(&serde_json::Map::new(), messages, json_mode, tools, opts).await
+    }
+
+    /// [`Backend::chat_with`] for `record`: the user's application
+    /// (`http`, `exec`) is sent the record's fields too ([`chat_body_for`]).
+    pub async fn chat_for(
+        &self,
+        record: &serde_json::Map<String, Value>,
+        messages: &[Message],
+        json_mode: bool,
+        tools: &[Tool],
+        opts: CallOpts<'_>,
+    ) -> Result<ChatReply, CallError> {
+        let body = chat_body_for(&self.spec, record, messages, json_mode, opts.sample, tools)
+            .map_err(|e| CallError::fatal(format!("the body of backend `{}`: {e}", self.name)))?;
         self.chat_body_call(body, opts).await
     }
 
@@ -632,6 +667,9 @@ pub fn describe(
     if spec.provider.is_remote() {
         out.push_str(&format!(" at {}", flow_engine::spec::url::redact(spec.base_url())));
     }
+    if let Some(command) = spec.command.as_ref().filter(|_| spec.provider == Provider::Exec) {
+        out.push_str(&format!(" running `{}`", command.join(" ")));
+    }
     if spec.provider == Provider::Azure {
         out.push_str(&format!(" (deployment `{}`, api-version {})", spec.request_model(), spec.api_version()));
     }
@@ -653,6 +691,9 @@ pub fn describe(
                 price::PriceSource::BuiltIn => "built in",
             }
         )),
+        None if app::is_app(spec.provider) => {
+            out.push_str("; cost: what the app reports (`cost_usd`, or the `cost:` path), else null (or `prices:`)")
+        }
         None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
         None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
     }

@@ -54,8 +54,10 @@ impl Client {
         for (k, v) in &spec.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|source| ClientError::HeaderName { header: k.clone(), source })?;
-            let value =
+            let mut value =
                 HeaderValue::from_str(v).map_err(|source| ClientError::HeaderValue { header: k.clone(), source })?;
+            // An app's headers may hold what `${env.X}` read: never shown.
+            value.set_sensitive(spec.provider == Provider::Http);
             headers.insert(name, value);
         }
         if let Some(key) = key {
@@ -150,9 +152,15 @@ impl Client {
         flow_engine::spec::url::join(&self.base_url, path)
     }
 
+    /// The HTTP client, with the backend's headers and timeouts (`http`
+    /// builds its own requests on it).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Sends `request` and reads a JSON answer; `method` and `url` are for
     /// messages.
-    async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
+    pub(super) async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
         // Messages (only on failure: nothing per call) show the URL without
         // a key in its query; reqwest's own errors would show it whole.
         let shown = || flow_engine::spec::url::redact(url);

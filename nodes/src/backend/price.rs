@@ -123,6 +123,8 @@ pub(super) fn is_own_host(provider: Provider, host: &str) -> bool {
             .iter()
             .any(|d| host.ends_with(d)),
         Provider::Sim => true,
+        // The user's own application: priced by what it reports, or `prices:`.
+        Provider::Http | Provider::Exec => false,
     }
 }
 

@@ -21,6 +21,9 @@ pub enum BackendError {
     MissingKey { backend: String, var: String },
     #[error("backend `{backend}`: {source}")]
     Invalid { backend: String, source: openai::ClientError },
+    /// An `http` backend that cannot be built: a header's `${env.X}` unset.
+    #[error("backend `{backend}`: {source}")]
+    Http { backend: String, source: super::http::HttpError },
 }
 
 /// The backends of one run, and the call memo they write to.
@@ -57,6 +60,12 @@ impl Backends {
                         .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
                     Transport::Openai(client)
                 }
+                Provider::Http => {
+                    let client = super::http::Client::new(spec, key_of(name, spec, env)?, env)
+                        .map_err(|source| BackendError::Http { backend: name.clone(), source })?;
+                    Transport::Http(Box::new(client))
+                }
+                Provider::Exec => Transport::Exec(super::exec::Client::new(spec)),
             };
             let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
             let backend = Backend {
@@ -86,6 +95,10 @@ impl Backends {
         for name in used {
             if let Some(spec) = specs.get(name).filter(|s| s.provider.is_remote()) {
                 key_of(name, spec, env)?;
+                if spec.provider == Provider::Http {
+                    super::http::headers(spec, env)
+                        .map_err(|source| BackendError::Http { backend: name.clone(), source })?;
+                }
             }
         }
         Ok(())

@@ -15,28 +15,12 @@ use std::process::{ExitStatus, Stdio};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use flow_engine::spec::YamlPath;
-use flow_engine::{CheckCx, Record};
+use flow_engine::Record;
 
 use super::metric::{Score, ScoreError, Verdict};
 
 /// Checks a command at compile time and registers the files it names.
-pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {
-    if command.is_empty() || command[0].trim().is_empty() {
-        cx.error(
-            at,
-            "`command` is empty",
-            Some("write the program and its arguments: `[python3, metrics/brevity.py]`".into()),
-        );
-        return;
-    }
-    // The program itself too, when it is a script of the project.
-    for (i, arg) in command.iter().enumerate() {
-        if !arg.starts_with('-') && cx.resolve(arg).is_file() {
-            cx.input_file(&at.index(i), arg);
-        }
-    }
-}
+pub use crate::process::check_command as check;
 
 /// Why an `exec` metric failed the node (not a record): which metric,
 /// which command, and what went wrong with it.

@@ -280,10 +280,10 @@ impl Node for Run {
         let mut keys = Vec::new();
         for (_, prompt) in prompt::prompts(c).ok()? {
             let Ok(messages) = prompt.render(record) else { continue };
-            keys.extend((0..c.repeat.unwrap_or(1)).map(|sample| {
+            keys.extend((0..c.repeat.unwrap_or(1)).filter_map(|sample| {
                 let tools = c.tools.as_deref().unwrap_or_default();
-                let body = backend::chat_body_with(spec, &messages, json, sample, tools);
-                backend::memo_key(spec, Endpoint::Chat, &body, sample)
+                let body = backend::chat_body_for(spec, record, &messages, json, sample, tools).ok()?;
+                Some(backend::memo_key(spec, Endpoint::Chat, &body, sample))
             }));
         }
         Some(keys)
@@ -346,7 +346,8 @@ impl Caller {
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
         let answer = match prompt.render(&record) {
             Ok(messages) => {
-                self.backend.chat_with(&messages, self.json, &self.tools, opts).await.map_err(RecordError::from)
+                let call = self.backend.chat_for(&record, &messages, self.json, &self.tools, opts);
+                call.await.map_err(RecordError::from)
             }
             Err(e) => Err(RecordError::from(e)),
         };
