@@ -7,7 +7,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::common::{node, Project, FLOW};
+use crate::common::{assert_in_no_file, files_under, holds, node, Project, FLOW};
 use crate::llm_server::{LlmServer, ServerConfig};
 use crate::openai::{project, spec, ANSWERS, KEY, SPEC};
 use crate::s3::{BUCKET, S3, SECRET_KEY};
@@ -42,17 +42,6 @@ fn output(p: &Project, ws: &str, name: &str) -> String {
     let r = crate::common::run_in(p.dir.path(), &["show", name, "--workspace", ws, "--limit", "100000"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     r.stdout
-}
-
-fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 #[test]
@@ -110,19 +99,16 @@ fn shards_on_four_workspaces_share_one_bucket_and_a_fifth_merges() {
     assert_eq!(server.requests(), n as u64);
 
     // No credential anywhere: workspaces, bucket, what was printed.
-    let mut all = Vec::new();
-    files(p.dir.path(), &mut all);
+    let all = files_under(p.dir.path());
+    let objects = s3.objects();
     for secret in [SECRET_KEY, KEY] {
         assert!(!printed.contains(secret), "printed: {secret}");
-        for f in &all {
-            let bytes = std::fs::read(f).unwrap();
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds {secret}", f.display());
-        }
-        for (key, bytes) in s3.objects() {
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{BUCKET}/{key} holds {secret}");
+        assert_in_no_file(&all, secret);
+        for (key, bytes) in &objects {
+            assert!(!holds(bytes, secret), "{BUCKET}/{key} holds {secret}");
         }
     }
-    assert!(s3.objects().iter().any(|(k, _)| k.starts_with("team/evals/memo/")), "no memo segment in the bucket");
+    assert!(objects.iter().any(|(k, _)| k.starts_with("team/evals/memo/")), "no memo segment in the bucket");
 }
 
 #[test]
