@@ -84,19 +84,24 @@ impl Program {
         self.command.join(" ")
     }
 
-    /// Starts it, with stdin and stdout piped and stderr drained.
-    pub fn spawn(&self) -> Result<Child, ProcessError> {
-        let program = self.command.first().cloned().unwrap_or_default();
-        let mut child = tokio::process::Command::new(&program)
-            .args(self.command.iter().skip(1))
+    /// The command set up as every program runs: in the spec's folder,
+    /// `PYTHONUNBUFFERED=1`, its three streams piped, killed when dropped.
+    pub fn command(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(self.command.first().map(String::as_str).unwrap_or_default());
+        c.args(self.command.iter().skip(1))
             .current_dir(&self.dir)
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ProcessError::Start { program, source })?;
+            .kill_on_drop(true);
+        c
+    }
+
+    /// Starts it, with stdin and stdout piped and stderr drained.
+    pub fn spawn(&self) -> Result<Child, ProcessError> {
+        let program = self.command.first().cloned().unwrap_or_default();
+        let mut child = self.command().spawn().map_err(|source| ProcessError::Start { program, source })?;
         let stderr_lines = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
             let keep = stderr_lines.clone();

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -85,15 +85,8 @@ impl Exec {
 
     /// Scores a chunk of records with one run of the command.
     pub async fn run(&self, chunk: &[Record]) -> Result<Vec<Verdict>, ExecError> {
-        let mut child = tokio::process::Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .current_dir(&self.dir)
-            // Python buffers a pipe's output; nothing here needs that.
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = crate::process::Program::new(self.command.clone(), &self.dir)
+            .command()
             .spawn()
             .map_err(|source| self.fail(ExecFailure::Start { program: self.command[0].clone(), source }))?;
         let mut input = Vec::with_capacity(chunk.len() * 256);
