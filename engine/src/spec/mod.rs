@@ -10,6 +10,7 @@
 //! where it is written; nothing stops at the first.
 
 pub mod backend;
+pub mod batch;
 mod depth;
 mod duration;
 mod expand;
