@@ -492,12 +492,21 @@ impl StreamStage for Caller {
                 set.enforced()
             );
         }
+        let batches = self.backend.batches_seen();
+        for b in &batches {
+            let waited = b.waited_s.map(|s| format!(", results after {s:.1} s")).unwrap_or_default();
+            let resumed = if b.resumed { ", created by an earlier run" } else { "" };
+            let _ = writeln!(md, "batch {}: {} requests, {}{waited}{resumed}", b.id, b.requests, b.state);
+        }
         let mut summary = json!({
             "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
         });
         if truncated > 0 {
             summary["truncated"] = json!(truncated);
+        }
+        if !batches.is_empty() {
+            summary["batches"] = json!(batches);
         }
         if let Some((from, set)) = &self.rules {
             summary["rules"] = json!({"from": from, "prompt": set.lines.len(), "enforced": set.enforced(), "outputs_changed": changed});
