@@ -688,6 +688,23 @@ pub fn describe(
         None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
         None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
     }
+    if let Some(b) = &spec.batch {
+        let half = match price {
+            Some((p, _)) => {
+                let h = price::batched(p, true);
+                format!("${}/${} per million input/output tokens (half the live price)", h.input, h.output)
+            }
+            None => "half the live price".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  batch API: {half}; up to {} requests a batch, polled every {}s; results within 24 h",
+            b.max_requests(),
+            match (spec.provider, b.poll) {
+                (Provider::Sim, None) => 0.1,
+                _ => b.poll().as_secs_f64(),
+            }
+        ));
+    }
     if let Some(w) = withheld_key(spec) {
         out.push_str(&format!(
             "\n  key `{}` is not sent to {}: it is for {}'s own API (`send_key_anywhere: true` sends it; a key under another name goes anywhere)",
