@@ -17,6 +17,7 @@ mod weaviate;
 
 mod ab;
 mod backends;
+mod batch;
 mod cache;
 mod common;
 mod compare;

@@ -400,7 +400,10 @@ impl Caller {
                 // errs: after enough in a row the endpoint is down (a server
                 // that died mid-run), and each further record would only
                 // spend its retries too.
-                if matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
+                // Not on a batch backend: its failures come a batch at
+                // once (an expired batch), not from a dead endpoint.
+                let batch = self.backend.batch_window().is_some();
+                if !batch && matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
                     let row = self.down_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                     if row == DOWN_IN_A_ROW {
                         return Err(NodeError::new(format!(

@@ -48,7 +48,7 @@ mod batch;
 mod fine_tune;
 mod providers;
 
-pub use batch::{BatchApi, BatchScript, ServerBatch};
+pub use batch::BatchScript;
 pub use providers::Seen;
 
 /// How the server behaves.
