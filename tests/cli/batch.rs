@@ -1,5 +1,5 @@
 //! `batch:` backends against the test server's batch APIs (OpenAI's files
-//! + batches, Anthropic's message batches): what the server counted — one
+//! and batches, Anthropic's message batches): what the server counted — one
 //! upload and one batch for a whole node, the same batch after a SIGKILL,
 //! exactly the unanswered requests after an expiry — and what the records
 //! and the manifest say (errors, batch prices).
