@@ -288,6 +288,27 @@ impl From<Diagnostic> for Failure {
     }
 }
 
+/// How many requests the batch backend `name` is expected to submit: the
+/// calls of the nodes that use it, less the memoized ones.
+fn batch_requests(plan: &flow_engine::Plan, calls: &[Option<flow_engine::calls::CallEstimate>], name: &str) -> String {
+    let (mut known, mut bound, mut exact) = (0u64, 0u64, true);
+    for (node, estimate) in plan.nodes.iter().zip(calls) {
+        let Some(e) = estimate.filter(|_| node.compiled.backends.contains_key(name)) else { continue };
+        match (e.expected, e.at_most) {
+            (Some(n), _) => known += n,
+            (None, Some(n)) => {
+                bound += n;
+                exact = false;
+            }
+            (None, None) => return "batch requests: as many as the input has records".to_string(),
+        }
+    }
+    match exact {
+        true => format!("batch requests expected: {known}"),
+        false => format!("batch requests expected: up to {}", known + bound),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Validate { spec } => {
@@ -337,12 +358,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     let remote: Vec<_> = used
                         .iter()
                         .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
-                        .filter(|(_, s)| s.provider.is_remote())
+                        .filter(|(_, s)| s.provider.is_remote() || s.batch.is_some())
                         .collect();
                     if !remote.is_empty() {
                         outln!();
                         for (name, spec) in remote {
                             outln!("{}", flow_nodes::backend::describe(name, spec, &plan.prices));
+                            if spec.batch.is_some() {
+                                outln!("  {}", batch_requests(&plan, &calls, name));
+                            }
                         }
                     }
                 }

@@ -21,7 +21,7 @@ mod store;
 pub use atomic::write_atomic;
 pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
 pub use manifest::{CallStats, Concurrency, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
-pub use memo::{CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
+pub use memo::{BatchRecord, CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};
 pub use process::{Liveness, RunProcess};
 pub use remote::{Remote, RemoteError};
 pub use spill::{SpillError, SpillFile, SpillReader, SpillWriter};

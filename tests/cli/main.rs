@@ -24,6 +24,7 @@ mod s3;
 mod ab;
 mod apps;
 mod backends;
+mod batch;
 mod cache;
 mod common;
 mod compare;

@@ -22,7 +22,10 @@
 //! and the caller is told ([`MemoNotice`]). The answers in it are lost, but
 //! no run fails or panics on it again.
 
+mod batches;
 mod legacy;
+
+pub use batches::BatchRecord;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -370,6 +373,7 @@ fn connect(path: &Path) -> Result<(Connection, Connection), MemoError> {
     // Each commit reaches the disk before its answers count as kept.
     write.pragma_update(None, "synchronous", "FULL").map_err(err)?;
     write.execute_batch(SCHEMA).map_err(err)?;
+    write.execute_batch(batches::SCHEMA).map_err(err)?;
     check(&write, path)?;
     let read = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(err)?;

@@ -201,6 +201,13 @@ pub struct BackendSpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub dir: std::path::PathBuf,
+    /// `openai`, `anthropic` and `sim`: send chat calls through the
+    /// provider's batch API at half the price, answers within 24 h: `true`
+    /// or `{max_requests, max_wait, poll}` (see docs/batch.md). Not part of
+    /// the identity: batch and live answers share the call memo.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::batch::deserialize")]
+    #[schemars(with = "Option<super::batch::BatchField>")]
+    pub batch: Option<super::batch::BatchSpec>,
 }
 
 pub use super::app::HttpMethod;
@@ -513,6 +520,16 @@ impl super::Parser<'_> {
                                     ),
                                 )
                                 .hint(format!("drop `{field}`, or set `provider: {provider}`")),
+                        );
+                    }
+                    if spec.batch.is_some()
+                        && !matches!(spec.provider, Provider::Openai | Provider::Anthropic | Provider::Sim)
+                    {
+                        bad = true;
+                        self.diags.push(
+                            self.file
+                                .at_key(&path.key("batch"), format!("backend `{name}`: `batch` is for `provider: openai`, `anthropic` or `sim`, not `{}`", spec.provider.name()))
+                                .hint("drop `batch`: only OpenAI's Batch API and Anthropic's Message Batches are supported"),
                         );
                     }
                     if !bad && app_ok {

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod batch;
 mod depth;
 mod duration;
 mod expand;

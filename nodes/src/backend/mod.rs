@@ -19,6 +19,7 @@
 mod anthropic;
 pub mod app;
 mod azure;
+mod batch;
 mod exec;
 mod flight;
 mod http;
@@ -44,6 +45,7 @@ use serde_json::{json, Value};
 use flow_engine::cache::ContentHash;
 use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
 
+pub use batch::BatchSeen;
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
@@ -258,6 +260,8 @@ pub struct Backend {
     /// backends (keys hold the backend's identity, so two names for one
     /// endpoint share their calls too).
     flights: Arc<flight::Flights>,
+    /// With `batch:`, the batches its chat calls go through.
+    batch: Option<Arc<batch::Batcher>>,
 }
 
 impl Backend {
@@ -373,6 +377,9 @@ impl Backend {
                     }
                 }
             }
+        }
+        if let (Some(b), Request::Endpoint(Endpoint::Chat, body, sample), Some(key)) = (&self.batch, request, key) {
+            return self.batched(b, key, body, sample, opts, leader).await;
         }
         // Set while this call waits out a backoff (see `Meter::waiting`);
         // cleared when it tries again, or here if it is dropped meanwhile.
@@ -499,13 +506,19 @@ impl Backend {
         let model = body["model"].as_str().filter(|m| !m.is_empty()).unwrap_or(self.spec.model()).to_string();
         let cost_usd = match self.spec.provider {
             // The offline backend costs nothing, unless `prices:` says so for a demo.
-            Provider::Sim => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
+            Provider::Sim => Some(
+                self.prices
+                    .overridden(&model)
+                    .map(|p| price::usd(price::batched(p, self.batch.is_some()), usage))
+                    .unwrap_or(0.0),
+            ),
             _ if !inference => None,
             // What the app says its call cost, before any price.
             Provider::Http | Provider::Exec if body["cost_usd"].is_number() => body["cost_usd"].as_f64(),
             provider => {
                 let price = self.prices.for_backend(&self.spec, &model);
-                match price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model())) {
+                let price = price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model()));
+                match price.map(|(p, s)| (price::batched(p, self.batch.is_some()), s)) {
                     Some((p, _)) if provider == Provider::Anthropic => Some(anthropic::cost(p, &body)),
                     Some((p, _)) => Some(price::usd(p, usage)),
                     None => None,
@@ -531,6 +544,25 @@ impl Backend {
                 self.name
             ))),
         }
+    }
+
+    /// With `batch:`: the calling stage has no more calls to make, so what
+    /// is queued goes now (see [`batch`]).
+    pub fn flush_batch(&self) {
+        if let Some(b) = &self.batch {
+            b.flush();
+        }
+    }
+
+    /// The requests one batch holds at most, when the backend batches: a
+    /// stage keeps that many calls pending, not a few per slot.
+    pub fn batch_window(&self) -> Option<usize> {
+        self.batch.as_ref().map(|b| b.spec().max_requests())
+    }
+
+    /// The batches this run created or collected on this backend.
+    pub fn batches_seen(&self) -> Vec<BatchSeen> {
+        self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()
     }
 
     /// The request body of a chat completion (see [`chat_body`]).
@@ -696,6 +728,23 @@ pub fn describe(
         }
         None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
         None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
+    }
+    if let Some(b) = &spec.batch {
+        let half = match price {
+            Some((p, _)) => {
+                let h = price::batched(p, true);
+                format!("${}/${} per million input/output tokens (half the live price)", h.input, h.output)
+            }
+            None => "half the live price".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  batch API: {half}; up to {} requests a batch, polled every {}s; results within 24 h",
+            b.max_requests(),
+            match (spec.provider, b.poll) {
+                (Provider::Sim, None) => 0.1,
+                _ => b.poll().as_secs_f64(),
+            }
+        ));
     }
     if let Some(w) = withheld_key(spec) {
         out.push_str(&format!(

@@ -67,6 +67,10 @@ impl Backends {
                 }
                 Provider::Exec => Transport::Exec(super::exec::Client::new(spec)),
             };
+            let batch_key =
+                if spec.provider.is_remote() && spec.batch.is_some() { key_of(name, spec, env)? } else { None };
+            let batch = super::batch::Batcher::of(name, spec, batch_key, &answers, memo.clone())
+                .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
             let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
             let backend = Backend {
                 name: name.clone(),
@@ -78,6 +82,7 @@ impl Backends {
                 prices: prices.clone(),
                 memo: memo.clone(),
                 flights: flights.clone(),
+                batch,
                 spec: spec.clone(),
             };
             backends.insert(name.clone(), Arc::new(backend));

@@ -85,7 +85,7 @@ impl Sim {
         self.answer(endpoint, body, sample)
     }
 
-    fn answer(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
+    pub(super) fn answer(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
         match endpoint {
             Endpoint::Chat => self.chat(body, sample),
             Endpoint::Embeddings => Ok(embeddings(body, &self.model)),

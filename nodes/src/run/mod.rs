@@ -401,7 +401,10 @@ impl Caller {
                 // errs: after enough in a row the endpoint is down (a server
                 // that died mid-run), and each further record would only
                 // spend its retries too.
-                if matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
+                // Not on a batch backend: its failures come a batch at
+                // once (an expired batch), not from a dead endpoint.
+                let batch = self.backend.batch_window().is_some();
+                if !batch && matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
                     let row = self.down_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                     if row == DOWN_IN_A_ROW {
                         return Err(NodeError::new(format!(
@@ -493,12 +496,21 @@ impl StreamStage for Caller {
                 set.enforced()
             );
         }
+        let batches = self.backend.batches_seen();
+        for b in &batches {
+            let waited = b.waited_s.map(|s| format!(", results after {s:.1} s")).unwrap_or_default();
+            let resumed = if b.resumed { ", created by an earlier run" } else { "" };
+            let _ = writeln!(md, "batch {}: {} requests, {}{waited}{resumed}", b.id, b.requests, b.state);
+        }
         let mut summary = json!({
             "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
         });
         if truncated > 0 {
             summary["truncated"] = json!(truncated);
+        }
+        if !batches.is_empty() {
+            summary["batches"] = json!(batches);
         }
         if let Some((from, set)) = &self.rules {
             summary["rules"] = json!({"from": from, "prompt": set.lines.len(), "enforced": set.enforced(), "outputs_changed": changed});
