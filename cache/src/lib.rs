@@ -18,7 +18,7 @@ mod spill;
 mod stat;
 mod store;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_replaceable};
 pub use hash::{hash_file, hash_json, ContentHash, HashParseError, HashingReader, HashingWriter};
 pub use manifest::{CallStats, Concurrency, NodeManifest, NodeOutcome, NodeStatus, RunManifest, RunStatus};
 pub use memo::{BatchRecord, CallMemo, MemoError, MemoNotice, BUSY_TIMEOUT};

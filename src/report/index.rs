@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use flow_engine::cache::{write_atomic, RunManifest, Store};
+use flow_engine::cache::{write_replaceable, RunManifest, Store};
 use flow_engine::node::SUMMARY_JSON;
 
 use super::{page, REPORT_HTML};
@@ -26,7 +26,7 @@ pub const MAX_RUNS: usize = 500;
 pub fn write(store: &Store) -> anyhow::Result<PathBuf> {
     let html = render(store, "")?;
     let path = store.root().join(INDEX_HTML);
-    write_atomic(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    write_replaceable(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 

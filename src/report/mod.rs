@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use flow_engine::cache::{write_atomic, ContentHash, RunManifest, RunStatus, Store};
+use flow_engine::cache::{write_replaceable, ContentHash, RunManifest, RunStatus, Store};
 use flow_engine::Plan;
 
 use super::{inspect, Failure};
@@ -44,7 +44,7 @@ pub fn write(store: &Store, plan: Option<&Plan>, manifest: &RunManifest) -> anyh
     let data = data::collect(store, plan, manifest);
     let html = page::render(&manifest.spec, &manifest.run_id, &data.to_json(), &nonce(&manifest.run_id));
     let path = store.run_dir(&manifest.run_id).join(REPORT_HTML);
-    write_atomic(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    write_replaceable(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
