@@ -118,6 +118,11 @@ enum Command {
         /// .xml (JUnit), .csv, .jsonl, .json (repeatable).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         outputs: Vec<PathBuf>,
+        /// With `batch:` backends: submit the batches, record them and exit
+        /// 0 without waiting for their results; the next `flow run` collects
+        /// them.
+        #[arg(long)]
+        detach: bool,
     },
     /// Show what a run would do (cached, will run, unknown, and why); runs and writes nothing.
     Plan {
@@ -379,13 +384,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { spec, force, json, quiet, outputs } => {
+        Command::Run { spec, force, json, quiet, outputs, detach } => {
             // An unknown format is bad usage: said before anything runs.
             let outputs = export::targets(&outputs)?;
             let mut plan = compile(&spec)?;
             let store = store_of(&spec, &force)?;
             let force = force_of(&mut plan, &force)?;
-            run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs)
+            run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs, detach)
         }
         Command::Show { node, limit, run, spec, workspace } => {
             // The spec named, else the one in this folder: its name picks

@@ -80,6 +80,18 @@ async fn interruption() -> u8 {
     EXIT_INTERRUPTED
 }
 
+/// With `--detach`: resolves, with the batch ids, once every call of the
+/// batch backends waits on a batch left at the provider; never otherwise.
+async fn batches_left(backends: Option<&Backends>, detach: bool) -> Vec<String> {
+    let Some(b) = backends.filter(|_| detach) else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(ids) = b.batches_left() {
+            return ids;
+        }
+    }
+}
+
 /// A run whose answers could not all be recorded failed, even when every
 /// node finished; the memo's failure is the run's error, with the final
 /// count of answers lost (a node it stopped says why too).
@@ -97,7 +109,14 @@ fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest
 /// Runs `plan`, shows it as `mode` says, writes the report and the `-o`
 /// files (`outputs`), and returns the exit code: 0, 1 (failed, or a gate
 /// tripped), or the signal's.
-pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target]) -> Result<ExitCode, Failure> {
+pub fn run(
+    plan: Plan,
+    store: Store,
+    force: Force,
+    mode: Mode,
+    outputs: &[Target],
+    detach: bool,
+) -> Result<ExitCode, Failure> {
     // A bound that is not a size is bad input: refused before anything is
     // written (the engine reads it again when it starts).
     flow_engine::spill::bound_from_env().map_err(|e| flow_engine::diag::Diagnostic::new(e.to_string()))?;
@@ -108,6 +127,9 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
         tracing::debug!(node = %n.name, state = ?a.state, key = ?a.key.map(|k| k.hex()), "assessed");
     }
     let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
+    if let (true, Some(b)) = (detach, &backends) {
+        b.detach_batches();
+    }
     // Shards of one spec run side by side; each shard once at a time.
     let lock = match plan.shard {
         Some(s) => format!("{} (shard {}-of-{})", plan.spec_name, s.index, s.count),
@@ -120,10 +142,17 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let display = progress::Display::new(&plan, mode);
     let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
+    let left: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
     let manifest = runtime.block_on(async {
         let printer = tokio::spawn(display.consume(rx));
         let interrupt = async {
-            let code = interruption().await;
+            let code = tokio::select! {
+                code = interruption() => code,
+                ids = batches_left(backends.as_deref(), detach) => {
+                    *left.lock().expect("left lock") = Some(ids);
+                    EXIT_INTERRUPTED
+                }
+            };
             signalled.store(code, std::sync::atomic::Ordering::Relaxed);
         };
         let result =
@@ -142,6 +171,18 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
         }
     }
     let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    let left = left.into_inner().expect("left lock");
+    if let Some(ids) = &left {
+        manifest.error = Some(format!(
+            "left with --detach: batch{} {} at the provider; `flow run` again collects {}",
+            if ids.len() == 1 { "" } else { "es" },
+            ids.join(", "),
+            if ids.len() == 1 { "it" } else { "them" }
+        ));
+        if let Err(e) = store.write_run_manifest(&manifest) {
+            errln!("warning: the run manifest could not be updated: {e}");
+        }
+    }
     if let Some(e) = memo_failed {
         memo_failed_run(&store, &mut manifest, &e);
     }
@@ -179,6 +220,15 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     }
     if let Err(e) = &report {
         errln!("warning: no report: {}", crate::out::chain(e));
+    }
+    if let Some(ids) = &left {
+        errln!(
+            "note: {} batch{} left at the provider ({}); run `flow run` again to collect the results",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "es" },
+            ids.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,

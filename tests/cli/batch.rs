@@ -133,6 +133,35 @@ fn a_run_killed_while_it_polls_resumes_the_same_batch() {
 }
 
 #[test]
+fn detach_leaves_the_batch_and_the_next_run_collects_it() {
+    let s = server(BatchScript::default());
+    s.hold_batches(true);
+    let p = project(50, &batch_spec(&s.base_url(), "openai", "0"));
+    let r = flow(&p, &["run", SPEC, "--detach"], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("is left at the provider (--detach)"), "{}", r.stderr);
+    assert!(r.stderr.contains("note: 1 batch left at the provider"), "{}", r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+    let m = p.latest_run("specs/.flow");
+    assert_eq!(m["status"], "interrupted", "{m}");
+    assert!(m["error"].as_str().unwrap().contains("left with --detach"), "{m}");
+
+    // Detached again while the batch is under way: one look, no new batch.
+    let r = flow(&p, &["run", SPEC, "--detach"], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("was created by an earlier run"), "{}", r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+
+    // Done at the provider: a plain run collects it.
+    s.hold_batches(false);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1, "one batch in all");
+    assert_eq!(s.route_count("POST /v1/chat/completions"), 0);
+    assert_all_answered(&show(&p, "answers"), 50);
+}
+
+#[test]
 fn per_request_errors_become_record_errors() {
     let fail: Vec<String> = [3, 17, 42].iter().map(|i| format!("what is {i}+1?")).collect();
     let s = server(BatchScript { fail_texts: fail.clone(), ..Default::default() });

@@ -560,6 +560,23 @@ impl Backend {
         self.batch.as_ref().map(|b| b.spec().max_requests())
     }
 
+    /// See [`Backends::detach_batches`].
+    pub fn detach_batch(&self) {
+        if let Some(b) = &self.batch {
+            b.detach();
+        }
+    }
+
+    /// Whether calls of this run went to its batcher.
+    fn batch_has_calls(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.has_calls())
+    }
+
+    /// See [`batch::Batcher::all_left`].
+    fn batch_all_left(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.all_left())
+    }
+
     /// The batches this run created or collected on this backend.
     pub fn batches_seen(&self) -> Vec<BatchSeen> {
         self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()

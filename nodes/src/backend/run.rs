@@ -135,6 +135,32 @@ impl Backends {
         all.get(name).ok_or_else(|| NodeError::new(format!("backend `{name}` is not set up for this run")))
     }
 
+    /// `flow run --detach`: batch backends leave their batches at the
+    /// provider once created and recorded.
+    pub fn detach_batches(&self) {
+        for b in self.backends.values() {
+            b.detach_batch();
+        }
+    }
+
+    /// Detached: the batches left at the provider, once every call of the
+    /// batch backends in use waits on one (the run can then be left), and
+    /// at least one does; `None` while calls are still being batched.
+    pub fn batches_left(&self) -> Option<Vec<String>> {
+        let batching: Vec<_> = self.backends.values().filter(|b| b.batch_has_calls()).collect();
+        if batching.is_empty() || !batching.iter().all(|b| b.batch_all_left()) {
+            return None;
+        }
+        Some(
+            batching
+                .iter()
+                .flat_map(|b| b.batches_seen())
+                .filter(|s| s.state.ends_with("(left)"))
+                .map(|s| s.id)
+                .collect(),
+        )
+    }
+
     /// Waits until every answer is in the call memo on disk; an error when
     /// some could not be recorded (the run failed then).
     pub fn close(&self) -> Result<(), MemoFailed> {

@@ -26,6 +26,7 @@
 mod wire;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,14 @@ pub(in crate::backend) struct Batcher {
     wake: Notify,
     loaded: OnceCell<()>,
     seen: Mutex<Vec<BatchSeen>>,
+    /// `flow run --detach`: batches are created and recorded, then left at
+    /// the provider (a pending one is polled once) for a later run.
+    detach: AtomicBool,
+    /// The calling stage said its input is exhausted.
+    input_ended: AtomicBool,
+    /// Batches being created, or polled for the first time when detached:
+    /// not yet known to be left.
+    busy: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -163,6 +172,9 @@ impl Batcher {
             wake: Notify::new(),
             loaded: OnceCell::new(),
             seen: Mutex::default(),
+            detach: AtomicBool::new(false),
+            input_ended: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
         })))
     }
 
@@ -172,8 +184,34 @@ impl Batcher {
 
     /// The calling stage has no more calls: submit what is queued.
     pub fn flush(&self) {
+        self.input_ended.store(true, Ordering::SeqCst);
         lock(&self.inner).flush = true;
         self.wake.notify_one();
+    }
+
+    /// Leave batches at the provider once created (`flow run --detach`).
+    pub fn detach(&self) {
+        self.detach.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether any call came to this batcher in this run.
+    pub fn has_calls(&self) -> bool {
+        let inner = lock(&self.inner);
+        !inner.waiters.is_empty() || !inner.queue.is_empty() || !lock(&self.seen).is_empty()
+    }
+
+    /// Detached: whether every call of this backend waits on a batch left
+    /// at the provider (nothing queued, nothing being created or polled a
+    /// first time), and some does.
+    pub fn all_left(&self) -> bool {
+        if !self.detach.load(Ordering::SeqCst) || self.busy.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let inner = lock(&self.inner);
+        self.input_ended.load(Ordering::SeqCst)
+            && inner.queue.is_empty()
+            && !inner.waiters.is_empty()
+            && inner.waiters.keys().all(|k| inner.held.get(k).is_some_and(|id| !id.is_empty()))
     }
 
     pub fn seen(&self) -> Vec<BatchSeen> {
@@ -209,6 +247,9 @@ impl Batcher {
                         b.state,
                         b.created_at
                     ));
+                    if self.detach.load(Ordering::SeqCst) {
+                        self.busy.fetch_add(1, Ordering::SeqCst);
+                    }
                     tokio::spawn(me.clone().follow(b, Instant::now(), true));
                 }
             })
@@ -272,6 +313,7 @@ impl Batcher {
                 }
                 taken
             };
+            self.busy.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(self.clone().create(taken));
         }
     }
@@ -285,6 +327,7 @@ impl Batcher {
             Err(e) => {
                 let e = CallError { message: format!("creating a batch: {}", e.message), ..e };
                 self.answer_all(&keys, "", Err(e));
+                self.busy.fetch_sub(1, Ordering::SeqCst);
                 return;
             }
         };
@@ -323,6 +366,12 @@ impl Batcher {
             record.state,
             shown(self.cfg.max_wait())
         ));
+        if self.detach.load(Ordering::SeqCst) {
+            self.left(&record, false);
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        self.busy.fetch_sub(1, Ordering::SeqCst);
         self.follow(record, started, false).await;
     }
 
@@ -342,11 +391,15 @@ impl Batcher {
             seen.len() - 1
         };
         let mut state = b.state.clone();
+        let detached_first = resumed && self.detach.load(Ordering::SeqCst);
         let status = loop {
             tokio::time::sleep(self.poll).await;
             let status = match self.wire.status(&b.id, &self.retry).await {
                 Ok(s) => s,
                 Err(e) => {
+                    if detached_first {
+                        self.busy.fetch_sub(1, Ordering::SeqCst);
+                    }
                     let e = CallError {
                         message: format!("polling batch {}: {}; the next run polls it again", b.id, e.message),
                         retryable: true,
@@ -365,7 +418,16 @@ impl Batcher {
                 }
             }
             if status.ended {
+                if detached_first {
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
+                }
                 break status;
+            }
+            // Detached, a batch still under way after one look is left.
+            if detached_first {
+                self.left(&b, true);
+                self.busy.fetch_sub(1, Ordering::SeqCst);
+                return;
             }
             if started.elapsed() > self.cfg.max_wait() {
                 let e = CallError {
@@ -472,6 +534,28 @@ impl Batcher {
         say(format!(
             "backend `{}`: batch {} {state}: {answered} answered, {failed} failed{unanswered}{why}",
             self.name, b.id
+        ));
+    }
+
+    /// A batch left at the provider by a detached run: said, and seen in
+    /// the node's summary; its calls wait until the run is left.
+    fn left(&self, b: &BatchRecord, resumed: bool) {
+        let mut seen = lock(&self.seen);
+        match seen.iter_mut().find(|s| s.id == b.id) {
+            Some(s) => s.state = format!("{} (left)", s.state),
+            None => seen.push(BatchSeen {
+                id: b.id.clone(),
+                requests: b.keys.len(),
+                state: format!("{} (left)", b.state),
+                resumed,
+                waited_s: None,
+            }),
+        }
+        say(format!(
+            "backend `{}`: batch {} ({} requests) is left at the provider (--detach): `flow run` again collects it",
+            self.name,
+            b.id,
+            b.keys.len()
         ));
     }
 
