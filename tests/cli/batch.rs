@@ -268,3 +268,35 @@ fn sim_batch_costs_match_the_plans_price() {
     let want = (count(&c, "prompt_tokens") as f64 * 1.0 + count(&c, "completion_tokens") as f64 * 4.0) / 1e6;
     assert!((c["cost_usd"].as_f64().unwrap() - want).abs() < 1e-9, "{c}");
 }
+
+/// The run view of a batch node lists its batches.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_report_shows_the_batches_of_a_run() {
+    use crate::browser::Browser;
+    use crate::report::in_chromium::{browser_or_skip, file_url, out_dir};
+    use crate::report::report_path;
+
+    let Some(bin) = browser_or_skip("the_report_shows_the_batches_of_a_run") else { return };
+    let s = server(BatchScript::default());
+    let p = project(30, &batch_spec(&s.base_url(), "openai", "0"));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let id = s.batches()[0].id.clone();
+    let m = p.latest_run("specs/.flow");
+    let out = out_dir("batch-run");
+    let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+    b.open(&file_url(&report_path(&p, &m)), 1400, 1000);
+    let rows = b.eval(
+        "(() => { const p = flowReport.show('answers').panel;
+           return [...p.querySelectorAll('table.batches tr.batch')].map(tr => [...tr.children].map(td => td.textContent)); })()",
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], Value::String(id));
+    assert_eq!(rows[0][1], "30");
+    assert_eq!(rows[0][2], "completed");
+    assert_eq!(rows[0][4], "this run");
+    b.screenshot(&out.join("batches.png"));
+    assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+}

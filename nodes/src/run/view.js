@@ -19,7 +19,8 @@ function render(panel, v) {
     c ? card("tokens in / out", fmtInt(c.prompt_tokens) + " / " + fmtInt(c.completion_tokens), "small") : null,
     c ? card("cost", fmtCost(c.cost_usd, c.requests)) : null));
   context(panel, v.data.context);
-  const rest = Object.keys(sum).filter((k) => !["backend", "model", "calls", "errors", "latency_ms"].includes(k));
+  batches(panel, sum.batches);
+  const rest = Object.keys(sum).filter((k) => !["backend", "model", "calls", "errors", "latency_ms", "batches"].includes(k));
   if (rest.length) add(panel, h("details", { class: "panel" }, h("summary", { text: "Summary" }), keyValues(sum, rest)));
   const rows = v.rows || [];
   if (!v.data.records) return;
@@ -63,4 +64,19 @@ function context(panel, ctx) {
   const more = ["repeat", "json", "tools", "rules", "max_errors"].filter((k) => ctx[k] != null);
   if (more.length) add(box, h("dl", { class: "fields" }, more.map((k) => [h("dt", { text: k }), h("dd", { text: valueText(ctx[k]) })])));
   add(panel, box);
+}
+
+// The provider batches the node's calls went through (`batch:` backends):
+// each batch's id, size, last state and how long its results took.
+function batches(panel, list) {
+  if (!Array.isArray(list) || !list.length) return;
+  add(panel, h("h3", { text: "Batches" }));
+  const head = h("tr", {}, ["batch", "requests", "state", "waited", "created by"].map((t) => h("th", { text: t })));
+  const body = list.map((b) => h("tr", { class: "batch" },
+    h("td", {}, h("code", { text: valueText(b.id) })),
+    h("td", { class: "num", text: fmtInt(b.requests) }),
+    h("td", { text: valueText(b.state) }),
+    h("td", { class: "num", text: b.waited_s == null ? dash : fmtMs(Math.round(b.waited_s * 1000)) }),
+    h("td", { text: b.resumed ? "an earlier run" : "this run" })));
+  add(panel, h("table", { class: "records batches" }, h("thead", {}, head), h("tbody", {}, body)));
 }
