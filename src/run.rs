@@ -118,7 +118,7 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let display = progress::Display::new(&plan, mode);
+    let display = progress::Display::new(&plan, mode).with_log(store.clone());
     let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
     let manifest = runtime.block_on(async {
         let printer = tokio::spawn(display.consume(rx));
@@ -141,7 +141,7 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
             errln!("warning: this run's answers were not written to the shared store: {}", crate::out::chain(&e));
         }
     }
-    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    let (mut manifest, mut display) = manifest.map_err(anyhow::Error::from)?;
     if let Some(e) = memo_failed {
         memo_failed_run(&store, &mut manifest, &e);
     }
