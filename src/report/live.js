@@ -135,7 +135,9 @@
           h("code", { class: "live-record-node", text: node }), " ", h("code", { class: "live-record-id", text: valueText(rec.id) }), " ", mark, " ",
           h("span", { class: "live-record-text", text: cut(out, 300) }));
       });
-      r.el.replaceChildren(
+      // `add`, not `replaceChildren`: it skips what is null.
+      r.el.replaceChildren();
+      add(r.el,
         h("div", { class: "live-head" }, h("strong", { text: r.status === "running" ? "running " : "run " }), link, r.spec ? " · " + r.spec + " " : " ", pill(r.status)),
         r.error ? h("div", { class: "err-text", text: r.error }) : null,
         h("div", { class: "scroll" }, h("table", { class: "live-nodes" },
