@@ -11,6 +11,7 @@ mod out;
 mod progress;
 mod report;
 mod run;
+mod serve;
 
 use crate::out::{err, errln, out, outln};
 use std::path::{Path, PathBuf};
@@ -181,13 +182,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
-    /// Print the path of the index of runs, or of a run's HTML report, and open it in the browser.
+    /// Print the path of the index of runs, or of a run's HTML report, and open it in the browser;
+    /// or, with --serve, serve them all on a local web server that shows runs live as they go.
     View {
         /// The run: an id, a unique prefix, or `latest` [default: the index of every run].
+        #[arg(conflicts_with = "serve")]
         run: Option<String>,
-        /// Print the path only; do not open the report.
+        /// Print the path (or the URL) only; do not open the report.
         #[arg(long)]
         no_open: bool,
+        /// Serve the index and every report on a local web server instead, until Ctrl-C: a page
+        /// follows the runs going in this workspace live (each node's progress, its records as they
+        /// are written) and shows the final report when a run ends. Prints `serving URL`.
+        #[arg(long)]
+        serve: bool,
+        /// The port to serve on; 0 picks a free one.
+        #[arg(long, requires = "serve", default_value_t = 8700)]
+        port: u16,
+        /// The address to listen on [default: 127.0.0.1: this machine only]. Only an address given
+        /// here is used: another one (0.0.0.0: every interface) lets any machine that reaches this
+        /// one read the reports.
+        #[arg(long, requires = "serve", value_name = "ADDR")]
+        host: Option<String>,
         /// The .flow folder [default: found from the current folder].
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
@@ -422,7 +438,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             inspect::runs(&store, limit)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::View { run, no_open, workspace } => {
+        Command::View { run: _, no_open, serve: true, port, host, workspace } => {
+            let addr = serve::address(host.as_deref(), port)?;
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            serve::serve(store, addr, !no_open)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::View { run, no_open, workspace, .. } => {
             let store = Store::open(inspect::find_workspace(workspace)?);
             report::view(&store, run.as_deref(), !no_open)?;
             Ok(ExitCode::SUCCESS)

@@ -140,7 +140,7 @@ pub fn run(
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let display = progress::Display::new(&plan, mode);
+    let display = progress::Display::new(&plan, mode).with_log(store.clone());
     let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
     let left: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
     let manifest = runtime.block_on(async {
@@ -170,7 +170,7 @@ pub fn run(
             errln!("warning: this run's answers were not written to the shared store: {}", crate::out::chain(&e));
         }
     }
-    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    let (mut manifest, mut display) = manifest.map_err(anyhow::Error::from)?;
     let left = left.into_inner().expect("left lock");
     if let Some(ids) = &left {
         manifest.error = Some(format!(

@@ -31,6 +31,12 @@ struct View {
 }
 
 impl ReportData {
+    /// A page of one view: `head` (as [`collect`] makes it) and the view
+    /// `{node, kind, view, data}` with its records.
+    pub fn single(head: Value, view: Value, rows: Vec<String>) -> Self {
+        Self { head, views: vec![View { view, rows, raw: Vec::new() }] }
+    }
+
     /// All of it as one JSON object: the head's fields, and `views`, each
     /// with its `rows`.
     pub fn to_json(&self) -> String {

@@ -12,13 +12,16 @@
 //! fetch, in case anything slipped through anyway.
 //!
 //! [`index`] writes `.flow/index.html`, the workspace's runs newest first,
-//! which `flow view` with no run opens.
+//! which `flow view` with no run opens; [`comparison`] the page of `flow
+//! compare A B`. `flow view --serve` (`crate::serve`) serves the same pages
+//! with the live strip.
 //!
 //! [`data`] gathers what the page shows (bounded: a node's records are
 //! capped, long strings cut), [`page`] assembles the file. A kind's view is
 //! its own (`nodes/src/<kind>/view.rs` and `view.js`): this module names no
 //! kind.
 
+pub mod comparison;
 mod data;
 pub mod index;
 mod page;
@@ -46,6 +49,28 @@ pub fn write(store: &Store, plan: Option<&Plan>, manifest: &RunManifest) -> anyh
     let path = store.run_dir(&manifest.run_id).join(REPORT_HTML);
     write_replaceable(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The element that holds a page's data.
+const DATA_OPEN: &str = r#"<script type="application/json" id="flow-data">"#;
+
+/// The data (JSON) embedded in a page this module wrote.
+pub fn embedded_data(page: &str) -> Option<&str> {
+    let start = page.find(DATA_OPEN)? + DATA_OPEN.len();
+    let len = page[start..].find("</script>")?;
+    Some(&page[start..start + len])
+}
+
+/// The data of run `m`'s report as it stands (a run still going: its
+/// finished nodes), without the plan's graph.
+pub fn data_of(store: &Store, m: &RunManifest) -> String {
+    data::collect(store, None, m).to_json()
+}
+
+/// The page of run `run_id` (of spec `spec`) with `data`, as `flow view
+/// --serve` serves it: `connect` what it may connect to.
+pub fn served_page(spec: &str, run_id: &str, data: &str, connect: &str) -> String {
+    page::render_page(&format!("flow · {spec} · {run_id}"), data, &nonce(run_id), connect)
 }
 
 /// `flow view [RUN]` (an id, a unique prefix, `latest`): prints the report's
@@ -85,9 +110,10 @@ pub fn view(store: &Store, run: Option<&str>, open: bool) -> Result<(), Failure>
     Ok(())
 }
 
-/// Hands the file to the system's opener. Never fails: the path is printed
-/// already, and a machine without a display or an opener is normal (CI).
-fn open_in_browser(path: &std::path::Path) {
+/// Hands the file (or URL) to the system's opener. Never fails: the path
+/// is printed already, and a machine without a display or an opener is
+/// normal (CI).
+pub fn open_in_browser(path: &std::path::Path) {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut cmd = if cfg!(target_os = "macos") {
         Command::new("open")

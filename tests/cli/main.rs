@@ -47,6 +47,7 @@ mod query;
 mod report;
 mod runids;
 mod self_improve;
+mod serve;
 mod shard;
 mod spill;
 mod store;

@@ -392,4 +392,132 @@ mod in_chromium {
         b.screenshot(&out.join("10k-cases.png"));
         assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
     }
+
+    /// Scored answers of `ids`, each `output` from `out(i)`, as a load and
+    /// an evaluate node (`name` and `s<name>`) of a spec.
+    fn scored_side(p: &Project, name: &str, n: usize, out: impl Fn(usize) -> String) -> String {
+        let rows: String = (0..n)
+            .map(|i| {
+                json!({"id": format!("q{i:02}"), "question": format!("what is {i} + {i}?"), "expected": format!("{}", 2 * i), "output": out(i)})
+                    .to_string()
+                    + "\n"
+            })
+            .collect();
+        p.write(&format!("specs/data/{name}.jsonl"), &rows);
+        format!(
+            "  {name}: {{kind: load, path: data/{name}.jsonl}}\n  s{name}: {{kind: evaluate, input: {name}, \
+             metrics: [{{type: exact_match, name: correct, expected: \"{{{{expected}}}}\"}}]}}\n"
+        )
+    }
+
+    #[test]
+    fn flow_compare_writes_the_comparison_page_of_two_runs() {
+        let Some(bin) = browser_or_skip("flow_compare_writes_the_comparison_page_of_two_runs") else { return };
+        let p = Project::empty();
+        // Run one gets q01 and q02 wrong, run two q02 and q03: q01 and q03 flip.
+        let wrong = |bad: [usize; 2]| {
+            move |i: usize| if bad.contains(&i) { "no idea".to_string() } else { format!("{}", 2 * i) }
+        };
+        let spec = "flow: 1\nname: cmp\nnodes:\n".to_string() + &scored_side(&p, "answers", 8, wrong([1, 2]));
+        p.write("specs/cmp.yaml", &spec);
+        let first = p.run_ok(&["specs/cmp.yaml"]);
+        scored_side(&p, "answers", 8, wrong([2, 3]));
+        let second = p.run_ok(&["specs/cmp.yaml"]);
+        let (a, z) = (first["run_id"].as_str().unwrap(), second["run_id"].as_str().unwrap());
+        let r = p.flow(&["compare", a, z]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stdout.contains("correct"), "the markdown is printed: {}", r.stdout);
+        let path = r
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("comparison page: "))
+            .unwrap_or_else(|| panic!("{}", r.stderr));
+        let path = p.dir.path().join(path);
+        assert!(path.ends_with(format!("specs/.flow/runs/{z}/compare-{a}-sanswers.html")), "{}", path.display());
+
+        let out = out_dir("workbench-compare-cli");
+        let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+        let url = file_url(&path);
+        b.open(&url, 1400, 1000);
+        let got = b.eval(
+            "(() => { const p = document.querySelector('#views section:not([hidden])');
+               return {tabs: [...document.querySelectorAll('#tabs button')].map(b => b.dataset.tab),
+                       head: document.getElementById('top').innerText,
+                       links: [...document.querySelectorAll('#top a.cmp-run')].map(a => a.getAttribute('href')),
+                       rows: [...p.querySelectorAll('tr.cmp-row')].map(tr => [tr.querySelector('.cmp-id').textContent,
+                         tr.querySelector('.cmp-out[data-side=\"0\"] .cmp-text').textContent,
+                         tr.querySelector('.cmp-out[data-side=\"1\"] .cmp-text').textContent])}; })()",
+        );
+        assert_eq!(got["tabs"], json!(["node:sanswers"]), "the comparison's view only");
+        let head = got["head"].as_str().unwrap();
+        assert!(head.contains("compare sanswers") && head.contains(a) && head.contains(z), "{head}");
+        for href in got["links"].as_array().unwrap() {
+            let href = href.as_str().unwrap();
+            assert!(path.parent().unwrap().join(href).is_file(), "{href} is a run's report");
+        }
+        let rows = got["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 8, "a row per case: {rows:?}");
+        assert_eq!(rows[1], json!(["q01", "no idea", "2"]));
+        assert_eq!(rows[3], json!(["q03", "6", "no idea"]));
+        select(&mut b, "sanswers", ".cmp-filter", "flipped");
+        let flipped = b.eval(
+            "[...flowReport.show('sanswers').panel.querySelectorAll('tr.cmp-row .cmp-id')].map(td => td.textContent)",
+        );
+        assert_eq!(flipped, json!(["q01", "q03"]));
+        b.screenshot(&out.join("compare.png"));
+        assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+        assert_eq!(b.requests(), vec![url], "the page fetched something");
+    }
+
+    #[test]
+    fn a_comparison_of_three_sides_is_a_grid_of_cases_by_sides() {
+        let Some(bin) = browser_or_skip("a_comparison_of_three_sides_is_a_grid_of_cases_by_sides") else { return };
+        let p = Project::empty();
+        let mut spec = "flow: 1\nname: three\nnodes:\n".to_string();
+        let says = |side: &'static str| {
+            move |i: usize| if i.is_multiple_of(3) { format!("{side} thinks {i}") } else { format!("{}", 2 * i) }
+        };
+        for side in ["a", "b", "c"] {
+            spec += &scored_side(&p, side, 9, says(side));
+        }
+        spec += "  abc: {kind: compare, inputs: [sa, sb, sc]}\n";
+        p.write("specs/three.yaml", &spec);
+        let m = p.run_ok(&["specs/three.yaml"]);
+        let out = out_dir("workbench-grid");
+        let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+        b.open(&file_url(&report_path(&p, &m)), 1600, 1000);
+        let got = b.eval(
+            "(() => { const p = flowReport.show('abc').panel;
+               const view = p.querySelector('.cases-view');
+               return {grid: view.classList.contains('grid'),
+                       heads: [...view.querySelectorAll('table.cases th')].map(th => th.textContent),
+                       rows: [...view.querySelectorAll('tr.cmp-row')].map(tr => [tr.querySelector('.cmp-id').textContent,
+                         ...[0, 1, 2].map(s => tr.querySelector(`.cmp-out[data-side=\"${s}\"] .cmp-text`).textContent)])}; })()",
+        );
+        assert_eq!(got["grid"], true);
+        let heads: Vec<&str> = got["heads"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        for want in ["sa (baseline)", "sb", "sc"] {
+            assert!(heads.iter().any(|h| h.starts_with(want)), "a column for {want}: {heads:?}");
+        }
+        assert!(!heads.contains(&"diff"), "no two-sided diff column in a grid: {heads:?}");
+        let rows = got["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 9, "a row per case");
+        for (i, row) in rows.iter().enumerate() {
+            let want: Vec<String> = ["a", "b", "c"]
+                .iter()
+                .map(|side| if i.is_multiple_of(3) { format!("{side} thinks {i}") } else { format!("{}", 2 * i) })
+                .collect();
+            assert_eq!(row, &json!([format!("q{i:02}"), want[0], want[1], want[2]]), "case {i}: a cell per side");
+        }
+        // A case opened: each side, and each candidate's diff against the baseline.
+        let opened = b.eval(
+            "(() => { const p = flowReport.show('abc').panel; p.querySelector('tr.cmp-row').click();
+               const d = p.querySelector('tr.detail');
+               return {sides: [...d.querySelectorAll('.cmp-side h3')].map(h => h.textContent), diffs: d.querySelectorAll('.cmp-diff').length}; })()",
+        );
+        assert_eq!(opened, json!({"sides": ["sa (baseline)", "sb", "sc"], "diffs": 2}));
+        b.eval("flowReport.show('abc').panel.querySelector('.cases-view').scrollIntoView()");
+        b.screenshot(&out.join("grid.png"));
+        assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+    }
 }

@@ -2,18 +2,20 @@
 //! shortened) and the comparison case by case ([`super::cases`]), from the
 //! sides' records in this run: each input node's output, or one input's
 //! records split by prompt `variant`. A stored baseline from another run is
-//! not in this run: its column says so.
+//! not in this run: its column says so. `flow compare A B` draws the same
+//! view for two stored runs ([`of_sides`]).
 
 use serde_json::{json, Map, Value};
 
 use super::cases::{self, CaseSide};
+use super::{Comparison, Side};
 use super::REPORT_JSON;
 use crate::view::{shorten_ids, View, ViewCx, ViewData, ViewError};
 
 pub const VIEW: View = View { name: "compare", data, script: concat!(include_str!("view.js"), include_str!("cases.js")) };
 
 fn data(cx: &mut ViewCx<'_>) -> Result<ViewData, ViewError> {
-    let mut report = cx.artifact(REPORT_JSON)?;
+    let report = cx.artifact(REPORT_JSON)?;
     let names: Vec<String> = std::iter::once(&report["baseline"]["name"])
         .chain(report["candidates"].as_array().into_iter().flatten().map(|c| &c["name"]))
         .filter_map(|n| n.as_str().map(str::to_string))
@@ -33,18 +35,48 @@ fn data(cx: &mut ViewCx<'_>) -> Result<ViewData, ViewError> {
             None => CaseSide { name: n.clone(), records: Vec::new(), by_variant: false },
         })
         .collect();
-    let (case_meta, rows) = cases::rows(&key, &ordered, cx.budget);
+    Ok(view_data(report, names, missing, &key, &ordered, cx.budget))
+}
+
+/// The view of a comparison made outside a run (`flow compare A B`): the
+/// same data a `compare` node's view has, from the sides' records
+/// (`sides[0]` the baseline) joined by `key`. `budget` as a view's.
+pub fn of_sides(comparison: &Comparison, sides: &[Side], key: &[String], budget: &mut usize) -> ViewData {
+    let report = super::report::json_report(comparison, &[]);
+    let names = sides.iter().map(|s| s.name.clone()).collect();
+    let sides: Vec<CaseSide> = sides
+        .iter()
+        .map(|s| CaseSide {
+            name: s.name.clone(),
+            records: s.records.iter().map(|r| (**r).clone()).collect(),
+            by_variant: false,
+        })
+        .collect();
+    view_data(report, names, Vec::new(), key, &sides, budget)
+}
+
+/// The view's data: the report (its long id lists shortened), the sides,
+/// and the cases.
+fn view_data(
+    mut report: Value,
+    names: Vec<String>,
+    missing: Vec<String>,
+    key: &[String],
+    sides: &[CaseSide],
+    budget: &mut usize,
+) -> ViewData {
+    let (case_meta, rows) = cases::rows(key, sides, budget);
     for c in report["candidates"].as_array_mut().into_iter().flatten() {
         shorten_ids(c, &["only_in_baseline", "only_in_candidate"]);
         for m in c["metrics"].as_array_mut().into_iter().flatten() {
             shorten_ids(m, &["pass_to_fail", "fail_to_pass"]);
         }
     }
-    Ok(ViewData {
+    ViewData {
         data: json!({"report": report, "sides": names, "missing_sides": missing, "cases": case_meta}),
         rows,
         raw: Vec::new(),
-    })
+    }
 }
 
 /// The sides' records found in this run: a node of each side's name, else
