@@ -15,11 +15,19 @@
 //! creation instead of starting a second job; a GET ([`Backend::get`], a
 //! job's status) goes through limits, retries and accounting but is never
 //! memoized, since its answer changes over time.
+//!
+//! This module is the pipeline; [`call`] holds what a call is and gives
+//! back, `chat` the calls stages make by name (chat, embeddings),
+//! `describe` how `flow plan` shows a backend, and a file per provider
+//! (`openai`, `anthropic`, `azure`, `http`, `exec`, `sim`) its transport.
 
 mod anthropic;
 pub mod app;
 mod azure;
 mod batch;
+mod call;
+mod chat;
+mod describe;
 mod exec;
 mod flight;
 mod http;
@@ -40,200 +48,26 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use governor::DefaultDirectRateLimiter;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use flow_engine::cache::ContentHash;
-use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
+use flow_engine::{BackendSpec, Meter, Provider};
 
 pub use batch::BatchSeen;
+use call::Request;
+pub use call::*;
+pub use describe::describe;
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
 pub use request::{
     chat_body, chat_body_for, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key,
 };
-use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
+use request::{estimate_tokens, memo_key_of, path_key_of, upload_key_of};
 pub use run::{withheld_key, BackendError, Backends, Withheld};
 pub use sim::Answer;
 use slots::{Outcome, Slots};
 pub use tools::{Tool, ToolCall};
-
-/// An API endpoint, as a path under the backend's base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Chat,
-    Embeddings,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat/completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
-}
-
-/// A file to send as `multipart/form-data` (a fine-tuning dataset): the
-/// form has a `purpose` field and a `file` part.
-#[derive(Debug, Clone, Copy)]
-pub struct Upload<'a> {
-    pub filename: &'a str,
-    pub bytes: &'a [u8],
-    /// The form's `purpose` (`fine-tune` for OpenAI's files API).
-    pub purpose: &'a str,
-}
-
-/// What one attempt sends: a chat or embeddings call, a JSON POST or a
-/// multipart upload at a path under the base URL, or a GET.
-#[derive(Debug, Clone, Copy)]
-enum Request<'a> {
-    Endpoint(Endpoint, &'a Value, u32),
-    Post(&'a str, &'a Value),
-    Upload(&'a str, Upload<'a>),
-    Get(&'a str),
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct CallError {
-    pub message: String,
-    /// HTTP status, when the server answered.
-    pub status: Option<u16>,
-    /// Worth trying again (429, 5xx, timeout, connection).
-    pub retryable: bool,
-    /// The server's `Retry-After`.
-    pub retry_after: Option<Duration>,
-}
-
-impl CallError {
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self { message: message.into(), status: None, retryable: false, retry_after: None }
-    }
-}
-
-/// Why a response the server sent with success does not hold what the
-/// caller needs (see [`Backend::call_checked`]): a failed call, counted as
-/// an error and not memoized, so a later run asks again.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Unusable {
-    /// A chat completion without an answer: a content filter's refusal, a
-    /// tool call. `shown` is the start of the body.
-    #[error(
-        "the response has no message content{}: {shown}",
-        .finish_reason.as_ref().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default()
-    )]
-    NoContent { finish_reason: Option<String>, shown: String },
-    /// An embeddings response with another number of vectors than texts sent.
-    #[error("expected {expected} embeddings in the response's `data`")]
-    Embeddings { expected: usize },
-    /// Embeddings of another length than the `dimensions` asked for: the
-    /// server ignores the parameter.
-    #[error("backend `{backend}` was asked for {asked}-dimensional embeddings and returned {got} dimensions: the server ignores `dimensions`; drop `dimensions`, or use a model that can shorten its vectors")]
-    Dimensions { backend: String, asked: u32, got: usize },
-    /// A files or jobs answer that names nothing it made.
-    #[error("the answer has no `id`: {shown}")]
-    NoId { shown: String },
-}
-
-/// Per-call options a node passes.
-#[derive(Clone, Copy)]
-pub struct CallOpts<'a> {
-    pub meter: &'a Meter,
-    /// Reuse a memoized answer if there is one.
-    pub memo_reads: bool,
-    /// Which sample (`repeat: n`): each has its own memo key.
-    pub sample: u32,
-}
-
-impl<'a> CallOpts<'a> {
-    pub fn new(cx: &'a BuildCx) -> Self {
-        Self { meter: &cx.meter, memo_reads: cx.memo_reads, sample: 0 }
-    }
-}
-
-/// Token counts a server reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-/// A successful call.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The response body.
-    pub body: Value,
-    /// Time the server took (the original call's, for a memo hit).
-    pub latency_ms: u64,
-    pub memo_hit: bool,
-    pub usage: Usage,
-    /// The model that answered (the response's, else the request's).
-    pub model: String,
-    pub cost_usd: Option<f64>,
-    /// The server reported more tokens than [`MAX_CALL_TOKENS`]: `usage`
-    /// counts none.
-    pub implausible_usage: bool,
-}
-
-/// More tokens than any model reads or writes in one call: a count above it
-/// is a broken server's (`u64::MAX` would bill $13.8 trillion), not summed.
-pub const MAX_CALL_TOKENS: u64 = 100_000_000;
-
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-/// A chat completion's text and accounting.
-#[derive(Debug, Clone)]
-pub struct ChatReply {
-    /// The answer's text (empty when it only calls tools).
-    pub text: String,
-    /// The tools the answer calls, with their arguments.
-    pub tool_calls: Vec<ToolCall>,
-    /// Why the model stopped (`stop`, `length`, `tool_calls`), when it says.
-    pub finish_reason: Option<String>,
-    /// The answer's token log probabilities, when the request asked for
-    /// them (`params: {logprobs: true}`) and the server sent them.
-    pub logprobs: Option<Logprobs>,
-    pub usage: Usage,
-    pub model: String,
-    pub latency_ms: u64,
-    pub cost_usd: Option<f64>,
-}
-
-/// What a metric needs of an answer's token log probabilities: how many
-/// tokens and their sum (the mean and the perplexity follow).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Logprobs {
-    pub tokens: u64,
-    pub sum: f64,
-}
-
-impl Logprobs {
-    /// From a choice's `logprobs` (OpenAI's chat shape, also vLLM's and
-    /// llama.cpp's: `{content: [{token, logprob}, ...]}`); none when absent
-    /// or when a value is not a finite number.
-    pub fn of(v: &Value) -> Option<Self> {
-        let content = v["content"].as_array()?;
-        let mut sum = 0.0;
-        for t in content {
-            let lp = t["logprob"].as_f64().filter(|x| x.is_finite() && *x <= 0.0)?;
-            sum += lp;
-        }
-        Some(Self { tokens: content.len() as u64, sum })
-    }
-
-    /// As stored on a record: `{tokens, sum, mean}`.
-    pub fn to_json(self) -> Value {
-        let mean = if self.tokens == 0 { Value::Null } else { json!(self.sum / self.tokens as f64) };
-        json!({"tokens": self.tokens, "sum": self.sum, "mean": mean})
-    }
-}
 
 enum Transport {
     Openai(openai::Client),
@@ -581,197 +415,6 @@ impl Backend {
     pub fn batches_seen(&self) -> Vec<BatchSeen> {
         self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()
     }
-
-    /// The request body of a chat completion (see [`chat_body`]).
-    pub fn chat_body(&self, messages: &[Message], json_mode: bool, sample: u32) -> Value {
-        chat_body(&self.spec, messages, json_mode, sample)
-    }
-
-    /// A chat completion.
-    pub async fn chat(
-        &self,
-        messages: &[Message],
-        json_mode: bool,
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        self.chat_with(messages, json_mode, &[], opts).await
-    }
-
-    /// A JSON-mode chat completion whose answer should fit `schema` (see
-    /// [`chat_body_schema`]).
-    pub async fn chat_schema(
-        &self,
-        messages: &[Message],
-        name: &str,
-        schema: &Value,
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        if app::is_app(self.spec.provider) {
-            return self.chat_for(&serde_json::Map::new(), messages, true, &[], opts).await;
-        }
-        let body = chat_body_schema(&self.spec, messages, name, schema, opts.sample);
-        self.chat_body_call(body, opts).await
-    }
-
-    /// A chat completion offering `tools` (see [`chat_body_with`]).
-    pub async fn chat_with(
-        &self,
-        messages: &[Message],
-        json_mode: bool,
-        tools: &[Tool],
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        self.chat_for(&serde_json::Map::new(), messages, json_mode, tools, opts).await
-    }
-
-    /// [`Backend::chat_with`] for `record`: the user's application
-    /// (`http`, `exec`) is sent the record's fields too ([`chat_body_for`]).
-    pub async fn chat_for(
-        &self,
-        record: &serde_json::Map<String, Value>,
-        messages: &[Message],
-        json_mode: bool,
-        tools: &[Tool],
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        let body = chat_body_for(&self.spec, record, messages, json_mode, opts.sample, tools)
-            .map_err(|e| CallError::fatal(format!("the body of backend `{}`: {e}", self.name)))?;
-        self.chat_body_call(body, opts).await
-    }
-
-    /// A chat completion of `body`.
-    async fn chat_body_call(&self, body: Value, opts: CallOpts<'_>) -> Result<ChatReply, CallError> {
-        let reply = self.call_checked(Endpoint::Chat, body, opts, has_content).await?;
-        let text = reply.body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
-        Ok(ChatReply {
-            text,
-            tool_calls: tools::calls_of(&reply.body),
-            finish_reason: reply.body["choices"][0]["finish_reason"].as_str().map(str::to_string),
-            logprobs: Logprobs::of(&reply.body["choices"][0]["logprobs"]),
-            usage: reply.usage,
-            model: reply.model,
-            latency_ms: reply.latency_ms,
-            cost_usd: reply.cost_usd,
-        })
-    }
-
-    /// Embeddings of `texts`, in order.
-    pub async fn embed(&self, texts: &[String], opts: CallOpts<'_>) -> Result<Vec<Vec<f32>>, CallError> {
-        self.embed_dims(texts, None, opts).await
-    }
-
-    /// Embeddings of `texts`, in order, of `dimensions` when given (the
-    /// request's `dimensions`, for models that can shorten their vectors).
-    pub async fn embed_dims(
-        &self,
-        texts: &[String],
-        dimensions: Option<u32>,
-        opts: CallOpts<'_>,
-    ) -> Result<Vec<Vec<f32>>, CallError> {
-        let body = embed_body(&self.spec, texts, dimensions);
-        let listed = |b: &Value| match b["data"].as_array() {
-            Some(d) if d.len() == texts.len() => {
-                let asked = dimensions.filter(|_| self.spec.provider != Provider::Sim);
-                let wrong = d.iter().filter_map(|e| e["embedding"].as_array().map(Vec::len));
-                match asked.and_then(|asked| wrong.into_iter().find(|n| *n != asked as usize).map(|got| (asked, got))) {
-                    Some((asked, got)) => Err(Unusable::Dimensions { backend: self.name.clone(), asked, got }),
-                    None => Ok(()),
-                }
-            }
-            _ => Err(Unusable::Embeddings { expected: texts.len() }),
-        };
-        let reply = self.call_checked(Endpoint::Embeddings, body, opts, listed).await?;
-        let data = reply.body["data"]
-            .as_array()
-            .ok_or_else(|| CallError::fatal("the embeddings response has no `data` list"))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (i, item) in data.iter().enumerate() {
-            let index = item["index"].as_u64().map(|x| x as usize).unwrap_or(i);
-            let v = item["embedding"]
-                .as_array()
-                .ok_or_else(|| CallError::fatal("an embedding is not a list of numbers"))?
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
-                .collect();
-            if let Some(slot) = out.get_mut(index) {
-                *slot = v;
-            }
-        }
-        if out.iter().any(Vec::is_empty) {
-            return Err(CallError::fatal(format!("expected {} embeddings, got {}", texts.len(), data.len())));
-        }
-        Ok(out)
-    }
-}
-
-/// How `flow plan` shows backend `name`: its identity (provider, model,
-/// where it is, Azure's deployment and version) and its price, or why its
-/// calls will cost `null`.
-pub fn describe(
-    name: &str,
-    spec: &BackendSpec,
-    prices: &std::collections::BTreeMap<String, flow_engine::Price>,
-) -> String {
-    let mut out = format!("backend `{name}`: {} `{}`", spec.provider.name(), spec.model());
-    if spec.provider.is_remote() {
-        out.push_str(&format!(" at {}", flow_engine::spec::url::redact(spec.base_url())));
-    }
-    if let Some(command) = spec.command.as_ref().filter(|_| spec.provider == Provider::Exec) {
-        out.push_str(&format!(" running `{}`", command.join(" ")));
-    }
-    if spec.provider == Provider::Azure {
-        out.push_str(&format!(" (deployment `{}`, api-version {})", spec.request_model(), spec.api_version()));
-    }
-    let prices = Prices::new(prices.clone());
-    let price = match spec.provider {
-        Provider::Sim => match prices.cost_override(spec.model(), Usage::default()) {
-            Some(_) => prices.for_backend(spec, spec.model()),
-            None => Some((flow_engine::Price { input: 0.0, output: 0.0 }, price::PriceSource::BuiltIn)),
-        },
-        _ => prices.for_backend(spec, spec.model()),
-    };
-    match price {
-        Some((p, source)) => out.push_str(&format!(
-            "; ${}/${} per million input/output tokens ({})",
-            p.input,
-            p.output,
-            match source {
-                price::PriceSource::Spec => "from `prices:`",
-                price::PriceSource::BuiltIn => "built in",
-            }
-        )),
-        None if app::is_app(spec.provider) => {
-            out.push_str("; cost: what the app reports (`cost_usd`, or the `cost:` path), else null (or `prices:`)")
-        }
-        None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
-        None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
-    }
-    if let Some(b) = &spec.batch {
-        let half = match price {
-            Some((p, _)) => {
-                let h = price::batched(p, true);
-                format!("${}/${} per million input/output tokens (half the live price)", h.input, h.output)
-            }
-            None => "half the live price".to_string(),
-        };
-        out.push_str(&format!(
-            "\n  batch API: {half}; up to {} requests a batch, polled every {}s; results within 24 h",
-            b.max_requests(),
-            match (spec.provider, b.poll) {
-                (Provider::Sim, None) => 0.1,
-                _ => b.poll().as_secs_f64(),
-            }
-        ));
-    }
-    if let Some(w) = withheld_key(spec) {
-        out.push_str(&format!(
-            "\n  key `{}` is not sent to {}: it is for {}'s own API (`send_key_anywhere: true` sends it; a key under another name goes anywhere)",
-            w.var,
-            w.host,
-            w.owner.name()
-        ));
-    }
-    out
 }
 
 /// A call waiting out a backoff, counted on its node's meter.
@@ -802,6 +445,7 @@ impl Drop for Parked<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::request::has_content;
     use super::*;
     use flow_engine::cache::CallMemo;
     use serde_json::json;
