@@ -1,8 +1,10 @@
 //! `flow compare RUN_A RUN_B`: the comparison a `compare` node makes, between
 //! one node's outputs in two stored runs, without writing a node for it.
 //! Same code, same default settings, same table; no gates, so it exits 0.
+//! Its page is the `compare` node's report view of the two runs
+//! ([`crate::report::comparison`]), which `flow view --serve` also serves.
 
-use crate::out::out;
+use crate::out::{errln, out};
 use std::io::{BufRead, BufReader};
 
 use flow_engine::cache::Store;
@@ -12,15 +14,42 @@ use flow_nodes::compare::{self, report, Settings, Side};
 use super::inspect;
 use super::Failure;
 
+/// Two stored runs' outputs of one node, compared.
+pub struct Compared {
+    /// The baseline run's id.
+    pub a: String,
+    /// The candidate run's id.
+    pub b: String,
+    pub node: String,
+    /// The candidate run's spec.
+    pub spec: String,
+    pub comparison: compare::Comparison,
+    /// The baseline's records, then the candidate's.
+    pub sides: [Side; 2],
+}
+
 /// Prints the comparison of node `node` (by default the one node whose
 /// records have `scores` in both runs) between run `a` (the baseline) and
-/// run `b`.
+/// run `b`, and writes its page (the comparison case by case, as a
+/// `compare` node's report view shows it) into run `b`'s folder.
 /// Either run may be named by a unique prefix of its id, or `latest`.
 pub fn compare(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<(), Failure> {
-    let (a, b) = (&*inspect::resolve_run(store, a, None)?, &*inspect::resolve_run(store, b, None)?);
+    let compared = load(store, a, b, node)?;
+    out!("{}", report::markdown(&compared.comparison, &[]));
+    // The markdown is what was asked: a page that cannot be written only warns.
+    match crate::report::comparison::write(store, &compared) {
+        Ok(path) => errln!("comparison page: {}", path.display()),
+        Err(e) => errln!("warning: no comparison page: {}", crate::out::chain(&e)),
+    }
+    Ok(())
+}
+
+/// Compares node `node` between runs `a` and `b` as [`compare`] says.
+pub fn load(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<Compared, Failure> {
+    let (a, b) = (inspect::resolve_run(store, a, None)?, inspect::resolve_run(store, b, None)?);
     let node = match node {
         Some(n) => n.to_string(),
-        None => scored_node(store, a, b)?,
+        None => scored_node(store, &a, &b)?,
     };
     let side = |run: &str| -> Result<Side, Failure> {
         let found = inspect::stored_output(store, &node, Some(run))?;
@@ -37,11 +66,11 @@ pub fn compare(store: &Store, a: &str, b: &str, node: Option<&str>) -> Result<()
             .map_err(|e| anyhow::anyhow!("the output of `{node}` in run `{run}` is unreadable: {e}"))?;
         Ok(Side { name: format!("runs/{run}/{node}"), records })
     };
-    let (baseline, candidate) = (side(a)?, side(b)?);
-    let comparison = compare::compare(&baseline, &[candidate], &Settings::default())
+    let (baseline, candidate) = (side(&a)?, side(&b)?);
+    let comparison = compare::compare(&baseline, std::slice::from_ref(&candidate), &Settings::default())
         .map_err(|e| anyhow::anyhow!("cannot compare `{node}` between runs `{a}` and `{b}`: {e}"))?;
-    out!("{}", report::markdown(&comparison, &[]));
-    Ok(())
+    let spec = store.run_manifest(&b).map(|m| m.spec).unwrap_or_default();
+    Ok(Compared { a, b, node, spec, comparison, sides: [baseline, candidate] })
 }
 
 /// The one node with an output in both runs whose records have `scores`.

@@ -11,6 +11,7 @@ mod out;
 mod progress;
 mod report;
 mod run;
+mod serve;
 
 use crate::out::{err, errln, out, outln};
 use std::path::{Path, PathBuf};
@@ -83,6 +84,13 @@ struct ForceArgs {
     /// own process on a shared workspace, then a plain `flow run` merges.
     #[arg(long, value_name = "I/N")]
     shard: Option<flow_engine::shard::Shard>,
+    /// A shared store behind the workspace, `s3://bucket/prefix`: node
+    /// entries and call answers that other machines stored are reused, and
+    /// what this run stores is written there too. Credentials from the AWS
+    /// environment variables (AWS_ENDPOINT_URL for another S3-compatible
+    /// server).
+    #[arg(long, value_name = "URL", env = "FLOW_STORE")]
+    store: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +119,11 @@ enum Command {
         /// .xml (JUnit), .csv, .jsonl, .json (repeatable).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         outputs: Vec<PathBuf>,
+        /// With `batch:` backends: submit the batches, record them and exit
+        /// 0 without waiting for their results; the next `flow run` collects
+        /// them.
+        #[arg(long)]
+        detach: bool,
     },
     /// Show what a run would do (cached, will run, unknown, and why); runs and writes nothing.
     Plan {
@@ -169,13 +182,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
-    /// Print the path of a run's HTML report and open it in the browser.
+    /// Print the path of the index of runs, or of a run's HTML report, and open it in the browser;
+    /// or, with --serve, serve them all on a local web server that shows runs live as they go.
     View {
-        /// The run: an id, a unique prefix, or `latest` [default: the latest run].
+        /// The run: an id, a unique prefix, or `latest` [default: the index of every run].
+        #[arg(conflicts_with = "serve")]
         run: Option<String>,
-        /// Print the path only; do not open the report.
+        /// Print the path (or the URL) only; do not open the report.
         #[arg(long)]
         no_open: bool,
+        /// Serve the index and every report on a local web server instead, until Ctrl-C: a page
+        /// follows the runs going in this workspace live (each node's progress, its records as they
+        /// are written) and shows the final report when a run ends. Prints `serving URL`.
+        #[arg(long)]
+        serve: bool,
+        /// The port to serve on; 0 picks a free one.
+        #[arg(long, requires = "serve", default_value_t = 8700)]
+        port: u16,
+        /// The address to listen on [default: 127.0.0.1: this machine only]. Only an address given
+        /// here is used: another one (0.0.0.0: every interface) lets any machine that reaches this
+        /// one read the reports.
+        #[arg(long, requires = "serve", value_name = "ADDR")]
+        host: Option<String>,
         /// The .flow folder [default: found from the current folder].
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
@@ -281,6 +309,27 @@ impl From<Diagnostic> for Failure {
     }
 }
 
+/// How many requests the batch backend `name` is expected to submit: the
+/// calls of the nodes that use it, less the memoized ones.
+fn batch_requests(plan: &flow_engine::Plan, calls: &[Option<flow_engine::calls::CallEstimate>], name: &str) -> String {
+    let (mut known, mut bound, mut exact) = (0u64, 0u64, true);
+    for (node, estimate) in plan.nodes.iter().zip(calls) {
+        let Some(e) = estimate.filter(|_| node.compiled.backends.contains_key(name)) else { continue };
+        match (e.expected, e.at_most) {
+            (Some(n), _) => known += n,
+            (None, Some(n)) => {
+                bound += n;
+                exact = false;
+            }
+            (None, None) => return "batch requests: as many as the input has records".to_string(),
+        }
+    }
+    match exact {
+        true => format!("batch requests expected: {known}"),
+        false => format!("batch requests expected: up to {}", known + bound),
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Validate { spec } => {
@@ -293,8 +342,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Plan { spec, force, format, explain } => {
             let mut plan = compile(&spec)?;
+            let store = store_of(&spec, &force)?;
             let force = force_of(&mut plan, &force)?;
-            let store = Store::open(workspace_of(&spec));
             let assessed = flow_engine::assess(&plan, &store, &force).map_err(anyhow::Error::from)?;
             if let Some(name) = explain {
                 let Some(i) = plan.index_of(&name) else {
@@ -330,12 +379,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     let remote: Vec<_> = used
                         .iter()
                         .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
-                        .filter(|(_, s)| s.provider.is_remote())
+                        .filter(|(_, s)| s.provider.is_remote() || s.batch.is_some())
                         .collect();
                     if !remote.is_empty() {
                         outln!();
                         for (name, spec) in remote {
                             outln!("{}", flow_nodes::backend::describe(name, spec, &plan.prices));
+                            if spec.batch.is_some() {
+                                outln!("  {}", batch_requests(&plan, &calls, name));
+                            }
                         }
                     }
                 }
@@ -348,13 +400,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { spec, force, json, quiet, outputs } => {
+        Command::Run { spec, force, json, quiet, outputs, detach } => {
             // An unknown format is bad usage: said before anything runs.
             let outputs = export::targets(&outputs)?;
             let mut plan = compile(&spec)?;
+            let store = store_of(&spec, &force)?;
             let force = force_of(&mut plan, &force)?;
-            let store = Store::open(workspace_of(&spec));
-            run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs)
+            run::run(plan, store, force, progress::Mode::pick(json, quiet), &outputs, detach)
         }
         Command::Show { node, limit, run, spec, workspace } => {
             // The spec named, else the one in this folder: its name picks
@@ -386,7 +438,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             inspect::runs(&store, limit)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::View { run, no_open, workspace } => {
+        Command::View { run: _, no_open, serve: true, port, host, workspace } => {
+            let addr = serve::address(host.as_deref(), port)?;
+            let store = Store::open(inspect::find_workspace(workspace)?);
+            serve::serve(store, addr, !no_open)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::View { run, no_open, workspace, .. } => {
             let store = Store::open(inspect::find_workspace(workspace)?);
             report::view(&store, run.as_deref(), !no_open)?;
             Ok(ExitCode::SUCCESS)
@@ -425,6 +483,24 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
 /// `compare` node's stored baseline).
 fn compile(spec: &SpecArgs) -> Result<Plan, Diagnostics> {
     flow_engine::compile_in(&spec.spec, &spec.sets, &flow_nodes::registry(), &workspace_of(spec))
+}
+
+/// The workspace of `spec`, in front of the shared store `--store` names.
+fn store_of(spec: &SpecArgs, args: &ForceArgs) -> Result<Store, Failure> {
+    let store = Store::open(workspace_of(spec));
+    match &args.store {
+        None => Ok(store),
+        Some(url) => {
+            let remote = flow_engine::cache::Remote::connect(url).map_err(|e| {
+                Failure::Usage(
+                    Diagnostic::new(format!("--store: {e}"))
+                        .hint("name a bucket as s3://bucket/prefix; credentials, region and endpoint come from the AWS_* environment variables")
+                        .into(),
+                )
+            })?;
+            Ok(store.with_remote(remote))
+        }
+    }
 }
 
 fn workspace_of(spec: &SpecArgs) -> PathBuf {

@@ -31,6 +31,9 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
             }
             BackendError::Invalid { .. } => "check the backend's fields in the spec".to_string(),
             BackendError::ModelDir { .. } => flow_engine::spec::local_model::FETCH_HINT.to_string(),
+            BackendError::Http { .. } => {
+                "export the variables its `headers:` read (`${env.NAME}`) before `flow run`".to_string()
+            }
         };
         Failure::Usage(Diagnostic::new(e.to_string()).hint(hint).into())
     };
@@ -40,6 +43,20 @@ fn backends(plan: &Plan, store: &Store, assessed: &[Assessment]) -> Result<Optio
     let memo = store.call_memo().map_err(|e| anyhow::anyhow!("{e}; hint: {}", e.hint()))?;
     for notice in memo.notices() {
         errln!("{}: {notice}", if notice.is_warning() { "warning" } else { "note" });
+    }
+    // Answers a killed run here left unshared go first; then those paid
+    // for elsewhere come in, and are not written back.
+    if store.remote().is_some() {
+        let sync = || -> Result<u64, flow_engine::cache::StoreError> {
+            store.push_memo(&memo)?;
+            let added = store.pull_memo(&memo)?;
+            store.mark_memo_pushed(&memo)?;
+            Ok(added)
+        };
+        let added = sync().map_err(anyhow::Error::from)?;
+        if added > 0 {
+            tracing::info!("{added} answers from the shared store's call memo");
+        }
     }
     Backends::new(&plan.backends, &plan.prices, &used, Some(memo), &flow_nodes::sim_answers(), &env)
         .map(Some)
@@ -64,6 +81,18 @@ async fn interruption() -> u8 {
     EXIT_INTERRUPTED
 }
 
+/// With `--detach`: resolves, with the batch ids, once every call of the
+/// batch backends waits on a batch left at the provider; never otherwise.
+async fn batches_left(backends: Option<&Backends>, detach: bool) -> Vec<String> {
+    let Some(b) = backends.filter(|_| detach) else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(ids) = b.batches_left() {
+            return ids;
+        }
+    }
+}
+
 /// A run whose answers could not all be recorded failed, even when every
 /// node finished; the memo's failure is the run's error, with the final
 /// count of answers lost (a node it stopped says why too).
@@ -81,7 +110,14 @@ fn memo_failed_run(store: &Store, manifest: &mut flow_engine::cache::RunManifest
 /// Runs `plan`, shows it as `mode` says, writes the report and the `-o`
 /// files (`outputs`), and returns the exit code: 0, 1 (failed, or a gate
 /// tripped), or the signal's.
-pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target]) -> Result<ExitCode, Failure> {
+pub fn run(
+    plan: Plan,
+    store: Store,
+    force: Force,
+    mode: Mode,
+    outputs: &[Target],
+    detach: bool,
+) -> Result<ExitCode, Failure> {
     // A bound that is not a size is bad input: refused before anything is
     // written (the engine reads it again when it starts).
     flow_engine::spill::bound_from_env().map_err(|e| flow_engine::diag::Diagnostic::new(e.to_string()))?;
@@ -92,6 +128,9 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
         tracing::debug!(node = %n.name, state = ?a.state, key = ?a.key.map(|k| k.hex()), "assessed");
     }
     let backends = backends(&plan, &store, &assessed)?.map(Arc::new);
+    if let (true, Some(b)) = (detach, &backends) {
+        b.detach_batches();
+    }
     // Shards of one spec run side by side; each shard once at a time.
     let lock = match plan.shard {
         Some(s) => format!("{} (shard {}-of-{})", plan.spec_name, s.index, s.count),
@@ -102,12 +141,19 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let display = progress::Display::new(&plan, mode);
+    let display = progress::Display::new(&plan, mode).with_log(store.clone());
     let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
+    let left: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
     let manifest = runtime.block_on(async {
         let printer = tokio::spawn(display.consume(rx));
         let interrupt = async {
-            let code = interruption().await;
+            let code = tokio::select! {
+                code = interruption() => code,
+                ids = batches_left(backends.as_deref(), detach) => {
+                    *left.lock().expect("left lock") = Some(ids);
+                    EXIT_INTERRUPTED
+                }
+            };
             signalled.store(code, std::sync::atomic::Ordering::Relaxed);
         };
         let result =
@@ -118,7 +164,26 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     // Every answer received is in the memo on disk before flow exits, or
     // the run failed.
     let memo_failed = backends.as_ref().and_then(|b| b.close().err());
-    let (mut manifest, display) = manifest.map_err(anyhow::Error::from)?;
+    // This run's answers go to the shared store, whatever the run's end.
+    if backends.is_some() && store.remote().is_some() {
+        let pushed = store.call_memo().map_err(anyhow::Error::from).and_then(|m| Ok(store.push_memo(&m)?));
+        if let Err(e) = pushed {
+            errln!("warning: this run's answers were not written to the shared store: {}", crate::out::chain(&e));
+        }
+    }
+    let (mut manifest, mut display) = manifest.map_err(anyhow::Error::from)?;
+    let left = left.into_inner().expect("left lock");
+    if let Some(ids) = &left {
+        manifest.error = Some(format!(
+            "left with --detach: batch{} {} at the provider; `flow run` again collects {}",
+            if ids.len() == 1 { "" } else { "es" },
+            ids.join(", "),
+            if ids.len() == 1 { "it" } else { "them" }
+        ));
+        if let Err(e) = store.write_run_manifest(&manifest) {
+            errln!("warning: the run manifest could not be updated: {e}");
+        }
+    }
     if let Some(e) = memo_failed {
         memo_failed_run(&store, &mut manifest, &e);
     }
@@ -139,6 +204,11 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
             }
         }
     }
+    // The index of runs lists this one; without it the run's own report
+    // still stands.
+    if let Err(e) = report::index::write(&store) {
+        errln!("warning: the index of runs could not be written: {}", crate::out::chain(&e));
+    }
     // The `-o` files say what CI reads: a run whose files could not be
     // written fails, whatever its nodes did.
     let exported = crate::export::write(outputs, &store, &plan, &manifest);
@@ -151,6 +221,15 @@ pub fn run(plan: Plan, store: Store, force: Force, mode: Mode, outputs: &[Target
     }
     if let Err(e) = &report {
         errln!("warning: no report: {}", crate::out::chain(e));
+    }
+    if let Some(ids) = &left {
+        errln!(
+            "note: {} batch{} left at the provider ({}); run `flow run` again to collect the results",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "es" },
+            ids.join(", ")
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     Ok(match manifest.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,

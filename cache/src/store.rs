@@ -13,8 +13,9 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, NodeStatus, RunManifest};
+use crate::{write_atomic, ContentHash, HashingWriter, NodeManifest, NodeStatus, Remote, RunManifest};
 
 /// Errors reading or writing the store.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,16 @@ pub enum StoreError {
     /// No run with this id (or no runs at all).
     #[error("no run `{0}` in this workspace")]
     NoSuchRun(String),
+    /// The shared store (`--store`) failed.
+    #[error(transparent)]
+    Remote(Box<crate::RemoteError>),
+    /// The call memo could not be synced with the shared store.
+    #[error("syncing the call memo with {store}: {message}")]
+    Memo { store: String, message: String },
+    /// Bytes fetched from the shared store are not the object they are
+    /// named for.
+    #[error("object {hash} in {store} does not hold what its name says (its content hashes to {got})")]
+    RemoteMismatch { hash: String, got: String, store: String },
     /// Another flow process is running this spec in this workspace.
     #[error(
         "spec `{spec}` is already being run in {} by another flow process{}; hint: wait for it to finish and run again",
@@ -35,6 +46,17 @@ pub enum StoreError {
         pid.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     AlreadyRunning { spec: String, workspace: PathBuf, pid: Option<String> },
+}
+
+impl From<crate::RemoteError> for StoreError {
+    fn from(e: crate::RemoteError) -> Self {
+        StoreError::Remote(Box::new(e))
+    }
+}
+
+/// Where an object lives in the shared store.
+fn remote_object(hash: &ContentHash) -> String {
+    format!("objects/{}", hash.hex())
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -46,11 +68,26 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// The shared store behind this one (`--store`), if any.
+    remote: Option<Arc<Remote>>,
 }
 
 impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), remote: None }
+    }
+
+    /// This store in front of `remote`: node entries and objects missing
+    /// here are looked up there (and kept here once fetched), and what a
+    /// run stores is written there too (see [`crate::Remote`]).
+    pub fn with_remote(mut self, remote: Remote) -> Self {
+        self.remote = Some(Arc::new(remote));
+        self
+    }
+
+    /// The shared store behind this one.
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
     }
 
     pub fn root(&self) -> &Path {
@@ -95,12 +132,41 @@ impl Store {
         self.object_path(hash).is_file()
     }
 
+    /// Whether the object is here or in the shared store.
+    fn has_object_anywhere(&self, hash: &ContentHash) -> bool {
+        self.has_object(hash) || self.remote.as_ref().is_some_and(|r| r.exists(&remote_object(hash)).unwrap_or(false))
+    }
+
+    /// Brings an object missing here from the shared store, checking that
+    /// its bytes hash to its name; the bytes when this store does not exist
+    /// (`flow plan` writes nothing), else none (it is in place).
+    fn fetch_object(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(remote) = &self.remote else { return Ok(None) };
+        if self.has_object(hash) {
+            return Ok(None);
+        }
+        let Some(bytes) = remote.get(&remote_object(hash))? else { return Ok(None) };
+        let got = ContentHash::of(&bytes);
+        if got != *hash {
+            return Err(StoreError::RemoteMismatch { hash: hash.hex(), got: got.hex(), store: remote.url().into() });
+        }
+        if !self.exists() {
+            return Ok(Some(bytes));
+        }
+        self.put_bytes(&bytes)?;
+        Ok(None)
+    }
+
     pub fn open_object(&self, hash: &ContentHash) -> Result<File, StoreError> {
+        self.fetch_object(hash)?;
         let p = self.object_path(hash);
         File::open(&p).map_err(io_err("open object", &p))
     }
 
     pub fn read_object(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.fetch_object(hash)? {
+            return Ok(bytes);
+        }
         let p = self.object_path(hash);
         std::fs::read(&p).map_err(io_err("read object", &p))
     }
@@ -135,24 +201,57 @@ impl Store {
         self.root.join("nodes").join(format!("{}.json", key.hex()))
     }
 
-    /// The manifest for a node key, if that key finished.
+    /// The manifest for a node key, if that key finished here or in the
+    /// shared store (kept here once fetched).
     pub fn node_manifest(&self, key: &ContentHash) -> Result<Option<NodeManifest>, StoreError> {
-        read_json_opt(&self.manifest_path(key))
+        let p = self.manifest_path(key);
+        if let Some(m) = read_json_opt(&p)? {
+            return Ok(Some(m));
+        }
+        let Some(remote) = &self.remote else { return Ok(None) };
+        let path = format!("nodes/{}.json", key.hex());
+        let Some(bytes) = remote.get(&path)? else { return Ok(None) };
+        let m: NodeManifest =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: path.into(), source })?;
+        if m.key != *key {
+            return Ok(None);
+        }
+        if self.exists() {
+            write_atomic(&p, &bytes).map_err(io_err("write", &p))?;
+        }
+        Ok(Some(m))
     }
 
-    /// Whether every object a manifest names is still stored (a manifest
-    /// whose objects were removed is not a usable cache entry).
+    /// Whether every object a manifest names is still stored, here or in
+    /// the shared store (a manifest whose objects were removed is not a
+    /// usable cache entry).
     pub fn is_complete(&self, m: &NodeManifest) -> bool {
-        self.has_object(&m.output) && m.artifacts.values().all(|h| self.has_object(h))
+        self.has_object_anywhere(&m.output) && m.artifacts.values().all(|h| self.has_object_anywhere(h))
     }
 
-    /// Files a node manifest (atomically) and points the node's ref at it.
+    /// Files a node manifest (atomically) and points the node's ref at it;
+    /// with a shared store, writes its objects and then the manifest there
+    /// too (a manifest is never there before its objects).
     pub fn put_node_manifest(&self, m: &NodeManifest) -> Result<(), StoreError> {
         let p = self.manifest_path(&m.key);
         let bytes = serde_json::to_vec_pretty(m).expect("manifest serializes");
         write_atomic(&p, &bytes).map_err(io_err("write", &p))?;
         let r = self.ref_path(&m.spec, &m.node);
-        write_atomic(&r, m.key.hex().as_bytes()).map_err(io_err("write", &r))
+        write_atomic(&r, m.key.hex().as_bytes()).map_err(io_err("write", &r))?;
+        if let Some(remote) = &self.remote {
+            // One with calls to re-send is not reused, and the first entry
+            // written under a key stays: only whole ones go there.
+            if m.retryable_errors == 0 {
+                for hash in std::iter::once(&m.output).chain(m.artifacts.values()) {
+                    let path = remote_object(hash);
+                    if !remote.exists(&path)? {
+                        remote.put_new(&path, self.read_object(hash)?)?;
+                    }
+                }
+                remote.put_new(&format!("nodes/{}.json", m.key.hex()), bytes)?;
+            }
+        }
+        Ok(())
     }
 
     fn ref_path(&self, spec: &str, node: &str) -> PathBuf {

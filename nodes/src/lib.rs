@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod docs;
+pub mod process;
 pub mod view;
 
 use flow_engine::{Kind, Node, Registry};
@@ -61,6 +62,7 @@ kinds![
     train::Train,
     sample::Sample,
     query::Query,
+    exec::Exec,
 ];
 
 /// The engine's registry of [`KINDS`].

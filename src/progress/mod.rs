@@ -3,12 +3,15 @@
 //! (CI logs) a plain line per node at most every [`PLAIN_EVERY`] while it
 //! progresses and one when it ends; `--json` event lines for machines;
 //! nothing with `--quiet`. Then [`summary`] prints the end of the run.
+//! Whatever the display, the same events go to the run's [`log`]
+//! (`events.jsonl` in its folder), which `flow view --serve` follows.
 //!
 //! The engine sends events (started, progress, totals, finished) and hands
 //! over each running node's [`flow_engine::Meter`], which the display reads
 //! as often as it redraws: a node stuck in a 429's retry wait emits nothing,
 //! and that is exactly when it must show something.
 
+pub mod log;
 mod status;
 pub mod summary;
 
@@ -21,7 +24,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use flow_engine::cache::Store;
 use flow_engine::{Plan, RunEvent};
+
+use log::EventLog;
 
 use status::NodeState;
 
@@ -70,6 +76,10 @@ pub struct Display {
     multi: Option<MultiProgress>,
     bars: Vec<ProgressBar>,
     width: usize,
+    spec: String,
+    /// Where the run's folder is, once it starts: its event log goes there.
+    store: Option<Store>,
+    log: Option<EventLog>,
 }
 
 impl Display {
@@ -78,7 +88,9 @@ impl Display {
         let by_name = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         let width = plan.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4);
         let colour = mode == Mode::Bars && colour_on(true);
-        let mut d = Self { mode, colour, nodes, by_name, multi: None, bars: Vec::new(), width };
+        let spec = plan.spec_name.clone();
+        let mut d =
+            Self { mode, colour, nodes, by_name, multi: None, bars: Vec::new(), width, spec, store: None, log: None };
         if mode == Mode::Bars {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             for n in &d.nodes {
@@ -90,6 +102,12 @@ impl Display {
             d.multi = Some(multi);
         }
         d
+    }
+
+    /// Also writes the run's event log, in its folder of `store`.
+    pub fn with_log(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The bar's look: a bar with a total, a spinner without, a plain
@@ -109,7 +127,8 @@ impl Display {
     pub async fn consume(mut self, mut rx: UnboundedReceiver<RunEvent>) -> Self {
         let mut tick = tokio::time::interval(match self.mode {
             Mode::Bars => Duration::from_millis(200),
-            _ => Duration::from_secs(1),
+            // The log's held-back progress waits at most this.
+            _ => log::PROGRESS_EVERY,
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -128,12 +147,37 @@ impl Display {
     }
 
     fn on_event(&mut self, ev: RunEvent) {
-        if self.mode == Mode::Json {
+        match &ev {
+            RunEvent::RunStarted { run_id } => {
+                self.log = self.store.as_ref().and_then(|s| EventLog::open(&s.run_dir(run_id)));
+            }
+            RunEvent::Records { node, records } => {
+                if let Some(log) = &mut self.log {
+                    log.records(node, records);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if self.mode == Mode::Json || self.log.is_some() {
             if let Some(line) = self.event_json(&ev) {
-                outln!("{line}");
+                if self.mode == Mode::Json {
+                    outln!("{line}");
+                }
+                if let Some(log) = &mut self.log {
+                    let node = match &ev {
+                        RunEvent::RunStarted { .. } | RunEvent::Records { .. } => None,
+                        RunEvent::NodeStarted { node, .. }
+                        | RunEvent::Progress { node, .. }
+                        | RunEvent::Total { node, .. } => Some(node.as_str()),
+                        RunEvent::NodeFinished(r) => Some(r.name.as_str()),
+                    };
+                    log.event(node, matches!(ev, RunEvent::Progress { .. }), &line);
+                }
             }
         }
         match ev {
+            RunEvent::RunStarted { .. } | RunEvent::Records { .. } => {}
             RunEvent::NodeStarted { node, cached, total, meter, .. } => {
                 let Some(&i) = self.by_name.get(&node) else { return };
                 let n = &mut self.nodes[i];
@@ -199,6 +243,9 @@ impl Display {
     /// lines that are due: a node that moved (records or calls) since its
     /// last line, or that is waiting to retry, at most every [`PLAIN_EVERY`].
     fn on_tick(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.tick();
+        }
         match self.mode {
             Mode::Bars => {
                 for i in 0..self.nodes.len() {
@@ -240,6 +287,8 @@ impl Display {
 
     fn event_json(&self, ev: &RunEvent) -> Option<serde_json::Value> {
         Some(match ev {
+            RunEvent::RunStarted { run_id } => json!({"event": "run_started", "run_id": run_id, "spec": self.spec}),
+            RunEvent::Records { .. } => return None,
             RunEvent::NodeStarted { node, kind, cached, total, .. } => {
                 json!({"event": "node_started", "node": node, "kind": kind, "cached": cached, "total": total})
             }
@@ -256,6 +305,7 @@ impl Display {
                     "node": node,
                     "records": records,
                     "total": n.total,
+                    "rate": rate(n.started, *records),
                     "errors": calls.map_or(0, |c| c.errors),
                     "cost_usd": calls.and_then(|c| c.cost_usd),
                     "backing_off": backoff,
@@ -265,4 +315,11 @@ impl Display {
             RunEvent::NodeFinished(r) => json!({"event": "node_finished", "node": r}),
         })
     }
+}
+
+/// Records per second since `started`, to two decimals, once there is
+/// something to say.
+fn rate(started: Option<Instant>, records: u64) -> Option<f64> {
+    let secs = started?.elapsed().as_secs_f64();
+    (secs > 0.2 && records > 0).then(|| (records as f64 / secs * 100.0).round() / 100.0)
 }

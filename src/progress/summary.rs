@@ -19,10 +19,16 @@ impl Display {
     /// The end-of-run table and each node's summary, the calls, and how
     /// the run ended; `report` is the HTML report's path, `outputs` the
     /// `-o` files written.
-    pub fn finish(&self, store: &Store, m: &RunManifest, report: Option<&Path>, outputs: &[PathBuf]) {
+    pub fn finish(&mut self, store: &Store, m: &RunManifest, report: Option<&Path>, outputs: &[PathBuf]) {
         let folder = store.run_dir(&m.run_id);
+        let end = finished_json(m, report, outputs);
+        // Last in the log: the report and the index it points at are written.
+        if let Some(log) = &mut self.log {
+            log.tick();
+            log.event(None, false, &end);
+        }
         if self.mode == Mode::Json {
-            outln!("{}", finished_json(m, report, outputs));
+            outln!("{end}");
             return;
         }
         if self.mode != Mode::Quiet {

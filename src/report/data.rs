@@ -31,6 +31,12 @@ struct View {
 }
 
 impl ReportData {
+    /// A page of one view: `head` (as [`collect`] makes it) and the view
+    /// `{node, kind, view, data}` with its records.
+    pub fn single(head: Value, view: Value, rows: Vec<String>) -> Self {
+        Self { head, views: vec![View { view, rows, raw: Vec::new() }] }
+    }
+
     /// All of it as one JSON object: the head's fields, and `views`, each
     /// with its `rows`.
     pub fn to_json(&self) -> String {
@@ -74,7 +80,7 @@ fn with_array(out: &mut String, obj: &Value, raw: &[(&str, String)], name: &str,
 pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> ReportData {
     let nodes: Vec<Value> = m.nodes.iter().map(|n| node(plan, n)).collect();
     let mut budget = MAX_REPORT_RECORD_BYTES;
-    let views: Vec<View> = m.nodes.iter().filter_map(|n| view_of(store, plan, n, &mut budget)).collect();
+    let views: Vec<View> = m.nodes.iter().filter_map(|n| view_of(store, plan, &m.nodes, n, &mut budget)).collect();
     let head = json!({
         "format": 1,
         "flow_version": env!("CARGO_PKG_VERSION"),
@@ -132,16 +138,22 @@ fn node(plan: Option<&Plan>, n: &NodeOutcome) -> Value {
 }
 
 /// The view of a finished node, from its kind (`flow_nodes::view_for`):
-/// none for a kind without one (`load`: its records are the input), the
+/// none for a kind without one, the
 /// generic one for a kind this build does not know. `budget` is what is
 /// left of [`MAX_REPORT_RECORD_BYTES`].
-fn view_of(store: &Store, plan: Option<&Plan>, n: &NodeOutcome, budget: &mut usize) -> Option<View> {
+fn view_of(
+    store: &Store,
+    plan: Option<&Plan>,
+    run: &[NodeOutcome],
+    n: &NodeOutcome,
+    budget: &mut usize,
+) -> Option<View> {
     if !matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) {
         return None;
     }
     let kind_view = flow_nodes::view_for(&n.kind)?;
     let config = plan.and_then(|p| p.index_of(&n.name).map(|i| &p.nodes[i].compiled.config));
-    let (view, rows, raw) = view::show(kind_view, &mut ViewCx { store, node: n, config, budget });
+    let (view, rows, raw) = view::show(kind_view, &mut ViewCx { store, node: n, config, plan, run, budget });
     Some(View { view, rows, raw })
 }
 
@@ -190,9 +202,10 @@ mod tests {
         assert_eq!(data["graph"], false);
         assert_eq!(data["nodes"].as_array().unwrap().len(), 5);
         let views = data["views"].as_array().unwrap();
-        assert_eq!(views.len(), 2, "{views:?}");
-        assert_eq!((&views[1]["node"], &views[1]["view"]), (&json!("later"), &json!("generic")));
-        let v = &views[0];
+        assert_eq!(views.len(), 3, "{views:?}");
+        assert_eq!((&views[0]["node"], &views[0]["view"]), (&json!("examples"), &json!("load")));
+        assert_eq!((&views[2]["node"], &views[2]["view"]), (&json!("later"), &json!("generic")));
+        let v = &views[1];
         assert_eq!((&v["node"], &v["view"]), (&json!("tuned"), &json!("train")));
         assert_eq!(v["data"]["meta"]["examples"], 2);
         assert_eq!(v["data"]["artifacts"], json!([{"name": "train_sft.py", "text": "print('hi')"}]));

@@ -1,43 +1,84 @@
 //! Assembles the report file: the HTML skeleton with the stylesheet, the
-//! script and the data inlined.
+//! script and the data inlined. The index of runs is assembled the same way
+//! from `index.js`. Both scripts start with `dom.js` (the helpers that keep
+//! data text), inlined where they say [`INCLUDE_DOM`].
 //!
 //! The script is one scope: `page.js` (the frame: the header, the tabs, the
 //! pipeline, the records table and what views share) and the renderer of
 //! every view (`flow_nodes::views`, each kind's `view.js`), inlined where
 //! `page.js` says [`INCLUDE_VIEWS`], each in a function of its own that
-//! hands its `render` to `VIEWS`.
+//! hands its `render` to `VIEWS`. A page that `flow view --serve` serves
+//! also has `live.js` (where it says [`INCLUDE_LIVE`]): the strip that
+//! follows a run as it goes, and a CSP that lets it reach its server only.
 
 const TEMPLATE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
+const INDEX_SCRIPT: &str = include_str!("index.js");
+const DOM: &str = include_str!("dom.js");
+const LIVE: &str = include_str!("live.js");
+
+/// The line of each page's script that the DOM helpers replace.
+const INCLUDE_DOM: &str = "  //@include dom\n";
+
+/// The line of each page's script that the live strip replaces in a page
+/// `flow view --serve` serves, and nothing in a file.
+const INCLUDE_LIVE: &str = "  //@include live\n";
 
 /// The line of `page.js` that the views replace.
 const INCLUDE_VIEWS: &str = "  //@include views\n";
 
-/// The whole script.
-fn script() -> String {
+/// The whole script; `live` when served.
+fn script(live: bool) -> String {
     assert_eq!(SCRIPT.matches(INCLUDE_VIEWS).count(), 1, "page.js includes the views once");
     let mut views = String::new();
     for v in flow_nodes::views() {
         let name = serde_json::to_string(v.name).expect("a name");
         views.push_str(&format!("  VIEWS[{name}] = (function () {{\n{}\n  return render;\n  }})();\n", v.script));
     }
-    SCRIPT.replacen(INCLUDE_VIEWS, &views, 1)
+    with_dom(SCRIPT, live).replacen(INCLUDE_VIEWS, &views, 1)
+}
+
+/// `script` with the DOM helpers inlined, and the live strip when `live`.
+fn with_dom(script: &str, live: bool) -> String {
+    assert_eq!(script.matches(INCLUDE_DOM).count(), 1, "a page's script includes the DOM helpers once");
+    assert_eq!(script.matches(INCLUDE_LIVE).count(), 1, "a page's script says where the live strip goes");
+    script.replacen(INCLUDE_DOM, DOM, 1).replacen(INCLUDE_LIVE, if live { LIVE } else { "" }, 1)
 }
 
 /// The whole page for run `run_id` of spec `spec`, with `data` (JSON)
 /// embedded.
 pub fn render(spec: &str, run_id: &str, data: &str, nonce: &str) -> String {
+    render_page(&format!("flow · {spec} · {run_id}"), data, nonce, "")
+}
+
+/// A report page titled `title`, with `data`; `connect` as
+/// [`render_index`] has it (served: the page follows its run live).
+pub fn render_page(title: &str, data: &str, nonce: &str, connect: &str) -> String {
+    page(title, &script(!connect.is_empty()), data, nonce, connect)
+}
+
+/// The index of a workspace's runs, with `data` (JSON) embedded; `connect`
+/// is what the page may connect to besides nothing (`'self'` when served).
+pub fn render_index(workspace: &str, data: &str, nonce: &str, connect: &str) -> String {
+    page(&format!("flow · runs · {workspace}"), &with_dom(INDEX_SCRIPT, !connect.is_empty()), data, nonce, connect)
+}
+
+/// A page: the template with `script` and `data`; `connect` allows the
+/// page's `fetch` and `EventSource` to reach those sources (none: nothing).
+pub fn page(title: &str, script: &str, data: &str, nonce: &str, connect: &str) -> String {
     let data = embed_json(data);
-    let title = escape_html(&format!("flow · {spec} · {run_id}"));
+    let title = escape_html(title);
+    let connect = if connect.is_empty() { String::new() } else { format!(" connect-src {connect};") };
     fill(
         TEMPLATE,
         &[
             ("NONCE", nonce),
+            ("CONNECT", &connect),
             ("TITLE", &title),
             ("VERSION", env!("CARGO_PKG_VERSION")),
             ("STYLE", STYLE),
-            ("SCRIPT", &script()),
+            ("SCRIPT", script),
             ("DATA", &data),
         ],
     )
@@ -112,7 +153,9 @@ mod tests {
     #[test]
     fn inlined_code_cannot_end_its_element_early() {
         let views = flow_nodes::views().into_iter().map(|v| (v.name, v.script));
-        for (name, text) in [("page.js", SCRIPT), ("page.css", STYLE)].into_iter().chain(views) {
+        let pages =
+            [("page.js", SCRIPT), ("index.js", INDEX_SCRIPT), ("dom.js", DOM), ("live.js", LIVE), ("page.css", STYLE)];
+        for (name, text) in pages.into_iter().chain(views) {
             let lower = text.to_ascii_lowercase();
             for bad in ["</script", "</style", "<!--", "{{"] {
                 assert!(!lower.contains(bad), "{name} contains `{bad}`");
@@ -132,6 +175,12 @@ mod tests {
         assert_eq!(page.matches("function render(panel, v)").count(), flow_nodes::views().len());
         assert!(page.contains("<title>flow · s&lt;x&gt; · r1</title>"));
         assert!(page.contains("script-src 'nonce-n0nce'"));
+        assert!(!page.contains("connect-src") && !page.contains("EventSource"), "a file follows no run");
+        let served = render_page("t", r#"{"views":[]}"#, "n0nce", "'self'");
+        assert!(
+            served.contains("connect-src 'self';") && served.contains("new EventSource("),
+            "a served page follows its run"
+        );
         // The SVG namespace is a name and `url(#id)` a reference inside the
         // page, not fetches.
         let lower = page.to_ascii_lowercase().replace("\"http://www.w3.org/2000/svg\"", "").replace("url(#", "");

@@ -3,13 +3,12 @@
 //! server saw — concurrency, retries, calls a memo saved, the API key — not
 //! only what `flow` reports about itself.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{node, pairs, run_in_env, statuses, Rng};
+use crate::common::{assert_in_no_file, files_under, node, pairs, run_in_env, statuses, Rng};
 use crate::llm_server::{LlmServer, ReplyFn, ServerConfig};
 use crate::openai::{
     assert_all_answered, calls, cases, count, flow, project, run_ok, show, spawn_run, spec, ANSWERS, SPEC,
@@ -188,18 +187,6 @@ fn repeat_samples_are_separate_calls() {
     assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (5, 15), "{c}");
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            files(&e.path(), out);
-        } else {
-            out.push(e.path());
-        }
-    }
-}
-
 #[test]
 fn api_key_is_sent_and_never_written() {
     let key = "sk-test-SECRET-123456";
@@ -217,13 +204,9 @@ fn api_key_is_sent_and_never_written() {
     assert_eq!(server.successes(), 10);
     assert!(!printed.contains(key), "flow printed the API key:\n{printed}");
 
-    let mut all = Vec::new();
-    files(p.dir.path(), &mut all);
+    let all = files_under(p.dir.path());
     assert!(all.iter().any(|f| f.ends_with("memo.sqlite")), "no call memo in {all:?}");
-    for f in &all {
-        let bytes = std::fs::read(f).unwrap();
-        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "{} holds the API key", f.display());
-    }
+    assert_in_no_file(&all, key);
 }
 
 /// Runs `flow validate` and `flow run` on `spec`; both must reject it with
@@ -348,12 +331,7 @@ fn keys_in_a_base_url_are_never_written() {
     assert!(r.stderr.contains("api-key=REDACTED"), "{}", r.stderr);
     printed.push_str(&r.stderr);
     assert!(!printed.contains(secret), "flow printed the key:\n{printed}");
-    let mut all = Vec::new();
-    files(p.dir.path(), &mut all);
-    for f in all.iter().filter(|f| !f.ends_with(SPEC)) {
-        let bytes = std::fs::read(f).unwrap();
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the key", f.display());
-    }
+    assert_in_no_file(files_under(p.dir.path()).iter().filter(|f| !f.ends_with(SPEC)), secret);
 
     let e = rejected(&spec("http://user:sk-in-url-42@127.0.0.1:9/v1", 2, ANSWERS));
     assert!(e.contains("holds credentials") && e.contains("api_key_env"), "{e}");

@@ -146,3 +146,30 @@ impl Rng {
         &items[self.below(items.len())]
     }
 }
+
+/// Every file under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether `bytes` hold `secret` anywhere.
+pub fn holds(bytes: &[u8], secret: &str) -> bool {
+    bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+}
+
+/// Fails naming the first file among `files` that holds `secret`.
+pub fn assert_in_no_file<'a>(files: impl IntoIterator<Item = &'a PathBuf>, secret: &str) {
+    for f in files {
+        assert!(!holds(&std::fs::read(f).unwrap(), secret), "{} holds a secret", f.display());
+    }
+}

@@ -2,31 +2,15 @@
 //! --flag` in a file under `examples/` (the GitHub Actions workflows, the
 //! Slurm script, the Kubernetes Jobs) is in that subcommand's `--help`.
 
-use std::path::{Path, PathBuf};
-
-use crate::common::{repo, Project};
+use crate::common::{files_under, repo, Project};
 
 const SUBCOMMANDS: &[&str] = &["run", "plan", "validate", "show", "runs", "view", "schema", "init", "cache", "compare"];
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else if p.extension().is_some_and(|x| x != "md") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
 
 #[test]
 fn the_examples_use_only_flags_that_exist() {
     let p = Project::empty();
     let mut checked = Vec::new();
-    for file in files(&repo().join("examples")) {
+    for file in files_under(&repo().join("examples")).into_iter().filter(|p| p.extension().is_some_and(|x| x != "md")) {
         let text = std::fs::read_to_string(&file).unwrap();
         let mut flags = 0;
         // Command lines, not comments.

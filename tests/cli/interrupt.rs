@@ -184,7 +184,7 @@ fn a_killed_run_reads_as_died_not_running_forever() {
     };
 
     assert_eq!(status_in_runs(), "running", "a live run is not taken for dead");
-    let view = flow(&["view", "--no-open"]);
+    let view = flow(&["view", "--no-open", "latest"]);
     assert_eq!(view.code, 2, "{}", view.stderr);
     assert!(view.stderr.contains("is still running"), "{}", view.stderr);
     let gc = flow(&["cache", "gc", "--keep-runs", "0", "--min-age", "0s", "--dry-run"]);
@@ -195,7 +195,7 @@ fn a_killed_run_reads_as_died_not_running_forever() {
     assert_eq!(p.latest_run("specs/.flow")["status"], "running", "the manifest on disk still says running");
     assert_eq!(status_in_runs(), "died");
 
-    let view = flow(&["view", "--no-open"]);
+    let view = flow(&["view", "--no-open", "latest"]);
     assert_eq!(view.code, 0, "{}", view.stderr);
     let report = p.path(view.stdout.trim());
     assert!(report.ends_with("report.html"), "{}", view.stdout);

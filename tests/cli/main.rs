@@ -12,14 +12,22 @@ mod browser;
 #[path = "../support/paraphrase_logs.rs"]
 mod paraphrase_logs;
 
+#[path = "../support/app_server.rs"]
+mod app_server;
+
 #[path = "../support/postgres.rs"]
 mod postgres;
 
 #[path = "../support/weaviate.rs"]
 mod weaviate;
 
+#[path = "../support/s3.rs"]
+mod s3;
+
 mod ab;
+mod apps;
 mod backends;
+mod batch;
 mod cache;
 mod common;
 mod compare;
@@ -43,10 +51,13 @@ mod query;
 mod report;
 mod runids;
 mod self_improve;
+mod serve;
 mod shard;
 mod spill;
+mod store;
 mod synthesize;
 mod templates;
 mod throughput;
 mod tools;
 mod train;
+mod workbench;

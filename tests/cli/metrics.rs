@@ -238,3 +238,76 @@ nodes:
     let line = plan.stdout.lines().find(|l| l.starts_with("scores")).unwrap_or_default();
     assert!(line.contains("will run"), "a failed node is not cached:\n{}", plan.stdout);
 }
+
+/// The mean log probability the test server gives `answer`: −len/10 a word.
+fn mean_logprob(answer: &str) -> f64 {
+    let lps: Vec<f64> = answer.split_whitespace().map(|w| -(w.chars().count() as f64) / 10.0).collect();
+    lps.iter().sum::<f64>() / lps.len() as f64
+}
+
+#[test]
+fn logprob_and_perplexity_score_the_servers_log_probabilities() {
+    let server = LlmServer::start(ServerConfig::default());
+    let spec = format!(
+        r#"flow: 1
+name: lp
+backends:
+  bot:
+    provider: openai
+    base_url: {url}
+    model: test-model
+    api_key_env: FLOW_TEST_KEY
+    params: {{logprobs: true}}
+  plain:
+    provider: openai
+    base_url: {url}
+    model: test-model
+    api_key_env: FLOW_TEST_KEY
+nodes:
+  cases: {{kind: load, path: data/cases.jsonl}}
+  answers: {{kind: run, input: cases, backend: bot, prompt: "{{{{question}}}}"}}
+  scores:
+    kind: evaluate
+    input: answers
+    metrics:
+      - {{type: logprob, min_logprob: -0.35}}
+      - {{type: perplexity, max_perplexity: 1.4}}
+"#,
+        url = server.base_url()
+    );
+    let p = Project::empty();
+    let questions = ["What is 2 + 2?", "Name a colour.", "Summarise the treaty of Westphalia briefly."];
+    let cases: String =
+        questions.iter().enumerate().map(|(i, q)| format!("{{\"id\": \"c{i}\", \"question\": \"{q}\"}}\n")).collect();
+    p.write("specs/data/cases.jsonl", &cases);
+    p.write("specs/lp.yaml", &spec);
+    let r = flow(&p, &["run", "specs/lp.yaml"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let scored = lines(&flow(&p, &["show", "scores", "--spec", "specs/lp.yaml"]).stdout);
+    assert_eq!(scored.len(), 3);
+    for (rec, q) in scored.iter().zip(questions) {
+        // The server answers "echo: <question>".
+        let mean = mean_logprob(&format!("echo: {q}"));
+        assert!((rec["logprobs"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{rec}");
+        let lp = &rec["scores"]["logprob"];
+        assert!((lp["value"].as_f64().unwrap() - mean).abs() < 1e-6, "{rec}");
+        assert_eq!(lp["pass"], mean >= -0.35, "{rec}");
+        let ppl = &rec["scores"]["perplexity"];
+        assert!((ppl["value"].as_f64().unwrap() - (-mean).exp()).abs() < 1e-5, "{rec}");
+        assert_eq!(ppl["pass"], (-mean).exp() <= 1.4, "{rec}");
+    }
+    // Figures that differ by record: some pass, some fail.
+    let passes: Vec<bool> = scored.iter().map(|r| r["scores"]["perplexity"]["pass"].as_bool().unwrap()).collect();
+    assert!(passes.contains(&true) && passes.contains(&false), "{passes:?}");
+    // A run that does not ask for them is told so before anything runs.
+    p.write("specs/plain.yaml", &spec.replace("backend: bot", "backend: plain"));
+    let r = flow(&p, &["validate", "specs/plain.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`logprob` scores the answers' token log probabilities, which `answers` does not ask for"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: set `params: {logprobs: true}` on the backend of `answers`"), "{}", r.stderr);
+    assert!(r.stderr.contains("plain.yaml:22:"), "{}", r.stderr);
+}

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::common::{node, run_in_env};
+use crate::common::{assert_in_no_file, node, run_in_env};
 use crate::llm_server::{LlmServer, ServerConfig, ToolCallFn};
 use crate::openai::{project, show, SPEC};
 
@@ -192,12 +192,7 @@ fn one_spec_runs_on_every_provider_and_plan_shows_identity_and_price() {
     }
     assert_eq!(server.seen().len(), 4, "anthropic and azure: two calls each");
     assert!(!printed.contains(KEY), "the key was printed");
-    let mut all = Vec::new();
-    files(p.dir.path(), &mut all);
-    for f in &all {
-        let bytes = std::fs::read(f).unwrap();
-        assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "{} holds the API key", f.display());
-    }
+    assert_in_no_file(&crate::common::files_under(p.dir.path()), KEY);
 }
 
 #[test]
@@ -341,18 +336,6 @@ fn an_answer_cut_at_max_tokens_is_marked_truncated_and_counted() {
         assert_eq!(summary["truncated"], 2, "{provider}: {summary}");
         let text = p.read(&format!("specs/.flow/runs/{run}/answers/summary.md"));
         assert!(text.contains("truncated: 2 answers"), "{provider}: {text}");
-    }
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            files(&e.path(), out);
-        } else {
-            out.push(e.path());
-        }
     }
 }
 

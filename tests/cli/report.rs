@@ -15,19 +15,19 @@ use serde_json::{json, Value};
 use crate::common::{Project, Run};
 
 /// A run manifest's report.
-fn report_path(p: &Project, manifest: &Value) -> PathBuf {
+pub(crate) fn report_path(p: &Project, manifest: &Value) -> PathBuf {
     p.path("specs/.flow/runs").join(manifest["run_id"].as_str().unwrap()).join("report.html")
 }
 
 /// The data a report embeds (its JSON block, as the page reads it).
-fn embedded(html: &str) -> Value {
+pub(crate) fn embedded(html: &str) -> Value {
     let start = html.find(r#"<script type="application/json" id="flow-data">"#).expect("the data block");
     let rest = &html[start..];
     let body = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
     serde_json::from_str(body).expect("the data block is JSON")
 }
 
-fn view<'a>(data: &'a Value, node: &str) -> &'a Value {
+pub(crate) fn view<'a>(data: &'a Value, node: &str) -> &'a Value {
     data["views"].as_array().unwrap().iter().find(|v| v["node"] == node).unwrap_or_else(|| panic!("no view {node}"))
 }
 
@@ -52,8 +52,15 @@ fn every_run_writes_a_report_that_flow_view_finds() {
     let inputs: Vec<&Value> = data["nodes"].as_array().unwrap().iter().map(|n| &n["inputs"]).collect();
     assert!(inputs.contains(&&json!(["answers"])), "the graph's edges: {inputs:?}");
 
-    // `flow view` prints the latest run's report (no display: nothing opens).
-    let latest = flow_no_display(&p, &["view"]);
+    // `flow view latest` prints the latest run's report (no display:
+    // nothing opens); `flow view` the index of runs.
+    let index = flow_no_display(&p, &["view"]);
+    assert_eq!(index.code, 0, "{}", index.stderr);
+    assert_eq!(
+        std::fs::canonicalize(p.dir.path().join(index.stdout.trim())).unwrap(),
+        std::fs::canonicalize(p.path("specs/.flow/index.html")).unwrap()
+    );
+    let latest = flow_no_display(&p, &["view", "latest"]);
     assert_eq!(latest.code, 0, "{}", latest.stderr);
     let printed = p.dir.path().join(latest.stdout.trim());
     assert_eq!(std::fs::canonicalize(printed).unwrap(), std::fs::canonicalize(&path).unwrap());
@@ -62,7 +69,7 @@ fn every_run_writes_a_report_that_flow_view_finds() {
 
     // A run from before reports were written gets one, without the graph.
     std::fs::remove_file(&path).unwrap();
-    let again = p.flow(&["view", "--no-open"]);
+    let again = p.flow(&["view", "--no-open", "latest"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(embedded(&std::fs::read_to_string(&path).unwrap())["graph"], false);
 
@@ -73,7 +80,7 @@ fn every_run_writes_a_report_that_flow_view_finds() {
 }
 
 /// `flow` in the project with no display, so `flow view` opens nothing.
-fn flow_no_display(p: &Project, args: &[&str]) -> Run {
+pub(crate) fn flow_no_display(p: &Project, args: &[&str]) -> Run {
     let out = std::process::Command::new(crate::common::FLOW)
         .args(args)
         .current_dir(p.dir.path())
@@ -112,7 +119,7 @@ fn a_failed_run_reports_what_finished() {
     let status = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap()["status"].clone();
     assert_eq!([status("answers"), status("good"), status("broken")], [json!("ran"), json!("ran"), json!("failed")]);
     let views: Vec<&Value> = data["views"].as_array().unwrap().iter().map(|v| &v["node"]).collect();
-    assert_eq!(views, [&json!("good")], "a view for what finished, none for the failed node");
+    assert_eq!(views, [&json!("answers"), &json!("good")], "a view for what finished, none for the failed node");
     let rows = view(&data, "good")["rows"].as_array().unwrap();
     assert_eq!(rows.iter().map(|r| r["pass"].clone()).collect::<Vec<_>>(), [json!(true), json!(false)]);
 }
@@ -162,7 +169,8 @@ fn an_interrupted_run_reports_what_finished() {
     let nodes = data["nodes"].as_array().unwrap();
     let status = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap()["status"].clone();
     assert_eq!([status("cases"), status("answers")], [json!("ran"), json!("cancelled")]);
-    assert!(data["views"].as_array().unwrap().is_empty());
+    let views: Vec<&Value> = data["views"].as_array().unwrap().iter().map(|v| &v["node"]).collect();
+    assert_eq!(views, [&json!("cases")], "a view for the node that finished only");
 }
 
 /// A fresh project with `specs/self-improve.yaml` and its data, run: every
@@ -238,7 +246,7 @@ fn extract_synthesize_and_train_get_views_of_their_own() {
 
 /// In a real browser (Linux: the client places pipes on fixed descriptors).
 #[cfg(target_os = "linux")]
-mod in_chromium {
+pub(crate) mod in_chromium {
     use std::collections::BTreeSet;
     use std::path::{Path, PathBuf};
 
@@ -250,14 +258,14 @@ mod in_chromium {
     use crate::llm_server::{LlmServer, ServerConfig};
 
     /// Where a browser test leaves its screenshots and the browser's log.
-    fn out_dir(test: &str) -> PathBuf {
+    pub(crate) fn out_dir(test: &str) -> PathBuf {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("report-test").join(test);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     /// Chromium, or `None` after saying why the test does not run.
-    fn browser_or_skip(test: &str) -> Option<PathBuf> {
+    pub(crate) fn browser_or_skip(test: &str) -> Option<PathBuf> {
         let found = chromium();
         if found.is_none() {
             // CI installs Chromium (.ci/run): there, a missing browser is a failure, not a skip.
@@ -267,13 +275,13 @@ mod in_chromium {
         found
     }
 
-    fn file_url(path: &Path) -> String {
+    pub(crate) fn file_url(path: &Path) -> String {
         format!("file://{}", std::fs::canonicalize(path).unwrap().display())
     }
 
     /// Questions whose echo is markup, one id that is markup; the even ones
     /// fail `strict`.
-    const PAYLOADS: [(&str, &str); 6] = [
+    pub(crate) const PAYLOADS: [(&str, &str); 6] = [
         ("x-script", "<script>alert(1)</script>"),
         ("x-img", "<img src=x onerror=\"document.title='pwned';window.__pwned=1\">"),
         ("x-close", "</script><script>window.__pwned=2</script>"),
@@ -285,7 +293,7 @@ mod in_chromium {
     /// A project whose `run` node asks a local OpenAI-compatible server (which
     /// echoes) the payloads; `strict` fails every other one, `lenient` none;
     /// `ab` compares the two, so the payload ids flip.
-    fn xss_project(url: &str) -> (Project, BTreeSet<String>) {
+    pub(crate) fn xss_project(url: &str) -> (Project, BTreeSet<String>) {
         let p = Project::empty();
         let mut cases = String::new();
         let mut failing = BTreeSet::new();
@@ -330,7 +338,7 @@ mod in_chromium {
 
     /// Asserts that nothing the records carry ran or loaded, and that the page
     /// logged no error.
-    fn assert_nothing_ran(b: &mut Browser, report: &str) {
+    pub(crate) fn assert_nothing_ran(b: &mut Browser, report: &str) {
         assert_eq!(b.eval("typeof window.__pwned"), "undefined", "a payload ran");
         assert!(b.eval("document.title").as_str().unwrap().starts_with("flow · xss · "), "the title changed");
         assert_eq!(b.dialogs(), Vec::<String>::new(), "a dialog opened");
@@ -401,21 +409,27 @@ mod in_chromium {
         assert!(found["detail"].as_str().unwrap().contains(PAYLOADS[1].1), "{}", found["detail"]);
         b.screenshot(&out.join("search.png"));
 
-        // The comparison lists the flipped ids as text; one opens its record.
+        // The comparison lists the flipped ids as text, each with its
+        // question; one opens its row of the case-by-case table.
         let flips = b.eval(
             "(() => { const p = flowReport.show('ab').panel;
-               return [...p.querySelectorAll('.chips .chip')].map(c => c.textContent); })()",
+               return [...p.querySelectorAll('.flips .chip')].map(c => c.querySelector('.flip-id').textContent); })()",
         );
         let flips: BTreeSet<String> = serde_json::from_value(flips).unwrap();
         assert_eq!(flips, failing, "fail → pass flips");
         b.screenshot(&out.join("compare.png"));
         let opened = b.eval(
-            "(() => { [...flowReport.show('ab').panel.querySelectorAll('.chips .chip')]
-                 .find(c => c.textContent === '<b>x-id</b>').click();
+            "(() => { const chip = [...flowReport.show('ab').panel.querySelectorAll('.flips .chip')]
+                 .find(c => c.querySelector('.flip-id').textContent === '<b>x-id</b>');
+               const question = chip.querySelector('.flip-q').textContent;
+               chip.click();
                const p = document.querySelector('section.view:not([hidden])');
-               return {view: p.dataset.view, ids: [...p.querySelectorAll('tr.rt-row .rt-id')].map(td => td.textContent)}; })()",
+               return {view: p.dataset.view, question,
+                       open: [...p.querySelectorAll('tr.cmp-row.open .cmp-id')].map(td => td.textContent)}; })()",
         );
-        assert_eq!(opened, json!({"view": "node:lenient", "ids": ["<b>x-id</b>"]}));
+        let question = opened["question"].as_str().unwrap().trim_end_matches('…');
+        assert!(question.len() > 20 && PAYLOADS[4].1.starts_with(question), "the question beside the id: {question}");
+        assert_eq!((&opened["view"], &opened["open"]), (&json!("node:ab"), &json!(["<b>x-id</b>"])));
         assert_nothing_ran(&mut b, &url);
     }
 

@@ -222,7 +222,7 @@ fn a_run_without_its_report_is_not_a_success() {
     let run = p.latest_run("specs/.flow");
     assert_eq!(run["status"], "failed");
     assert!(statuses(&run).iter().all(|(_, s)| s == "ran"), "{run}");
-    let view = p.flow(&["view", "--no-open"]);
+    let view = p.flow(&["view", "--no-open", "latest"]);
     assert_eq!(view.code, 0, "{}", view.stderr);
     assert!(p.dir.path().join(view.stdout.trim()).is_file(), "{}", view.stdout);
 }

@@ -22,7 +22,10 @@
 //! and the caller is told ([`MemoNotice`]). The answers in it are lost, but
 //! no run fails or panics on it again.
 
+mod batches;
 mod legacy;
+
+pub use batches::BatchRecord;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -295,6 +298,41 @@ impl CallMemo {
         Ok((added, there))
     }
 
+    /// Writes the calls stored after row `since` (a watermark from an
+    /// earlier export; 0 for all) into a new memo file at `to`, which must
+    /// not exist: a segment another workspace can [`CallMemo::import`]. How
+    /// many, and the watermark to pass next time.
+    pub fn export_since(&self, since: i64, to: &Path) -> Result<(u64, i64), MemoError> {
+        let Some(write) = &self.write else {
+            return Err(MemoError::ReadOnly { path: self.path.clone() });
+        };
+        let conn = lock(write);
+        let err = |e| MemoError::of(to, e);
+        let upto: i64 = conn
+            .query_row("SELECT coalesce(max(rowid), ?1) FROM calls", [since], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        conn.execute("ATTACH DATABASE ?1 AS segment", rusqlite::params![to.to_string_lossy()]).map_err(err)?;
+        let copied = conn
+            .execute_batch("CREATE TABLE segment.calls (key BLOB PRIMARY KEY NOT NULL, value BLOB NOT NULL)")
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO segment.calls (key, value) SELECT key, value FROM main.calls WHERE rowid > ?1 AND rowid <= ?2",
+                    [since, upto],
+                )
+            });
+        let detached = conn.execute("DETACH DATABASE segment", []);
+        let n = copied.map_err(err)?;
+        detached.map_err(err)?;
+        Ok((n as u64, upto))
+    }
+
+    /// The watermark of everything stored so far (see
+    /// [`CallMemo::export_since`]).
+    pub fn watermark(&self) -> Result<i64, MemoError> {
+        let conn = lock(&self.read);
+        conn.query_row("SELECT coalesce(max(rowid), 0) FROM calls", [], |row| row.get(0)).map_err(|e| self.err(e))
+    }
+
     /// Number of memoized calls.
     pub fn len(&self) -> Result<u64, MemoError> {
         let conn = lock(&self.read);
@@ -335,6 +373,7 @@ fn connect(path: &Path) -> Result<(Connection, Connection), MemoError> {
     // Each commit reaches the disk before its answers count as kept.
     write.pragma_update(None, "synchronous", "FULL").map_err(err)?;
     write.execute_batch(SCHEMA).map_err(err)?;
+    write.execute_batch(batches::SCHEMA).map_err(err)?;
     check(&write, path)?;
     let read = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(err)?;

@@ -32,6 +32,7 @@ use crate::assess::{Assessment, Force, State};
 use crate::compile::{Plan, PlanNode};
 use crate::meter::Meter;
 use crate::node::RunContext;
+use crate::record::Batch;
 use cached::cached_record;
 use job::NodeJob;
 use sink::Emitter;
@@ -47,6 +48,9 @@ const SIDE_WAIT_BUFFER: usize = 1 << 20;
 /// What a run reports as it goes (progress bars, `--json` lines).
 #[derive(Debug, Clone)]
 pub enum RunEvent {
+    /// The run began: its id names its folder (`.flow/runs/<run-id>/`),
+    /// where a display may keep a log of these events.
+    RunStarted { run_id: String },
     /// A node began: running, or replaying its cached output.
     NodeStarted {
         node: String,
@@ -60,6 +64,10 @@ pub enum RunEvent {
     },
     /// Output records so far.
     Progress { node: String, records: u64 },
+    /// Records a running node just output (the batch it sent downstream,
+    /// shared, not copied), for a display that shows them as they come; a
+    /// cached node's replay sends none.
+    Records { node: String, records: Batch },
     /// A node's expected output became known, or changed, once an
     /// upstream node finished with its real count.
     Total { node: String, total: u64 },
@@ -146,6 +154,7 @@ pub async fn run(
         nodes: Vec::new(),
     };
     store.write_run_manifest(&manifest)?;
+    let _ = events.send(RunEvent::RunStarted { run_id: run_id.clone() });
 
     let n = plan.nodes.len();
     let Edges { mut senders, mut receivers, done_tx, done_rx } = Edges::wire(&plan, &assessed);

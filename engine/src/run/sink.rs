@@ -45,6 +45,7 @@ impl Emitter {
         let batch: Batch = Arc::new(records);
         if let Some(sink) = &self.sink {
             sink.send(batch.clone()).await?;
+            let _ = self.events.send(RunEvent::Records { node: self.node.clone(), records: batch.clone() });
         }
         for tx in &self.senders {
             tx.send(batch.clone()).await.map_err(|_| NodeError::Cancelled)?;

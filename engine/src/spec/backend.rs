@@ -36,6 +36,12 @@ pub enum Provider {
     /// Sentence embeddings computed in this process from a
     /// sentence-transformers folder (`model_dir`); embeddings only.
     Local,
+    /// The user's own application behind any JSON HTTP endpoint: `url`,
+    /// `method`, `headers`, a `body` template and an `output:` path.
+    Http,
+    /// The user's own program, one long-lived process per slot speaking
+    /// JSONL on stdin/stdout: `command: [python3, app.py]`.
+    Exec,
 }
 
 impl Provider {
@@ -46,17 +52,24 @@ impl Provider {
             Provider::Anthropic => "anthropic",
             Provider::Azure => "azure",
             Provider::Local => "local",
+            Provider::Http => "http",
+            Provider::Exec => "exec",
         }
     }
 
     /// Whether the provider is reached over HTTP (and may need a key).
     pub fn is_remote(self) -> bool {
-        !matches!(self, Provider::Sim | Provider::Local)
+        !matches!(self, Provider::Sim | Provider::Exec | Provider::Local)
     }
 
     /// Whether it answers chat completions (a `local` model only embeds).
     pub fn chats(self) -> bool {
         self != Provider::Local
+    }
+
+    /// Whether a backend must name its `model` (an LLM API routes by it).
+    pub fn needs_model(self) -> bool {
+        matches!(self, Provider::Openai | Provider::Anthropic | Provider::Azure)
     }
 }
 
@@ -168,7 +181,57 @@ pub struct BackendSpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub model_files: Option<super::local_model::ModelFiles>,
+    /// `http` only: the endpoint's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `http` only: `POST` (the default), `PUT`, `PATCH`, or `GET` (no body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// `http` only: the request body, a YAML value whose strings are
+    /// `{{field}}` templates over the record's fields, `prompt` (the last
+    /// user message), `system`, `messages` and `record`; a string that is one
+    /// `{{field}}` alone becomes that value (a list stays a list). Default:
+    /// `{record, prompt, messages}`, the `exec` protocol's request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// `http` only: where the answer is in the JSON response, e.g.
+    /// `data.answer` or `choices[0].text`; default `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// `http` only: where token counts are in the response (an object with
+    /// `prompt_tokens`/`completion_tokens` or `input_tokens`/`output_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    /// `http` only: where the call's cost in USD is in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// `http` only: the HTTP statuses retried; default 408, 409, 429 and
+    /// 5xx but 501 and 505. Timeouts and connection errors are always retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<u16>>,
+    /// `exec` only: the program and its arguments, run in the spec's folder;
+    /// the files it names are part of the backend's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// `exec`: the content hash of each file `command` names, by the path
+    /// written, read when the spec loads.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub command_files: BTreeMap<String, String>,
+    /// The spec's folder, where an `exec` command runs.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub dir: std::path::PathBuf,
+    /// `openai`, `anthropic` and `sim`: send chat calls through the
+    /// provider's batch API at half the price, answers within 24 h: `true`
+    /// or `{max_requests, max_wait, poll}` (see docs/batch.md). Not part of
+    /// the identity: batch and live answers share the call memo.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::batch::deserialize")]
+    #[schemars(with = "Option<super::batch::BatchField>")]
+    pub batch: Option<super::batch::BatchSpec>,
 }
+
+pub use super::app::HttpMethod;
 
 /// Retries on 429, 5xx, timeouts and connection errors: exponential backoff
 /// with jitter, or the server's `Retry-After` when it sends one.
@@ -232,6 +295,7 @@ impl BackendSpec {
             (None, Provider::Local) => {
                 self.model_dir.as_deref().map(super::local_model::ModelFiles::name_of).unwrap_or("local")
             }
+            (None, Provider::Http | Provider::Exec) => super::app::APP_MODEL,
             (None, _) => "",
         }
     }
@@ -261,6 +325,8 @@ impl BackendSpec {
             (None, Provider::Anthropic) => ANTHROPIC_BASE_URL,
             // Checked when the spec loads: an azure backend names its endpoint.
             (None, Provider::Azure) => "",
+            (None, Provider::Http) => self.url.as_deref().unwrap_or("").trim_end_matches('/'),
+            (None, Provider::Exec) => "exec:",
         }
     }
 
@@ -302,6 +368,7 @@ impl BackendSpec {
             // The model's files, not where they are.
             put("model_files", Some(json!(self.model_files.as_ref().map(|m| m.hash.hex()))));
         }
+        super::app::identity(self, o);
         v
     }
 
@@ -390,6 +457,7 @@ impl super::Parser<'_> {
             let mut body = body.clone();
             body.retain(|k, _| !SECRET_FIELDS.contains(&yaml_brief(k).as_str()));
             let errors_before = self.diags.len();
+            let body = super::app::defer_header_env(body);
             let resolved = self.interpolate(&Yaml::Mapping(body), &path, params, env);
             if self.diags.len() > errors_before {
                 continue;
@@ -427,8 +495,9 @@ impl super::Parser<'_> {
                             .push(self.file.at_value(&at, format!("backend `{name}`: {}", p.message)).hint(p.hint));
                     }
                 }
-                Ok(spec) => {
-                    if spec.provider.is_remote() && spec.model.is_none() {
+                Ok(mut spec) => {
+                    let app_ok = self.app_backend(&name, &path, &mut spec);
+                    if spec.provider.needs_model() && spec.model.is_none() {
                         let hint = match spec.provider {
                             Provider::Anthropic => "add `model: claude-3-5-haiku-latest` (or another Claude model)",
                             Provider::Azure => "add `model:` (the model the deployment serves, for prices) and `deployment:` (its name; default: the model)",
@@ -460,6 +529,14 @@ impl super::Parser<'_> {
                         only("prompt_cache", spec.prompt_cache, Provider::Anthropic),
                         only("model_dir", spec.model_dir.is_some(), Provider::Local),
                         only("batch_size", spec.batch_size.is_some(), Provider::Local),
+                        only("url", spec.url.is_some(), Provider::Http),
+                        only("method", spec.method.is_some(), Provider::Http),
+                        only("body", spec.body.is_some(), Provider::Http),
+                        only("output", spec.output.is_some(), Provider::Http),
+                        only("usage", spec.usage.is_some(), Provider::Http),
+                        only("cost", spec.cost.is_some(), Provider::Http),
+                        only("retry_on", spec.retry_on.is_some(), Provider::Http),
+                        only("command", spec.command.is_some(), Provider::Exec),
                     ];
                     let mut bad = false;
                     for (field, provider) in misplaced.into_iter().flatten() {
@@ -476,11 +553,20 @@ impl super::Parser<'_> {
                                 .hint(format!("drop `{field}`, or set `provider: {provider}`")),
                         );
                     }
-                    let mut spec = spec;
+                    if spec.batch.is_some()
+                        && !matches!(spec.provider, Provider::Openai | Provider::Anthropic | Provider::Sim)
+                    {
+                        bad = true;
+                        self.diags.push(
+                            self.file
+                                .at_key(&path.key("batch"), format!("backend `{name}`: `batch` is for `provider: openai`, `anthropic` or `sim`, not `{}`", spec.provider.name()))
+                                .hint("drop `batch`: only OpenAI's Batch API and Anthropic's Message Batches are supported"),
+                        );
+                    }
                     if !bad && spec.provider == Provider::Local {
                         bad = !self.local_model(&mut spec, &path, &name);
                     }
-                    if !bad {
+                    if !bad && app_ok {
                         out.insert(name, spec);
                     }
                 }
@@ -575,7 +661,7 @@ impl super::Parser<'_> {
             for (h, value) in headers {
                 let h = yaml_brief(h);
                 let shaped_like_a_key = value.as_str().is_some_and(has_key_prefix);
-                if is_credential_header(&h) || shaped_like_a_key {
+                if (is_credential_header(&h) || shaped_like_a_key) && !super::app::reads_env(body, value) {
                     self.secret(value);
                     let d = self
                         .file

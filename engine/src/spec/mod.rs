@@ -9,7 +9,9 @@
 //! collected with its file:line:col, in the spec or in the template file
 //! where it is written; nothing stops at the first.
 
+pub mod app;
 pub mod backend;
+pub mod batch;
 mod depth;
 mod duration;
 mod expand;

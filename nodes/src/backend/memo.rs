@@ -165,6 +165,11 @@ impl MemoWriter {
         true
     }
 
+    /// The memo itself, for what is not an answer (the batches table).
+    pub(crate) fn memo(&self) -> &CallMemo {
+        &self.memo
+    }
+
     /// Why answers are no longer recorded, once a commit failed.
     pub fn failure(&self) -> Option<MemoFailed> {
         Some(MemoFailed { cause: self.failed.get()?.clone(), lost: None })

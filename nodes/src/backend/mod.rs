@@ -15,10 +15,22 @@
 //! creation instead of starting a second job; a GET ([`Backend::get`], a
 //! job's status) goes through limits, retries and accounting but is never
 //! memoized, since its answer changes over time.
+//!
+//! This module is the pipeline; [`call`] holds what a call is and gives
+//! back, `chat` the calls stages make by name (chat, embeddings),
+//! `describe` how `flow plan` shows a backend, and a file per provider
+//! (`openai`, `anthropic`, `azure`, `http`, `exec`, `sim`) its transport.
 
 mod anthropic;
+pub mod app;
 mod azure;
+mod batch;
+mod call;
+mod chat;
+mod describe;
+mod exec;
 mod flight;
+mod http;
 pub mod local;
 mod memo;
 mod openai;
@@ -40,167 +52,32 @@ use governor::DefaultDirectRateLimiter;
 use serde_json::Value;
 
 use flow_engine::cache::ContentHash;
-use flow_engine::{BackendSpec, BuildCx, Meter, Provider};
+use flow_engine::{BackendSpec, Meter, Provider};
 
+pub use batch::BatchSeen;
+use call::Request;
+pub use call::*;
+pub use describe::describe;
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
-pub use request::{chat_body, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key};
-use request::{estimate_tokens, has_content, memo_key_of, path_key_of, upload_key_of};
+pub use request::{
+    chat_body, chat_body_for, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key,
+};
+use request::{estimate_tokens, memo_key_of, path_key_of, upload_key_of};
 pub use run::{withheld_key, BackendError, Backends, Withheld};
 pub use sim::Answer;
 use slots::{Outcome, Slots};
 pub use tools::{Tool, ToolCall};
 
-/// An API endpoint, as a path under the backend's base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Chat,
-    Embeddings,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Chat => "chat/completions",
-            Endpoint::Embeddings => "embeddings",
-        }
-    }
-}
-
-/// A file to send as `multipart/form-data` (a fine-tuning dataset): the
-/// form has a `purpose` field and a `file` part.
-#[derive(Debug, Clone, Copy)]
-pub struct Upload<'a> {
-    pub filename: &'a str,
-    pub bytes: &'a [u8],
-    /// The form's `purpose` (`fine-tune` for OpenAI's files API).
-    pub purpose: &'a str,
-}
-
-/// What one attempt sends: a chat or embeddings call, a JSON POST or a
-/// multipart upload at a path under the base URL, or a GET.
-#[derive(Debug, Clone, Copy)]
-enum Request<'a> {
-    Endpoint(Endpoint, &'a Value, u32),
-    Post(&'a str, &'a Value),
-    Upload(&'a str, Upload<'a>),
-    Get(&'a str),
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct CallError {
-    pub message: String,
-    /// HTTP status, when the server answered.
-    pub status: Option<u16>,
-    /// Worth trying again (429, 5xx, timeout, connection).
-    pub retryable: bool,
-    /// The server's `Retry-After`.
-    pub retry_after: Option<Duration>,
-}
-
-impl CallError {
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self { message: message.into(), status: None, retryable: false, retry_after: None }
-    }
-}
-
-/// Why a response the server sent with success does not hold what the
-/// caller needs (see [`Backend::call_checked`]): a failed call, counted as
-/// an error and not memoized, so a later run asks again.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Unusable {
-    /// A chat completion without an answer: a content filter's refusal, a
-    /// tool call. `shown` is the start of the body.
-    #[error(
-        "the response has no message content{}: {shown}",
-        .finish_reason.as_ref().map(|r| format!(" (finish_reason: {r})")).unwrap_or_default()
-    )]
-    NoContent { finish_reason: Option<String>, shown: String },
-    /// An embeddings response with another number of vectors than texts sent.
-    #[error("expected {expected} embeddings in the response's `data`")]
-    Embeddings { expected: usize },
-    /// Embeddings of another length than the `dimensions` asked for: the
-    /// server ignores the parameter.
-    #[error("backend `{backend}` was asked for {asked}-dimensional embeddings and returned {got} dimensions: the server ignores `dimensions`; drop `dimensions`, or use a model that can shorten its vectors")]
-    Dimensions { backend: String, asked: u32, got: usize },
-    /// A files or jobs answer that names nothing it made.
-    #[error("the answer has no `id`: {shown}")]
-    NoId { shown: String },
-}
-
-/// Per-call options a node passes.
-#[derive(Clone, Copy)]
-pub struct CallOpts<'a> {
-    pub meter: &'a Meter,
-    /// Reuse a memoized answer if there is one.
-    pub memo_reads: bool,
-    /// Which sample (`repeat: n`): each has its own memo key.
-    pub sample: u32,
-}
-
-impl<'a> CallOpts<'a> {
-    pub fn new(cx: &'a BuildCx) -> Self {
-        Self { meter: &cx.meter, memo_reads: cx.memo_reads, sample: 0 }
-    }
-}
-
-/// Token counts a server reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-}
-
-/// A successful call.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The response body.
-    pub body: Value,
-    /// Time the server took (the original call's, for a memo hit).
-    pub latency_ms: u64,
-    pub memo_hit: bool,
-    pub usage: Usage,
-    /// The model that answered (the response's, else the request's).
-    pub model: String,
-    pub cost_usd: Option<f64>,
-    /// The server reported more tokens than [`MAX_CALL_TOKENS`]: `usage`
-    /// counts none.
-    pub implausible_usage: bool,
-}
-
-/// More tokens than any model reads or writes in one call: a count above it
-/// is a broken server's (`u64::MAX` would bill $13.8 trillion), not summed.
-pub const MAX_CALL_TOKENS: u64 = 100_000_000;
-
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-/// A chat completion's text and accounting.
-#[derive(Debug, Clone)]
-pub struct ChatReply {
-    /// The answer's text (empty when it only calls tools).
-    pub text: String,
-    /// The tools the answer calls, with their arguments.
-    pub tool_calls: Vec<ToolCall>,
-    /// Why the model stopped (`stop`, `length`, `tool_calls`), when it says.
-    pub finish_reason: Option<String>,
-    pub usage: Usage,
-    pub model: String,
-    pub latency_ms: u64,
-    pub cost_usd: Option<f64>,
-}
-
 enum Transport {
     Openai(openai::Client),
     Sim(sim::Sim),
     Local(local::Local),
+    /// The user's application over HTTP ([`http`]).
+    Http(Box<http::Client>),
+    /// The user's program over JSONL ([`exec`]).
+    Exec(exec::Client),
 }
 
 /// One backend of the spec, with its limits, shared by every node that
@@ -219,6 +96,8 @@ pub struct Backend {
     /// backends (keys hold the backend's identity, so two names for one
     /// endpoint share their calls too).
     flights: Arc<flight::Flights>,
+    /// With `batch:`, the batches its chat calls go through.
+    batch: Option<Arc<batch::Batcher>>,
 }
 
 impl Backend {
@@ -335,6 +214,9 @@ impl Backend {
                 }
             }
         }
+        if let (Some(b), Request::Endpoint(Endpoint::Chat, body, sample), Some(key)) = (&self.batch, request, key) {
+            return self.batched(b, key, body, sample, opts, leader).await;
+        }
         // Set while this call waits out a backoff (see `Meter::waiting`);
         // cleared when it tries again, or here if it is dropped meanwhile.
         let parked = Parked { on: AtomicBool::new(false), meter: opts.meter };
@@ -369,6 +251,13 @@ impl Backend {
                     }
                     (Transport::Sim(s), other) => s.fine_tuning(other).await,
                     (Transport::Local(l), request) => l.send(request).await,
+                    (Transport::Http(c), Request::Endpoint(Endpoint::Chat, body, _)) => c.send(body).await,
+                    (Transport::Exec(c), Request::Endpoint(Endpoint::Chat, body, _)) => c.send(body).await,
+                    (Transport::Http(_) | Transport::Exec(_), _) => Err(CallError::fatal(format!(
+                        "backend `{}` is your application ({}): it answers prompts, not embeddings or fine-tuning; use an `openai` (or `sim`) backend for those",
+                        self.name,
+                        self.spec.provider.name()
+                    ))),
                 }
             }
             .await;
@@ -455,11 +344,19 @@ impl Backend {
         let cost_usd = match self.spec.provider {
             // The offline backend and a local model cost nothing, unless
             // `prices:` says so for a demo.
-            Provider::Sim | Provider::Local => Some(self.prices.cost_override(&model, usage).unwrap_or(0.0)),
+            Provider::Sim | Provider::Local => Some(
+                self.prices
+                    .overridden(&model)
+                    .map(|p| price::usd(price::batched(p, self.batch.is_some()), usage))
+                    .unwrap_or(0.0),
+            ),
             _ if !inference => None,
+            // What the app says its call cost, before any price.
+            Provider::Http | Provider::Exec if body["cost_usd"].is_number() => body["cost_usd"].as_f64(),
             provider => {
                 let price = self.prices.for_backend(&self.spec, &model);
-                match price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model())) {
+                let price = price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model()));
+                match price.map(|(p, s)| (price::batched(p, self.batch.is_some()), s)) {
                     Some((p, _)) if provider == Provider::Anthropic => Some(anthropic::cost(p, &body)),
                     Some((p, _)) => Some(price::usd(p, usage)),
                     None => None,
@@ -487,155 +384,41 @@ impl Backend {
         }
     }
 
-    /// The request body of a chat completion (see [`chat_body`]).
-    pub fn chat_body(&self, messages: &[Message], json_mode: bool, sample: u32) -> Value {
-        chat_body(&self.spec, messages, json_mode, sample)
-    }
-
-    /// A chat completion.
-    pub async fn chat(
-        &self,
-        messages: &[Message],
-        json_mode: bool,
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        self.chat_with(messages, json_mode, &[], opts).await
-    }
-
-    /// A JSON-mode chat completion whose answer should fit `schema` (see
-    /// [`chat_body_schema`]).
-    pub async fn chat_schema(
-        &self,
-        messages: &[Message],
-        name: &str,
-        schema: &Value,
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        let body = chat_body_schema(&self.spec, messages, name, schema, opts.sample);
-        self.chat_body_call(body, opts).await
-    }
-
-    /// A chat completion offering `tools` (see [`chat_body_with`]).
-    pub async fn chat_with(
-        &self,
-        messages: &[Message],
-        json_mode: bool,
-        tools: &[Tool],
-        opts: CallOpts<'_>,
-    ) -> Result<ChatReply, CallError> {
-        let body = chat_body_with(&self.spec, messages, json_mode, opts.sample, tools);
-        self.chat_body_call(body, opts).await
-    }
-
-    /// A chat completion of `body`.
-    async fn chat_body_call(&self, body: Value, opts: CallOpts<'_>) -> Result<ChatReply, CallError> {
-        let reply = self.call_checked(Endpoint::Chat, body, opts, has_content).await?;
-        let text = reply.body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
-        Ok(ChatReply {
-            text,
-            tool_calls: tools::calls_of(&reply.body),
-            finish_reason: reply.body["choices"][0]["finish_reason"].as_str().map(str::to_string),
-            usage: reply.usage,
-            model: reply.model,
-            latency_ms: reply.latency_ms,
-            cost_usd: reply.cost_usd,
-        })
-    }
-
-    /// Embeddings of `texts`, in order.
-    pub async fn embed(&self, texts: &[String], opts: CallOpts<'_>) -> Result<Vec<Vec<f32>>, CallError> {
-        self.embed_dims(texts, None, opts).await
-    }
-
-    /// Embeddings of `texts`, in order, of `dimensions` when given (the
-    /// request's `dimensions`, for models that can shorten their vectors).
-    pub async fn embed_dims(
-        &self,
-        texts: &[String],
-        dimensions: Option<u32>,
-        opts: CallOpts<'_>,
-    ) -> Result<Vec<Vec<f32>>, CallError> {
-        let body = embed_body(&self.spec, texts, dimensions);
-        let listed = |b: &Value| match b["data"].as_array() {
-            Some(d) if d.len() == texts.len() => {
-                let asked = dimensions.filter(|_| self.spec.provider != Provider::Sim);
-                let wrong = d.iter().filter_map(|e| e["embedding"].as_array().map(Vec::len));
-                match asked.and_then(|asked| wrong.into_iter().find(|n| *n != asked as usize).map(|got| (asked, got))) {
-                    Some((asked, got)) => Err(Unusable::Dimensions { backend: self.name.clone(), asked, got }),
-                    None => Ok(()),
-                }
-            }
-            _ => Err(Unusable::Embeddings { expected: texts.len() }),
-        };
-        let reply = self.call_checked(Endpoint::Embeddings, body, opts, listed).await?;
-        let data = reply.body["data"]
-            .as_array()
-            .ok_or_else(|| CallError::fatal("the embeddings response has no `data` list"))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (i, item) in data.iter().enumerate() {
-            let index = item["index"].as_u64().map(|x| x as usize).unwrap_or(i);
-            let v = item["embedding"]
-                .as_array()
-                .ok_or_else(|| CallError::fatal("an embedding is not a list of numbers"))?
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
-                .collect();
-            if let Some(slot) = out.get_mut(index) {
-                *slot = v;
-            }
+    /// With `batch:`: the calling stage has no more calls to make, so what
+    /// is queued goes now (see [`batch`]).
+    pub fn flush_batch(&self) {
+        if let Some(b) = &self.batch {
+            b.flush();
         }
-        if out.iter().any(Vec::is_empty) {
-            return Err(CallError::fatal(format!("expected {} embeddings, got {}", texts.len(), data.len())));
-        }
-        Ok(out)
     }
-}
 
-/// How `flow plan` shows backend `name`: its identity (provider, model,
-/// where it is, Azure's deployment and version) and its price, or why its
-/// calls will cost `null`.
-pub fn describe(
-    name: &str,
-    spec: &BackendSpec,
-    prices: &std::collections::BTreeMap<String, flow_engine::Price>,
-) -> String {
-    let mut out = format!("backend `{name}`: {} `{}`", spec.provider.name(), spec.model());
-    if spec.provider.is_remote() {
-        out.push_str(&format!(" at {}", flow_engine::spec::url::redact(spec.base_url())));
+    /// The requests one batch holds at most, when the backend batches: a
+    /// stage keeps that many calls pending, not a few per slot.
+    pub fn batch_window(&self) -> Option<usize> {
+        self.batch.as_ref().map(|b| b.spec().max_requests())
     }
-    if spec.provider == Provider::Azure {
-        out.push_str(&format!(" (deployment `{}`, api-version {})", spec.request_model(), spec.api_version()));
+
+    /// See [`Backends::detach_batches`].
+    pub fn detach_batch(&self) {
+        if let Some(b) = &self.batch {
+            b.detach();
+        }
     }
-    let prices = Prices::new(prices.clone());
-    let price = match spec.provider {
-        Provider::Sim => match prices.cost_override(spec.model(), Usage::default()) {
-            Some(_) => prices.for_backend(spec, spec.model()),
-            None => Some((flow_engine::Price { input: 0.0, output: 0.0 }, price::PriceSource::BuiltIn)),
-        },
-        _ => prices.for_backend(spec, spec.model()),
-    };
-    match price {
-        Some((p, source)) => out.push_str(&format!(
-            "; ${}/${} per million input/output tokens ({})",
-            p.input,
-            p.output,
-            match source {
-                price::PriceSource::Spec => "from `prices:`",
-                price::PriceSource::BuiltIn => "built in",
-            }
-        )),
-        None if price::is_providers_own(spec) => out.push_str("; no known price: cost null (add it under `prices:`)"),
-        None => out.push_str("; not the provider's own API, so no built-in price: cost null (add it under `prices:`)"),
+
+    /// Whether calls of this run went to its batcher.
+    fn batch_has_calls(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.has_calls())
     }
-    if let Some(w) = withheld_key(spec) {
-        out.push_str(&format!(
-            "\n  key `{}` is not sent to {}: it is for {}'s own API (`send_key_anywhere: true` sends it; a key under another name goes anywhere)",
-            w.var,
-            w.host,
-            w.owner.name()
-        ));
+
+    /// See [`batch::Batcher::all_left`].
+    fn batch_all_left(&self) -> bool {
+        self.batch.as_ref().is_some_and(|b| b.all_left())
     }
-    out
+
+    /// The batches this run created or collected on this backend.
+    pub fn batches_seen(&self) -> Vec<BatchSeen> {
+        self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()
+    }
 }
 
 /// A call waiting out a backoff, counted on its node's meter.
@@ -666,6 +449,7 @@ impl Drop for Parked<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::request::has_content;
     use super::*;
     use flow_engine::cache::CallMemo;
     use serde_json::json;

@@ -54,8 +54,10 @@ impl Client {
         for (k, v) in &spec.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|source| ClientError::HeaderName { header: k.clone(), source })?;
-            let value =
+            let mut value =
                 HeaderValue::from_str(v).map_err(|source| ClientError::HeaderValue { header: k.clone(), source })?;
+            // An app's headers may hold what `${env.X}` read: never shown.
+            value.set_sensitive(spec.provider == Provider::Http);
             headers.insert(name, value);
         }
         if let Some(key) = key {
@@ -150,9 +152,34 @@ impl Client {
         flow_engine::spec::url::join(&self.base_url, path)
     }
 
+    /// The HTTP client, with the backend's headers and timeouts (`http`
+    /// builds its own requests on it).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// One attempt at a GET of `path` under the base URL, or of an
+    /// absolute URL (a batch's results), its body as it is (JSONL).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, CallError> {
+        let url =
+            if path.starts_with("http://") || path.starts_with("https://") { path.to_string() } else { self.url(path) };
+        self.execute_bytes("GET", &url, self.http.get(&url)).await
+    }
+
     /// Sends `request` and reads a JSON answer; `method` and `url` are for
     /// messages.
-    async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
+    pub(super) async fn execute(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Value, CallError> {
+        let text = self.execute_bytes(method, url, request).await?;
+        serde_json::from_slice(&text).map_err(|e| CallError {
+            message: format!("{method} {}: the response is not JSON ({e})", flow_engine::spec::url::redact(url)),
+            status: Some(200),
+            retryable: true,
+            retry_after: None,
+        })
+    }
+
+    /// Sends `request` and reads a successful answer's body.
+    async fn execute_bytes(&self, method: &str, url: &str, request: RequestBuilder) -> Result<Vec<u8>, CallError> {
         // Messages (only on failure: nothing per call) show the URL without
         // a key in its query; reqwest's own errors would show it whole.
         let shown = || flow_engine::spec::url::redact(url);
@@ -186,12 +213,7 @@ impl Client {
             },
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&text).map_err(|e| CallError {
-                message: format!("{method} {}: the response is not JSON ({e})", shown()),
-                status: Some(status.as_u16()),
-                retryable: true,
-                retry_after: None,
-            });
+            return Ok(text);
         }
         let code = status.as_u16();
         let detail = serde_json::from_slice::<Value>(&text)

@@ -50,7 +50,7 @@ impl Prices {
             .or_else(|| lookup(model, BUILT_IN.iter().map(|(k, i, o)| (*k, Price { input: *i, output: *o }))))
     }
 
-    fn overridden(&self, model: &str) -> Option<Price> {
+    pub(super) fn overridden(&self, model: &str) -> Option<Price> {
         lookup(model, self.overrides.iter().map(|(k, p)| (k.as_str(), *p)))
     }
 
@@ -123,6 +123,20 @@ pub(super) fn is_own_host(provider: Provider, host: &str) -> bool {
             .iter()
             .any(|d| host.ends_with(d)),
         Provider::Sim | Provider::Local => true,
+        // The user's own application: priced by what it reports, or `prices:`.
+        Provider::Http | Provider::Exec => false,
+    }
+}
+
+/// The price of a call through a provider's batch API: half the live
+/// price, input and output (OpenAI's Batch and Anthropic's Message Batches
+/// alike; Anthropic's cache multipliers apply on top). `p` as it is when
+/// the call is live.
+pub fn batched(p: Price, batch: bool) -> Price {
+    if batch {
+        Price { input: p.input / 2.0, output: p.output / 2.0 }
+    } else {
+        p
     }
 }
 

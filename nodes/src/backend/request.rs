@@ -104,7 +104,7 @@ pub fn chat_body(spec: &BackendSpec, messages: &[Message], json_mode: bool, samp
 /// (`response_format: json_schema`; Anthropic: the `json` tool's
 /// `input_schema`); without, it is [`chat_body`]'s JSON mode, as before.
 pub fn chat_body_schema(spec: &BackendSpec, messages: &[Message], name: &str, schema: &Value, sample: u32) -> Value {
-    if !spec.json_schema {
+    if !spec.json_schema || super::app::is_app(spec.provider) {
         return chat_body(spec, messages, true, sample);
     }
     if spec.provider == Provider::Anthropic {
@@ -115,9 +115,32 @@ pub fn chat_body_schema(spec: &BackendSpec, messages: &[Message], name: &str, sc
     body
 }
 
+/// The body of a chat call for `record`: the user's application (`http`,
+/// `exec`) is sent its request built from the record and the messages
+/// ([`super::app::body`]; a record without a field its `body:` reads is an
+/// error of that record); an LLM API, [`chat_body_with`]'s.
+pub fn chat_body_for(
+    spec: &BackendSpec,
+    record: &serde_json::Map<String, Value>,
+    messages: &[Message],
+    json_mode: bool,
+    sample: u32,
+    tools: &[Tool],
+) -> Result<Value, flow_engine::template::RenderError> {
+    if super::app::is_app(spec.provider) {
+        return super::app::body(spec, record, messages);
+    }
+    Ok(chat_body_with(spec, messages, json_mode, sample, tools))
+}
+
 /// [`chat_body`] offering `tools`, in the provider's shape (none: the
 /// same body as [`chat_body`]'s, so the same memo key).
 pub fn chat_body_with(spec: &BackendSpec, messages: &[Message], json_mode: bool, sample: u32, tools: &[Tool]) -> Value {
+    if super::app::is_app(spec.provider) {
+        // Without a record (a judge's, `generate`'s prompt): null when the
+        // app's `body:` reads a record's field.
+        return super::app::body(spec, &serde_json::Map::new(), messages).unwrap_or(Value::Null);
+    }
     if spec.provider == Provider::Anthropic {
         let mut body = super::anthropic::body(spec, messages, json_mode, None);
         if !tools.is_empty() {

@@ -25,6 +25,9 @@ pub enum BackendError {
     /// are built outside the spec loader.
     #[error("backend `{backend}`: {source}")]
     ModelDir { backend: String, source: flow_engine::spec::local_model::ModelDirError },
+    /// An `http` backend that cannot be built: a header's `${env.X}` unset.
+    #[error("backend `{backend}`: {source}")]
+    Http { backend: String, source: super::http::HttpError },
 }
 
 /// The backends of one run, and the call memo they write to.
@@ -71,7 +74,17 @@ impl Backends {
                         .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
                     Transport::Openai(client)
                 }
+                Provider::Http => {
+                    let client = super::http::Client::new(spec, key_of(name, spec, env)?, env)
+                        .map_err(|source| BackendError::Http { backend: name.clone(), source })?;
+                    Transport::Http(Box::new(client))
+                }
+                Provider::Exec => Transport::Exec(super::exec::Client::new(spec)),
             };
+            let batch_key =
+                if spec.provider.is_remote() && spec.batch.is_some() { key_of(name, spec, env)? } else { None };
+            let batch = super::batch::Batcher::of(name, spec, batch_key, &answers, memo.clone())
+                .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
             let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
             let backend = Backend {
                 name: name.clone(),
@@ -83,6 +96,7 @@ impl Backends {
                 prices: prices.clone(),
                 memo: memo.clone(),
                 flights: flights.clone(),
+                batch,
                 spec: spec.clone(),
             };
             backends.insert(name.clone(), Arc::new(backend));
@@ -100,6 +114,10 @@ impl Backends {
         for name in used {
             if let Some(spec) = specs.get(name).filter(|s| s.provider.is_remote()) {
                 key_of(name, spec, env)?;
+                if spec.provider == Provider::Http {
+                    super::http::headers(spec, env)
+                        .map_err(|source| BackendError::Http { backend: name.clone(), source })?;
+                }
             }
         }
         Ok(())
@@ -129,6 +147,32 @@ impl Backends {
             NodeError::new(format!("node `{}` calls a backend, but the run has none set up", cx.node))
         })?;
         all.get(name).ok_or_else(|| NodeError::new(format!("backend `{name}` is not set up for this run")))
+    }
+
+    /// `flow run --detach`: batch backends leave their batches at the
+    /// provider once created and recorded.
+    pub fn detach_batches(&self) {
+        for b in self.backends.values() {
+            b.detach_batch();
+        }
+    }
+
+    /// Detached: the batches left at the provider, once every call of the
+    /// batch backends in use waits on one (the run can then be left), and
+    /// at least one does; `None` while calls are still being batched.
+    pub fn batches_left(&self) -> Option<Vec<String>> {
+        let batching: Vec<_> = self.backends.values().filter(|b| b.batch_has_calls()).collect();
+        if batching.is_empty() || !batching.iter().all(|b| b.batch_all_left()) {
+            return None;
+        }
+        Some(
+            batching
+                .iter()
+                .flat_map(|b| b.batches_seen())
+                .filter(|s| s.state.ends_with("(left)"))
+                .map(|s| s.id)
+                .collect(),
+        )
     }
 
     /// Waits until every answer is in the call memo on disk; an error when

@@ -85,7 +85,7 @@ impl Sim {
         self.answer(endpoint, body, sample)
     }
 
-    fn answer(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
+    pub(super) fn answer(&self, endpoint: Endpoint, body: &Value, sample: u32) -> Result<Value, CallError> {
         match endpoint {
             Endpoint::Chat => self.chat(body, sample),
             Endpoint::Embeddings => Ok(embeddings(body, &self.model)),
@@ -205,12 +205,21 @@ impl Sim {
             _ => self.text_answer(&user, seed),
         };
         let prompt_tokens: usize = messages.iter().map(|m| words(&text_of(m))).sum();
+        // `logprobs: true`: a log probability per word, drawn from the word
+        // and the draw (a sure model: between −0.02 and −0.5).
+        let logprobs = (body["logprobs"] == json!(true)).then(|| {
+            let content: Vec<Value> = content
+                .split_whitespace()
+                .map(|w| json!({"token": w, "logprob": -0.02 - 0.48 * unit(&format!("{seed}\u{0}{w}")), "top_logprobs": []}))
+                .collect();
+            json!({"content": content})
+        });
         Ok(json!({
             "id": format!("sim-{}", &blake3::hash(user.as_bytes()).to_hex()[..12]),
             "object": "chat.completion",
             "created": 0,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": logprobs, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": words(&content), "total_tokens": prompt_tokens + words(&content)},
         }))
     }
@@ -505,5 +514,23 @@ mod tests {
             })
             .count();
         assert!((220..380).contains(&wrong), "{wrong} of 1000 wrong at error_rate 0.3");
+    }
+
+    #[test]
+    fn logprobs_come_when_asked_a_word_each() {
+        let spec: BackendSpec = serde_yaml::from_str("{provider: sim}").unwrap();
+        let sim = Sim::new(&spec, Arc::new([]));
+        let ask = |logprobs: bool| {
+            let body = json!({"model": "sim-1", "logprobs": logprobs, "messages": [{"role": "user", "content": "Name a colour."}]});
+            sim.chat(&body, 0).unwrap()
+        };
+        assert!(ask(false)["choices"][0]["logprobs"].is_null());
+        let r = ask(true);
+        let lp = super::super::Logprobs::of(&r["choices"][0]["logprobs"]).unwrap();
+        let words = r["choices"][0]["message"]["content"].as_str().unwrap().split_whitespace().count() as u64;
+        assert_eq!(lp.tokens, words);
+        let mean = lp.sum / lp.tokens as f64;
+        assert!((-0.5..=-0.02).contains(&mean), "{mean}");
+        assert_eq!(r, ask(true), "deterministic");
     }
 }

@@ -15,6 +15,7 @@
 //! texts in [`report`].
 
 pub mod analysis;
+pub mod cases;
 pub mod index;
 pub mod report;
 pub mod stats;

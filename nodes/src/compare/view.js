@@ -1,4 +1,6 @@
-// The `compare` view of the run report: each candidate against the baseline, the flips and the gates.
+// The `compare` view of the run report: each candidate against the baseline,
+// the flips and the gates, then the comparison case by case (`cases.js`: the
+// sides' outputs side by side, a word diff, filters, sort, a grid past two).
 // Inlined into the report's script, in its scope (the helpers `h`, `s`,
 // `add`, `card`, `pill`, `fmt*`, `viewHead`, `recordsTable`, `keyValues`):
 // data only ever becomes text. `render(panel, v)` draws the view.
@@ -6,6 +8,7 @@
 function render(panel, v) {
   if (!viewHead(panel, v, "candidate against baseline")) return;
   const rep = v.data.report || {};
+  const cases = casesTable(v, rep);
   const conf = rep.confidence != null ? Math.round(rep.confidence * 100) + "%" : "";
   add(panel, h("div", { class: "sub", text: "joined by `" + (rep.key || "id") + "`; CI: paired bootstrap (" + fmtInt(rep.resamples) + " resamples, seed " + rep.seed + "); p: exact McNemar for pass/fail metrics, paired bootstrap otherwise." }));
   for (const c of rep.candidates || []) {
@@ -26,13 +29,13 @@ function render(panel, v) {
       h("thead", null, h("tr", null, ["metric", "n", "baseline", "candidate", "delta", conf + " CI", "p", "pass → fail", "fail → pass"].map((t, i) => h("th", { class: i ? "num" : null, text: t })))),
       h("tbody", null, rows))));
     for (const m of metrics) {
-      for (const [field, label, node] of [["pass_to_fail", "pass → fail", c.name], ["fail_to_pass", "fail → pass", c.name]]) {
+      for (const [field, label] of [["pass_to_fail", "pass → fail"], ["fail_to_pass", "fail → pass"]]) {
         const ids = m[field] || [];
         if (!ids.length) continue;
         const total = m[field + "_total"] || ids.length;
-        add(panel, h("div", { class: "panel" }, h("strong", { text: m.metric + ": " + label + " (" + fmtInt(total) + ")" }),
+        add(panel, h("div", { class: "panel flips" }, h("strong", { text: m.metric + ": " + label + " (" + fmtInt(total) + ")" }),
           total > ids.length ? h("span", { class: "muted", text: " · the first " + fmtInt(ids.length) + " shown" }) : null,
-          h("div", { class: "chips" }, ids.map((id) => flipChip(node, id)))));
+          h("div", { class: "chips" }, ids.map((id) => flipChip(cases, id)))));
       }
     }
   }
@@ -43,21 +46,25 @@ function render(panel, v) {
       h("tbody", null, gates.map((g) => h("tr", null, h("td", null, h("code", { text: g.rule })), h("td", { text: g.candidate }), h("td", { text: g.metric }),
         h("td", null, pill(g.tripped ? "fail" : "pass", g.tripped ? "tripped" : "passed")), h("td", { class: "text", text: g.message || "" })))))));
   }
+  add(panel, h("h3", { text: "Case by case" }));
+  const cm = v.data.cases;
+  if (!cm) return;
+  if ((v.data.missing_sides || []).length) add(panel, h("div", { class: "note", text: "Not in this run, so not shown case by case: " + v.data.missing_sides.join(", ") + "." }));
+  truncatedNote(panel, v, v.rows, cm);
+  add(panel, cases.root);
 }
 
-// A flipped record's id; opens the record in its node's view when the
-// report has one.
-function flipChip(node, id) {
+// A flipped case: its id and its question (the first text of its input);
+// a click opens its row of the case-by-case table.
+function flipChip(cases, id) {
   const text = valueText(id);
-  if (!state.has(tabId(node)) || (viewByNode.get(node) || {}).kind !== "evaluate") return h("span", { class: "chip", text });
+  const row = cases.byKey(text);
+  const question = row ? firstText(row.input) : null;
   return h("button", {
-    class: "chip", text, title: "show this record in " + node,
-    onclick: () => {
-      const st = show(node);
-      const table = st.panel.querySelector(".records-view");
-      if (table && table.focusRecord) table.focusRecord(text);
-    },
-  });
+    class: "chip flip", title: row ? "show this case side by side" : "not in the case-by-case table",
+    "data-key": text, disabled: !row,
+    onclick: () => cases.focus(text),
+  }, h("span", { class: "flip-id", text }), question ? h("span", { class: "flip-q", text: cut(question, 60) }) : null);
 }
 
 // Each metric's delta as a dot and its confidence interval as a bar,

@@ -83,6 +83,12 @@ pub enum MetricType {
     /// The answer called `tool` (from `run`'s `tool_calls`), with
     /// `arguments` (`match: exact` or `subset`) and/or valid against `schema`.
     ToolCall,
+    /// The answer's mean token log probability (from `run`'s `logprobs`,
+    /// with `params: {logprobs: true}` on its backend) at least `min_logprob`.
+    Logprob,
+    /// The answer's perplexity, exp(−mean token log probability), at most
+    /// `max_perplexity`.
+    Perplexity,
 }
 
 /// Every type, in the order the docs list them.
@@ -112,6 +118,8 @@ pub const METRIC_TYPES: &[MetricType] = &[
     MetricType::Cost,
     MetricType::Exec,
     MetricType::ToolCall,
+    MetricType::Logprob,
+    MetricType::Perplexity,
 ];
 
 impl MetricType {
@@ -142,6 +150,8 @@ impl MetricType {
             MetricType::Cost => "cost",
             MetricType::Exec => "exec",
             MetricType::ToolCall => "tool_call",
+            MetricType::Logprob => "logprob",
+            MetricType::Perplexity => "perplexity",
         }
     }
 
@@ -151,6 +161,7 @@ impl MetricType {
             MetricType::Latency => "latency_ms",
             MetricType::Cost => "cost_usd",
             MetricType::ToolCall => "tool_calls",
+            MetricType::Logprob | MetricType::Perplexity => "logprobs",
             _ => "output",
         }
     }
@@ -180,6 +191,8 @@ impl MetricType {
             MetricType::Cost => (&["max_usd"], &[]),
             MetricType::Exec => (&["command"], &["threshold"]),
             MetricType::ToolCall => (&["tool"], &["arguments", "match", "schema"]),
+            MetricType::Logprob => (&["min_logprob"], &[]),
+            MetricType::Perplexity => (&["max_perplexity"], &[]),
         }
     }
 
@@ -283,6 +296,13 @@ pub struct MetricConfig {
     /// `cost`: the most USD per record that pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_usd: Option<f64>,
+    /// `logprob`: the lowest mean token log probability that passes (≤ 0,
+    /// e.g. `-0.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_logprob: Option<f64>,
+    /// `perplexity`: the highest perplexity that passes (≥ 1, e.g. `3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_perplexity: Option<f64>,
     /// `exec`: the program and its arguments, run in the spec's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -353,6 +373,8 @@ impl MetricConfig {
             ("rubric", self.rubric.is_some()),
             ("max_ms", self.max_ms.is_some()),
             ("max_usd", self.max_usd.is_some()),
+            ("min_logprob", self.min_logprob.is_some()),
+            ("max_perplexity", self.max_perplexity.is_some()),
             ("command", self.command.is_some()),
             ("tool", self.tool.is_some()),
             ("arguments", self.arguments.is_some()),
@@ -392,7 +414,9 @@ impl MetricConfig {
             | MetricType::Latency
             | MetricType::Cost
             | MetricType::Exec
-            | MetricType::ToolCall => Vec::new(),
+            | MetricType::ToolCall
+            | MetricType::Logprob
+            | MetricType::Perplexity => Vec::new(),
         }
     }
 }

@@ -10,33 +10,17 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use flow_engine::spec::YamlPath;
-use flow_engine::{CheckCx, Record};
+use flow_engine::Record;
 
 use super::metric::{Score, ScoreError, Verdict};
 
 /// Checks a command at compile time and registers the files it names.
-pub fn check(command: &[String], at: &YamlPath, cx: &mut CheckCx<'_>) {
-    if command.is_empty() || command[0].trim().is_empty() {
-        cx.error(
-            at,
-            "`command` is empty",
-            Some("write the program and its arguments: `[python3, metrics/brevity.py]`".into()),
-        );
-        return;
-    }
-    // The program itself too, when it is a script of the project.
-    for (i, arg) in command.iter().enumerate() {
-        if !arg.starts_with('-') && cx.resolve(arg).is_file() {
-            cx.input_file(&at.index(i), arg);
-        }
-    }
-}
+pub use crate::process::check_command as check;
 
 /// Why an `exec` metric failed the node (not a record): which metric,
 /// which command, and what went wrong with it.
@@ -101,15 +85,8 @@ impl Exec {
 
     /// Scores a chunk of records with one run of the command.
     pub async fn run(&self, chunk: &[Record]) -> Result<Vec<Verdict>, ExecError> {
-        let mut child = tokio::process::Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .current_dir(&self.dir)
-            // Python buffers a pipe's output; nothing here needs that.
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = crate::process::Program::new(self.command.clone(), &self.dir)
+            .command()
             .spawn()
             .map_err(|source| self.fail(ExecFailure::Start { program: self.command[0].clone(), source }))?;
         let mut input = Vec::with_capacity(chunk.len() * 256);

@@ -71,7 +71,7 @@ impl Node for Evaluate {
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "scores records: exact_match, contains, icontains, contains_any, contains_all, \
         starts_with, ends_with, regex, label_in, word_count, length, json_valid, equals_json, json_schema, \
-        contains_json, similarity, levenshtein, rouge_l, bleu, embedding_similarity, judge, latency, cost, exec; \
+        contains_json, similarity, levenshtein, rouge_l, bleu, embedding_similarity, judge, latency, cost, logprob, perplexity, tool_call, exec; \
         `negate`, `weight`, `field` paths; `fail_if` gates";
     const INPUTS: Arity = Arity::One;
     const SHAPE: Shape = Shape::Streaming;
@@ -97,6 +97,20 @@ impl Node for Evaluate {
                 );
             }
             check_metric(m, &mp, cx, &mut needs);
+            if matches!(m.kind, MetricType::Logprob | MetricType::Perplexity) && m.field() == "logprobs" {
+                let lacking = cx.inputs().iter().find(|i| matches!(&i.ty.fields, FieldSet::Known(f) if !f.contains("logprobs")));
+                if let Some(input) = lacking.map(|i| i.name.clone()) {
+                    cx.error(
+                        &mp.key("type"),
+                        format!("`{}` scores the answers' token log probabilities, which `{input}` does not ask for", m.kind.name()),
+                        Some(format!(
+                            "set `params: {{logprobs: true}}` on the backend of `{input}` (OpenAI, vLLM and llama.cpp's \
+                             server send them; Anthropic has none)"
+                        )),
+                    );
+                    needs.retain(|(f, _)| f != "logprobs");
+                }
+            }
             if m.kind.calls_backend() {
                 if let Some(b) = &m.backend {
                     // The judge chats; `embedding_similarity` embeds.
@@ -263,6 +277,14 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
         if let Some(v) = v.filter(|v| !v.is_finite() || *v < 0.0) {
             cx.error(&mp.key(arg), format!("`{arg}` must be a number ≥ 0, not {v}"), None);
         }
+    }
+    if let Some(v) = m.min_logprob.filter(|v| !v.is_finite() || *v > 0.0) {
+        let hint = Some("a log probability is at most 0: `min_logprob: -0.5` passes answers whose tokens average at least −0.5".into());
+        cx.error(&mp.key("min_logprob"), format!("`min_logprob` must be a number ≤ 0, not {v}"), hint);
+    }
+    if let Some(v) = m.max_perplexity.filter(|v| !v.is_finite() || *v < 1.0) {
+        let hint = Some("a perplexity is at least 1 (a sure model): `max_perplexity: 3`".into());
+        cx.error(&mp.key("max_perplexity"), format!("`max_perplexity` must be a number ≥ 1, not {v}"), hint);
     }
     if let (MetricType::Exec, Some(command)) = (m.kind, &m.command) {
         exec::check(command, &mp.key("command"), cx);

@@ -268,6 +268,7 @@ fn docs_examples_compile() {
     record.insert("latency_ms".into(), json!(1));
     record.insert("cost_usd".into(), json!(0.0));
     record.insert("tool_calls".into(), json!([]));
+    record.insert("logprobs".into(), json!({"tokens": 1, "sum": -0.1, "mean": -0.1}));
     std::fs::write(dir.path().join("data.jsonl"), format!("{}\n", Value::Object(record))).unwrap();
     std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
     std::fs::write(dir.path().join("schemas/answer.json"), r#"{"type": "object"}"#).unwrap();

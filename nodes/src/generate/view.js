@@ -1,4 +1,5 @@
-// The `generate` view of the run report: what it made and dropped, and the schema.
+// The `generate` view of the run report: what it made and dropped, the
+// schema, and the generated cases.
 // Inlined into the report's script, in its scope (the helpers `h`, `s`,
 // `add`, `card`, `pill`, `fmt*`, `viewHead`, `recordsTable`, `keyValues`):
 // data only ever becomes text. `render(panel, v)` draws the view.
@@ -22,4 +23,13 @@ function render(panel, v) {
   if (seeds.length) add(panel, h("h3", { text: "Seeds (" + fmtInt(seeds.length) + ")" }), h("div", { class: "chips" }, seeds.slice(0, DATA.limits.ids).map((x) => h("span", { class: "chip", text: valueText(x) }))));
   const rest = Object.keys(meta).filter((k) => !counts.includes(k) && !["schema", "seeds", "backend", "model"].includes(k));
   if (rest.length) add(panel, h("h3", { text: "More" }), keyValues(meta, rest));
+  const rows = v.rows || [];
+  if (!v.data.records) return;
+  add(panel, h("h3", { text: "Generated cases" }));
+  truncatedNote(panel, v, rows, v.data.records);
+  // The schema's fields as columns; the rest (provenance) in each case's detail.
+  const fields = Object.keys(schema).length ? Object.keys(schema) : Object.keys(rows[0] || {}).filter((k) => k !== "id" && k !== "provenance");
+  add(panel, recordsTable(v.node, rows, [], {
+    columns: fields.slice(0, 6).map((f) => ({ label: f, get: (r) => (r[f] == null ? "" : valueText(r[f])) })),
+  }));
 }

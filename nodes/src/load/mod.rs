@@ -24,6 +24,8 @@ use flow_engine::{
     BATCH_SIZE, WARNINGS_TXT,
 };
 
+mod view;
+
 pub struct Load;
 
 /// File formats `load` reads.
@@ -87,8 +89,7 @@ impl LoadConfig {
 }
 
 impl crate::Face for Load {
-    /// Its records are the input: the pipeline view shows its counts.
-    const VIEW: Option<&'static crate::view::View> = None;
+    const VIEW: Option<&'static crate::view::View> = Some(&view::VIEW);
 }
 
 impl Node for Load {

@@ -174,7 +174,8 @@ impl Node for Run {
     const SIDE_INPUTS: &'static [&'static str] = &["rules"];
 
     fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> PortType {
-        cx.chat_backend(&cx.field("backend"), &c.backend);
+        let backend = cx.chat_backend(&cx.field("backend"), &c.backend);
+        let logprobs = backend.is_some_and(|b| b.params.get("logprobs") == Some(&serde_json::Value::Bool(true)));
         let mut needs = Vec::new();
         for (at, text) in prompt::check(c, cx) {
             match Template::parse(&text) {
@@ -216,6 +217,7 @@ impl Node for Run {
         // Answered records carry them; failed ones do not, but a metric on
         // one of those says the call failed.
         let out = if c.tools.is_some() { out.extend("Response", &["tool_calls"]) } else { out };
+        let out = if logprobs { out.extend("Response", &["logprobs"]) } else { out };
         if repeat > 1 {
             out.extend("Response", &["sample"])
         } else {
@@ -278,10 +280,10 @@ impl Node for Run {
         let mut keys = Vec::new();
         for (_, prompt) in prompt::prompts(c).ok()? {
             let Ok(messages) = prompt.render(record) else { continue };
-            keys.extend((0..c.repeat.unwrap_or(1)).map(|sample| {
+            keys.extend((0..c.repeat.unwrap_or(1)).filter_map(|sample| {
                 let tools = c.tools.as_deref().unwrap_or_default();
-                let body = backend::chat_body_with(spec, &messages, json, sample, tools);
-                backend::memo_key(spec, Endpoint::Chat, &body, sample)
+                let body = backend::chat_body_for(spec, record, &messages, json, sample, tools).ok()?;
+                Some(backend::memo_key(spec, Endpoint::Chat, &body, sample))
             }));
         }
         Some(keys)
@@ -344,7 +346,8 @@ impl Caller {
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample };
         let answer = match prompt.render(&record) {
             Ok(messages) => {
-                self.backend.chat_with(&messages, self.json, &self.tools, opts).await.map_err(RecordError::from)
+                let call = self.backend.chat_for(&record, &messages, self.json, &self.tools, opts);
+                call.await.map_err(RecordError::from)
             }
             Err(e) => Err(RecordError::from(e)),
         };
@@ -379,6 +382,9 @@ impl Caller {
                 if let Some(reason) = a.finish_reason.as_ref().filter(|r| *r != "stop") {
                     fields.insert("finish_reason".into(), json!(reason));
                 }
+                if let Some(lp) = a.logprobs {
+                    fields.insert("logprobs".into(), lp.to_json());
+                }
                 if a.finish_reason.as_deref() == Some("length") {
                     self.truncated.fetch_add(1, Ordering::Relaxed);
                     fields.insert("truncated".into(), json!(true));
@@ -395,7 +401,10 @@ impl Caller {
                 // errs: after enough in a row the endpoint is down (a server
                 // that died mid-run), and each further record would only
                 // spend its retries too.
-                if matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
+                // Not on a batch backend: its failures come a batch at
+                // once (an expired batch), not from a dead endpoint.
+                let batch = self.backend.batch_window().is_some();
+                if !batch && matches!(&e, RecordError::Call(c) if c.retryable && c.status.is_none_or(|s| s >= 500)) {
                     let row = self.down_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
                     if row == DOWN_IN_A_ROW {
                         return Err(NodeError::new(format!(
@@ -487,12 +496,21 @@ impl StreamStage for Caller {
                 set.enforced()
             );
         }
+        let batches = self.backend.batches_seen();
+        for b in &batches {
+            let waited = b.waited_s.map(|s| format!(", results after {s:.1} s")).unwrap_or_default();
+            let resumed = if b.resumed { ", created by an earlier run" } else { "" };
+            let _ = writeln!(md, "batch {}: {} requests, {}{waited}{resumed}", b.id, b.requests, b.state);
+        }
         let mut summary = json!({
             "calls": calls, "errors": errors, "backend": self.backend.name, "model": self.backend.spec.model(),
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95)},
         });
         if truncated > 0 {
             summary["truncated"] = json!(truncated);
+        }
+        if !batches.is_empty() {
+            summary["batches"] = json!(batches);
         }
         if let Some((from, set)) = &self.rules {
             summary["rules"] = json!({"from": from, "prompt": set.lines.len(), "enforced": set.enforced(), "outputs_changed": changed});

@@ -100,8 +100,23 @@ impl Caller {
     /// The node's records, answered, in input order (see the module doc).
     pub(super) fn stream(self: Arc<Self>, input: RecordStream) -> BatchStream {
         let per_record = self.per_record();
-        let jobs = input.flat_map(move |r| futures::stream::iter((0..per_record).map(move |s| (r.clone(), s)))).boxed();
-        let window = Window { calls: self.concurrency * 2, bytes: usize::try_from(self.reorder.0).unwrap_or(usize::MAX) };
+        // A batch backend hears when the input is exhausted, so what it
+        // holds goes as one batch at once rather than after an idle gap.
+        let backend = self.backend.clone();
+        let end = futures::stream::once(async move {
+            backend.flush_batch();
+            None
+        });
+        let jobs = input
+            .flat_map(move |r| futures::stream::iter((0..per_record).map(move |s| (r.clone(), s))))
+            .map(Some)
+            .chain(end)
+            .filter_map(futures::future::ready)
+            .boxed();
+        // With a batch backend every call may wait at once for its batch
+        // (the bound by bytes still holds).
+        let calls = self.backend.batch_window().unwrap_or(self.concurrency * 2);
+        let window = Window { calls, bytes: usize::try_from(self.reorder.0).unwrap_or(usize::MAX) };
         let (this, meter) = (self.clone(), self.meter.clone());
         ordered(
             jobs,

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use flow_engine::cache::{NodeOutcome, Store, StoreError};
 use flow_engine::node::META_JSON;
 pub use flow_engine::node::SUMMARY_JSON;
+use flow_engine::Plan;
 
 /// Records of one node kept in a report, at most.
 pub const MAX_RECORDS: usize = 10_000;
@@ -30,6 +31,11 @@ pub const MAX_STRING_CHARS: usize = 2_000;
 pub const MAX_IDS: usize = 1_000;
 /// Characters of one text artifact (a generated script) kept in a report.
 pub const MAX_ARTIFACT_CHARS: usize = 64 * 1024;
+
+/// A backend's settings a report shows: what shapes its answers and how
+/// fast they come, nothing that could hold a secret.
+const SAMPLING: &[&str] =
+    &["temperature", "max_tokens", "top_p", "seed", "stop", "params", "timeout", "max_concurrency", "rpm", "tpm"];
 
 /// A report view: what it shows and how.
 pub struct View {
@@ -48,14 +54,20 @@ pub struct View {
 pub const GENERIC: View = View { name: "generic", data: generic, script: include_str!("generic.js") };
 
 /// What a view reads from: the node's manifest entry and the store, the
-/// node's config when the report knows the plan, and what is left of the
-/// report's byte budget for records.
+/// node's config when the report knows the plan, the run's other nodes (a
+/// comparison shows its sides' records), and what is left of the report's
+/// byte budget for records.
 pub struct ViewCx<'a> {
     pub store: &'a Store,
     pub node: &'a NodeOutcome,
     /// The node's config as compiled (defaults filled); `None` for a report
     /// written later from the manifest alone.
     pub config: Option<&'a Value>,
+    /// The plan, when the report knows it: the node's inputs and the
+    /// backends it calls.
+    pub plan: Option<&'a Plan>,
+    /// Every node of the run, as its manifest has them.
+    pub run: &'a [NodeOutcome],
     /// What is left of [`MAX_REPORT_RECORD_BYTES`].
     pub budget: &'a mut usize,
 }
@@ -121,6 +133,38 @@ impl ViewCx<'_> {
         self.node.meta.clone().or_else(|| self.artifact(META_JSON).ok()).unwrap_or(Value::Null)
     }
 
+    /// The names of the node's inputs, in the order written, when the plan
+    /// is known.
+    pub fn input_names(&self) -> Option<Vec<String>> {
+        let plan = self.plan?;
+        let planned = &plan.nodes[plan.index_of(&self.node.name)?];
+        Some(planned.inputs.iter().map(|&i| plan.nodes[i].name.clone()).collect())
+    }
+
+    /// Another node of this run, by name.
+    pub fn run_node(&self, name: &str) -> Option<&NodeOutcome> {
+        self.run.iter().find(|n| n.name == name)
+    }
+
+    /// What the report says of backend `name`: its provider, model, API root
+    /// (credentials cut from it) and sampling settings. Never its headers
+    /// or the name of its key's variable: a report is shared.
+    pub fn backend(&self, name: &str) -> Value {
+        let Some(spec) = self.plan.and_then(|p| p.backends.get(name)) else { return Value::Null };
+        let mut out = json!({"name": name, "provider": spec.provider.name(), "model": spec.model()});
+        if let Some(url) = &spec.base_url {
+            out["base_url"] = json!(flow_engine::spec::url::redact(url));
+        }
+        let all = serde_json::to_value(spec).unwrap_or(Value::Null);
+        for k in SAMPLING {
+            if let Some(v) = all.get(*k).filter(|v| !v.is_null()) {
+                out[*k] = v.clone();
+            }
+        }
+        cut_strings(&mut out);
+        out
+    }
+
     pub fn unreadable(&self, name: &str, source: serde_json::Error) -> ViewError {
         ViewError::Unreadable { node: self.node.name.clone(), name: name.to_string(), source }
     }
@@ -131,7 +175,14 @@ impl ViewCx<'_> {
     /// where `truncated` says which bound stopped it, and the records as
     /// JSON text.
     pub fn records(&mut self) -> Result<(Value, Vec<String>), ViewError> {
+        self.records_upto(MAX_RECORDS)
+    }
+
+    /// Like [`ViewCx::records`], but at most `most` records (a source's
+    /// first records are a sample of its fields, not a review).
+    pub fn records_upto(&mut self, most: usize) -> Result<(Value, Vec<String>), ViewError> {
         let n = self.node;
+        let most = most.min(MAX_RECORDS);
         let hash = n.output.ok_or_else(|| ViewError::NoOutput { node: n.name.clone() })?;
         let file = self.store.open_object(&hash)?;
         let mut rows = Vec::new();
@@ -142,7 +193,7 @@ impl ViewCx<'_> {
             if line.trim().is_empty() {
                 continue;
             }
-            if rows.len() == MAX_RECORDS {
+            if rows.len() == most {
                 truncated = json!("records");
                 break;
             }
@@ -287,14 +338,18 @@ mod tests {
         n.output = Some(store.put_bytes(lines.as_bytes()).unwrap());
         n.records_out = (MAX_RECORDS + 5) as u64;
         let mut budget = MAX_REPORT_RECORD_BYTES;
-        let (all, rows) = ViewCx { store: &store, node: &n, config: None, budget: &mut budget }.records().unwrap();
+        let (all, rows) = ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut budget }
+            .records()
+            .unwrap();
         assert_eq!((rows.len(), &all["truncated"]), (MAX_RECORDS, &json!("records")));
         assert_eq!((&all["total"], &all["shown"]), (&json!(MAX_RECORDS + 5), &json!(MAX_RECORDS)));
         assert_eq!(rows[7], r#"{"id":"r7"}"#);
         let used = MAX_REPORT_RECORD_BYTES - budget;
         assert!(used > 0);
         let mut small = 100;
-        let (some, rows) = ViewCx { store: &store, node: &n, config: None, budget: &mut small }.records().unwrap();
+        let (some, rows) = ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut small }
+            .records()
+            .unwrap();
         assert_eq!(&some["truncated"], &json!("bytes"));
         assert_eq!(rows.len(), 100 / r#"{"id":"r0"}"#.len());
     }
@@ -307,7 +362,8 @@ mod tests {
         n.artifacts.insert("report.json".into(), flow_engine::cache::ContentHash::of(b"gone"));
         let read = |cx: &mut ViewCx<'_>| cx.artifact("report.json").map(ViewData::of);
         let view = View { name: "compare", data: read, script: "" };
-        let (v, _, _) = show(&view, &mut ViewCx { store: &store, node: &n, config: None, budget: &mut 0 });
+        let (v, _, _) =
+            show(&view, &mut ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut 0 });
         assert!(v["data"]["problem"].as_str().unwrap().starts_with("read object"), "{v}");
     }
 

@@ -21,8 +21,8 @@ pub(super) async fn upload_file(State(s): State<Arc<Shared>>, headers: HeaderMap
     let Some(file) = parts.iter().find(|p| p.name == "file" && p.filename.is_some()) else {
         return error(StatusCode::BAD_REQUEST, "no `file` part", "invalid_request_error");
     };
-    let Some(purpose) = purpose.filter(|p| p == "fine-tune") else {
-        return error(StatusCode::BAD_REQUEST, "`purpose` must be `fine-tune`", "invalid_request_error");
+    let Some(purpose) = purpose.filter(|p| p == "fine-tune" || p == "batch") else {
+        return error(StatusCode::BAD_REQUEST, "`purpose` must be `fine-tune` or `batch`", "invalid_request_error");
     };
     let filename = file.filename.clone().unwrap_or_default();
     let mut files = s.files.lock().unwrap();

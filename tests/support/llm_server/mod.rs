@@ -44,9 +44,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+mod batch;
 mod fine_tune;
 mod providers;
 
+pub use batch::BatchScript;
 pub use providers::Seen;
 
 /// How the server behaves.
@@ -90,6 +92,8 @@ pub struct ServerConfig {
     pub azure_model: String,
     /// `Some(calls)`: chat answers call tools (see [`ToolCallFn`]).
     pub tool_calls: Option<ToolCallFn>,
+    /// How batches go (`batch.rs`).
+    pub batch: BatchScript,
 }
 
 /// The tool calls (name, arguments) a chat answer makes, from the request
@@ -151,6 +155,7 @@ impl Default for ServerConfig {
             fine_tune: FineTuneScript::default(),
             azure_model: "gpt-4o-mini-2024-07-18".to_string(),
             tool_calls: None,
+            batch: BatchScript::default(),
         }
     }
 }
@@ -201,6 +206,10 @@ struct Shared {
     hold_jobs: AtomicBool,
     /// Every request on the Anthropic and Azure routes, answered or not.
     seen: Mutex<Vec<Seen>>,
+    /// Batches by id; never reset.
+    batches: Mutex<BTreeMap<String, batch::ServerBatch>>,
+    /// While set, a batch past validation stays `in_progress`.
+    hold_batches: AtomicBool,
 }
 
 /// A file received on `POST /v1/files`.
@@ -249,6 +258,8 @@ impl LlmServer {
             jobs: Mutex::new(BTreeMap::new()),
             hold_jobs: AtomicBool::new(false),
             seen: Mutex::new(Vec::new()),
+            batches: Mutex::new(BTreeMap::new()),
+            hold_batches: AtomicBool::new(false),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
@@ -259,6 +270,12 @@ impl LlmServer {
             .route("/v1/fine_tuning/jobs/{id}", get(fine_tune::job_status))
             .route("/v1/fine_tuning/jobs/{id}/events", get(fine_tune::job_events))
             .route("/v1/messages", post(providers::messages))
+            .route("/v1/batches", post(batch::create))
+            .route("/v1/batches/{id}", get(batch::status))
+            .route("/v1/files/{id}/content", get(batch::file_content))
+            .route("/v1/messages/batches", post(batch::anthropic_create))
+            .route("/v1/messages/batches/{id}", get(batch::anthropic_status))
+            .route("/v1/messages/batches/{id}/results", get(batch::anthropic_results))
             .route("/openai/deployments/{deployment}/{*rest}", post(providers::azure_deployment))
             .route("/openai/v1/{*rest}", post(providers::azure_v1))
             .fallback(not_found)
@@ -636,6 +653,15 @@ async fn chat_as(s: &Shared, headers: &HeaderMap, body: &Bytes, how: Auth, serve
             .collect();
         (json!({"role": "assistant", "content": null, "tool_calls": calls}), "tool_calls")
     };
+    // `logprobs: true`: one entry per word (this server's token), each
+    // word's log probability −len/10, so a test can work out the figures.
+    let logprobs = (req.get("logprobs") == Some(&Value::Bool(true))).then(|| {
+        let content: Vec<Value> = answer
+            .split_whitespace()
+            .map(|w| json!({"token": w, "logprob": -(w.chars().count() as f64) / 10.0, "bytes": w.as_bytes(), "top_logprobs": []}))
+            .collect();
+        json!({"content": content, "refusal": null})
+    });
     let reply = json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
@@ -644,6 +670,7 @@ async fn chat_as(s: &Shared, headers: &HeaderMap, body: &Bytes, how: Auth, serve
         "choices": [{
             "index": 0,
             "message": message,
+            "logprobs": logprobs,
             "finish_reason": finish_reason,
         }],
         "usage": match s.cfg.usage {

@@ -34,6 +34,8 @@ pub enum Check {
     Bleu { expected: Template, threshold: f64 },
     Latency { max_ms: f64 },
     Cost { max_usd: f64 },
+    /// `logprob` (`perplexity: false`) or `perplexity`, against `bound`.
+    Logprobs { perplexity: bool, bound: f64 },
     Judge(Judge),
     Exec(Exec),
     Embedding(EmbeddingSimilarity),
@@ -65,6 +67,12 @@ pub enum ScoreError {
     Unpriced { field: String },
     #[error("record has no field `{field}`")]
     NoField { field: String },
+    /// `logprob`/`perplexity` of an answer that came without them.
+    #[error(
+        "no `{field}`: the answer came without token log probabilities; hint: set `params: {{logprobs: true}}` on \
+         the run's backend (OpenAI, vLLM and llama.cpp's server send them; Anthropic has none)"
+    )]
+    NoLogprobs { field: String },
     /// A path into the field finds nothing there.
     #[error("no `{field}`: `{at}` has no {seg}")]
     NoPath { field: String, at: String, seg: String },
@@ -166,6 +174,10 @@ impl Metric {
             MetricType::Bleu => Check::Bleu { expected: template(arg(m, &m.expected, "expected")?)?, threshold },
             MetricType::Latency => Check::Latency { max_ms: *arg(m, &m.max_ms, "max_ms")? },
             MetricType::Cost => Check::Cost { max_usd: *arg(m, &m.max_usd, "max_usd")? },
+            MetricType::Logprob => Check::Logprobs { perplexity: false, bound: *arg(m, &m.min_logprob, "min_logprob")? },
+            MetricType::Perplexity => {
+                Check::Logprobs { perplexity: true, bound: *arg(m, &m.max_perplexity, "max_perplexity")? }
+            }
             MetricType::Judge => Check::Judge(Judge::new(
                 Backends::of(cx, arg(m, &m.backend, "backend")?)?,
                 template(arg(m, &m.rubric, "rubric")?)?,
@@ -211,6 +223,15 @@ impl Metric {
                 Ok(Score::flag(v <= *max).with_value(v))
             }
             Check::ToolCall(t) => t.score(&value, self.field.written()),
+            Check::Logprobs { perplexity, bound } => {
+                let mean = value["mean"].as_f64().ok_or_else(|| ScoreError::NoLogprobs { field: self.field.written().into() })?;
+                Ok(if *perplexity {
+                    let ppl = (-mean).exp();
+                    Score::flag(ppl <= *bound).with_value(round6(ppl))
+                } else {
+                    Score::flag(mean >= *bound).with_value(round6(mean))
+                })
+            }
             Check::Judge(_) | Check::Exec(_) | Check::Embedding(_) => {
                 unreachable!("judge, embedding_similarity and exec are scored by the chunk")
             }
@@ -219,7 +240,11 @@ impl Metric {
 
     /// The value under test, or why the record has none.
     pub fn value<'r>(&self, record: &'r Record) -> Result<Cow<'r, Value>, ScoreError> {
-        value_at(&self.field, record, matches!(self.check, Check::Cost { .. }))
+        let value = value_at(&self.field, record, matches!(self.check, Check::Cost { .. }));
+        match (&self.check, value) {
+            (Check::Logprobs { .. }, Err(ScoreError::NoField { field })) => Err(ScoreError::NoLogprobs { field }),
+            (_, value) => value,
+        }
     }
 
     /// The value under test as text (see [`as_text`]).
@@ -344,6 +369,20 @@ mod tests {
         assert!(e.contains("the call failed (HTTP 400)"), "{e}");
         // A path's value is scored like a field: `1` as text.
         assert_eq!(verdict_of("{type: exact_match, expected: '1', field: output.a}", &r), (1.0, true));
+    }
+
+    #[test]
+    fn logprob_and_perplexity_read_the_answers_log_probabilities() {
+        // Two tokens at −0.25 and −0.75: mean −0.5, perplexity e^0.5.
+        let r = rec(json!({"output": "a b", "logprobs": {"tokens": 2, "sum": -1.0, "mean": -0.5}}));
+        let s = score("{type: logprob, min_logprob: -0.6}", &r).unwrap();
+        assert_eq!((s.pass, s.value), (true, Some(-0.5)));
+        assert!(!score("{type: logprob, min_logprob: -0.4}", &r).unwrap().pass);
+        let s = score("{type: perplexity, max_perplexity: 1.6}", &r).unwrap();
+        assert_eq!((s.pass, s.value), (false, Some(1.648721)));
+        assert!(score("{type: perplexity, max_perplexity: 1.7}", &r).unwrap().pass);
+        let e = score("{type: perplexity, max_perplexity: 2}", &rec(json!({"output": "x"}))).unwrap_err();
+        assert!(e.contains("set `params: {logprobs: true}` on the run's backend"), "{e}");
     }
 
     fn verdict_of(yaml: &str, r: &flow_engine::Record) -> (f64, bool) {

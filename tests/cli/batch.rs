@@ -1,0 +1,302 @@
+//! `batch:` backends against the test server's batch APIs (OpenAI's files
+//! and batches, Anthropic's message batches): what the server counted — one
+//! upload and one batch for a whole node, the same batch after a SIGKILL,
+//! exactly the unanswered requests after an expiry — and what the records
+//! and the manifest say (errors, batch prices).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::Project;
+use crate::llm_server::{BatchScript, LlmServer, ServerConfig};
+use crate::openai::{assert_all_answered, calls, cases, count, flow, project, run_ok, show, spawn_run, SPEC};
+
+/// A spec whose `bot` backend is the server's OpenAI API with `batch:`
+/// (polled every 20 ms), priced at $2/$8 per million tokens live.
+fn batch_spec(url: &str, provider: &str, max_errors: &str) -> String {
+    let base = if provider == "anthropic" { url.trim_end_matches("/v1").to_string() } else { url.to_string() };
+    format!(
+        "flow: 1
+name: t
+prices:
+  test-model: {{input: 2.0, output: 8.0}}
+backends:
+  bot:
+    provider: {provider}
+    base_url: {base}
+    model: test-model
+    api_key_env: FLOW_TEST_KEY
+    temperature: 0
+    max_tokens: 64
+    retry: {{max_retries: 3, initial_delay: 10ms, max_delay: 100ms}}
+    batch: {{poll: 20ms}}
+nodes:
+  cases: {{kind: load, path: data/cases.jsonl}}
+  answers:
+    kind: run
+    input: cases
+    backend: bot
+    prompt: \"{{{{question}}}}\"
+    max_errors: {max_errors}
+"
+    )
+}
+
+fn server(batch: BatchScript) -> LlmServer {
+    LlmServer::start(ServerConfig { batch, ..Default::default() })
+}
+
+/// Half of $2/$8 per million: what a record's tokens cost in a batch.
+fn batch_cost(r: &Value) -> f64 {
+    let u = &r["usage"];
+    (u["prompt_tokens"].as_f64().unwrap() * 1.0 + u["completion_tokens"].as_f64().unwrap() * 4.0) / 1e6
+}
+
+#[test]
+fn a_node_of_500_cases_is_one_upload_and_one_batch_at_batch_prices() {
+    let s = server(BatchScript::default());
+    let p = project(500, &batch_spec(&s.base_url(), "openai", "0"));
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("batch API: $1/$4 per million input/output tokens (half the live price)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("results within 24 h"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("batch requests expected: 500"), "{}", plan.stdout);
+
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for state in ["created with 500 requests", "in_progress", "finalizing", "completed: 500 answered"] {
+        assert!(r.stderr.contains(state), "no `{state}` in:\n{}", r.stderr);
+    }
+    assert_eq!(s.route_count("POST /v1/files"), 1);
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+    assert_eq!(s.route_count("POST /v1/chat/completions"), 0);
+    assert_eq!(s.batches()[0].requests.len(), 500);
+    // Each custom_id is a memo key in hex.
+    assert!(s.batches()[0].requests.iter().all(|(id, _)| id.len() == 64));
+    let records = show(&p, "answers");
+    assert_all_answered(&records, 500);
+    assert_eq!(records[7]["output"], "echo: what is 7+1?");
+    let mut total = 0.0;
+    for r in &records {
+        let cost = r["cost_usd"].as_f64().unwrap();
+        assert!((cost - batch_cost(r)).abs() < 1e-12, "{r}");
+        total += cost;
+    }
+    let m = p.latest_run("specs/.flow");
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (500, 0), "{c}");
+    let manifest_cost = c["cost_usd"].as_f64().unwrap();
+    assert!((manifest_cost - total).abs() < 1e-6, "manifest ${manifest_cost}, records ${total}");
+
+    // Again: nothing sent; rerun, every call is a memo hit.
+    s.reset_counters();
+    run_ok(&p, &[]);
+    let m = run_ok(&p, &["--rerun", "answers"]);
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (0, 500), "{c}");
+    assert_eq!(s.requests(), 0, "a second run sends nothing");
+    assert_eq!(s.batches().len(), 1);
+}
+
+#[test]
+fn a_run_killed_while_it_polls_resumes_the_same_batch() {
+    let s = server(BatchScript::default());
+    s.hold_batches(true);
+    let p = project(200, &batch_spec(&s.base_url(), "openai", "0"));
+    let mut child = spawn_run(&p, Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.route_count("GET /v1/batches/{id}") < 3 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("flow exited ({status}) before it polled");
+        }
+        assert!(Instant::now() < deadline, "no polls after 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+    s.hold_batches(false);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("was created by an earlier run"), "{}", r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1, "one batch in all: the killed run's");
+    assert_eq!(s.route_count("POST /v1/files"), 1);
+    assert_all_answered(&show(&p, "answers"), 200);
+    let c = calls(&p.latest_run("specs/.flow"), "answers");
+    assert_eq!(count(&c, "requests"), 200, "{c}");
+}
+
+#[test]
+fn detach_leaves_the_batch_and_the_next_run_collects_it() {
+    let s = server(BatchScript::default());
+    s.hold_batches(true);
+    let p = project(50, &batch_spec(&s.base_url(), "openai", "0"));
+    let r = flow(&p, &["run", SPEC, "--detach"], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("is left at the provider (--detach)"), "{}", r.stderr);
+    assert!(r.stderr.contains("note: 1 batch left at the provider"), "{}", r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+    let m = p.latest_run("specs/.flow");
+    assert_eq!(m["status"], "interrupted", "{m}");
+    assert!(m["error"].as_str().unwrap().contains("left with --detach"), "{m}");
+
+    // Detached again while the batch is under way: one look, no new batch.
+    let r = flow(&p, &["run", SPEC, "--detach"], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("was created by an earlier run"), "{}", r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+
+    // Done at the provider: a plain run collects it.
+    s.hold_batches(false);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1, "one batch in all");
+    assert_eq!(s.route_count("POST /v1/chat/completions"), 0);
+    assert_all_answered(&show(&p, "answers"), 50);
+}
+
+#[test]
+fn per_request_errors_become_record_errors() {
+    let fail: Vec<String> = [3, 17, 42].iter().map(|i| format!("what is {i}+1?")).collect();
+    let s = server(BatchScript { fail_texts: fail.clone(), ..Default::default() });
+    let p = project(60, &batch_spec(&s.base_url(), "openai", "5"));
+    let m = run_ok(&p, &[]);
+    let records = show(&p, "answers");
+    let failed: Vec<&Value> = records.iter().filter(|r| !r["error"].is_null()).collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for r in &failed {
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains("HTTP 400") && e.contains("refused (injected)"), "{e}");
+        assert!(fail.contains(&r["question"].as_str().unwrap().to_string()), "{r}");
+    }
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "errors")), (57, 3), "{c}");
+    assert_eq!(s.route_count("POST /v1/batches"), 1);
+}
+
+#[test]
+fn an_expired_batch_resubmits_exactly_its_unanswered_requests() {
+    let s = server(BatchScript { expire_first: Some(120), ..Default::default() });
+    let p = project(200, &batch_spec(&s.base_url(), "openai", "100%"));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("expired: 120 answered, 80 failed"), "{}", r.stderr);
+    let errors = show(&p, "answers").iter().filter(|r| !r["error"].is_null()).count();
+    assert_eq!(errors, 80);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let batches = s.batches();
+    assert_eq!(batches.len(), 2);
+    let first: Vec<&String> = batches[0].requests[120..].iter().map(|(id, _)| id).collect();
+    let second: Vec<&String> = batches[1].requests.iter().map(|(id, _)| id).collect();
+    assert_eq!(second, first, "the second batch holds exactly the 80 the first left unanswered");
+    assert_all_answered(&show(&p, "answers"), 200);
+    let c = calls(&p.latest_run("specs/.flow"), "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "memo_hits")), (80, 120), "{c}");
+}
+
+#[test]
+fn anthropic_message_batches() {
+    let s = server(BatchScript { fail_texts: vec!["what is 5+1?".into()], ..Default::default() });
+    let p = project(40, &batch_spec(&s.base_url(), "anthropic", "1"));
+    let m = run_ok(&p, &[]);
+    assert_eq!(s.route_count("POST /v1/messages/batches"), 1);
+    assert_eq!(s.route_count("POST /v1/messages"), 0);
+    assert_eq!(s.route_count("GET /v1/messages/batches/{id}/results"), 1);
+    let b = &s.batches()[0];
+    assert_eq!(b.requests.len(), 40);
+    assert_eq!(b.requests[0].1["max_tokens"], 64, "params are a Messages API body: {}", b.requests[0].1);
+    let records = show(&p, "answers");
+    assert_eq!(records[9]["output"], "echo: what is 9+1?");
+    assert!(records[5]["error"].as_str().unwrap().contains("refused (injected)"), "{}", records[5]);
+    for r in records.iter().filter(|r| r["error"].is_null()) {
+        assert!((r["cost_usd"].as_f64().unwrap() - batch_cost(r)).abs() < 1e-12, "{r}");
+    }
+    let c = calls(&m, "answers");
+    assert_eq!((count(&c, "requests"), count(&c, "errors")), (39, 1), "{c}");
+}
+
+#[test]
+fn batch_on_another_provider_is_a_located_error() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 2));
+    let spec = "flow: 1\nname: t\nbackends:\n  bot:\n    provider: azure\n    base_url: https://r.openai.azure.com\n    model: gpt-4o\n    batch: true\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n";
+    p.write(SPEC, spec);
+    let r = flow(&p, &["validate", SPEC], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("specs/t.yaml:8:5"), "{}", r.stderr);
+    assert!(r.stderr.contains("`batch` is for `provider: openai`, `anthropic` or `sim`, not `azure`"), "{}", r.stderr);
+    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+}
+
+/// The shipped eval spec plays a batch offline; the plan's batch price is
+/// the one the run's costs are figured at.
+#[test]
+fn the_eval_spec_batches_offline_on_sim() {
+    let p = Project::empty();
+    for f in ["specs/eval.yaml", "specs/data/cases.jsonl", "specs/metrics/brevity.py"] {
+        p.write(f, &std::fs::read_to_string(crate::common::repo().join(f)).unwrap());
+    }
+    let plan = p.flow(&["plan", "specs/eval.yaml", "--set", "batch=true"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("batch API"), "{}", plan.stdout);
+    let r = p.flow(&["run", "specs/eval.yaml", "--set", "batch=true"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("backend `bot`: batch batch_sim_"), "{}", r.stderr);
+    assert!(r.stderr.contains("completed"), "{}", r.stderr);
+}
+
+/// With `prices:` on the sim, the plan's batch price and the run's costs
+/// agree.
+#[test]
+fn sim_batch_costs_match_the_plans_price() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 30));
+    let spec = "flow: 1\nname: t\nprices:\n  sim-1: {input: 2.0, output: 8.0}\nbackends:\n  bot: {provider: sim, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n";
+    p.write(SPEC, spec);
+    let plan = p.flow(&["plan", SPEC]);
+    assert!(plan.stdout.contains("batch API: $1/$4 per million"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("batch requests expected: 30"), "{}", plan.stdout);
+    let m = p.run_ok(&[SPEC]);
+    let c = calls(&m, "answers");
+    let want = (count(&c, "prompt_tokens") as f64 * 1.0 + count(&c, "completion_tokens") as f64 * 4.0) / 1e6;
+    assert!((c["cost_usd"].as_f64().unwrap() - want).abs() < 1e-9, "{c}");
+}
+
+/// The run view of a batch node lists its batches.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_report_shows_the_batches_of_a_run() {
+    use crate::browser::Browser;
+    use crate::report::in_chromium::{browser_or_skip, file_url, out_dir};
+    use crate::report::report_path;
+
+    let Some(bin) = browser_or_skip("the_report_shows_the_batches_of_a_run") else { return };
+    let s = server(BatchScript::default());
+    let p = project(30, &batch_spec(&s.base_url(), "openai", "0"));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let id = s.batches()[0].id.clone();
+    let m = p.latest_run("specs/.flow");
+    let out = out_dir("batch-run");
+    let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+    b.open(&file_url(&report_path(&p, &m)), 1400, 1000);
+    let rows = b.eval(
+        "(() => { const p = flowReport.show('answers').panel;
+           return [...p.querySelectorAll('table.batches tr.batch')].map(tr => [...tr.children].map(td => td.textContent)); })()",
+    );
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], Value::String(id));
+    assert_eq!(rows[0][1], "30");
+    assert_eq!(rows[0][2], "completed");
+    assert_eq!(rows[0][4], "this run");
+    b.screenshot(&out.join("batches.png"));
+    assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+}
