@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod backend;
+mod backend_check;
 pub mod batch;
 mod depth;
 mod duration;
