@@ -11,9 +11,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use flow_engine::cache::{write_atomic, Store};
-use flow_nodes::view::{
-    MAX_ARTIFACT_CHARS, MAX_IDS, MAX_RECORDS, MAX_RECORD_BYTES, MAX_REPORT_RECORD_BYTES, MAX_STRING_CHARS,
-};
+use flow_nodes::view::MAX_REPORT_RECORD_BYTES;
 
 use super::{data, page, REPORT_HTML};
 use crate::compare::Compared;
@@ -64,14 +62,7 @@ pub fn render(store: &Store, c: &Compared, runs: &str, connect: &str) -> String 
         },
         "comparison": {"node": c.node, "baseline": run(&c.a), "candidate": run(&c.b)},
         "graph": false,
-        "limits": {
-            "records": MAX_RECORDS,
-            "record_bytes": MAX_RECORD_BYTES,
-            "report_record_bytes": MAX_REPORT_RECORD_BYTES,
-            "string_chars": MAX_STRING_CHARS,
-            "ids": MAX_IDS,
-            "artifact_chars": MAX_ARTIFACT_CHARS,
-        },
+        "limits": data::limits(),
         "nodes": [],
     });
     let view_head = json!({"node": c.node, "kind": "compare", "view": "compare", "data": view.data});

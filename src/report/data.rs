@@ -96,17 +96,23 @@ pub fn collect(store: &Store, plan: Option<&Plan>, m: &RunManifest) -> ReportDat
             "calls": m.calls,
         },
         "graph": plan.is_some(),
-        "limits": {
-            "records": MAX_RECORDS,
-            "record_bytes": MAX_RECORD_BYTES,
-            "report_record_bytes": MAX_REPORT_RECORD_BYTES,
-            "string_chars": MAX_STRING_CHARS,
-            "ids": MAX_IDS,
-            "artifact_chars": MAX_ARTIFACT_CHARS,
-        },
+        "limits": limits(),
         "nodes": nodes,
     });
     ReportData { head, views }
+}
+
+/// The bounds a report keeps its data within, for the page to say when
+/// something was cut.
+pub fn limits() -> Value {
+    json!({
+        "records": MAX_RECORDS,
+        "record_bytes": MAX_RECORD_BYTES,
+        "report_record_bytes": MAX_REPORT_RECORD_BYTES,
+        "string_chars": MAX_STRING_CHARS,
+        "ids": MAX_IDS,
+        "artifact_chars": MAX_ARTIFACT_CHARS,
+    })
 }
 
 /// A node of the pipeline view: its stats, and its inputs when the plan is
