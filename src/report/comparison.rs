@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use flow_engine::cache::{write_atomic, Store};
+use flow_engine::cache::{write_replaceable, Store};
 use flow_nodes::view::MAX_REPORT_RECORD_BYTES;
 
 use super::{data, page, REPORT_HTML};
@@ -25,7 +25,7 @@ pub fn file_name(c: &Compared) -> String {
 pub fn write(store: &Store, c: &Compared) -> anyhow::Result<PathBuf> {
     let html = render(store, c, "../", "");
     let path = store.run_dir(&c.b).join(file_name(c));
-    write_atomic(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    write_replaceable(&path, html.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
