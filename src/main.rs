@@ -309,27 +309,6 @@ impl From<Diagnostic> for Failure {
     }
 }
 
-/// How many requests the batch backend `name` is expected to submit: the
-/// calls of the nodes that use it, less the memoized ones.
-fn batch_requests(plan: &flow_engine::Plan, calls: &[Option<flow_engine::calls::CallEstimate>], name: &str) -> String {
-    let (mut known, mut bound, mut exact) = (0u64, 0u64, true);
-    for (node, estimate) in plan.nodes.iter().zip(calls) {
-        let Some(e) = estimate.filter(|_| node.compiled.backends.contains_key(name)) else { continue };
-        match (e.expected, e.at_most) {
-            (Some(n), _) => known += n,
-            (None, Some(n)) => {
-                bound += n;
-                exact = false;
-            }
-            (None, None) => return "batch requests: as many as the input has records".to_string(),
-        }
-    }
-    match exact {
-        true => format!("batch requests expected: {known}"),
-        false => format!("batch requests expected: up to {}", known + bound),
-    }
-}
-
 fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Validate { spec } => {
@@ -370,23 +349,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 flow_engine::calls::estimate(&plan, &assessed, &store, &seen, &force)
             };
             use flow_engine::render;
+            // What the backends are, cost and are expected to be sent
+            // (the offline `sim` is free and local: nothing to say, unless
+            // `prices:` prices it).
+            let expected = flow_engine::calls::by_backend(&plan, &calls);
+            let used = flow_nodes::backend::Backends::used_by(&plan, |_| true);
+            let shown: Vec<_> = used
+                .iter()
+                .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
+                .filter(|(_, s)| flow_nodes::backend::shown_in_plan(s, &plan.prices))
+                .collect();
+            let none = flow_engine::calls::BackendCalls::default();
             match format {
                 PlanFormat::Text => {
                     out!("{}", render::text(&plan, &assessed, &calls));
-                    // What the network backends are and cost (the offline
-                    // `sim` is free and local: nothing to say).
-                    let used = flow_nodes::backend::Backends::used_by(&plan, |_| true);
-                    let remote: Vec<_> = used
-                        .iter()
-                        .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
-                        .filter(|(_, s)| s.provider.is_remote() || s.batch.is_some())
-                        .collect();
-                    if !remote.is_empty() {
+                    if !shown.is_empty() {
                         outln!();
-                        for (name, spec) in remote {
+                        for (name, spec) in shown {
                             outln!("{}", flow_nodes::backend::describe(name, spec, &plan.prices));
-                            if spec.batch.is_some() {
-                                outln!("  {}", batch_requests(&plan, &calls, name));
+                            let calls = expected.get(name.as_str()).unwrap_or(&none);
+                            for line in flow_nodes::backend::expected(spec, &plan.prices, calls) {
+                                outln!("  {line}");
                             }
                         }
                     }
@@ -394,7 +377,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 PlanFormat::Dot => out!("{}", render::dot(&plan, &assessed, &calls)),
                 PlanFormat::Mermaid => out!("{}", render::mermaid(&plan, &assessed, &calls)),
                 PlanFormat::Json => {
-                    let json = render::json(&plan, &assessed, &calls);
+                    let mut json = render::json(&plan, &assessed, &calls);
+                    let backends: serde_json::Map<String, serde_json::Value> = used
+                        .iter()
+                        .filter_map(|n| plan.backends.get(n).map(|s| (n, s)))
+                        .map(|(name, spec)| {
+                            let calls = expected.get(name.as_str()).unwrap_or(&none);
+                            (name.clone(), flow_nodes::backend::expected_json(spec, &plan.prices, calls))
+                        })
+                        .collect();
+                    json["backends"] = serde_json::Value::Object(backends);
                     outln!("{}", serde_json::to_string_pretty(&json).expect("json"))
                 }
             }

@@ -29,8 +29,8 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use meter::{Backoff, Meter};
 pub use node::{
     kind, Arity, Artifact, BarrierOutput, BarrierStage, BatchStream, BuildCx, CheckCx, FileInput, Kind, MapStage, Node,
-    NodeError, OutputRecords, RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage, GATE_FAILED,
-    META_JSON, SUMMARY_MD, WARNINGS_TXT,
+    NodeError, OutputRecords, PlannedCall, RecordStream, Registry, RunContext, Shape, SourceStage, Stage, StreamStage,
+    Tokens, GATE_FAILED, META_JSON, SUMMARY_MD, WARNINGS_TXT,
 };
 pub use record::{Batch, FieldSet, Fields, PortType, Record, BATCH_SIZE};
 pub use run::{run, RunEvent, RunOptions};

@@ -16,12 +16,12 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use crate::calls::{PlannedCall, Tokens};
 pub use crate::check::{CheckCx, FileInput, InputInfo};
 use crate::meter::Meter;
 use crate::record::{PortType, Record};
 use crate::spec::BackendSpec;
 pub use crate::spill::Spool;
-use flow_cache::ContentHash;
 
 /// How many upstream inputs a kind takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,35 +76,35 @@ pub trait Node: Send + Sync + 'static {
     /// Builds the runnable stage.
     fn build(config: &Self::Config, cx: &BuildCx) -> Result<Stage, NodeError>;
 
-    /// The call-memo keys of the backend calls the node would make for one
-    /// input record (none for a record it would not send, e.g. one missing
-    /// a prompt field); `backends` are the spec's. `flow plan` looks them
-    /// up to say how many calls a run will make. `None` (the default) when
-    /// the kind cannot tell: the plan then says "up to records × calls per
-    /// record".
-    fn call_keys(
+    /// The backend calls the node would make for one input record (none
+    /// for a record it would not send, e.g. one missing a prompt field):
+    /// each call's memo key, backend and tokens; `backends` are the
+    /// spec's. `flow plan` looks the keys up to say how many calls a run
+    /// will make and prices the rest. `None` (the default) when the kind
+    /// cannot tell: the plan then says "up to records × calls per record".
+    fn plan_calls(
         config: &Self::Config,
         record: &Record,
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
+    ) -> Option<Vec<PlannedCall>> {
         let _ = (config, record, backends);
         None
     }
 
-    /// The call-memo keys of the calls the node would make for all of its
-    /// input `records` (empty for a node without input). By default each
-    /// record's [`Node::call_keys`]; a kind whose calls depend on the whole
-    /// input (`generate` shows every seed in every call) says so here.
-    fn batch_call_keys(
+    /// The calls the node would make for all of its input `records` (empty
+    /// for a node without input). By default each record's
+    /// [`Node::plan_calls`]; a kind whose calls depend on the whole input
+    /// (`generate` shows every seed in every call) says so here.
+    fn plan_batch_calls(
         config: &Self::Config,
         records: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
-        let mut keys = Vec::new();
+    ) -> Option<Vec<PlannedCall>> {
+        let mut calls = Vec::new();
         for r in records {
-            keys.extend(Self::call_keys(config, r, backends)?);
+            calls.extend(Self::plan_calls(config, r, backends)?);
         }
-        Some(keys)
+        Some(calls)
     }
 }
 
@@ -123,11 +123,11 @@ pub struct Compiled {
     /// declares (see [`CheckCx::output_records`]): progress shows done/total.
     pub records: OutputRecords,
     build: Arc<BuildFn>,
-    call_keys: Arc<CallKeysFn>,
+    plan_calls: Arc<PlanCallsFn>,
 }
 
 type BuildFn = dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync;
-type CallKeysFn = dyn Fn(&[Record], &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> + Send + Sync;
+type PlanCallsFn = dyn Fn(&[Record], &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> + Send + Sync;
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,10 +140,10 @@ impl Compiled {
         (self.build)(cx)
     }
 
-    /// The memo keys of the calls the node would make for its input
-    /// `records` (see [`Node::batch_call_keys`]); `backends` are the spec's.
-    pub fn call_keys(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
-        (self.call_keys)(records, backends)
+    /// The calls the node would make for its input `records` (see
+    /// [`Node::plan_batch_calls`]); `backends` are the spec's.
+    pub fn plan_calls(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> {
+        (self.plan_calls)(records, backends)
     }
 }
 
@@ -216,7 +216,7 @@ impl<N: Node> Kind for Erased<N> {
         }
         let canonical = serde_json::to_value(&typed).expect("a config serializes");
         let typed = Arc::new(typed);
-        let for_keys = typed.clone();
+        let for_plan = typed.clone();
         Some(Compiled {
             config: canonical,
             output,
@@ -225,7 +225,7 @@ impl<N: Node> Kind for Erased<N> {
             calls_per_record: cx.calls_per_record,
             records: cx.records,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
-            call_keys: Arc::new(move |records, backends| N::batch_call_keys(&for_keys, records, backends)),
+            plan_calls: Arc::new(move |records, backends| N::plan_batch_calls(&for_plan, records, backends)),
         })
     }
 }

@@ -79,7 +79,7 @@ pub fn text(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>]
                 if inputs.is_empty() { "-".into() } else { inputs.join(", ") },
             ];
             if with_calls {
-                row.push(calls.get(i).copied().flatten().map(|e| e.to_string()).unwrap_or_else(|| "-".into()));
+                row.push(calls.get(i).and_then(Option::as_ref).map(|e| e.to_string()).unwrap_or_else(|| "-".into()));
             }
             row.push(status_line(&assessed[i]));
             row
@@ -219,7 +219,7 @@ pub fn json(plan: &Plan, assessed: &[Assessment], calls: &[Option<CallEstimate>]
                 "reasons": a.reasons,
                 "key": a.key,
                 "key_fields": a.fields,
-                "calls": calls.get(i).copied().flatten(),
+                "calls": calls.get(i).and_then(Option::as_ref),
             })
         })
         .collect();

@@ -5,12 +5,13 @@
 //! and the manifest say (errors, batch prices).
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::Project;
-use crate::llm_server::{BatchScript, LlmServer, ServerConfig};
+use crate::llm_server::{BatchScript, LlmServer, ReplyFn, ServerConfig};
 use crate::openai::{assert_all_answered, calls, cases, count, flow, project, run_ok, show, spawn_run, SPEC};
 
 /// A spec whose `bot` backend is the server's OpenAI API with `batch:`
@@ -252,21 +253,91 @@ fn the_eval_spec_batches_offline_on_sim() {
     assert!(r.stderr.contains("completed"), "{}", r.stderr);
 }
 
-/// With `prices:` on the sim, the plan's batch price and the run's costs
-/// agree.
+/// With `prices:` on the sim, the plan's estimate is the run's cost, to
+/// the token: the plan works out the sim's answers before it is asked,
+/// batch or live.
 #[test]
-fn sim_batch_costs_match_the_plans_price() {
-    let p = Project::empty();
-    p.write("specs/data/cases.jsonl", &cases(0, 30));
-    let spec = "flow: 1\nname: t\nprices:\n  sim-1: {input: 2.0, output: 8.0}\nbackends:\n  bot: {provider: sim, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n";
-    p.write(SPEC, spec);
-    let plan = p.flow(&["plan", SPEC]);
-    assert!(plan.stdout.contains("batch API: $1/$4 per million"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("batch requests expected: 30"), "{}", plan.stdout);
-    let m = p.run_ok(&[SPEC]);
-    let c = calls(&m, "answers");
-    let want = (count(&c, "prompt_tokens") as f64 * 1.0 + count(&c, "completion_tokens") as f64 * 4.0) / 1e6;
-    assert!((c["cost_usd"].as_f64().unwrap() - want).abs() < 1e-9, "{c}");
+fn the_plans_estimate_is_the_runs_cost_on_sim() {
+    for batch in [true, false] {
+        let p = Project::empty();
+        p.write("specs/data/cases.jsonl", &cases(0, 30));
+        let spec = format!("flow: 1\nname: t\nprices:\n  sim-1: {{input: 2.0, output: 8.0}}\nbackends:\n  bot: {{provider: sim, batch: {batch}}}\nnodes:\n  cases: {{kind: load, path: data/cases.jsonl}}\n  answers: {{kind: run, input: cases, backend: bot, prompt: \"{{{{question}}}}\", repeat: 2}}\n");
+        p.write(SPEC, &spec);
+        let plan = p.flow(&["plan", SPEC]);
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        let what = if batch { "batch requests" } else { "requests" };
+        assert!(plan.stdout.contains(&format!("{what} expected: 60")), "{}", plan.stdout);
+        if batch {
+            assert!(plan.stdout.contains("batch API: $1/$4 per million"), "{}", plan.stdout);
+        }
+        let json = p.flow(&["plan", SPEC, "--format", "json"]);
+        let json: Value = serde_json::from_str(&json.stdout).unwrap();
+        let bot = &json["backends"]["bot"];
+        assert_eq!(bot["requests"], 60, "{bot}");
+        let cost = &bot["cost_usd"];
+        assert_eq!(cost["exact"], true, "{bot}");
+        let planned = cost["low"].as_f64().unwrap();
+        assert_eq!(cost["high"].as_f64(), Some(planned), "{bot}");
+
+        let m = p.run_ok(&[SPEC]);
+        let c = calls(&m, "answers");
+        let run = c["cost_usd"].as_f64().unwrap();
+        assert!(run > 0.0, "{c}");
+        assert!((planned - run).abs() < 1e-12, "batch: {batch}: planned ${planned}, the run ${run}");
+        assert_eq!(count(&c, "prompt_tokens"), bot["tokens"]["prompt"].as_u64().unwrap(), "{c} {bot}");
+        assert_eq!(count(&c, "completion_tokens"), bot["tokens"]["completion"].as_u64().unwrap(), "{c} {bot}");
+        assert!(plan.stdout.contains("(the sim's own token counts)"), "{}", plan.stdout);
+    }
+}
+
+/// A judge on a batch backend grades every record in one batch, however
+/// many chunks the records come in, and the plan bounds its requests.
+#[test]
+fn a_batch_judge_grades_every_record_in_one_batch() {
+    let s = server(BatchScript::default());
+    let mut spec = batch_spec(&s.base_url(), "openai", "0");
+    spec = spec.replace(
+        "nodes:",
+        &format!("  judge:\n    provider: openai\n    base_url: {}\n    model: judge-model\n    api_key_env: FLOW_TEST_KEY\n    max_tokens: 100\n    batch: {{poll: 20ms}}\nnodes:", s.base_url()),
+    );
+    spec.push_str("  scores:\n    kind: evaluate\n    input: answers\n    metrics:\n      - {type: judge, backend: judge, rubric: 'The answer is {{expected}}'}\n");
+    let p = project(600, &spec);
+    let plan = flow(&p, &["plan", SPEC], &[]);
+    assert!(plan.stdout.contains("batch requests expected: up to 600"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("not priced: the calls of `scores`"), "{}", plan.stdout);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let batches = s.batches();
+    let sizes: Vec<(String, usize)> =
+        batches.iter().map(|b| (b.requests[0].1["model"].as_str().unwrap().to_string(), b.requests.len())).collect();
+    assert_eq!(sizes, [("test-model".to_string(), 600), ("judge-model".to_string(), 600)]);
+    assert_eq!(s.route_count("POST /v1/chat/completions"), 0);
+    let scored = show(&p, "scores");
+    assert_eq!(scored.len(), 600);
+    assert!(scored.iter().all(|r| r["scores"]["judge"]["score"] == 1.0), "{}", scored[0]);
+}
+
+/// `generate` on a batch backend sends its first calls as one batch.
+#[test]
+fn generate_sends_its_first_calls_as_one_batch() {
+    let reply = |body: &Value| {
+        let prompt: String =
+            body["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+        let n: u64 = prompt.split("(batch ").nth(1).and_then(|a| a.split(')').next()).unwrap().parse().unwrap();
+        let case = |i: u64| serde_json::json!({"question": format!("question {n}-{i}: what is {n} times {i}?"), "expected": format!("{}", n * i)});
+        serde_json::json!({"cases": [case(1), case(2), case(3)]}).to_string()
+    };
+    let s = LlmServer::start(ServerConfig { reply: Some(ReplyFn(Arc::new(reply))), ..Default::default() });
+    let spec = format!(
+        "flow: 1\nname: g\nbackends:\n  writer:\n    provider: openai\n    base_url: {}\n    model: writer-model\n    api_key_env: FLOW_TEST_KEY\n    temperature: 0.8\n    max_concurrency: 4\n    batch: {{poll: 20ms}}\nnodes:\n  seeds: {{kind: load, path: data/cases.jsonl}}\n  cases:\n    kind: generate\n    input: seeds\n    backend: writer\n    count: 30\n    per_call: 3\n    instructions: Questions for a calculator bot.\n    schema:\n      question: {{type: string}}\n      expected: {{type: string}}\n    dedup: {{fields: [question], threshold: 0.99}}\n",
+        s.base_url()
+    );
+    let p = project(2, &spec);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let sizes: Vec<usize> = s.batches().iter().map(|b| b.requests.len()).collect();
+    assert_eq!(sizes, [10], "30 cases, 3 a call: 10 calls in one batch");
+    assert_eq!(show(&p, "cases").len(), 30);
 }
 
 /// The run view of a batch node lists its batches.

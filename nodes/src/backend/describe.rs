@@ -1,6 +1,11 @@
-//! How `flow plan` shows a network backend: its identity and its price.
+//! How `flow plan` shows a backend: its identity and its price, and what
+//! the next run is expected to send it and cost.
 
-use flow_engine::{BackendSpec, Provider};
+use std::collections::BTreeMap;
+
+use flow_engine::calls::BackendCalls;
+use flow_engine::{BackendSpec, Price, Provider};
+use serde_json::{json, Value};
 
 use super::price::{self, Prices};
 use super::{app, withheld_key, Usage};
@@ -8,11 +13,7 @@ use super::{app, withheld_key, Usage};
 /// How `flow plan` shows backend `name`: its identity (provider, model,
 /// where it is, Azure's deployment and version) and its price, or why its
 /// calls will cost `null`.
-pub fn describe(
-    name: &str,
-    spec: &BackendSpec,
-    prices: &std::collections::BTreeMap<String, flow_engine::Price>,
-) -> String {
+pub fn describe(name: &str, spec: &BackendSpec, prices: &BTreeMap<String, Price>) -> String {
     let mut out = format!("backend `{name}`: {} `{}`", spec.provider.name(), spec.model());
     if spec.provider.is_remote() {
         out.push_str(&format!(" at {}", flow_engine::spec::url::redact(spec.base_url())));
@@ -23,14 +24,7 @@ pub fn describe(
     if spec.provider == Provider::Azure {
         out.push_str(&format!(" (deployment `{}`, api-version {})", spec.request_model(), spec.api_version()));
     }
-    let prices = Prices::new(prices.clone());
-    let price = match spec.provider {
-        Provider::Sim => match prices.cost_override(spec.model(), Usage::default()) {
-            Some(_) => prices.for_backend(spec, spec.model()),
-            None => Some((flow_engine::Price { input: 0.0, output: 0.0 }, price::PriceSource::BuiltIn)),
-        },
-        _ => prices.for_backend(spec, spec.model()),
-    };
+    let price = live_price(spec, &Prices::new(prices.clone()));
     match price {
         Some((p, source)) => out.push_str(&format!(
             "; ${}/${} per million input/output tokens ({})",
@@ -73,4 +67,133 @@ pub fn describe(
         ));
     }
     out
+}
+
+/// The live price a backend's calls are billed at, as the run figures it:
+/// the offline `sim` and a local model cost nothing unless `prices:` says.
+fn live_price(spec: &BackendSpec, prices: &Prices) -> Option<(Price, price::PriceSource)> {
+    match spec.provider {
+        Provider::Sim | Provider::Local => match prices.cost_override(spec.model(), Usage::default()) {
+            Some(_) => prices.for_backend(spec, spec.model()),
+            None => Some((Price { input: 0.0, output: 0.0 }, price::PriceSource::BuiltIn)),
+        },
+        _ => prices.for_backend(spec, spec.model()),
+    }
+}
+
+/// Whether `flow plan` lists backend `spec`: a network one, a batch one,
+/// or one that costs something (a priced `sim`, for a demo).
+pub fn shown_in_plan(spec: &BackendSpec, prices: &BTreeMap<String, Price>) -> bool {
+    let priced = live_price(spec, &Prices::new(prices.clone())).is_some_and(|(p, _)| p.input > 0.0 || p.output > 0.0);
+    spec.provider.is_remote() || spec.batch.is_some() || priced
+}
+
+/// What the next run is expected to cost on a backend, USD, for the
+/// requests counted call by call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Prompts, and the answers when their tokens are known.
+    pub low: f64,
+    /// With every answer at its `max_tokens`; `None` when some answer has
+    /// no bound.
+    pub high: Option<f64>,
+    /// From the token counts the backend itself will report (the `sim`).
+    pub exact: bool,
+}
+
+/// The cost of `calls` at the backend's price (batch or live); `None`
+/// when its price is unknown or no call is priced.
+pub fn expected_cost(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &BackendCalls) -> Option<Cost> {
+    let (p, _) = live_price(spec, &Prices::new(prices.clone()))?;
+    let p = price::batched(p, spec.batch.is_some());
+    let t = &calls.tokens;
+    if t.calls == t.unknown {
+        return None;
+    }
+    let prompts = price::usd(p, Usage { prompt_tokens: t.prompt, completion_tokens: 0 });
+    let all = price::usd(p, Usage { prompt_tokens: t.prompt, completion_tokens: t.completion });
+    Some(Cost {
+        low: if t.estimated { prompts } else { all },
+        high: (t.unbounded == 0).then_some(all),
+        exact: !t.estimated && t.unbounded == 0 && t.unknown == 0 && !calls.bounded,
+    })
+}
+
+/// The lines `flow plan` adds under a backend's: the requests the run is
+/// expected to send it, and what they cost.
+pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &BackendCalls) -> Vec<String> {
+    let what = if spec.batch.is_some() { "batch requests" } else { "requests" };
+    let counted = calls.requests + calls.more_up_to;
+    let mut lines = vec![match (calls.bounded || calls.more_up_to > 0, calls.uncounted.is_empty()) {
+        _ if counted == 0 && !calls.uncounted.is_empty() => format!("{what}: as many as the input has records"),
+        (false, true) => format!("{what} expected: {}", calls.requests),
+        (true, true) => format!("{what} expected: up to {counted}"),
+        (_, false) => format!("{what} expected: at least {}", calls.requests),
+    }];
+    // A free backend (the unpriced `sim`) has nothing to add.
+    if let Some(c) = expected_cost(spec, prices, calls).filter(|c| c.high != Some(0.0)) {
+        let t = &calls.tokens;
+        lines.push(match (c.exact, c.high) {
+            (true, _) => format!("cost: {} (the sim's own token counts)", dollars(c.low)),
+            (false, Some(high)) => format!(
+                "cost: about {} to {} (prompts ≈ {} tokens; answers at most {} tokens, by `max_tokens`)",
+                dollars(c.low),
+                dollars(high),
+                t.prompt,
+                t.completion
+            ),
+            (false, None) => format!(
+                "cost: about {} and up (prompts ≈ {} tokens; {} answers have no `max_tokens` to bound them)",
+                dollars(c.low),
+                t.prompt,
+                t.unbounded
+            ),
+        });
+    }
+    if !calls.not_priced.is_empty() {
+        let nodes: Vec<String> = calls.not_priced.iter().map(|n| format!("`{n}`")).collect();
+        lines.push(format!("not priced: the calls of {} (their input is not known before the run)", nodes.join(", ")));
+    }
+    lines
+}
+
+/// The figures of [`expected`], for `flow plan --format json`.
+pub fn expected_json(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &BackendCalls) -> Value {
+    let cost = expected_cost(spec, prices, calls).map(|c| json!({"low": c.low, "high": c.high, "exact": c.exact}));
+    json!({
+        "requests": calls.requests,
+        "bounded": calls.bounded,
+        "more_up_to": calls.more_up_to,
+        "batch": spec.batch.is_some(),
+        "tokens": calls.tokens,
+        "cost_usd": cost,
+        "not_priced": calls.not_priced,
+    })
+}
+
+/// `$0.00042`, `$0.13`, `$12.50`: two significant figures under a dollar.
+fn dollars(usd: f64) -> String {
+    if usd <= 0.0 {
+        return "$0".to_string();
+    }
+    if usd >= 1.0 {
+        return format!("${usd:.2}");
+    }
+    let decimals = (-usd.log10()).floor() as usize + 2;
+    format!("${usd:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_keep_two_significant_figures() {
+        assert_eq!(dollars(0.0), "$0");
+        assert_eq!(dollars(0.000423), "$0.00042");
+        assert_eq!(dollars(0.13), "$0.13");
+        assert_eq!(dollars(0.5), "$0.50");
+        assert_eq!(dollars(0.0999), "$0.100");
+        assert_eq!(dollars(12.5), "$12.50");
+    }
 }

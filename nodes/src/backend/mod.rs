@@ -57,12 +57,12 @@ use flow_engine::{BackendSpec, Meter, Provider};
 pub use batch::BatchSeen;
 use call::Request;
 pub use call::*;
-pub use describe::describe;
+pub use describe::{describe, expected, expected_cost, expected_json, shown_in_plan, Cost};
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
 pub use request::{
-    chat_body, chat_body_for, chat_body_schema, chat_body_with, embed_body, memo_key, post_key, upload_key,
+    chat_body, chat_body_for, chat_body_schema, chat_body_with, embed_body, memo_key, planned, post_key, upload_key,
 };
 use request::{estimate_tokens, memo_key_of, path_key_of, upload_key_of};
 pub use run::{withheld_key, BackendError, Backends, Withheld};

@@ -1,9 +1,11 @@
-//! Request bodies and call-memo keys: pure functions of the spec and the
-//! request, used by [`Backend`](super::Backend) at run time and by `flow
-//! plan` (through the kinds' `call_keys`) to tell which calls are memoized,
-//! so both compute exactly the same keys.
+//! Request bodies, call-memo keys and token estimates: pure functions of
+//! the spec and the request, used by [`Backend`](super::Backend) at run
+//! time and by `flow plan` (through the kinds' `plan_calls`) to tell which
+//! calls are memoized and what the others cost, so both compute exactly
+//! the same keys.
 
 use flow_engine::cache::{CallMemo, ContentHash};
+use flow_engine::node::{PlannedCall, Tokens};
 use flow_engine::{BackendSpec, Provider};
 use serde_json::{json, Value};
 
@@ -24,11 +26,61 @@ pub(super) fn has_content(body: &Value) -> Result<(), Unusable> {
     }
 }
 
-/// A rough token count for rate limiting before the server says: about
-/// four characters a token.
+/// A rough token count for rate limiting before the server says: the
+/// prompt's [`prompt_tokens`] and the answer's bound (`max_tokens`, else
+/// 256).
 pub(super) fn estimate_tokens(body: &Value, max_tokens: Option<u64>) -> u32 {
-    let chars = body.to_string().len() as u64;
-    (chars / 4 + max_tokens.unwrap_or(256)).min(u32::MAX as u64) as u32
+    let answer = answer_bound(body).or(max_tokens).unwrap_or(256);
+    (prompt_tokens(body) + answer).min(u32::MAX as u64) as u32
+}
+
+/// About how many tokens a request's prompt is: four characters a token
+/// of its text (messages, system prompt, embedding inputs, tools), and a
+/// few a message for the roles. Close for English on the GPT and Claude
+/// tokenizers; only an estimate.
+pub(super) fn prompt_tokens(body: &Value) -> u64 {
+    fn chars(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.chars().count() as u64,
+            Value::Array(a) => a.iter().map(chars).sum(),
+            // Not the roles and block types (`"type": "text"`): the
+            // per-message count stands for them.
+            Value::Object(o) => {
+                o.iter().filter(|(k, _)| !matches!(k.as_str(), "role" | "type")).map(|(_, v)| chars(v)).sum()
+            }
+            _ => 0,
+        }
+    }
+    let text: u64 = ["messages", "system", "input", "tools"].iter().map(|k| chars(&body[*k])).sum();
+    let messages = body["messages"].as_array().map_or(0, |m| m.len() as u64);
+    text.div_ceil(4) + 3 * messages
+}
+
+/// The most tokens a chat request lets its answer be.
+fn answer_bound(body: &Value) -> Option<u64> {
+    body["max_completion_tokens"].as_u64().or_else(|| body["max_tokens"].as_u64())
+}
+
+/// A call `flow plan` names for a kind: its memo key (as
+/// [`Backend::call_checked`](super::Backend::call_checked) computes it), its
+/// backend, and its tokens: what the offline `sim` will count (its answer
+/// is known before it is asked), else an estimate from the request (the
+/// answer bounded by `max_tokens`); none for the user's application, which
+/// reports its own cost.
+pub fn planned(name: &str, spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> PlannedCall {
+    let tokens = match spec.provider {
+        Provider::Sim => super::sim::planned_tokens(spec, endpoint, body, sample),
+        Provider::Http | Provider::Exec => None,
+        _ => Some(Tokens {
+            prompt: prompt_tokens(body),
+            completion: match endpoint {
+                Endpoint::Embeddings => Some(0),
+                Endpoint::Chat => answer_bound(body),
+            },
+            exact: false,
+        }),
+    };
+    PlannedCall { key: memo_key(spec, endpoint, body, sample), backend: name.to_string(), tokens }
 }
 
 /// The call-memo key of a request to the backend `spec`: what [`Backend::call_checked`]
@@ -183,6 +235,50 @@ pub fn chat_body_with(spec: &BackendSpec, messages: &[Message], json_mode: bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(yaml: &str) -> BackendSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn message(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+
+    /// Before a run, a call's prompt is about a token per four characters
+    /// of its text (and three a message), its answer at most `max_tokens`.
+    #[test]
+    fn planned_calls_estimate_tokens_from_the_request() {
+        let ask = [message("system", "Be brief."), message("user", "what is 2+2?")];
+        let openai = spec("{provider: openai, model: gpt-4o-mini, max_tokens: 64}");
+        let body = chat_body(&openai, &ask, false, 0);
+        let call = planned("bot", &openai, Endpoint::Chat, &body, 0);
+        assert_eq!(call.key, memo_key(&openai, Endpoint::Chat, &body, 0));
+        assert_eq!(call.backend, "bot");
+        // 9 + 12 characters: 6 tokens, and 3 for each of the 2 messages.
+        assert_eq!(call.tokens, Some(Tokens { prompt: 12, completion: Some(64), exact: false }));
+        let unbounded = spec("{provider: openai, model: gpt-4o-mini}");
+        let t = planned("bot", &unbounded, Endpoint::Chat, &chat_body(&unbounded, &ask, false, 0), 0).tokens;
+        assert_eq!(t.unwrap().completion, None, "no max_tokens: nothing bounds the answer");
+        // Anthropic always sends a `max_tokens`, so its answers are bounded.
+        let claude = spec("{provider: anthropic, model: claude-3-5-haiku}");
+        let t = planned("c", &claude, Endpoint::Chat, &chat_body(&claude, &ask, false, 0), 0).tokens.unwrap();
+        assert_eq!(t.completion, Some(1024));
+        let embed = embed_body(&openai, &["abcdefgh".to_string()], None);
+        let t = planned("e", &openai, Endpoint::Embeddings, &embed, 0).tokens;
+        assert_eq!(t, Some(Tokens { prompt: 2, completion: Some(0), exact: false }));
+        // The user's application reports its own cost.
+        let app = spec("{provider: http, url: 'http://127.0.0.1:9/chat'}");
+        assert_eq!(planned("app", &app, Endpoint::Chat, &json!({"q": "hi"}), 0).tokens, None);
+    }
+
+    /// The offline `sim`'s tokens are counted as it will count them.
+    #[test]
+    fn planned_sim_calls_count_the_sims_own_tokens() {
+        let sim = spec("{provider: sim, model: sim-1}");
+        let body = chat_body(&sim, &[message("user", "what is 2+2?")], false, 0);
+        let t = planned("bot", &sim, Endpoint::Chat, &body, 0).tokens.unwrap();
+        assert_eq!(t, Tokens { prompt: 3, completion: Some(1), exact: true });
+    }
 
     /// The keys of answers memoized before stay the keys: the request is
     /// hashed as the `json!` object it once was.

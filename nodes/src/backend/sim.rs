@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use flow_engine::node::Tokens;
 use flow_engine::BackendSpec;
 
 use super::{CallError, Endpoint, Request, Upload};
@@ -266,6 +267,21 @@ impl Sim {
         }
         json!({"answer": self.text_answer(prompt, seed)})
     }
+}
+
+/// The tokens the sim will count answering this request, as `flow plan`
+/// asks before the run: its answers are pure functions of the request, so
+/// the plan computes the answer itself (with the kinds' own answers).
+pub(super) fn planned_tokens(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> Option<Tokens> {
+    static ANSWERS: OnceLock<Arc<[Answer]>> = OnceLock::new();
+    let answers = ANSWERS.get_or_init(|| crate::sim_answers().into());
+    let answer = Sim::new(spec, answers.clone()).answer(endpoint, body, sample).ok()?;
+    let usage = &answer["usage"];
+    Some(Tokens {
+        prompt: usage["prompt_tokens"].as_u64()?,
+        completion: Some(usage["completion_tokens"].as_u64().unwrap_or(0)),
+        exact: true,
+    })
 }
 
 fn not_found(message: String) -> CallError {

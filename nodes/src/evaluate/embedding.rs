@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use flow_engine::cache::ContentHash;
-use flow_engine::{BackendSpec, Record, Template};
+use flow_engine::{BackendSpec, PlannedCall, Record, Template};
 
 use super::metric::{Score, ScoreError};
 use crate::backend::{self, Backend, CallOpts, Endpoint, MemoFailed};
@@ -25,9 +24,9 @@ pub fn texts(expected: &Template, text: &str, record: &Record) -> Result<Vec<Str
     Ok(vec![text.to_string(), expected.render(record)?.into_owned()])
 }
 
-/// The memo key of one record's call, as [`Backend::embed`] files it.
-pub fn request(spec: &BackendSpec, texts: &[String]) -> ContentHash {
-    backend::memo_key(spec, Endpoint::Embeddings, &backend::embed_body(spec, texts, None), 0)
+/// One record's call on backend `name`, filed as [`Backend::embed`] files it.
+pub fn request(name: &str, spec: &BackendSpec, texts: &[String]) -> PlannedCall {
+    backend::planned(name, spec, Endpoint::Embeddings, &backend::embed_body(spec, texts, None), 0)
 }
 
 impl EmbeddingSimilarity {
@@ -113,7 +112,7 @@ mod tests {
         assert!((s.value.unwrap() - want).abs() < 1e-6 && !s.pass, "{s:?} vs {want}");
         assert_eq!(meter.snapshot().unwrap().requests, 2);
         let texts = texts(&Template::parse("{{expected}}").unwrap(), other, &r).unwrap();
-        assert_eq!(request(&spec, &texts), backends.get("emb").unwrap().memo_key(Endpoint::Embeddings, &backend::embed_body(&spec, &texts, None), 0));
+        assert_eq!(request("emb", &spec, &texts).key, backends.get("emb").unwrap().memo_key(Endpoint::Embeddings, &backend::embed_body(&spec, &texts, None), 0));
         let missing = rec(json!({"output": "x"}));
         assert!(m.score(&missing, "x", opts).await.unwrap_err().to_string().contains("no field `expected`"));
     }

@@ -57,6 +57,11 @@ impl Judge {
         Self { backend, rubric, threshold }
     }
 
+    /// The backend that grades.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
     /// Why the judge's backend sends no more calls (see [`Backend::halted`]).
     pub fn halted(&self) -> Option<MemoFailed> {
         self.backend.halted()

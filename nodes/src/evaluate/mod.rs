@@ -37,12 +37,9 @@ pub use embedding::cosine as embedding_cosine;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use flow_engine::cache::ContentHash;
 use flow_engine::diag::did_you_mean;
 use flow_engine::spec::YamlPath;
-use flow_engine::{
-    Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PortType, Record, Shape, Stage, Template,
-};
+use flow_engine::{Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage, Template};
 
 use crate::backend::{self, Endpoint};
 use crate::run::ErrorLimit;
@@ -139,14 +136,15 @@ impl Node for Evaluate {
     /// One key per record for each `judge` and `embedding_similarity`
     /// metric, as their calls file them; none for a record a metric cannot
     /// score (no call is made for it).
-    fn call_keys(
+    fn plan_calls(
         config: &EvaluateConfig,
         record: &Record,
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
+    ) -> Option<Vec<PlannedCall>> {
         let mut keys = Vec::new();
         for m in config.metrics.iter().filter(|m| m.kind.calls_backend()) {
-            let spec = backends.get(m.backend.as_deref()?)?;
+            let name = m.backend.as_deref()?;
+            let spec = backends.get(name)?;
             let field = FieldPath::parse(m.field()).ok()?;
             let Ok(value) = metric::value_at(&field, record, false) else { continue };
             let text = metric::as_text(&value);
@@ -155,13 +153,13 @@ impl Node for Evaluate {
                     let rubric = Template::parse(m.rubric.as_deref()?).ok()?;
                     if let Ok(messages) = judge::messages(&rubric, &text, record) {
                         let body = backend::chat_body_schema(spec, &messages, "verdict", &judge::verdict_schema(), 0);
-                        keys.push(backend::memo_key(spec, Endpoint::Chat, &body, 0));
+                        keys.push(backend::planned(name, spec, Endpoint::Chat, &body, 0));
                     }
                 }
                 _ => {
                     let expected = Template::parse(m.expected.as_deref()?).ok()?;
                     if let Ok(texts) = embedding::texts(&expected, &text, record) {
-                        keys.push(embedding::request(spec, &texts));
+                        keys.push(embedding::request(name, spec, &texts));
                     }
                 }
             }

@@ -23,7 +23,7 @@ use super::config::GateConfig;
 use super::gate;
 use super::metric::{round6, Check, Metric, Verdict};
 use super::summary::{self, Counted, Totals};
-use crate::backend::CallOpts;
+use crate::backend::{Backend, CallOpts};
 use crate::run::ErrorLimit;
 
 /// After this many records on which a metric errored every time, a node
@@ -242,15 +242,37 @@ impl MapStage for Scorer {
 
 impl StreamStage for Scorer {
     fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
+        // A judge on a batch backend: every chunk's calls wait on one batch
+        // together (up to a batch's requests), and the end of the input
+        // sends what is queued, rather than a batch a chunk, one after
+        // the other, each taking up to a day.
+        let batched: Vec<Arc<Backend>> = self
+            .metrics
+            .iter()
+            .filter_map(|m| match &m.check {
+                Check::Judge(j) if j.backend().batch_window().is_some() => Some(j.backend().clone()),
+                _ => None,
+            })
+            .collect();
+        let window = batched.iter().filter_map(|b| b.batch_window()).max().map_or(2, |n| n.div_ceil(BATCH_SIZE).max(2));
+        let end = futures::stream::once(async move {
+            for b in &batched {
+                b.flush_batch();
+            }
+            None
+        });
         input
             .ready_chunks(BATCH_SIZE)
+            .map(Some)
+            .chain(end)
+            .filter_map(futures::future::ready)
             .map(move |chunk| {
                 // Taken in input order, as the chunks arrive.
                 let base = self.next.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 self.clone().chunk(chunk, base)
             })
             // The next chunk's calls start while this one finishes.
-            .buffered(2)
+            .buffered(window)
             .boxed()
     }
 

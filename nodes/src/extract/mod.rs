@@ -38,12 +38,8 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use flow_engine::cache::ContentHash;
 use flow_engine::template::TemplateError;
-use flow_engine::{
-    Arity, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError,
-    PortType, Record, Shape, Spool, Stage, Template,
-};
+use flow_engine::{Arity, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, Shape, Spool, Stage, Template};
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
 use logs::Logs;
@@ -276,11 +272,11 @@ impl Node for Extract {
 
     /// The embeddings calls for the logs without a vector: the same
     /// batches, so the same memo keys, as a run sends.
-    fn batch_call_keys(
+    fn plan_batch_calls(
         c: &ExtractConfig,
         records: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
+    ) -> Option<Vec<PlannedCall>> {
         let Some(name) = &c.backend else { return Some(Vec::new()) };
         let spec = backends.get(name)?;
         let templates = c.templates().ok()?;
@@ -290,7 +286,7 @@ impl Node for Extract {
         let texts = logs::texts_to_embed(&logs).ok()?;
         let keys = logs::batches(texts)
             .iter()
-            .map(|b| backend::memo_key(spec, Endpoint::Embeddings, &backend::embed_body(spec, b, c.dimensions), 0))
+            .map(|b| backend::planned(name, spec, Endpoint::Embeddings, &backend::embed_body(spec, b, c.dimensions), 0))
             .collect();
         Some(keys)
     }

@@ -31,10 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use flow_engine::cache::ContentHash;
-use flow_engine::{
-    Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
-    RecordStream, Shape, SourceStage, Stage, StreamStage, META_JSON, SUMMARY_MD,
-};
+use flow_engine::{Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, RecordStream, Shape, SourceStage, Stage, StreamStage, META_JSON, SUMMARY_MD};
 
 use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint, Message};
 
@@ -195,13 +192,13 @@ impl Node for Generate {
         PortType { name: "Case".into(), fields: FieldSet::Known(fields) }
     }
 
-    /// The first calls' keys, the seeds being all the input.
-    fn batch_call_keys(
+    /// The first calls, the seeds being all the input.
+    fn plan_batch_calls(
         c: &GenerateConfig,
         seeds: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
-        Some(first_call_keys(c, backends.get(&c.backend)?, seeds))
+    ) -> Option<Vec<PlannedCall>> {
+        Some(first_calls(c, backends.get(&c.backend)?, seeds))
     }
 
     fn build(c: &GenerateConfig, cx: &BuildCx) -> Result<Stage, NodeError> {
@@ -304,14 +301,14 @@ fn cases_schema(c: &GenerateConfig) -> Value {
     })
 }
 
-/// The memo keys of the first calls, for `flow plan` (the calls after them
-/// depend on what the answers hold).
-pub fn first_call_keys(c: &GenerateConfig, spec: &BackendSpec, seeds: &[Record]) -> Vec<ContentHash> {
+/// The first calls, for `flow plan` (the calls after them depend on what
+/// the answers hold).
+pub fn first_calls(c: &GenerateConfig, spec: &BackendSpec, seeds: &[Record]) -> Vec<PlannedCall> {
     let needed = c.count.div_ceil(c.per_call());
     (0..needed)
         .map(|n| {
             let body = backend::chat_body_schema(spec, &messages(c, seeds, n), "cases", &cases_schema(c), sample(n, 0));
-            backend::memo_key(spec, Endpoint::Chat, &body, sample(n, 0))
+            backend::planned(&c.backend, spec, Endpoint::Chat, &body, sample(n, 0))
         })
         .collect()
 }
@@ -404,6 +401,11 @@ impl Generator {
         }
         let retries = self.config.retries.unwrap_or(2);
         let msgs = messages(&self.config, &seeds, n);
+        // The last of the first calls, and every call after them: a batch
+        // backend sends what is queued (`needed` calls together) at once.
+        if n + 1 >= self.config.count.div_ceil(self.config.per_call()) {
+            self.backend.flush_batch();
+        }
         let mut last = None;
         for attempt in 0..=retries {
             let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: sample(n, attempt) };
@@ -428,7 +430,10 @@ impl Generator {
             seeds.iter().filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string)).collect();
         let seeds = Arc::new(seeds);
         let c = self.config.clone();
-        let window = self.backend.spec.max_concurrency().min(c.count.div_ceil(c.per_call()) as usize).max(1);
+        let needed = c.count.div_ceil(c.per_call());
+        // A batch backend takes the first calls all at once, as one batch.
+        let most = self.backend.batch_window().unwrap_or(self.backend.spec.max_concurrency());
+        let window = most.min(needed as usize).max(1);
         let this = self.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopper = stop.clone();

@@ -29,13 +29,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use flow_engine::cache::ContentHash;
 use flow_engine::node::SUMMARY_JSON;
 use flow_engine::template::RenderError;
-use flow_engine::{
-    Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PortType, Record,
-    RecordStream, Shape, Stage, StreamStage, Template, SUMMARY_MD,
-};
+use flow_engine::{Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, RecordStream, Shape, Stage, StreamStage, Template, SUMMARY_MD};
 
 use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint};
 pub use prompt::{MessageConfig, PromptFiles, Role, Variants};
@@ -271,7 +267,7 @@ impl Node for Run {
     /// prompt cannot be rendered from (it gets an `error`, not a call).
     /// Unknown with `rules:`: the prompt holds the rules, which the plan
     /// does not read.
-    fn call_keys(c: &RunConfig, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<ContentHash>> {
+    fn plan_calls(c: &RunConfig, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> {
         if c.rules.is_some() {
             return None;
         }
@@ -283,7 +279,7 @@ impl Node for Run {
             keys.extend((0..c.repeat.unwrap_or(1)).filter_map(|sample| {
                 let tools = c.tools.as_deref().unwrap_or_default();
                 let body = backend::chat_body_for(spec, record, &messages, json, sample, tools).ok()?;
-                Some(backend::memo_key(spec, Endpoint::Chat, &body, sample))
+                Some(backend::planned(&c.backend, spec, Endpoint::Chat, &body, sample))
             }));
         }
         Some(keys)

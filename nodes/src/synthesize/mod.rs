@@ -31,12 +31,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use flow_engine::cache::ContentHash;
-use flow_engine::{
-    Arity, Artifact, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError,
-    PortType, Record, Spool,
-    Shape, Stage, META_JSON, SUMMARY_MD,
-};
+use flow_engine::{Arity, Artifact, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, Spool, Shape, Stage, META_JSON, SUMMARY_MD};
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
 use analysis::Pair;
@@ -161,16 +156,16 @@ impl Node for Synthesize {
     /// a backend and a rule to reword. (With embeddings the rules depend on
     /// the answers, so the rewording call is known only once they are in
     /// the memo.)
-    fn batch_call_keys(
+    fn plan_batch_calls(
         c: &SynthesizeConfig,
         records: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
+    ) -> Option<Vec<PlannedCall>> {
         let Ok(pairs) = read_pairs(records) else { return Some(Vec::new()) };
         let mut keys = Vec::new();
         if let Some(name) = &c.embeddings {
             let spec = backends.get(name)?;
-            keys.extend(pairs.iter().map(|p| embed_key(spec, p)));
+            keys.extend(pairs.iter().map(|p| embed_call(name, spec, p)));
         }
         let Some(name) = &c.backend else { return Some(keys) };
         let spec = backends.get(name)?;
@@ -181,7 +176,7 @@ impl Node for Synthesize {
         let rules = induce::induce(&pairs, &c.settings());
         if rules.iter().any(|r| r.active) {
             let body = backend::chat_body(spec, &reword::messages(&pairs, &rules), true, 0);
-            keys.push(backend::memo_key(spec, Endpoint::Chat, &body, 0));
+            keys.push(backend::planned(name, spec, Endpoint::Chat, &body, 0));
         }
         Some(keys)
     }
@@ -211,9 +206,10 @@ fn embed_texts(p: &Pair) -> Vec<String> {
     vec![p.bad.raw.clone(), p.fixed.raw.clone()]
 }
 
-/// The memo key of a pair's embeddings call, as [`Backend::embed`] files it.
-fn embed_key(spec: &BackendSpec, p: &Pair) -> ContentHash {
-    backend::memo_key(spec, Endpoint::Embeddings, &backend::embed_body(spec, &embed_texts(p), None), 0)
+/// A pair's embeddings call on backend `name`, filed as [`Backend::embed`]
+/// files it.
+fn embed_call(name: &str, spec: &BackendSpec, p: &Pair) -> PlannedCall {
+    backend::planned(name, spec, Endpoint::Embeddings, &backend::embed_body(spec, &embed_texts(p), None), 0)
 }
 
 /// A feedback record that is not a pair: one of its outputs is missing.

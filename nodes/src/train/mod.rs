@@ -30,8 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
-use flow_engine::cache::ContentHash;
-use flow_engine::{Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PortType, Record, Shape, Stage};
+use flow_engine::{Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage};
 
 use crate::backend::{self, Backends, Upload};
 pub use dataset::Dataset;
@@ -246,7 +245,7 @@ impl Node for Train {
         let spec = match (&c.backend, c.export) {
             (Some(name), None) => {
                 // Not per record: `flow plan` counts the upload and the
-                // creation from the whole input (`batch_call_keys`); the
+                // creation from the whole input (`plan_batch_calls`); the
                 // polls, never memoized, come on top.
                 cx.calls_per_record(1);
                 cx.chat_backend(&cx.field("backend"), name)
@@ -343,19 +342,22 @@ impl Node for Train {
 
     /// The upload and the job's creation (the polls are never memoized and
     /// not known in advance); none when the data would be rejected.
-    fn batch_call_keys(
+    fn plan_batch_calls(
         c: &TrainConfig,
         records: &[Record],
         backends: &BTreeMap<String, BackendSpec>,
-    ) -> Option<Vec<ContentHash>> {
-        let spec = backends.get(c.backend.as_ref()?)?;
+    ) -> Option<Vec<PlannedCall>> {
+        let name = c.backend.as_ref()?;
+        let spec = backends.get(name)?;
         let Ok(data) = Dataset::from_records(records, c.min_examples()) else {
             return Some(Vec::new());
         };
         let model = c.model(Some(spec));
+        // Billed by trained tokens, not priced here.
+        let call = |key| PlannedCall { key, backend: name.clone(), tokens: None };
         Some(vec![
-            backend::upload_key(spec, &c.paths.files, &upload(&data)),
-            backend::post_key(spec, &c.paths.jobs, &c.job_key(&model, &data)),
+            call(backend::upload_key(spec, &c.paths.files, &upload(&data))),
+            call(backend::post_key(spec, &c.paths.jobs, &c.job_key(&model, &data))),
         ])
     }
 
@@ -390,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_new_attempt_is_a_new_job_key() {
-        let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: ContentHash::of(b"x\n") };
+        let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: flow_engine::cache::ContentHash::of(b"x\n") };
         let first = config("{backend: ft}").job_key("m", &data);
         assert_eq!(first, config("{backend: ft}").job_key("m", &data));
         assert_ne!(first, config("{backend: ft, attempt: 2}").job_key("m", &data));
@@ -407,8 +409,8 @@ mod tests {
             json!({"model": "base-1", "training_file": "file-1", "suffix": "golden", "seed": 7, "integrations": [],
                    "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": "auto"}}}})
         );
-        let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: ContentHash::of(b"x\n") };
-        assert_eq!(c.job_key("base-1", &data)["training_file"]["content"], ContentHash::of(b"x\n").hex());
+        let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: flow_engine::cache::ContentHash::of(b"x\n") };
+        assert_eq!(c.job_key("base-1", &data)["training_file"]["content"], flow_engine::cache::ContentHash::of(b"x\n").hex());
     }
 
     #[test]
