@@ -289,11 +289,7 @@ fn compare_metric(
         }
     }
     let pairs = base_scores.len();
-    let test = if pairs > 0 && all_binary {
-        Test::McNemar
-    } else {
-        Test::Bootstrap
-    };
+    let test = if pairs > 0 && all_binary { Test::McNemar } else { Test::Bootstrap };
     let diffs: Vec<f64> = base_scores.iter().zip(&cand_scores).map(|(b, c)| c - b).collect();
     let boot = paired_bootstrap(&diffs, settings.resamples, settings.confidence, settings.seed);
     let mcnemar_p = mcnemar_exact(pass_to_fail.len() as u64, fail_to_pass.len() as u64);
@@ -475,26 +471,36 @@ mod tests {
         // A key that names the sample joins by it as written.
         let listed = Settings { key: vec!["sample".into(), "id".into()], ..Settings::default() };
         let c = compare(&base, std::slice::from_ref(&cand), &listed).unwrap();
-        assert_eq!((c.key.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()), ("sample+id", vec!["1/a".to_string()]));
+        assert_eq!(
+            (c.key.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()),
+            ("sample+id", vec!["1/a".to_string()])
+        );
         // Two runs of the same variants: `short` pairs with `short`.
         let v = |id: &str, variant: &str, m: u8| json!({"id": id, "variant": variant, "m": m});
         let base = Side { name: "base".into(), records: records(&[v("a", "short", 1), v("a", "long", 0)]) };
         let cand = Side { name: "cand".into(), records: records(&[v("a", "long", 1), v("a", "short", 1)]) };
         let c = compare(&base, &[cand], &Settings::default()).unwrap();
         assert_eq!(c.key, "id+variant");
-        assert_eq!((c.candidates[0].matched, c.candidates[0].metrics[0].fail_to_pass.clone()), (2, vec!["a/long".to_string()]));
+        assert_eq!(
+            (c.candidates[0].matched, c.candidates[0].metrics[0].fail_to_pass.clone()),
+            (2, vec!["a/long".to_string()])
+        );
     }
 
     #[test]
     fn one_input_splits_into_its_variants() {
         let v = |id: &str, variant: &str, m: u8| json!({"id": id, "variant": variant, "m": m});
         let rows = records(&[v("a", "short", 1), v("a", "long", 0), v("b", "short", 1), v("b", "long", 1)]);
-        let sides = Index::by_variant("scores", &["id".to_string()], rows.into_iter().map(Ok::<_, String>)).ok().unwrap();
+        let sides =
+            Index::by_variant("scores", &["id".to_string()], rows.into_iter().map(Ok::<_, String>)).ok().unwrap();
         let names: Vec<&str> = sides.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["short", "long"], "in the order the records first have them");
         assert_eq!(sides[0].key_name(), "id", "a side's records are one variant's");
         let c = compare_indexed(&sides[0], &sides[1..], &Settings::default()).unwrap();
-        assert_eq!((c.baseline.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()), ("short", vec!["a".to_string()]));
+        assert_eq!(
+            (c.baseline.as_str(), c.candidates[0].metrics[0].pass_to_fail.clone()),
+            ("short", vec!["a".to_string()])
+        );
         // A key twice within a variant is named at its records in the input.
         let rows = records(&[v("a", "short", 1), v("a", "long", 0), v("a", "short", 0)]);
         let e = match Index::by_variant("scores", &["id".to_string()], rows.into_iter().map(Ok::<_, String>)) {

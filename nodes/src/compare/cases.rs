@@ -14,8 +14,25 @@ use crate::view::{cut_strings, MAX_RECORDS, MAX_RECORD_BYTES};
 /// The fields a case's input leaves out: what the system under test and the
 /// scoring added, and what joins it.
 const NOT_INPUT: &[&str] = &[
-    "id", "expected", "output", "usage", "latency_ms", "cost_usd", "model", "error", "raw_output", "rules_applied",
-    "tool_calls", "finish_reason", "truncated", "scores", "score", "pass", "variant", "sample", "provenance",
+    "id",
+    "expected",
+    "output",
+    "usage",
+    "latency_ms",
+    "cost_usd",
+    "model",
+    "error",
+    "raw_output",
+    "rules_applied",
+    "tool_calls",
+    "finish_reason",
+    "truncated",
+    "scores",
+    "score",
+    "pass",
+    "variant",
+    "sample",
+    "provenance",
 ];
 
 type Rec = Map<String, Value>;
@@ -65,8 +82,11 @@ pub fn rows(key: &[String], sides: &[CaseSide], budget: &mut usize) -> (Value, V
             break;
         }
         let first = first.expect("a case has a record");
-        let input: Map<String, Value> =
-            first.iter().filter(|(f, _)| !NOT_INPUT.contains(&f.as_str())).map(|(f, v)| (f.clone(), v.clone())).collect();
+        let input: Map<String, Value> = first
+            .iter()
+            .filter(|(f, _)| !NOT_INPUT.contains(&f.as_str()))
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect();
         let sides: Vec<Value> = per_side
             .into_iter()
             .map(|r| match r {

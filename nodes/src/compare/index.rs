@@ -107,12 +107,20 @@ impl Building {
         let index = &mut self.index;
         let start = index.keys.len();
         let mut joined: Vec<&str> = Vec::with_capacity(key.len() + also.len());
-        for field in key.iter().map(String::as_str).chain(also.iter().copied().filter(|f| r.get(*f).is_some_and(|v| !v.is_null()))) {
+        for field in key
+            .iter()
+            .map(String::as_str)
+            .chain(also.iter().copied().filter(|f| r.get(*f).is_some_and(|v| !v.is_null())))
+        {
             let text = match r.get(field) {
                 Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
                 Some(Value::Null) | None => {
                     index.keys.truncate(start);
-                    return Err(CompareError::NoKey { record: position, side: index.name.clone(), key: field.to_string() });
+                    return Err(CompareError::NoKey {
+                        record: position,
+                        side: index.name.clone(),
+                        key: field.to_string(),
+                    });
                 }
                 Some(v) => Cow::Owned(v.to_string()),
             };
@@ -156,10 +164,8 @@ impl Building {
         let n = u32::try_from(index.ends.len()).expect("fewer than 4 billion records on a side");
         let mut sorted: Vec<u32> = (0..n).collect();
         sorted.sort_by(|&a, &b| index.key(a as usize).cmp(index.key(b as usize)).then(a.cmp(&b)));
-        let second = sorted
-            .windows(2)
-            .filter(|w| index.key(w[0] as usize) == index.key(w[1] as usize))
-            .min_by_key(|w| w[1]);
+        let second =
+            sorted.windows(2).filter(|w| index.key(w[0] as usize) == index.key(w[1] as usize)).min_by_key(|w| w[1]);
         if let Some(w) = second {
             // The window's first is the run's first: sorted by number within a key.
             let k = index.key(w[1] as usize);
@@ -282,7 +288,6 @@ impl Index {
         })
     }
 }
-
 
 /// Those of `fields` that `key` does not name.
 fn also_joined<'a>(key: &[String], fields: &[&'a str]) -> Vec<&'a str> {

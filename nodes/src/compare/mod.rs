@@ -36,8 +36,8 @@ use std::io::BufRead;
 use flow_engine::cache::HashingReader;
 use flow_engine::diag::did_you_mean;
 use flow_engine::{
-    Arity, Artifact, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Fields, FileInput, Node, NodeError, PortType, Record,
-    Shape, Spool, Stage, GATE_FAILED, SUMMARY_MD,
+    Arity, Artifact, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Fields, FileInput, Node, NodeError,
+    PortType, Record, Shape, Spool, Stage, GATE_FAILED, SUMMARY_MD,
 };
 
 pub use analysis::{compare, compare_indexed, Comparison, Settings, Side};

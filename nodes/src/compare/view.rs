@@ -8,11 +8,12 @@
 use serde_json::{json, Map, Value};
 
 use super::cases::{self, CaseSide};
-use super::{Comparison, Side};
 use super::REPORT_JSON;
+use super::{Comparison, Side};
 use crate::view::{shorten_ids, View, ViewCx, ViewData, ViewError};
 
-pub const VIEW: View = View { name: "compare", data, script: concat!(include_str!("view.js"), include_str!("cases.js")) };
+pub const VIEW: View =
+    View { name: "compare", data, script: concat!(include_str!("view.js"), include_str!("cases.js")) };
 
 fn data(cx: &mut ViewCx<'_>) -> Result<ViewData, ViewError> {
     let report = cx.artifact(REPORT_JSON)?;

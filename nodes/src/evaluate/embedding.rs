@@ -112,7 +112,10 @@ mod tests {
         assert!((s.value.unwrap() - want).abs() < 1e-6 && !s.pass, "{s:?} vs {want}");
         assert_eq!(meter.snapshot().unwrap().requests, 2);
         let texts = texts(&Template::parse("{{expected}}").unwrap(), other, &r).unwrap();
-        assert_eq!(request("emb", &spec, &texts).key, backends.get("emb").unwrap().memo_key(Endpoint::Embeddings, &backend::embed_body(&spec, &texts, None), 0));
+        assert_eq!(
+            request("emb", &spec, &texts).key,
+            backends.get("emb").unwrap().memo_key(Endpoint::Embeddings, &backend::embed_body(&spec, &texts, None), 0)
+        );
         let missing = rec(json!({"output": "x"}));
         assert!(m.score(&missing, "x", opts).await.unwrap_err().to_string().contains("no field `expected`"));
     }

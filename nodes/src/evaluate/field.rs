@@ -217,7 +217,10 @@ mod tests {
         // A field named with a dot is read as it is.
         assert_eq!(at("a.b", &r), Ok(json!(1)));
         assert_eq!(at("nope", &r), Err(PathError::Absent));
-        assert_eq!(at("output.items[5]", &r), Err(PathError::Missing { at: "output.items".into(), seg: "item [5]".into() }));
+        assert_eq!(
+            at("output.items[5]", &r),
+            Err(PathError::Missing { at: "output.items".into(), seg: "item [5]".into() })
+        );
         assert_eq!(at("output.city", &r), Err(PathError::Missing { at: "output".into(), seg: "`city`".into() }));
         assert_eq!(at("text.answer", &r), Err(PathError::NotJson { at: "text".into() }));
         assert_eq!(at("meta.n", &r), Err(PathError::Null));

@@ -33,7 +33,13 @@ pub fn check(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str) -
     variants.into_iter().flat_map(|(v, totals)| check_one(rules, metrics, totals, node, Some(v))).collect()
 }
 
-fn check_one(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str, variant: Option<&str>) -> Vec<GateResult> {
+fn check_one(
+    rules: &[GateConfig],
+    metrics: &[Metric],
+    t: &Totals,
+    node: &str,
+    variant: Option<&str>,
+) -> Vec<GateResult> {
     let mut out = Vec::new();
     let of = variant.map(|v| format!(" (variant `{v}`)")).unwrap_or_default();
     let owned = || variant.map(str::to_string);
@@ -60,7 +66,12 @@ fn check_one(rules: &[GateConfig], metrics: &[Metric], t: &Totals, node: &str, v
                 continue;
             }
             let tripped = tripped(&name, test, &m.name, s, node);
-            out.push(GateResult { rule: format!("fail_if[{i}]"), metric: Some(m.name.clone()), variant: owned(), tripped });
+            out.push(GateResult {
+                rule: format!("fail_if[{i}]"),
+                metric: Some(m.name.clone()),
+                variant: owned(),
+                tripped,
+            });
         }
     }
     out
@@ -75,7 +86,11 @@ fn tripped(rule: &str, test: GateTest, metric: &str, s: &Stats, node: &str) -> O
         n => format!(", {n} errors"),
     };
     let none_scored = || {
-        Some(format!("{rule}: {metric} has no record scored without error ({} errors): {}", s.errors, s.errored.shown(node)))
+        Some(format!(
+            "{rule}: {metric} has no record scored without error ({} errors): {}",
+            s.errors,
+            s.errored.shown(node)
+        ))
     };
     match test {
         GateTest::PassRateBelow(limit) => match s.pass_rate() {
@@ -181,7 +196,10 @@ mod tests {
             Some("fail_if[0]: exact_match pass rate 0.667 is below 0.9 (16 of 24 passed); failing: r0, r1, r2, r3, r4, r5, r6, r7")
         );
         let errors = results.iter().find(|g| g.rule == "fail_if[3]" && g.tripped.is_some()).unwrap();
-        assert_eq!(errors.tripped.as_deref(), Some("fail_if[3]: contains has 4 errors, more than 0 (of 24 records): e0, e1, e2, e3"));
+        assert_eq!(
+            errors.tripped.as_deref(),
+            Some("fail_if[3]: contains has 4 errors, more than 0 (of 24 records): e0, e1, e2, e3")
+        );
         let score = results.iter().find(|g| g.rule == "fail_if[4]").unwrap();
         assert_eq!(
             score.tripped.as_deref(),

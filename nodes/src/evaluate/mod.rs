@@ -39,7 +39,10 @@ use std::sync::Arc;
 
 use flow_engine::diag::did_you_mean;
 use flow_engine::spec::YamlPath;
-use flow_engine::{Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage, Template};
+use flow_engine::{
+    Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage,
+    Template,
+};
 
 use crate::backend::{self, Endpoint};
 use crate::run::ErrorLimit;
@@ -95,7 +98,8 @@ impl Node for Evaluate {
             }
             check_metric(m, &mp, cx, &mut needs);
             if matches!(m.kind, MetricType::Logprob | MetricType::Perplexity) && m.field() == "logprobs" {
-                let lacking = cx.inputs().iter().find(|i| matches!(&i.ty.fields, FieldSet::Known(f) if !f.contains("logprobs")));
+                let lacking =
+                    cx.inputs().iter().find(|i| matches!(&i.ty.fields, FieldSet::Known(f) if !f.contains("logprobs")));
                 if let Some(input) = lacking.map(|i| i.name.clone()) {
                     cx.error(
                         &mp.key("type"),
@@ -236,14 +240,19 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
     if let (MetricType::EqualsJson, Some(e)) = (m.kind, &m.expected) {
         if !e.contains("{{") {
             if let Err(err) = serde_json::from_str::<serde_json::Value>(e) {
-                let hint = "write the JSON in quotes, e.g. `expected: '{\"answer\": 4}'`, or `{{field}}` for a record's";
+                let hint =
+                    "write the JSON in quotes, e.g. `expected: '{\"answer\": 4}'`, or `{{field}}` for a record's";
                 cx.error(&mp.key("expected"), format!("`expected` is not JSON: {err}"), Some(hint.into()));
             }
         }
     }
     for (arg, list) in [("values", &m.values), ("labels", &m.labels)] {
         if list.as_ref().is_some_and(Vec::is_empty) {
-            cx.error(&mp.key(arg), format!("`{arg}` is empty"), Some(format!("list at least one, e.g. `{arg}: [yes, no]`")));
+            cx.error(
+                &mp.key(arg),
+                format!("`{arg}` is empty"),
+                Some(format!("list at least one, e.g. `{arg}: [yes, no]`")),
+            );
         }
     }
     match m.kind {
@@ -265,7 +274,11 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
         }
     }
     if let Some(t) = m.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-        let hint = if m.kind == MetricType::Bleu { Some("BLEU is scored over 100: `threshold: 0.3` is BLEU 30".into()) } else { None };
+        let hint = if m.kind == MetricType::Bleu {
+            Some("BLEU is scored over 100: `threshold: 0.3` is BLEU 30".into())
+        } else {
+            None
+        };
         cx.error(&mp.key("threshold"), format!("threshold {t} is outside 0..=1"), hint);
     }
     if let Some(w) = m.weight.filter(|w| !w.is_finite() || *w < 0.0) {
@@ -277,7 +290,10 @@ fn check_metric(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, needs: &m
         }
     }
     if let Some(v) = m.min_logprob.filter(|v| !v.is_finite() || *v > 0.0) {
-        let hint = Some("a log probability is at most 0: `min_logprob: -0.5` passes answers whose tokens average at least −0.5".into());
+        let hint = Some(
+            "a log probability is at most 0: `min_logprob: -0.5` passes answers whose tokens average at least −0.5"
+                .into(),
+        );
         cx.error(&mp.key("min_logprob"), format!("`min_logprob` must be a number ≤ 0, not {v}"), hint);
     }
     if let Some(v) = m.max_perplexity.filter(|v| !v.is_finite() || *v < 1.0) {
@@ -297,7 +313,11 @@ fn check_schema(m: &MetricConfig, mp: &YamlPath, cx: &mut CheckCx<'_>, required:
     let ty = m.kind.name();
     let (at, schema) = match (&m.schema, &m.schema_file) {
         (Some(_), Some(_)) => {
-            cx.error_at_key(&mp.key("schema_file"), format!("`{ty}` takes `schema` or `schema_file`, not both"), Some(hint.into()));
+            cx.error_at_key(
+                &mp.key("schema_file"),
+                format!("`{ty}` takes `schema` or `schema_file`, not both"),
+                Some(hint.into()),
+            );
             return;
         }
         (None, None) if !required => return,
@@ -344,7 +364,9 @@ fn check_gates(config: &EvaluateConfig, cx: &mut CheckCx<'_>, metrics: &BTreeMap
         }
         for (field, test) in &tests {
             let share = match test {
-                config::GateTest::PassRateBelow(x) | config::GateTest::MeanBelow(x) | config::GateTest::ScoreBelow(x) => *x,
+                config::GateTest::PassRateBelow(x)
+                | config::GateTest::MeanBelow(x)
+                | config::GateTest::ScoreBelow(x) => *x,
                 config::GateTest::ErrorsAbove(_) => continue,
             };
             if !(0.0..=1.0).contains(&share) {
@@ -355,7 +377,11 @@ fn check_gates(config: &EvaluateConfig, cx: &mut CheckCx<'_>, metrics: &BTreeMap
         match (&rule.metric, rule.score_below.is_some()) {
             (Some(_), true) => {
                 let msg = "`score_below` checks the records' weighted `score`, not one metric";
-                cx.error_at_key(&at.key("metric"), msg, Some("remove `metric`, or use `mean_below` for one metric".into()));
+                cx.error_at_key(
+                    &at.key("metric"),
+                    msg,
+                    Some("remove `metric`, or use `mean_below` for one metric".into()),
+                );
             }
             (Some(m), false) if !names.contains(m.as_str()) => {
                 let hint = match did_you_mean(m, names.iter().copied()) {

@@ -119,7 +119,14 @@ impl Totals {
     /// Counts one record at input `position`: each metric's verdict, in
     /// the metrics' order, and its weighted score; into the totals and
     /// those of its `variant`.
-    pub fn add(&mut self, position: u64, id: &dyn Fn() -> String, variant: Option<&str>, verdicts: &[Counted], score: Option<f64>) {
+    pub fn add(
+        &mut self,
+        position: u64,
+        id: &dyn Fn() -> String,
+        variant: Option<&str>,
+        verdicts: &[Counted],
+        score: Option<f64>,
+    ) {
         self.count(position, id, verdicts, score);
         let at = match self.variants.iter().position(|(name, _, _)| name.as_deref() == variant) {
             Some(at) => at,
@@ -214,7 +221,8 @@ pub fn json(metrics: &[Metric], t: &Totals, gates: &[GateResult]) -> Value {
         v["gates"] = gates
             .iter()
             .map(|g| {
-                let mut rule = json!({"rule": g.rule, "metric": g.metric, "tripped": g.tripped.is_some(), "message": g.tripped});
+                let mut rule =
+                    json!({"rule": g.rule, "metric": g.metric, "tripped": g.tripped.is_some(), "message": g.tripped});
                 if let Some(variant) = &g.variant {
                     rule["variant"] = json!(variant);
                 }

@@ -179,8 +179,9 @@ fail_if:
   - {errors_above: 0}
 "#,
     );
-    let records: Vec<Record> =
-        (0..30).map(|i| rec(json!({"id": format!("q{i:02}"), "output": "x", "expected": if i % 3 == 0 { "x" } else { "y" }}))).collect();
+    let records: Vec<Record> = (0..30)
+        .map(|i| rec(json!({"id": format!("q{i:02}"), "output": "x", "expected": if i % 3 == 0 { "x" } else { "y" }})))
+        .collect();
     score_all(&*stage, &records).unwrap();
     let artifacts = stage.finish().unwrap();
     let text = artifact(&artifacts, GATE_FAILED);
@@ -193,13 +194,15 @@ fail_if:
     assert!(md.contains("gates tripped: fail_if[0] of 3"), "{md}");
     assert!(!md.contains("0.333 is below"), "the figures are given once, in the run's error: {md}");
     let summary: Value = serde_json::from_str(&artifact(&artifacts, "summary.json")).unwrap();
-    let tripped: Vec<bool> = summary["gates"].as_array().unwrap().iter().map(|g| g["tripped"].as_bool().unwrap()).collect();
+    let tripped: Vec<bool> =
+        summary["gates"].as_array().unwrap().iter().map(|g| g["tripped"].as_bool().unwrap()).collect();
     assert_eq!(tripped, [true, false, false, false], "one result per rule and metric");
 }
 
 #[test]
 fn a_metric_erring_past_max_errors_fails_the_node() {
-    let metrics = "metrics: [{type: exact_match, expected: \"{{expected}}\"}, {type: length, max: 5, field: expected}]\n";
+    let metrics =
+        "metrics: [{type: exact_match, expected: \"{{expected}}\"}, {type: length, max: 5, field: expected}]\n";
     // exact_match errs on 1 of 4: within the default half.
     let stage = scorer(metrics);
     score_all(&*stage, &four()).unwrap();
@@ -237,12 +240,21 @@ fn a_metric_erring_past_max_errors_fails_the_node() {
 #[test]
 fn records_without_ids_are_named_by_position() {
     let stage = scorer("metrics: [{type: contains, value: x}]\nfail_if: [{pass_rate_below: 1}]\n");
-    let records = vec![rec(json!({"output": "x"})), rec(json!({"output": "y", "sample": 2})), rec(json!({"output": "y", "id": 7, "variant": "short"}))];
+    let records = vec![
+        rec(json!({"output": "x"})),
+        rec(json!({"output": "y", "sample": 2})),
+        rec(json!({"output": "y", "id": 7, "variant": "short"})),
+    ];
     score_all(&*stage, &records).unwrap();
     let text = artifact(&stage.finish().unwrap(), GATE_FAILED);
     // Beside a variant, records without one are held to the rule as `-`.
     assert!(text.contains("fail_if[0] (variant `-`): contains pass rate 0.500 is below 1 (1 of 2 passed); failing: record 2 (sample 2)\n"), "{text}");
-    assert!(text.ends_with("fail_if[0] (variant `short`): contains pass rate 0.000 is below 1 (0 of 1 passed); failing: short/7\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "fail_if[0] (variant `short`): contains pass rate 0.000 is below 1 (0 of 1 passed); failing: short/7\n"
+        ),
+        "{text}"
+    );
     let stage = scorer("metrics: [{type: contains, value: x}]\nfail_if: [{pass_rate_below: 1}]\n");
     score_all(&*stage, &records[..2]).unwrap();
     let text = artifact(&stage.finish().unwrap(), GATE_FAILED);
@@ -276,9 +288,8 @@ fn docs_examples_compile() {
     let mut blocks = 0;
     for block in doc.split("```yaml\n").skip(1) {
         let yaml = block.split("```").next().unwrap();
-        let indent = |text: &str, n: usize| -> String {
-            text.lines().map(|l| format!("{}{l}\n", " ".repeat(n))).collect()
-        };
+        let indent =
+            |text: &str, n: usize| -> String { text.lines().map(|l| format!("{}{l}\n", " ".repeat(n))).collect() };
         let node = if yaml.starts_with("scores:") {
             indent(yaml, 2)
         } else {

@@ -352,7 +352,10 @@ mod tests {
     #[test]
     fn bad_records_are_named() {
         let no_input = vec![rec(json!({"id": 7, "output": "a"}))];
-        assert_eq!(collect(&config(), None, &Spool::in_memory(no_input), true).unwrap_err().to_string(), "log `7` has no `input`");
+        assert_eq!(
+            collect(&config(), None, &Spool::in_memory(no_input), true).unwrap_err().to_string(),
+            "log `7` has no `input`"
+        );
         let bad = vec![rec(json!({"id": "x", "input": "q", "embedding": [1, "two"]}))];
         assert!(collect(&config(), None, &Spool::in_memory(bad.clone()), true)
             .unwrap_err()

@@ -39,7 +39,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use flow_engine::template::TemplateError;
-use flow_engine::{Arity, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, Shape, Spool, Stage, Template};
+use flow_engine::{
+    Arity, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall,
+    PortType, Record, Shape, Spool, Stage, Template,
+};
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
 use logs::Logs;

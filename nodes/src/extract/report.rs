@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use flow_engine::template::RenderError;
 use flow_engine::cache::SpillError;
+use flow_engine::template::RenderError;
 use flow_engine::{Artifact, Record, Spool, META_JSON, SUMMARY_MD};
 
 use super::density::{self, Density};
@@ -96,7 +96,12 @@ pub fn extract(
         } else {
             density::density(x, dims, &weights, c.threshold(), threads, density::BLOCK)
         };
-        tracing::debug!(logs = group.len(), approximate, seconds = started.elapsed().as_secs_f64(), "extract: densities");
+        tracing::debug!(
+            logs = group.len(),
+            approximate,
+            seconds = started.elapsed().as_secs_f64(),
+            "extract: densities"
+        );
         // A success without an answer teaches nothing.
         let success: Vec<bool> = group.iter().map(|l| l.success && l.answered).collect();
         let top_k = c.top_k as usize;

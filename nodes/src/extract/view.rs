@@ -53,7 +53,17 @@ mod tests {
         let map = json!({"logs": 2, "points": [{"id": "l1", "x": 0.5, "y": 0, "picked": {"rank": 1}}, {"id": long, "x": 0, "y": 1, "picked": null}]});
         n.artifacts.insert(PROJECTION_JSON.into(), store.put_bytes(map.to_string().as_bytes()).unwrap());
         let view = |n: &NodeOutcome| {
-            show(&VIEW, &mut ViewCx { store: &store, node: n, config: None, plan: None, run: &[], budget: &mut usize::MAX.clone() })
+            show(
+                &VIEW,
+                &mut ViewCx {
+                    store: &store,
+                    node: n,
+                    config: None,
+                    plan: None,
+                    run: &[],
+                    budget: &mut usize::MAX.clone(),
+                },
+            )
         };
         let (v, rows, raw) = view(&n);
         assert_eq!(v["view"], "extract");

@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use flow_engine::cache::ContentHash;
-use flow_engine::{Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, RecordStream, Shape, SourceStage, Stage, StreamStage, META_JSON, SUMMARY_MD};
+use flow_engine::{
+    Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall,
+    PortType, Record, RecordStream, Shape, SourceStage, Stage, StreamStage, META_JSON, SUMMARY_MD,
+};
 
 use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint, Message};
 
@@ -340,7 +343,9 @@ enum AnswerError {
     #[error("no `cases` list")]
     NoCases,
     /// The answer stopped at `max_tokens` before its JSON was complete.
-    #[error("the JSON answer was truncated at max_tokens ({0}); raise the backend's `max_tokens`, or lower `per_call`")]
+    #[error(
+        "the JSON answer was truncated at max_tokens ({0}); raise the backend's `max_tokens`, or lower `per_call`"
+    )]
     Truncated(String),
 }
 

@@ -103,16 +103,25 @@ impl Node for Load {
     fn check(config: &LoadConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);
         if config.limit == Some(0) {
-            cx.error(&cx.field("limit"), "`limit: 0` keeps no record", Some("set `limit` to the number of records to read, or remove it".into()));
+            cx.error(
+                &cx.field("limit"),
+                "`limit: 0` keeps no record",
+                Some("set `limit` to the number of records to read, or remove it".into()),
+            );
         }
         match &config.sample {
-            Some(s) if s.n == 0 => {
-                cx.error(&cx.field("sample"), "`sample: {n: 0}` keeps no record", Some("set `n` to the number of records to keep".into()))
-            }
+            Some(s) if s.n == 0 => cx.error(
+                &cx.field("sample"),
+                "`sample: {n: 0}` keeps no record",
+                Some("set `n` to the number of records to keep".into()),
+            ),
             Some(_) if config.limit.is_some() => cx.error(
                 &cx.field("sample"),
                 "`limit` and `sample` both pick a subset",
-                Some("keep one: `limit: N` for the first N records, `sample: {n: N, seed: S}` for a seeded random N".into()),
+                Some(
+                    "keep one: `limit: N` for the first N records, `sample: {n: N, seed: S}` for a seeded random N"
+                        .into(),
+                ),
             ),
             _ => {}
         }
@@ -131,7 +140,8 @@ impl Node for Load {
         match cx.read_input(&path, &what, || all_fields(&path, format)) {
             Ok((fields, count)) => {
                 // Counted while the fields were read: progress shows a total.
-                let kept = [config.limit, config.sample.as_ref().map(|s| s.n)].into_iter().flatten().fold(count, u64::min);
+                let kept =
+                    [config.limit, config.sample.as_ref().map(|s| s.n)].into_iter().flatten().fold(count, u64::min);
                 cx.output_records(flow_engine::OutputRecords::Exactly(kept));
                 PortType::records(FieldSet::Known(fields))
             }
@@ -255,8 +265,8 @@ impl Reader {
                 std::io::Read::read_to_end(&mut buf, &mut bytes)
                     .map_err(|e| NodeError::new(format!("cannot read {shown}: {e}")))?;
                 let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
-                let v: serde_json::Value = serde_json::from_slice(text)
-                    .map_err(|e| NodeError::new(format!("{shown}: invalid JSON: {e}")))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(text).map_err(|e| NodeError::new(format!("{shown}: invalid JSON: {e}")))?;
                 read_hash = Some(buf.get_ref().hash());
                 match v {
                     serde_json::Value::Array(items) => Inner::Array(items.into_iter()),

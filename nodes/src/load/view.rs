@@ -37,8 +37,10 @@ fn data(cx: &mut ViewCx<'_>) -> Result<ViewData, ViewError> {
             }
         }
     }
-    let fields: Vec<Value> =
-        fields.into_iter().map(|(name, (count, types))| json!({"name": name, "count": count, "types": types})).collect();
+    let fields: Vec<Value> = fields
+        .into_iter()
+        .map(|(name, (count, types))| json!({"name": name, "count": count, "types": types}))
+        .collect();
     let path = cx.config.and_then(|c| c.get("path")).cloned().unwrap_or(Value::Null);
     Ok(ViewData { data: json!({"path": path, "fields": fields, "records": records}), rows, raw: Vec::new() })
 }
@@ -58,11 +60,14 @@ mod tests {
         n.output = Some(store.put_bytes(lines.as_bytes()).unwrap());
         n.records_out = (FIRST_RECORDS + 3) as u64;
         let mut budget = usize::MAX;
-        let (v, rows, _) =
-            show(&VIEW, &mut ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut budget });
+        let (v, rows, _) = show(
+            &VIEW,
+            &mut ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut budget },
+        );
         assert_eq!(rows.len(), FIRST_RECORDS);
         assert_eq!(v["data"]["records"]["truncated"], "records");
-        let names: Vec<&str> = v["data"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            v["data"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["id", "n", "q"]);
         assert_eq!(v["data"]["fields"][1], json!({"name": "n", "count": FIRST_RECORDS, "types": ["number"]}));
     }

@@ -148,12 +148,20 @@ impl Node for Query {
     fn check(config: &QueryConfig, cx: &mut CheckCx<'_>) -> PortType {
         let open = PortType::records(FieldSet::Open);
         if config.limit == Some(0) {
-            cx.error(&cx.field("limit"), "`limit: 0` keeps no record", Some("set `limit` to the number of rows to read, or remove it".into()));
+            cx.error(
+                &cx.field("limit"),
+                "`limit: 0` keeps no record",
+                Some("set `limit` to the number of rows to read, or remove it".into()),
+            );
         }
         let shape = "write `postgres: {url_env: DATABASE_URL, query: ..., fingerprint: ...}` or `weaviate: {url: ..., class: ...}`";
         let mut fields = match (&config.postgres, &config.weaviate) {
             (Some(_), Some(_)) => {
-                cx.error_at_key(&cx.field("weaviate"), "`query` reads one source: `postgres` or `weaviate`, not both", Some(shape.into()));
+                cx.error_at_key(
+                    &cx.field("weaviate"),
+                    "`query` reads one source: `postgres` or `weaviate`, not both",
+                    Some(shape.into()),
+                );
                 return open;
             }
             (None, None) => {
@@ -177,7 +185,15 @@ impl Node for Query {
         let pg = config.postgres.as_ref().ok_or_else(|| NodeError::new("`query` has no source"))?;
         let sql = postgres::select(pg).map_err(|(_, message, _)| NodeError::new(message))?;
         let url = postgres::url(&pg.url_env).map_err(|e| NodeError::new(format!("{}; {}", e.message, e.hint)))?;
-        Ok(Stage::Source(Box::new(postgres::Rows::new(url, sql, pg.fingerprint.clone(), expect, id_field, config.limit, pg.fetch))))
+        Ok(Stage::Source(Box::new(postgres::Rows::new(
+            url,
+            sql,
+            pg.fingerprint.clone(),
+            expect,
+            id_field,
+            config.limit,
+            pg.fetch,
+        ))))
     }
 }
 
@@ -211,10 +227,17 @@ fn check_postgres(pg: &PostgresSource, cx: &mut CheckCx<'_>) -> Option<BTreeSet<
 /// count registered for the key.
 fn check_weaviate(w: &WeaviateSource, cx: &mut CheckCx<'_>) -> Option<BTreeSet<String>> {
     let at = cx.field("weaviate");
-    let is_name = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let is_name = |s: &str| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
     if !is_name(&w.class) {
         let msg = format!("`{}` is not a Weaviate collection name", w.class);
-        cx.error(&at.key("class"), msg, Some("a name starts with a letter and has letters, digits and `_` (e.g. `ExecutionLog`)".into()));
+        cx.error(
+            &at.key("class"),
+            msg,
+            Some("a name starts with a letter and has letters, digits and `_` (e.g. `ExecutionLog`)".into()),
+        );
         return None;
     }
     if w.page == 0 || w.page > 10_000 {

@@ -39,9 +39,11 @@ pub fn select(pg: &PostgresSource) -> Result<String, (&'static str, String, Stri
     match (&pg.query, &pg.table) {
         (Some(_), Some(_)) => Err(("table", "`postgres` takes `query` or `table`, not both".into(), shape.into())),
         (None, None) => Err(("url_env", "`postgres` needs `query` or `table`".into(), shape.into())),
-        (Some(_), None) if pg.columns.is_some() => {
-            Err(("columns", "`columns` renames a `table`'s columns".into(), "with `query:`, rename in SQL: `select prompt as input`".into()))
-        }
+        (Some(_), None) if pg.columns.is_some() => Err((
+            "columns",
+            "`columns` renames a `table`'s columns".into(),
+            "with `query:`, rename in SQL: `select prompt as input`".into(),
+        )),
         (Some(q), None) => {
             let q = q.trim().trim_end_matches(';').trim();
             if q.is_empty() {
@@ -52,8 +54,18 @@ pub fn select(pg: &PostgresSource) -> Result<String, (&'static str, String, Stri
         (None, Some(t)) => {
             let table = t.split('.').map(ident).collect::<Vec<_>>().join(".");
             let cols = match &pg.columns {
-                Some(c) if c.is_empty() => return Err(("columns", "`columns` is empty".into(), "name at least one `field: column`, or remove it".into())),
-                Some(c) => c.iter().map(|(field, col)| format!("{} as {}", ident(col), ident(field))).collect::<Vec<_>>().join(", "),
+                Some(c) if c.is_empty() => {
+                    return Err((
+                        "columns",
+                        "`columns` is empty".into(),
+                        "name at least one `field: column`, or remove it".into(),
+                    ))
+                }
+                Some(c) => c
+                    .iter()
+                    .map(|(field, col)| format!("{} as {}", ident(col), ident(field)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 None => "*".into(),
             };
             Ok(format!("select {cols} from {table}"))
@@ -154,7 +166,11 @@ async fn columns(client: &Client, sql: &str) -> Result<Vec<Column>, Problem> {
         message: format!("Postgres cannot prepare the query: {}", error_text(&e)),
         hint: "try it in psql; `table:` reads a whole table".into(),
     })?;
-    Ok(stmt.columns().iter().map(|c| Column { name: c.name().to_string(), type_name: c.type_().name().to_string() }).collect())
+    Ok(stmt
+        .columns()
+        .iter()
+        .map(|c| Column { name: c.name().to_string(), type_name: c.type_().name().to_string() })
+        .collect())
 }
 
 async fn fingerprint_of(client: &Client, fingerprint: &str) -> Result<ContentHash, Problem> {
@@ -220,14 +236,15 @@ impl Rows {
             .filter(|c| matches!(c.type_name.as_str(), "vector" | "halfvec"))
             .map(|c| c.name)
             .collect();
-        let declare = format!("declare flow_rows no scroll cursor for select row_to_json(q)::text from ({}) q", self.sql);
+        let declare =
+            format!("declare flow_rows no scroll cursor for select row_to_json(q)::text from ({}) q", self.sql);
         client.batch_execute(&declare).await.map_err(sql_err)?;
         Ok((client, vectors))
     }
 
     fn record(&self, text: &str, vectors: &[String]) -> Result<Fields, NodeError> {
-        let mut fields: Fields =
-            serde_json::from_str(text).map_err(|e| NodeError::new(format!("Postgres sent a row that is not JSON: {e}")))?;
+        let mut fields: Fields = serde_json::from_str(text)
+            .map_err(|e| NodeError::new(format!("Postgres sent a row that is not JSON: {e}")))?;
         for name in vectors {
             if let Some(Value::String(s)) = fields.get(name) {
                 // pgvector writes `[0.1,0.2]` (and `[1,0]`): JSON numbers, as floats.

@@ -92,7 +92,10 @@ impl Api {
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if !status.is_success() {
             let said = v["error"][0]["message"].as_str().or(v["message"].as_str()).map(str::to_string);
-            return Err(format!("Weaviate answered {status} to {path}: {}", said.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())));
+            return Err(format!(
+                "Weaviate answered {status} to {path}: {}",
+                said.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned())
+            ));
         }
         if let Some(e) = v["errors"][0]["message"].as_str() {
             return Err(format!("Weaviate: {e}"));
@@ -133,8 +136,12 @@ pub fn inspect(source: &WeaviateSource) -> Result<Inspected, Problem> {
             message: e,
             hint: "the collection's name as Weaviate has it (capitalized, e.g. `ExecutionLog`)".into(),
         })?;
-        let properties: BTreeSet<String> =
-            schema["properties"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str().map(str::to_string)).collect();
+        let properties: BTreeSet<String> = schema["properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect();
         let count = api.count(class).await.map_err(|e| problem("class", e))?;
         if let Some(wanted) = &source.properties {
             if let Some(p) = wanted.iter().find(|p| !properties.contains(*p)) {
@@ -165,7 +172,18 @@ pub struct Objects {
 
 impl Objects {
     pub fn new(source: WeaviateSource, expect: Option<ContentHash>, id_field: String, limit: Option<u64>) -> Self {
-        Self { source, expect, id_field, left: limit.unwrap_or(u64::MAX), limited: limit.is_some(), api: None, after: None, read: 0, count: 0, done: false }
+        Self {
+            source,
+            expect,
+            id_field,
+            left: limit.unwrap_or(u64::MAX),
+            limited: limit.is_some(),
+            api: None,
+            after: None,
+            read: 0,
+            count: 0,
+            done: false,
+        }
     }
 
     fn record(&self, object: &Value) -> Result<Fields, NodeError> {
@@ -183,7 +201,9 @@ impl Objects {
         }
         let id = match fields.get(&self.id_field) {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => object["id"].as_str().map(str::to_string).unwrap_or_else(|| hash_json(&fields).hex()[..16].to_string()),
+            Some(Value::Null) | None => {
+                object["id"].as_str().map(str::to_string).unwrap_or_else(|| hash_json(&fields).hex()[..16].to_string())
+            }
             Some(other) => other.to_string(),
         };
         fields.insert("id".into(), Value::String(id));
@@ -199,10 +219,13 @@ impl SourceStage for Objects {
             }
             let fail = |p: Problem| NodeError::new(format!("{}; {}", p.message, p.hint));
             if self.api.is_none() {
-                let api = Api::new(base_url(&self.source).map_err(fail)?, api_key(&self.source).map_err(fail)?).map_err(fail)?;
+                let api = Api::new(base_url(&self.source).map_err(fail)?, api_key(&self.source).map_err(fail)?)
+                    .map_err(fail)?;
                 self.count = api.count(&self.source.class).await.map_err(NodeError::new)?;
                 if self.expect.is_some_and(|e| e != hash_json(&json!({"count": self.count}))) {
-                    return Err(NodeError::new("the collection changed since the spec was compiled (its object count differs); run again"));
+                    return Err(NodeError::new(
+                        "the collection changed since the spec was compiled (its object count differs); run again",
+                    ));
                 }
                 self.api = Some(api);
             }

@@ -31,12 +31,15 @@ use serde_json::{json, Value};
 
 use flow_engine::node::SUMMARY_JSON;
 use flow_engine::template::RenderError;
-use flow_engine::{Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, RecordStream, Shape, Stage, StreamStage, Template, SUMMARY_MD};
+use flow_engine::{
+    Arity, Artifact, BackendSpec, BatchStream, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall,
+    PortType, Record, RecordStream, Shape, Stage, StreamStage, Template, SUMMARY_MD,
+};
 
 use crate::backend::{self, Backend, Backends, CallError, CallOpts, Endpoint};
-pub use prompt::{MessageConfig, PromptFiles, Role, Variants};
-use prompt::Prompt;
 use crate::synthesize::rules::RuleSet;
+use prompt::Prompt;
+pub use prompt::{MessageConfig, PromptFiles, Role, Variants};
 pub use stream::{ByteSize, ByteSizeError, DEFAULT_REORDER_BUFFER};
 
 pub struct Run;
@@ -267,7 +270,11 @@ impl Node for Run {
     /// prompt cannot be rendered from (it gets an `error`, not a call).
     /// Unknown with `rules:`: the prompt holds the rules, which the plan
     /// does not read.
-    fn plan_calls(c: &RunConfig, record: &Record, backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> {
+    fn plan_calls(
+        c: &RunConfig,
+        record: &Record,
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<PlannedCall>> {
         if c.rules.is_some() {
             return None;
         }

@@ -13,8 +13,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use flow_engine::template::{RenderError, TemplateError};
 use flow_engine::spec::YamlPath;
+use flow_engine::template::{RenderError, TemplateError};
 use flow_engine::{CheckCx, Record, Template};
 
 use super::RunConfig;
@@ -177,10 +177,15 @@ pub(super) fn check(c: &RunConfig, cx: &mut CheckCx<'_>) -> Vec<(YamlPath, Strin
     }
     if let Some(v) = &c.prompts {
         if v.0.is_empty() {
-            cx.error(&cx.field("prompts"), "`prompts` is empty", Some("name at least one variant: `prompts: {v1: \"{{question}}\"}`".into()));
+            cx.error(
+                &cx.field("prompts"),
+                "`prompts` is empty",
+                Some("name at least one variant: `prompts: {v1: \"{{question}}\"}`".into()),
+            );
         }
         for (name, _) in &v.0 {
-            let ok = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
+            let ok =
+                !name.is_empty() && name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
             if !ok {
                 cx.error_at_key(
                     &cx.field("prompts").key(name.clone()),

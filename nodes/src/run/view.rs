@@ -64,7 +64,8 @@ mod tests {
         n.records_out = 2;
         let config = json!({"backend": "bot", "prompt": "{{q}}", "system": "be brief", "reorder_buffer": null});
         let mut budget = usize::MAX;
-        let cx = &mut ViewCx { store: &store, node: &n, config: Some(&config), plan: None, run: &[], budget: &mut budget };
+        let cx =
+            &mut ViewCx { store: &store, node: &n, config: Some(&config), plan: None, run: &[], budget: &mut budget };
         let (v, rows, _) = show(&VIEW, cx);
         assert_eq!(rows.len(), 2);
         assert!(rows[1].contains("HTTP 500"));

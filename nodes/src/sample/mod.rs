@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use flow_engine::node::META_JSON;
-use flow_engine::{Arity, Artifact, BarrierStage, BuildCx, CheckCx, FieldSet, Node, NodeError, PortType, Record, Shape, Stage};
+use flow_engine::{
+    Arity, Artifact, BarrierStage, BuildCx, CheckCx, FieldSet, Node, NodeError, PortType, Record, Shape, Stage,
+};
 
 pub struct Sample;
 
@@ -50,7 +52,10 @@ impl Node for Sample {
 }
 
 impl BarrierStage for SampleConfig {
-    fn run(self: Box<Self>, mut inputs: Vec<Vec<Record>>) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
+    fn run(
+        self: Box<Self>,
+        mut inputs: Vec<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<(Vec<Record>, Vec<Artifact>), NodeError>> {
         Box::pin(async move {
             let records = inputs.pop().unwrap_or_default();
             let kept = pick(&records, self.n, self.seed);

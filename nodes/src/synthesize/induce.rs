@@ -561,7 +561,11 @@ mod tests {
             pair.vector_distance = Some(d);
         }
         let with = induce(&p, &Settings::default());
-        assert!(!ids(&with).iter().any(|id| id.contains("lyon") || id.contains("paris") || id.contains("marseille")), "{:?}", ids(&with));
+        assert!(
+            !ids(&with).iter().any(|id| id.contains("lyon") || id.contains("paris") || id.contains("marseille")),
+            "{:?}",
+            ids(&with)
+        );
         assert_eq!(by_id(&with, "avoid:sorry").pairs, ["p3", "p4", "p5"]);
         let fixes: Vec<&str> = content_fixes(&p, &Settings::default()).iter().map(|p| p.id.as_str()).collect();
         assert_eq!(fixes, ["p1", "p2"]);

@@ -31,7 +31,10 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use flow_engine::{Arity, Artifact, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError, PlannedCall, PortType, Record, Spool, Shape, Stage, META_JSON, SUMMARY_MD};
+use flow_engine::{
+    Arity, Artifact, BackendSpec, BarrierOutput, BarrierStage, BuildCx, CheckCx, FieldSet, Meter, Node, NodeError,
+    PlannedCall, PortType, Record, Shape, Spool, Stage, META_JSON, SUMMARY_MD,
+};
 
 use crate::backend::{self, Backend, Backends, CallOpts, Endpoint};
 use analysis::Pair;
@@ -247,9 +250,7 @@ fn pair(i: usize, r: &Record) -> Result<Pair, PairError> {
     let text = |field: &str| -> Result<String, PairError> {
         match r.get(field) {
             Some(Value::String(s)) => Ok(s.clone()),
-            None | Some(Value::Null) => {
-                Err(PairError { record: i + 1, id: id.clone(), field: field.to_string() })
-            }
+            None | Some(Value::Null) => Err(PairError { record: i + 1, id: id.clone(), field: field.to_string() }),
             Some(other) => Ok(other.to_string()),
         }
     };
@@ -381,7 +382,8 @@ impl SynthesizeStage {
             .map(|p| json!({"id": p.id, "vector_distance": p.vector_distance.map(analysis::round3)}))
             .collect();
         let shifts: Vec<f64> = pairs.iter().filter_map(|p| p.vector_distance).collect();
-        let mean_shift = (!shifts.is_empty()).then(|| analysis::round3(shifts.iter().sum::<f64>() / shifts.len() as f64));
+        let mean_shift =
+            (!shifts.is_empty()).then(|| analysis::round3(shifts.iter().sum::<f64>() / shifts.len() as f64));
         let report = json!({
             "node": self.node,
             "pairs": pairs.len(),
@@ -561,7 +563,8 @@ mod tests {
         let (_, artifacts) = Box::new(stage).run(vec![recs]).await.unwrap();
         let report: Value = serde_json::from_slice(&artifacts[0].bytes).unwrap();
         for (i, (b, f)) in texts.iter().enumerate() {
-            let want = 1.0 - crate::evaluate::embedding_cosine(&backend::sim::embed(b, 64), &backend::sim::embed(f, 64));
+            let want =
+                1.0 - crate::evaluate::embedding_cosine(&backend::sim::embed(b, 64), &backend::sim::embed(f, 64));
             let got = report["analysis"][i]["vector_distance"].as_f64().unwrap();
             assert!((got - analysis::round3(want)).abs() < 1e-9, "pair {i}: {got} vs {want}");
         }

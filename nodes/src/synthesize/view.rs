@@ -46,7 +46,8 @@ mod tests {
         n.artifacts.insert(RULES_JSON.into(), store.put_bytes(rules.to_string().as_bytes()).unwrap());
         n.artifacts
             .insert(HOOK_FILE.into(), store.put_bytes(b"def intercept_prompt(p, c):\n    return '<b>' + p\n").unwrap());
-        let (v, _, _) = show(&VIEW, &mut ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut 0 });
+        let (v, _, _) =
+            show(&VIEW, &mut ViewCx { store: &store, node: &n, config: None, plan: None, run: &[], budget: &mut 0 });
         assert_eq!(v["view"], "synthesize");
         let report = &v["data"]["report"];
         assert!(report.get("analysis").is_none(), "the per-pair measurements stay in rules.json");

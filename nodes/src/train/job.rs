@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use flow_engine::{Artifact, BarrierOutput, BarrierStage, Meter, NodeError, Provider, Record, Spool, META_JSON, SUMMARY_MD};
+use flow_engine::{
+    Artifact, BarrierOutput, BarrierStage, Meter, NodeError, Provider, Record, Spool, META_JSON, SUMMARY_MD,
+};
 
 use super::{upload, Dataset, TrainConfig, TRAIN_JSONL};
 use crate::backend::{Backend, CallOpts, Unusable};

@@ -30,7 +30,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
-use flow_engine::{Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage};
+use flow_engine::{
+    Arity, BackendSpec, BuildCx, CheckCx, FieldSet, Node, NodeError, PlannedCall, PortType, Record, Shape, Stage,
+};
 
 use crate::backend::{self, Backends, Upload};
 pub use dataset::Dataset;
@@ -410,7 +412,10 @@ mod tests {
                    "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": "auto"}}}})
         );
         let data = Dataset { jsonl: b"x\n".to_vec(), examples: 1, hash: flow_engine::cache::ContentHash::of(b"x\n") };
-        assert_eq!(c.job_key("base-1", &data)["training_file"]["content"], flow_engine::cache::ContentHash::of(b"x\n").hex());
+        assert_eq!(
+            c.job_key("base-1", &data)["training_file"]["content"],
+            flow_engine::cache::ContentHash::of(b"x\n").hex()
+        );
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl JsonCheck {
                 _ => Score::flag(true),
             },
             JsonCheck::Equals { expected } => {
-                let want: Value = serde_json::from_str(&expected.render(record)?).map_err(ScoreError::ExpectedNotJson)?;
+                let want: Value =
+                    serde_json::from_str(&expected.render(record)?).map_err(ScoreError::ExpectedNotJson)?;
                 match parsed() {
                     Ok(got) => {
                         let diff = difference(&got, &want, &mut String::new());
@@ -134,8 +135,9 @@ fn schema_of(m: &MetricConfig, cx: &BuildCx) -> Result<Option<Box<jsonschema::Va
         (Some(s), _) => s.clone(),
         (None, Some(written)) => {
             // The file the plan hashed, not whatever is there now.
-            let file =
-                cx.file(written).ok_or_else(|| NodeError::new(format!("`schema_file` `{written}` was not resolved")))?;
+            let file = cx
+                .file(written)
+                .ok_or_else(|| NodeError::new(format!("`schema_file` `{written}` was not resolved")))?;
             read_schema(&file.path).map_err(|e| NodeError::new(format!("`schema_file` `{written}`: {e}")))?
         }
         (None, None) => return Ok(None),
@@ -345,19 +347,17 @@ fn string(b: &[u8], i: &mut usize) -> Result<(), &'static str> {
                 *i += 1;
                 return Ok(());
             }
-            Some(b'\\') => {
-                match b.get(*i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 2,
-                    Some(b'u') => {
-                        let hex = b.get(*i + 2..*i + 6).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-                        if hex.is_none() {
-                            return Err("`\\u` needs four hex digits");
-                        }
-                        *i += 6;
+            Some(b'\\') => match b.get(*i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 2,
+                Some(b'u') => {
+                    let hex = b.get(*i + 2..*i + 6).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                    if hex.is_none() {
+                        return Err("`\\u` needs four hex digits");
                     }
-                    _ => return Err("invalid escape in a string"),
+                    *i += 6;
                 }
-            }
+                _ => return Err("invalid escape in a string"),
+            },
             Some(c) if *c < 0x20 => return Err("unescaped control character in a string"),
             Some(_) => *i += 1,
         }
@@ -411,15 +411,50 @@ mod tests {
     #[test]
     fn the_grammar_decides_not_the_parser() {
         for ok in [
-            "0", "-0", "1e400", "-1.5E-7", "123456789012345678901234567890", "\"\"", "\"\\u00e9\\n\"", "true",
-            " [1, [2, {}], {\"a\": null}] ", "{\"a\":{\"b\":[]}}", "\"\\ud800\"", "\"é日\"", "[\n]",
+            "0",
+            "-0",
+            "1e400",
+            "-1.5E-7",
+            "123456789012345678901234567890",
+            "\"\"",
+            "\"\\u00e9\\n\"",
+            "true",
+            " [1, [2, {}], {\"a\": null}] ",
+            "{\"a\":{\"b\":[]}}",
+            "\"\\ud800\"",
+            "\"é日\"",
+            "[\n]",
         ] {
             assert_eq!(validate(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", " ", "01", "1.", ".5", "+1", "1e", "-", "[1,]", "{\"a\":1,}", "{a:1}", "{\"a\" 1}", "[1 2]",
-            "'x'", "\"\\x\"", "\"\\u12\"", "\"a\nb\"", "nul", "truex", "[", "{", "]", "1 2", "NaN", "[1]]",
-            "{\"a\":1]", "\"unterminated",
+            "",
+            " ",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "-",
+            "[1,]",
+            "{\"a\":1,}",
+            "{a:1}",
+            "{\"a\" 1}",
+            "[1 2]",
+            "'x'",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a\nb\"",
+            "nul",
+            "truex",
+            "[",
+            "{",
+            "]",
+            "1 2",
+            "NaN",
+            "[1]]",
+            "{\"a\":1]",
+            "\"unterminated",
         ] {
             assert!(validate(bad).is_err(), "{bad:?} passed");
         }
@@ -454,8 +489,30 @@ mod tests {
             z ^ (z >> 31)
         };
         const PIECES: &[&str] = &[
-            "{", "}", "[", "]", ",", ":", " ", "\"a\"", "\"\\n\"", "\"\\u0041\"", "1", "-2.5", "0", "1e3", "true",
-            "null", "\n", "\"", "\\", "x", "01", "-", ".", "e",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            "\"a\"",
+            "\"\\n\"",
+            "\"\\u0041\"",
+            "1",
+            "-2.5",
+            "0",
+            "1e3",
+            "true",
+            "null",
+            "\n",
+            "\"",
+            "\\",
+            "x",
+            "01",
+            "-",
+            ".",
+            "e",
         ];
         let mut agreed = 0;
         for _ in 0..20_000 {
@@ -496,7 +553,9 @@ mod tests {
         assert!(score("{type: equals_json, expected: '{{gold}}'}", &r).unwrap_err().contains("`expected` is not JSON"));
         // A path's value compares as it is.
         let r = rec(json!({"output": "{\"answer\": {\"city\": \"Paris\"}}"}));
-        assert!(score("{type: equals_json, field: output.answer, expected: '{\"city\": \"Paris\"}'}", &r).unwrap().pass);
+        assert!(
+            score("{type: equals_json, field: output.answer, expected: '{\"city\": \"Paris\"}'}", &r).unwrap().pass
+        );
     }
 
     #[test]
@@ -534,9 +593,16 @@ mod tests {
         let with = |out: &str| score(yaml, &rec(json!({"output": out}))).unwrap();
         assert!(with("first {\"x\": 1} then {\"order_id\": 3}").pass);
         let s = with("only {\"x\": 1}");
-        assert_eq!((s.pass, s.reason.as_deref()), (false, Some("the JSON found is not valid: at the top: \"order_id\" is a required property")));
+        assert_eq!(
+            (s.pass, s.reason.as_deref()),
+            (false, Some("the JSON found is not valid: at the top: \"order_id\" is a required property"))
+        );
         // A path's value is JSON already.
-        assert!(score("{type: contains_json, field: output.data}", &rec(json!({"output": "{\"data\": {\"k\": 1}}"}))).unwrap().pass);
+        assert!(
+            score("{type: contains_json, field: output.data}", &rec(json!({"output": "{\"data\": {\"k\": 1}}"})))
+                .unwrap()
+                .pass
+        );
         // A text of braces is tried at its first 200 only.
         let braces = "{".repeat(10_000);
         assert!(!found(&braces).pass);

@@ -31,11 +31,21 @@ pub enum Check {
     Text(text::TextCheck),
     Json(json::JsonCheck),
     Overlap(overlap::OverlapCheck),
-    Bleu { expected: Template, threshold: f64 },
-    Latency { max_ms: f64 },
-    Cost { max_usd: f64 },
+    Bleu {
+        expected: Template,
+        threshold: f64,
+    },
+    Latency {
+        max_ms: f64,
+    },
+    Cost {
+        max_usd: f64,
+    },
     /// `logprob` (`perplexity: false`) or `perplexity`, against `bound`.
-    Logprobs { perplexity: bool, bound: f64 },
+    Logprobs {
+        perplexity: bool,
+        bound: f64,
+    },
     Judge(Judge),
     Exec(Exec),
     Embedding(EmbeddingSimilarity),
@@ -174,7 +184,9 @@ impl Metric {
             MetricType::Bleu => Check::Bleu { expected: template(arg(m, &m.expected, "expected")?)?, threshold },
             MetricType::Latency => Check::Latency { max_ms: *arg(m, &m.max_ms, "max_ms")? },
             MetricType::Cost => Check::Cost { max_usd: *arg(m, &m.max_usd, "max_usd")? },
-            MetricType::Logprob => Check::Logprobs { perplexity: false, bound: *arg(m, &m.min_logprob, "min_logprob")? },
+            MetricType::Logprob => {
+                Check::Logprobs { perplexity: false, bound: *arg(m, &m.min_logprob, "min_logprob")? }
+            }
             MetricType::Perplexity => {
                 Check::Logprobs { perplexity: true, bound: *arg(m, &m.max_perplexity, "max_perplexity")? }
             }
@@ -224,7 +236,9 @@ impl Metric {
             }
             Check::ToolCall(t) => t.score(&value, self.field.written()),
             Check::Logprobs { perplexity, bound } => {
-                let mean = value["mean"].as_f64().ok_or_else(|| ScoreError::NoLogprobs { field: self.field.written().into() })?;
+                let mean = value["mean"]
+                    .as_f64()
+                    .ok_or_else(|| ScoreError::NoLogprobs { field: self.field.written().into() })?;
                 Ok(if *perplexity {
                     let ppl = (-mean).exp();
                     Score::flag(ppl <= *bound).with_value(round6(ppl))

@@ -44,7 +44,9 @@ impl TextCheck {
         let value = || template(arg(m, &m.value, "value")?);
         let values = || arg(m, &m.values, "values")?.iter().map(|v| template(v)).collect::<Result<Vec<_>, _>>();
         Ok(match m.kind {
-            MetricType::ExactMatch => TextCheck::Exact { expected: template(arg(m, &m.expected, "expected")?)?, fold, trim },
+            MetricType::ExactMatch => {
+                TextCheck::Exact { expected: template(arg(m, &m.expected, "expected")?)?, fold, trim }
+            }
             MetricType::Contains => TextCheck::Contains { value: value()?, fold },
             MetricType::Icontains => TextCheck::Contains { value: value()?, fold: true },
             MetricType::ContainsAny => TextCheck::ContainsAny { values: values()?, fold },
@@ -187,7 +189,10 @@ mod tests {
         assert_eq!(verdict(labels, " positive\n"), (1.0, true));
         assert_eq!(verdict(labels, "Positive"), (0.0, false));
         assert_eq!(verdict(labels, "positively"), (0.0, false));
-        assert_eq!(verdict("{type: label_in, labels: [positive, negative], case_sensitive: false}", "Positive"), (1.0, true));
+        assert_eq!(
+            verdict("{type: label_in, labels: [positive, negative], case_sensitive: false}", "Positive"),
+            (1.0, true)
+        );
         let s = score(labels, &rec(json!({"output": "maybe"}))).unwrap();
         assert_eq!(s.reason.as_deref(), Some("`maybe` is not one of: positive, negative, neutral"));
     }

@@ -38,7 +38,8 @@ impl ToolCallCheck {
     /// The verdict on a record's `tool_calls`.
     pub fn score(&self, value: &Value, field: &str) -> Verdict {
         let calls = value.as_array().ok_or_else(|| ScoreError::NotToolCalls { field: field.to_string() })?;
-        let named: Vec<&Value> = calls.iter().filter(|c| c["name"] == self.tool.as_str()).map(|c| &c["arguments"]).collect();
+        let named: Vec<&Value> =
+            calls.iter().filter(|c| c["name"] == self.tool.as_str()).map(|c| &c["arguments"]).collect();
         if named.is_empty() {
             let called: Vec<&str> = calls.iter().filter_map(|c| c["name"].as_str()).collect();
             let reason = if called.is_empty() {
@@ -78,7 +79,11 @@ impl ToolCallCheck {
             if let Some(e) = v.iter_errors(args).next() {
                 let at = e.instance_path().as_str().to_string();
                 let at = if at.is_empty() { String::new() } else { format!(" at `{at}`") };
-                return Some(format!("`{}`'s arguments do not fit the schema{at}: {}", self.tool, shorten(&e.to_string(), 160)));
+                return Some(format!(
+                    "`{}`'s arguments do not fit the schema{at}: {}",
+                    self.tool,
+                    shorten(&e.to_string(), 160)
+                ));
             }
         }
         None
