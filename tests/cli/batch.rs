@@ -162,6 +162,21 @@ fn detach_leaves_the_batch_and_the_next_run_collects_it() {
     assert_all_answered(&show(&p, "answers"), 50);
 }
 
+/// A create whose answer is lost after the batch was made (a gateway's
+/// 502): the retry finds the batch its input file made rather than
+/// creating a second one (OpenAI takes no idempotency key for batches).
+#[test]
+fn a_lost_create_answer_adopts_the_batch_it_made() {
+    let s = server(BatchScript { lose_first_create: true, ..BatchScript::default() });
+    let p = project(50, &batch_spec(&s.base_url(), "openai", "0"));
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.route_count("POST /v1/batches"), 1, "no second create");
+    assert_eq!(s.route_count("GET /v1/batches"), 1, "the retry looked first");
+    assert_eq!(s.batches().len(), 1);
+    assert_all_answered(&show(&p, "answers"), 50);
+}
+
 #[test]
 fn per_request_errors_become_record_errors() {
     let fail: Vec<String> = [3, 17, 42].iter().map(|i| format!("what is {i}+1?")).collect();

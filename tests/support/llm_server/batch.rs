@@ -12,7 +12,7 @@
 //! batch expire after answering only some. Batches live as long as the
 //! server, across runs of `flow`; every request is counted per route.
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 
 use super::*;
 
@@ -28,6 +28,9 @@ pub struct BatchScript {
     /// `Some(n)`: the first batch created expires having answered only its
     /// first `n` requests.
     pub expire_first: Option<usize>,
+    /// The first `POST /v1/batches` creates its batch, then answers 502
+    /// (a gateway that lost the answer).
+    pub lose_first_create: bool,
 }
 
 impl Default for BatchScript {
@@ -38,6 +41,7 @@ impl Default for BatchScript {
             finalizing_polls: 1,
             fail_texts: Vec::new(),
             expire_first: None,
+            lose_first_create: false,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct ServerBatch {
     /// `(custom_id, request body)`, in the order sent.
     pub requests: Vec<(String, Value)>,
     polls: u32,
+    /// The uploaded file its requests came in (OpenAI).
+    input_file: Option<String>,
     /// Answers only the first n (then `expired`).
     expire_after: Option<usize>,
     /// The files with its answers and errors, once it ended (OpenAI).
@@ -64,11 +70,18 @@ pub struct ServerBatch {
     error_file: Option<String>,
 }
 
+impl ServerBatch {
+    /// Its place in the order of creation (`batch_3` → 3).
+    fn number(&self) -> u64 {
+        self.id[self.id.rfind('_').map_or(0, |i| i + 1)..].parse().unwrap_or(0)
+    }
+}
+
 impl LlmServer {
     /// The batches created since the server started, in order.
     pub fn batches(&self) -> Vec<ServerBatch> {
         let mut all: Vec<ServerBatch> = self.state.batches.lock().unwrap().values().cloned().collect();
-        all.sort_by_key(|b| b.id[b.id.rfind('_').map_or(0, |i| i + 1)..].parse::<u64>().unwrap_or(0));
+        all.sort_by_key(ServerBatch::number);
         all
     }
 
@@ -144,7 +157,7 @@ fn openai_batch(s: &Shared, b: &ServerBatch) -> Value {
     };
     json!({
         "id": b.id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": null,
-        "input_file_id": "file-in", "completion_window": "24h", "status": status,
+        "input_file_id": b.input_file, "completion_window": "24h", "status": status,
         "output_file_id": b.output_file, "error_file_id": b.error_file,
         "created_at": 0, "in_progress_at": null, "expires_at": 86400,
         "request_counts": {"total": n, "completed": done, "failed": failed},
@@ -193,14 +206,37 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, headers: HeaderMap, bod
         api: BatchApi::Openai,
         requests,
         polls: 0,
+        input_file: Some(file_id.to_string()),
         expire_after,
         output_file: None,
         error_file: None,
     };
     let reply = openai_batch(&s, &b);
+    let first = all.is_empty();
     all.insert(id, b);
+    if first && s.cfg.batch.lose_first_create {
+        return error(StatusCode::BAD_GATEWAY, "upstream timed out", "server_error");
+    }
     s.successes.fetch_add(1, Ordering::SeqCst);
     Json(reply).into_response()
+}
+
+/// `GET /v1/batches`: the newest first, `limit` of them (default 20).
+pub(super) async fn list(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    count_route(&s, "GET /v1/batches");
+    if let Err(r) = admit_any(&s, &headers).await {
+        return r;
+    }
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20);
+    let all = s.batches.lock().unwrap();
+    let mut openai: Vec<&ServerBatch> = all.values().filter(|b| b.api == BatchApi::Openai).collect();
+    openai.sort_by_key(|b| std::cmp::Reverse(b.number()));
+    let data: Vec<Value> = openai.iter().take(limit).map(|b| openai_batch(&s, b)).collect();
+    Json(json!({"object": "list", "data": data, "has_more": openai.len() > limit})).into_response()
 }
 
 pub(super) async fn status(State(s): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
@@ -346,6 +382,7 @@ pub(super) async fn anthropic_create(State(s): State<Arc<Shared>>, headers: Head
         api: BatchApi::Anthropic,
         requests,
         polls: 0,
+        input_file: None,
         expire_after,
         output_file: None,
         error_file: None,

@@ -275,7 +275,7 @@ impl LlmServer {
             .route("/v1/fine_tuning/jobs/{id}", get(fine_tune::job_status))
             .route("/v1/fine_tuning/jobs/{id}/events", get(fine_tune::job_events))
             .route("/v1/messages", post(providers::messages))
-            .route("/v1/batches", post(batch::create))
+            .route("/v1/batches", post(batch::create).get(batch::list))
             .route("/v1/batches/{id}", get(batch::status))
             .route("/v1/files/{id}/content", get(batch::file_content))
             .route("/v1/messages/batches", post(batch::anthropic_create))

@@ -71,7 +71,20 @@ impl Wire {
                 let uploaded = retrying(retry, || c.upload("files", &file)).await?;
                 let file_id = id_of(&uploaded)?;
                 let body = json!({"input_file_id": file_id, "endpoint": OPENAI_ENDPOINT, "completion_window": "24h"});
-                let created = retrying(retry, || c.post("batches", &body)).await?;
+                // OpenAI takes no idempotency key for a batch: a create
+                // whose answer was lost (a timeout, a 5xx from a gateway)
+                // may have made one. This attempt's input file is its own,
+                // so before trying again, a batch made from it is adopted.
+                let tried = AtomicU64::new(0);
+                let created = retrying(retry, || async {
+                    if tried.fetch_add(1, Ordering::SeqCst) > 0 {
+                        if let Some(made) = openai_batch_of_file(c, &file_id).await? {
+                            return Ok(made);
+                        }
+                    }
+                    c.post("batches", &body).await
+                })
+                .await?;
                 Ok(Created {
                     id: id_of(&created)?,
                     state: created["status"].as_str().unwrap_or("validating").to_string(),
@@ -155,6 +168,14 @@ where
         .with_max_times(retry.max_retries as usize)
         .with_jitter();
     f.retry(backoff).when(|e: &CallError| e.retryable).await
+}
+
+/// The batch made from input file `file_id`, if one was: the newest
+/// batches are listed (one a create just made is among them).
+async fn openai_batch_of_file(c: &openai::Client, file_id: &str) -> Result<Option<Value>, CallError> {
+    let listed = c.get("batches?limit=100").await?;
+    let made = listed["data"].as_array().and_then(|all| all.iter().find(|b| b["input_file_id"] == file_id));
+    Ok(made.cloned())
 }
 
 fn id_of(v: &Value) -> Result<String, CallError> {
