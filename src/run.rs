@@ -141,6 +141,15 @@ pub fn run(
     let plan = Arc::new(plan);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(anyhow::Error::from)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(b) = &backends {
+        // Held weakly: the display ends when the run's own sender goes.
+        let events = tx.downgrade();
+        b.tell(move |text| {
+            if let Some(tx) = events.upgrade() {
+                let _ = tx.send(flow_engine::RunEvent::Note { text });
+            }
+        });
+    }
     let display = progress::Display::new(&plan, mode).with_log(store.clone());
     let signalled = std::sync::atomic::AtomicU8::new(EXIT_INTERRUPTED);
     let left: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);

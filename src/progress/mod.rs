@@ -166,7 +166,7 @@ impl Display {
                 }
                 if let Some(log) = &mut self.log {
                     let node = match &ev {
-                        RunEvent::RunStarted { .. } | RunEvent::Records { .. } => None,
+                        RunEvent::RunStarted { .. } | RunEvent::Records { .. } | RunEvent::Note { .. } => None,
                         RunEvent::NodeStarted { node, .. }
                         | RunEvent::Progress { node, .. }
                         | RunEvent::Total { node, .. } => Some(node.as_str()),
@@ -178,6 +178,16 @@ impl Display {
         }
         match ev {
             RunEvent::RunStarted { .. } | RunEvent::Records { .. } => {}
+            RunEvent::Note { text } => match self.mode {
+                Mode::Plain => errln!("{text}"),
+                Mode::Bars => match &self.multi {
+                    Some(multi) => {
+                        let _ = multi.println(&text);
+                    }
+                    None => errln!("{text}"),
+                },
+                Mode::Json | Mode::Quiet => {}
+            },
             RunEvent::NodeStarted { node, cached, total, meter, .. } => {
                 let Some(&i) = self.by_name.get(&node) else { return };
                 let n = &mut self.nodes[i];
@@ -313,6 +323,7 @@ impl Display {
             }
             RunEvent::Total { node, total } => json!({"event": "total", "node": node, "total": total}),
             RunEvent::NodeFinished(r) => json!({"event": "node_finished", "node": r}),
+            RunEvent::Note { text } => json!({"event": "note", "text": text}),
         })
     }
 }

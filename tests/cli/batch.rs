@@ -305,6 +305,37 @@ fn the_plans_estimate_is_the_runs_cost_on_sim() {
     }
 }
 
+/// A batch's news goes where the run's display goes: lines on standard
+/// error, `note` events with `--json` (and in the run's event log), nothing
+/// with `--quiet`.
+#[test]
+fn batch_news_follows_the_display() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 10));
+    p.write(SPEC, "flow: 1\nname: t\nbackends:\n  bot: {provider: sim, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n");
+    let plain = p.flow(&["run", SPEC]);
+    assert!(plain.stderr.contains("created with 10 requests"), "{}", plain.stderr);
+    let json = p.flow(&["run", SPEC, "--json", "--no-cache"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    assert!(!json.stderr.contains("batch"), "{}", json.stderr);
+    let notes: Vec<Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "note")
+        .collect();
+    assert!(notes.iter().any(|n| n["text"].as_str().unwrap().contains("created with 10 requests")), "{notes:?}");
+    let m = p.latest_run("specs/.flow");
+    let log = std::fs::read_to_string(
+        p.dir.path().join("specs/.flow/runs").join(m["run_id"].as_str().unwrap()).join("events.jsonl"),
+    )
+    .unwrap();
+    assert!(log.contains("\"event\":\"note\""), "{log}");
+    let quiet = p.flow(&["run", SPEC, "--quiet", "--no-cache"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("batch"), "{}", quiet.stderr);
+}
+
 /// A judge on a batch backend grades every record in one batch, however
 /// many chunks the records come in, and the plan bounds its requests.
 #[test]

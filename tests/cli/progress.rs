@@ -199,3 +199,21 @@ fn quiet_says_nothing_and_help_documents_logs_and_colour() {
         assert!(help.stdout.contains(s), "{s}: {}", help.stdout);
     }
 }
+
+/// Under bars, a batch's news is printed above them, each line whole.
+#[test]
+fn a_terminal_shows_batch_news_above_the_bars() {
+    let p = Project::empty();
+    let cases: String = (0..10).map(|i| format!("{{\"id\": \"c{i}\", \"question\": \"what is {i}+1?\"}}\n")).collect();
+    p.write("specs/data/cases.jsonl", &cases);
+    p.write(
+        "specs/t.yaml",
+        "flow: 1\nname: t\nbackends:\n  bot: {provider: sim, batch: {poll: 300ms}}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n",
+    );
+    let Some(tmux) = Tmux::start(p.dir.path(), &format!("{FLOW} run specs/t.yaml"), &[]) else { return };
+    let (done, screen) = tmux.wait_for(Duration::from_secs(60), false, |s| s.contains("succeeded"));
+    assert!(done, "the run did not end:\n{screen}");
+    let created = regex::Regex::new(r"(?m)^backend `bot`: batch batch_sim_\S+ created with 10 requests").unwrap();
+    assert!(created.is_match(&screen), "no whole line for the batch:\n{screen}");
+    assert!(screen.contains("completed: 10 answered, 0 failed"), "{screen}");
+}

@@ -73,6 +73,9 @@ pub enum RunEvent {
     Total { node: String, total: u64 },
     /// A node ended (ran, cached, failed or cancelled).
     NodeFinished(Box<NodeOutcome>),
+    /// News for the user that is no node's progress: a backend's batch
+    /// created, its state, collected (it may take hours).
+    Note { text: String },
 }
 
 /// Options of one run.

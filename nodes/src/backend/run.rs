@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use flow_engine::cache::CallMemo;
 use flow_engine::{BackendSpec, BuildCx, NodeError, Plan, Price, Provider};
@@ -30,10 +30,26 @@ pub enum BackendError {
     Http { backend: String, source: super::http::HttpError },
 }
 
+/// Where the backends' news for the user goes (a batch created, its
+/// state): the command's display, once it says where ([`Backends::tell`]);
+/// the log at `info` always. The backends print nothing themselves.
+#[derive(Default)]
+pub(crate) struct Notes(OnceLock<Box<dyn Fn(String) + Send + Sync>>);
+
+impl Notes {
+    pub fn say(&self, text: String) {
+        tracing::info!("{text}");
+        if let Some(tell) = self.0.get() {
+            tell(text);
+        }
+    }
+}
+
 /// The backends of one run, and the call memo they write to.
 pub struct Backends {
     backends: BTreeMap<String, Arc<Backend>>,
     memo: Option<Arc<MemoWriter>>,
+    notes: Arc<Notes>,
 }
 
 impl Backends {
@@ -53,6 +69,7 @@ impl Backends {
         let answers: Arc<[Answer]> = answers.into();
         let prices = Arc::new(Prices::new(prices.clone()));
         let flights = Arc::new(super::flight::Flights::default());
+        let notes = Arc::new(Notes::default());
         let mut backends = BTreeMap::new();
         for name in used {
             let Some(spec) = specs.get(name) else { continue };
@@ -83,7 +100,7 @@ impl Backends {
             };
             let batch_key =
                 if spec.provider.is_remote() && spec.batch.is_some() { key_of(name, spec, env)? } else { None };
-            let batch = super::batch::Batcher::of(name, spec, batch_key, &answers, memo.clone())
+            let batch = super::batch::Batcher::of(name, spec, batch_key, &answers, memo.clone(), notes.clone())
                 .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
             let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
             let backend = Backend {
@@ -101,7 +118,13 @@ impl Backends {
             };
             backends.insert(name.clone(), Arc::new(backend));
         }
-        Ok(Self { backends, memo })
+        Ok(Self { backends, memo, notes })
+    }
+
+    /// Where the backends' news goes from now on (once: a second call is
+    /// ignored).
+    pub fn tell(&self, to: impl Fn(String) + Send + Sync + 'static) {
+        let _ = self.notes.0.set(Box::new(to));
     }
 
     /// The first backend of `used` whose key is missing from the

@@ -40,6 +40,7 @@ use flow_engine::spec::batch::BatchSpec;
 use flow_engine::{BackendSpec, Provider};
 
 use super::request::has_content;
+use super::run::Notes;
 use super::{flight, openai, sim, Answer as SimAnswer, Backend, CallError, CallOpts, MemoWriter, Reply};
 pub(in crate::backend) use wire::Wire;
 
@@ -86,6 +87,8 @@ pub(in crate::backend) struct Batcher {
     retry: RetrySpec,
     wire: Wire,
     memo: Option<Arc<MemoWriter>>,
+    /// Where its news goes (a line a user waiting on a batch should see).
+    notes: Arc<Notes>,
     inner: Mutex<Inner>,
     wake: Notify,
     loaded: OnceCell<()>,
@@ -127,14 +130,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A line a user waiting on a batch should see (the run has no other
-/// channel for news that can take hours; the default log shows warnings
-/// only).
-fn say(text: String) {
-    eprintln!("{text}");
-    tracing::info!("{text}");
-}
-
 impl Batcher {
     /// The batcher of backend `name`, when its spec says `batch:`; `key`
     /// is its API key, for its own HTTP client.
@@ -144,6 +139,7 @@ impl Batcher {
         key: Option<String>,
         answers: &Arc<[SimAnswer]>,
         memo: Option<Arc<MemoWriter>>,
+        notes: Arc<Notes>,
     ) -> Result<Option<Arc<Self>>, openai::ClientError> {
         let Some(cfg) = spec.batch.clone() else { return Ok(None) };
         let wire = match spec.provider {
@@ -168,6 +164,7 @@ impl Batcher {
             cfg,
             wire,
             memo,
+            notes,
             inner: Mutex::default(),
             wake: Notify::new(),
             loaded: OnceCell::new(),
@@ -239,7 +236,7 @@ impl Batcher {
                             inner.held.insert(*k, b.id.clone());
                         }
                     }
-                    say(format!(
+                    self.notes.say(format!(
                         "backend `{}`: batch {} ({} requests, {}) was created by an earlier run at {}: collecting it",
                         self.name,
                         b.id,
@@ -358,7 +355,7 @@ impl Batcher {
                 inner.held.insert(*k, record.id.clone());
             }
         }
-        say(format!(
+        self.notes.say(format!(
             "backend `{}`: batch {} created with {} requests ({}); results within {}",
             self.name,
             record.id,
@@ -411,7 +408,7 @@ impl Batcher {
             };
             if status.state != state {
                 state = status.state.clone();
-                say(format!("backend `{}`: batch {} {state}", self.name, b.id));
+                self.notes.say(format!("backend `{}`: batch {} {state}", self.name, b.id));
                 lock(&self.seen)[at].state = state.clone();
                 if let Some(memo) = &self.memo {
                     let _ = memo.memo().update_batch(&b.id, &state, false);
@@ -531,7 +528,7 @@ impl Batcher {
             String::new()
         };
         let why = status.error.as_deref().map(|e| format!("; the provider says: {e}")).unwrap_or_default();
-        say(format!(
+        self.notes.say(format!(
             "backend `{}`: batch {} {state}: {answered} answered, {failed} failed{unanswered}{why}",
             self.name, b.id
         ));
@@ -551,7 +548,7 @@ impl Batcher {
                 waited_s: None,
             }),
         }
-        say(format!(
+        self.notes.say(format!(
             "backend `{}`: batch {} ({} requests) is left at the provider (--detach): `flow run` again collects it",
             self.name,
             b.id,
