@@ -170,13 +170,15 @@ pub struct Logprobs {
 impl Logprobs {
     /// From a choice's `logprobs` (OpenAI's chat shape, also vLLM's and
     /// llama.cpp's: `{content: [{token, logprob}, ...]}`); none when absent
-    /// or when a value is not a finite number.
+    /// or when a value is not a log probability. A token the server is
+    /// sure of may come a rounding error above 0 (`2e-8`): that is 0.
     pub fn of(v: &Value) -> Option<Self> {
+        const ROUNDING: f64 = 1e-4;
         let content = v["content"].as_array()?;
         let mut sum = 0.0;
         for t in content {
-            let lp = t["logprob"].as_f64().filter(|x| x.is_finite() && *x <= 0.0)?;
-            sum += lp;
+            let lp = t["logprob"].as_f64().filter(|x| x.is_finite() && *x <= ROUNDING)?;
+            sum += lp.min(0.0);
         }
         Some(Self { tokens: content.len() as u64, sum })
     }
@@ -185,5 +187,22 @@ impl Logprobs {
     pub fn to_json(self) -> Value {
         let mean = if self.tokens == 0 { Value::Null } else { json!(self.sum / self.tokens as f64) };
         json!({"tokens": self.tokens, "sum": self.sum, "mean": mean})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logprobs_take_a_rounding_error_above_zero_as_zero() {
+        let of = |lps: &[f64]| {
+            Logprobs::of(
+                &json!({"content": lps.iter().map(|l| json!({"token": "t", "logprob": l})).collect::<Vec<_>>()}),
+            )
+        };
+        assert_eq!(of(&[-0.5, 2e-8, 0.0]).map(|l| (l.tokens, l.sum)), Some((3, -0.5)));
+        assert!(of(&[-0.5, 0.3]).is_none(), "a positive log probability is not one");
+        assert_eq!(of(&[]).map(|l| l.tokens), Some(0));
     }
 }
