@@ -22,12 +22,20 @@
 //! client and are never part of a key, a manifest or a message.
 
 use std::future::Future;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart};
+
+/// Objects past this size go up in parts of it (S3's parts are 5 MiB at
+/// least), read from their file a part at a time, so an upload holds a
+/// few parts in memory, not the object.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts in flight at once during an upload.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// A failed operation on the bucket.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +128,65 @@ impl Remote {
         .map_err(self.failed("read", path))
     }
 
+    /// Streams the bytes at `path` into `out`, a chunk at a time; whether
+    /// anything was there.
+    pub fn get_into(&self, path: &str, out: &mut (impl Write + Send)) -> Result<bool, RemoteError> {
+        use futures::TryStreamExt;
+        let at = ObjectPath::from(path);
+        let write = |e: std::io::Error| object_store::Error::Generic { store: "local file", source: Box::new(e) };
+        self.block(async {
+            let mut chunks = match self.store.get(&at).await {
+                Ok(r) => r.into_stream(),
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            while let Some(chunk) = chunks.try_next().await? {
+                out.write_all(&chunk).map_err(write)?;
+            }
+            Ok(true)
+        })
+        .map_err(self.failed("read", path))
+    }
+
+    /// Writes the file `from` at `path`, in parts past [`PART_BYTES`]. For
+    /// content-addressed entries (an object named by its hash): a second
+    /// writer writes the same bytes, so no condition is needed.
+    pub fn put_file(&self, path: &str, from: &std::path::Path) -> Result<(), RemoteError> {
+        let at = ObjectPath::from(path);
+        let local = |e: std::io::Error| object_store::Error::Generic { store: "local file", source: Box::new(e) };
+        self.block(async {
+            let mut file = std::fs::File::open(from).map_err(local)?;
+            let size = file.metadata().map_err(local)?.len();
+            if size <= PART_BYTES as u64 {
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut bytes).map_err(local)?;
+                return self.store.put(&at, PutPayload::from(bytes)).await.map(|_| ());
+            }
+            let upload = self.store.put_multipart(&at).await?;
+            let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+            let mut buf = vec![0u8; 1024 * 1024];
+            let sent = loop {
+                if let Err(e) = parts.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                    break Err(e);
+                }
+                match file.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => parts.write(&buf[..n]),
+                    Err(e) => break Err(local(e)),
+                }
+            };
+            match sent {
+                Ok(()) => parts.finish().await.map(|_| ()),
+                Err(e) => {
+                    // No half-written upload left behind (its parts are billed).
+                    let _ = parts.abort().await;
+                    Err(e)
+                }
+            }
+        })
+        .map_err(self.failed("write", path))
+    }
+
     /// Whether something is at `path`.
     pub fn exists(&self, path: &str) -> Result<bool, RemoteError> {
         let at = ObjectPath::from(path);
@@ -187,14 +254,15 @@ impl crate::Store {
             if read.contains(&name) || !name.ends_with(".sqlite") {
                 continue;
             }
-            let Some(bytes) = remote.get(&format!("memo/{name}"))? else { continue };
             let dir = self.root().join("tmp");
             std::fs::create_dir_all(&dir).map_err(|e| io(e, "create", &dir))?;
-            let tmp = tempfile::Builder::new()
+            let mut tmp = tempfile::Builder::new()
                 .prefix(&crate::process::temp_prefix())
                 .tempfile_in(&dir)
                 .map_err(|e| io(e, "create temp file in", &dir))?;
-            std::fs::write(tmp.path(), &bytes).map_err(|e| io(e, "write", tmp.path()))?;
+            if !remote.get_into(&format!("memo/{name}"), tmp.as_file_mut())? {
+                continue;
+            }
             added += memo.import(tmp.path()).map_err(|e| memo_err(e, remote))?.0;
             read.insert(name);
         }
@@ -216,9 +284,11 @@ impl crate::Store {
         let result = memo.export_since(since, &path).map_err(|e| memo_err(e, remote));
         let pushed = result.and_then(|(n, upto)| {
             if n > 0 {
-                let bytes = std::fs::read(&path).map_err(|e| io(e, "read", &path))?;
-                let name = format!("memo/{}.sqlite", crate::ContentHash::of(&bytes).hex());
-                remote.put_new(&name, bytes)?;
+                let hash = crate::hash_file(&path).map_err(|e| io(e, "read", &path))?;
+                let name = format!("memo/{}.sqlite", hash.hex());
+                if !remote.exists(&name)? {
+                    remote.put_file(&name, &path)?;
+                }
                 // Its own segment is read already.
                 let list = self.remote_state(remote, "imported");
                 let mut text = std::fs::read_to_string(&list).unwrap_or_default();

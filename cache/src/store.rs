@@ -145,16 +145,26 @@ impl Store {
         if self.has_object(hash) {
             return Ok(None);
         }
-        let Some(bytes) = remote.get(&remote_object(hash))? else { return Ok(None) };
-        let got = ContentHash::of(&bytes);
-        if got != *hash {
-            return Err(StoreError::RemoteMismatch { hash: hash.hex(), got: got.hex(), store: remote.url().into() });
-        }
+        let mismatch = |got: ContentHash| StoreError::RemoteMismatch {
+            hash: hash.hex(),
+            got: got.hex(),
+            store: remote.url().into(),
+        };
         if !self.exists() {
-            return Ok(Some(bytes));
+            let Some(bytes) = remote.get(&remote_object(hash))? else { return Ok(None) };
+            let got = ContentHash::of(&bytes);
+            return if got == *hash { Ok(Some(bytes)) } else { Err(mismatch(got)) };
         }
-        self.put_bytes(&bytes)?;
-        Ok(None)
+        // Streamed to a temp file, hashed on the way, kept only if it is
+        // what its name says.
+        let mut w = self.object_writer()?;
+        if !remote.get_into(&remote_object(hash), &mut w)? {
+            return Ok(None);
+        }
+        match w.finish_if(|got| got == hash)? {
+            (_, true) => Ok(None),
+            (got, false) => Err(mismatch(got)),
+        }
     }
 
     pub fn open_object(&self, hash: &ContentHash) -> Result<File, StoreError> {
@@ -245,7 +255,8 @@ impl Store {
                 for hash in std::iter::once(&m.output).chain(m.artifacts.values()) {
                     let path = remote_object(hash);
                     if !remote.exists(&path)? {
-                        remote.put_new(&path, self.read_object(hash)?)?;
+                        self.fetch_object(hash)?;
+                        remote.put_file(&path, &self.object_path(hash))?;
                     }
                 }
                 remote.put_new(&format!("nodes/{}.json", m.key.hex()), bytes)?;
@@ -477,18 +488,27 @@ pub struct ObjectWriter {
 
 impl ObjectWriter {
     pub fn finish(self) -> Result<ContentHash, StoreError> {
+        self.finish_if(|_| true).map(|(hash, _)| hash)
+    }
+
+    /// Moves the object to its content address if `keep` says so of its
+    /// hash (else the temp file goes): the hash, and whether it was kept.
+    fn finish_if(self, keep: impl FnOnce(&ContentHash) -> bool) -> Result<(ContentHash, bool), StoreError> {
         let hashing = self.out.into_inner().map_err(|e| io_err("flush", self.tmp.path())(e.into_error()))?;
         let (hash, file) = hashing.finish();
+        if !keep(&hash) {
+            return Ok((hash, false));
+        }
         file.sync_all().map_err(io_err("sync", self.tmp.path()))?;
         let dest = self.store.object_path(&hash);
         if dest.is_file() {
             // Same content already stored; the temp file is removed on drop.
-            return Ok(hash);
+            return Ok((hash, true));
         }
         let parent = dest.parent().expect("object path has a parent");
         std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
         self.tmp.persist(&dest).map_err(|e| io_err("store object", &dest)(e.error))?;
-        Ok(hash)
+        Ok((hash, true))
     }
 }
 

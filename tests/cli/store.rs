@@ -119,3 +119,30 @@ fn a_store_that_is_not_s3_is_a_usage_error() {
     assert!(r.stderr.contains("only s3:// stores are supported"), "{}", r.stderr);
     assert!(!p.path("specs/.flow").exists(), "something was written");
 }
+
+/// An output past a part's size goes up to the bucket in parts and comes
+/// back whole, checked against its hash, on another machine.
+#[test]
+fn a_large_output_goes_up_in_parts_and_comes_back_whole() {
+    let Some(s3) = S3::start() else { return };
+    let p = Project::empty();
+    // About 12 MiB of records: more than one 8 MiB part.
+    let filler = "x".repeat(500);
+    let cases: String = (0..24_000).map(|i| format!("{{\"id\": \"c{i}\", \"text\": \"{i} {filler}\"}}\n")).collect();
+    assert!(cases.len() > 8 * 1024 * 1024 + 1024 * 1024, "{}", cases.len());
+    p.write("specs/data/cases.jsonl", &cases);
+    p.write(SPEC, "flow: 1\nname: big\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n");
+    finish(start(&p, &s3, "first", &[]));
+    let written = output(&p, "first", "cases");
+    assert!(written.len() > 8 * 1024 * 1024, "{}", written.len());
+    assert!(
+        s3.objects().iter().any(|(_, bytes)| *bytes == written.as_bytes()),
+        "the output is not in the bucket whole"
+    );
+
+    // Another machine: the node is cached from the bucket, whole.
+    finish(start(&p, &s3, "second", &[]));
+    let m = p.latest_run("second");
+    assert_eq!(node(&m, "cases")["status"], "cached", "{m}");
+    assert!(output(&p, "second", "cases") == written, "the output came back different");
+}
