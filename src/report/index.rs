@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use flow_engine::cache::{write_replaceable, RunManifest, Store};
+use flow_engine::cache::{write_replaceable, RunManifest, RunStatus, Store};
 use flow_engine::node::SUMMARY_JSON;
 
 use super::{page, REPORT_HTML};
@@ -21,6 +21,11 @@ pub const INDEX_HTML: &str = "index.html";
 
 /// Runs an index lists, at most (newest first); `flow runs` lists them all.
 pub const MAX_RUNS: usize = 500;
+
+/// A finished run's line of the index, kept in its folder: every run
+/// rewrites the index, and reading a few hundred small lines is cheaper
+/// than their manifests and summaries.
+const INDEX_LINE: &str = "index-line.json";
 
 /// Writes the index of `store`'s runs and returns its path.
 pub fn write(store: &Store) -> anyhow::Result<PathBuf> {
@@ -44,9 +49,23 @@ pub fn collect(store: &Store, served: bool) -> anyhow::Result<Value> {
     let ids = store.run_ids()?;
     let mut runs = Vec::new();
     for id in ids.iter().rev().take(MAX_RUNS) {
+        let kept = store.run_dir(id).join(INDEX_LINE);
+        if let Some(line) = std::fs::read(&kept).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+            if line["flow_version"] == env!("CARGO_PKG_VERSION") {
+                runs.push(line);
+                continue;
+            }
+        }
         // A run folder without a readable manifest (being written) is skipped.
         let Ok(m) = store.run_manifest(id) else { continue };
-        runs.push(run(store, &m));
+        let line = run(store, &m);
+        // A finished run's line no longer changes (a running one's does,
+        // and one recorded as running may turn out to have died).
+        if m.finished.is_some() && m.status != RunStatus::Running {
+            // Best effort: a workspace that cannot be written is read.
+            let _ = write_replaceable(&kept, line.to_string().as_bytes());
+        }
+        runs.push(line);
     }
     Ok(json!({
         "format": 1,
@@ -88,6 +107,7 @@ fn run(store: &Store, m: &RunManifest) -> Value {
         })
         .collect();
     json!({
+        "flow_version": env!("CARGO_PKG_VERSION"),
         "run_id": m.run_id,
         "spec": m.spec,
         "spec_path": m.spec_path,
