@@ -133,8 +133,12 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
     // A free backend (the unpriced `sim`) has nothing to add.
     if let Some(c) = expected_cost(spec, prices, calls).filter(|c| c.high != Some(0.0)) {
         let t = &calls.tokens;
-        lines.push(match (c.exact, c.high) {
+        let mut line = match (c.exact, c.high) {
             (true, _) => format!("cost: {} (the sim's own token counts)", dollars(c.low)),
+            // Embeddings: no answer tokens.
+            (false, Some(_)) if t.completion == 0 => {
+                format!("cost: about {} (inputs ≈ {} tokens)", dollars(c.low), t.prompt)
+            }
             (false, Some(high)) => format!(
                 "cost: about {} to {} (prompts ≈ {} tokens; answers at most {} tokens, by `max_tokens`)",
                 dollars(c.low),
@@ -148,7 +152,14 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
                 t.prompt,
                 t.unbounded
             ),
-        });
+        };
+        if t.unknown > 0 {
+            line.push_str(&format!(
+                "; {} calls not priced (a fine-tuning job is billed by its trained tokens)",
+                t.unknown
+            ));
+        }
+        lines.push(line);
     }
     if !calls.not_priced.is_empty() {
         let nodes: Vec<String> = calls.not_priced.iter().map(|n| format!("`{n}`")).collect();
@@ -186,6 +197,59 @@ fn dollars(usd: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn calls(prompt: u64, completion: u64, unbounded: u64, estimated: bool) -> BackendCalls {
+        let tokens =
+            flow_engine::calls::BackendTokens { calls: 10, unknown: 0, prompt, completion, unbounded, estimated };
+        BackendCalls { requests: 10, tokens, ..BackendCalls::default() }
+    }
+
+    /// What the plan says a backend's calls will cost: exact on a priced
+    /// `sim`, a range elsewhere, no top without `max_tokens`.
+    #[test]
+    fn the_plan_prices_what_it_counted() {
+        let spec = |yaml: &str| serde_yaml::from_str::<BackendSpec>(yaml).unwrap();
+        let prices = BTreeMap::from([("sim-1".to_string(), Price { input: 2.0, output: 8.0 })]);
+        let sim = spec("{provider: sim, model: sim-1}");
+        let lines = expected(&sim, &prices, &calls(1000, 500, 0, false));
+        assert_eq!(lines, ["requests expected: 10", "cost: $0.0060 (the sim's own token counts)"]);
+        let batch = spec("{provider: sim, model: sim-1, batch: true}");
+        let lines = expected(&batch, &prices, &calls(1000, 500, 0, false));
+        assert_eq!(lines, ["batch requests expected: 10", "cost: $0.0030 (the sim's own token counts)"]);
+
+        let openai = spec("{provider: openai, model: gpt-4o-mini}");
+        let lines = expected(&openai, &prices, &calls(100_000, 20_000, 0, true));
+        assert_eq!(
+            lines[1],
+            "cost: about $0.015 to $0.027 (prompts ≈ 100000 tokens; answers at most 20000 tokens, by `max_tokens`)"
+        );
+        let lines = expected(&openai, &prices, &calls(100_000, 0, 10, true));
+        assert_eq!(
+            lines[1],
+            "cost: about $0.015 and up (prompts ≈ 100000 tokens; 10 answers have no `max_tokens` to bound them)"
+        );
+        let embed = spec("{provider: openai, model: text-embedding-3-small}");
+        assert_eq!(
+            expected(&embed, &prices, &calls(1_000_000, 0, 0, true))[1],
+            "cost: about $0.020 (inputs ≈ 1000000 tokens)"
+        );
+
+        // A local server has no built-in price: no cost line.
+        let local = spec("{provider: openai, model: gpt-4o-mini, base_url: 'http://127.0.0.1:8080/v1'}");
+        assert_eq!(expected(&local, &prices, &calls(100, 10, 0, true)), ["requests expected: 10"]);
+        // The free sim: nothing to add.
+        let free = spec("{provider: sim}");
+        assert_eq!(expected(&free, &BTreeMap::new(), &calls(100, 10, 0, false)), ["requests expected: 10"]);
+
+        let judged = BackendCalls { more_up_to: 24, not_priced: vec!["scores".into()], ..BackendCalls::default() };
+        assert_eq!(
+            expected(&openai, &prices, &judged),
+            [
+                "requests expected: up to 24",
+                "not priced: the calls of `scores` (their input is not known before the run)"
+            ]
+        );
+    }
 
     #[test]
     fn dollars_keep_two_significant_figures() {
