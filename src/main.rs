@@ -365,12 +365,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     out!("{}", render::text(&plan, &assessed, &calls));
                     if !shown.is_empty() {
                         outln!();
+                        let (mut costs, mut not_priced): (Vec<_>, Vec<String>) = (Vec::new(), Vec::new());
                         for (name, spec) in shown {
                             outln!("{}", flow_nodes::backend::describe(name, spec, &plan.prices));
                             let calls = expected.get(name.as_str()).unwrap_or(&none);
                             for line in flow_nodes::backend::expected(spec, &plan.prices, calls) {
                                 outln!("  {line}");
                             }
+                            costs.extend(flow_nodes::backend::expected_cost(spec, &plan.prices, calls));
+                            for n in &calls.not_priced {
+                                if !not_priced.contains(n) {
+                                    not_priced.push(n.clone());
+                                }
+                            }
+                        }
+                        if let Some(line) = flow_nodes::backend::total(&costs, &not_priced) {
+                            outln!("{line}");
                         }
                     }
                 }

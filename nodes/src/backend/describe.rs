@@ -168,6 +168,26 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
     lines
 }
 
+/// The plan's last line when more than one backend has a cost: what the
+/// run costs in all, and which nodes that leaves out.
+pub fn total(costs: &[Cost], not_priced: &[String]) -> Option<String> {
+    if costs.len() < 2 {
+        return None;
+    }
+    let low: f64 = costs.iter().map(|c| c.low).sum();
+    let high: Option<f64> = costs.iter().map(|c| c.high).sum();
+    let mut line = match (costs.iter().all(|c| c.exact), high) {
+        (true, _) => format!("cost of the run: {}", dollars(low)),
+        (false, Some(high)) => format!("cost of the run: about {} to {}", dollars(low), dollars(high)),
+        (false, None) => format!("cost of the run: about {} and up", dollars(low)),
+    };
+    if !not_priced.is_empty() {
+        let nodes: Vec<String> = not_priced.iter().map(|n| format!("`{n}`")).collect();
+        line.push_str(&format!(", not counting the calls of {}", nodes.join(", ")));
+    }
+    Some(line)
+}
+
 /// The figures of [`expected`], for `flow plan --format json`.
 pub fn expected_json(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &BackendCalls) -> Value {
     let cost = expected_cost(spec, prices, calls).map(|c| json!({"low": c.low, "high": c.high, "exact": c.exact}));
@@ -240,6 +260,17 @@ mod tests {
         // The free sim: nothing to add.
         let free = spec("{provider: sim}");
         assert_eq!(expected(&free, &BTreeMap::new(), &calls(100, 10, 0, false)), ["requests expected: 10"]);
+
+        let costs: Vec<Cost> = [calls(1000, 500, 0, false), calls(100_000, 20_000, 0, true)]
+            .iter()
+            .zip([&sim, &openai])
+            .filter_map(|(c, spec)| expected_cost(spec, &prices, c))
+            .collect();
+        assert_eq!(
+            total(&costs, &["scores".to_string()]).unwrap(),
+            "cost of the run: about $0.021 to $0.033, not counting the calls of `scores`"
+        );
+        assert_eq!(total(&costs[..1], &[]), None, "one backend's line says it all");
 
         let judged = BackendCalls { more_up_to: 24, not_priced: vec!["scores".into()], ..BackendCalls::default() };
         assert_eq!(

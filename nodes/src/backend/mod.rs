@@ -57,7 +57,7 @@ use flow_engine::{BackendSpec, Meter, Provider};
 pub use batch::BatchSeen;
 use call::Request;
 pub use call::*;
-pub use describe::{describe, expected, expected_cost, expected_json, shown_in_plan, Cost};
+pub use describe::{describe, expected, expected_cost, expected_json, shown_in_plan, total, Cost};
 pub use memo::{MemoFailed, MemoWriter};
 pub use openai::ClientError;
 use price::Prices;
