@@ -137,19 +137,19 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
             (true, _) => format!("cost: {} (the sim's own token counts)", dollars(c.low)),
             // Embeddings: no answer tokens.
             (false, Some(_)) if t.completion == 0 => {
-                format!("cost: about {} (inputs ≈ {} tokens)", dollars(c.low), t.prompt)
+                format!("cost: about {} (inputs ≈ {} tokens)", dollars(c.low), grouped(t.prompt))
             }
             (false, Some(high)) => format!(
                 "cost: about {} to {} (prompts ≈ {} tokens; answers at most {} tokens, by `max_tokens`)",
                 dollars(c.low),
                 dollars(high),
-                t.prompt,
-                t.completion
+                grouped(t.prompt),
+                grouped(t.completion)
             ),
             (false, None) => format!(
                 "cost: about {} and up (prompts ≈ {} tokens; {} answers have no `max_tokens` to bound them)",
                 dollars(c.low),
-                t.prompt,
+                grouped(t.prompt),
                 t.unbounded
             ),
         };
@@ -202,6 +202,19 @@ pub fn expected_json(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls
     })
 }
 
+/// `799,370`: a token count a reader takes in at a glance.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// `$0.00042`, `$0.13`, `$12.50`: two significant figures under a dollar.
 fn dollars(usd: f64) -> String {
     if usd <= 0.0 {
@@ -241,17 +254,17 @@ mod tests {
         let lines = expected(&openai, &prices, &calls(100_000, 20_000, 0, true));
         assert_eq!(
             lines[1],
-            "cost: about $0.015 to $0.027 (prompts ≈ 100000 tokens; answers at most 20000 tokens, by `max_tokens`)"
+            "cost: about $0.015 to $0.027 (prompts ≈ 100,000 tokens; answers at most 20,000 tokens, by `max_tokens`)"
         );
         let lines = expected(&openai, &prices, &calls(100_000, 0, 10, true));
         assert_eq!(
             lines[1],
-            "cost: about $0.015 and up (prompts ≈ 100000 tokens; 10 answers have no `max_tokens` to bound them)"
+            "cost: about $0.015 and up (prompts ≈ 100,000 tokens; 10 answers have no `max_tokens` to bound them)"
         );
         let embed = spec("{provider: openai, model: text-embedding-3-small}");
         assert_eq!(
             expected(&embed, &prices, &calls(1_000_000, 0, 0, true))[1],
-            "cost: about $0.020 (inputs ≈ 1000000 tokens)"
+            "cost: about $0.020 (inputs ≈ 1,000,000 tokens)"
         );
 
         // A local server has no built-in price: no cost line.
@@ -290,5 +303,6 @@ mod tests {
         assert_eq!(dollars(0.5), "$0.50");
         assert_eq!(dollars(0.0999), "$0.100");
         assert_eq!(dollars(12.5), "$12.50");
+        assert_eq!([grouped(0), grouped(999), grouped(1000), grouped(799_370)], ["0", "999", "1,000", "799,370"]);
     }
 }
