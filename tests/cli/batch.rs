@@ -363,6 +363,41 @@ fn a_batch_judge_grades_every_record_in_one_batch() {
     assert!(scored.iter().all(|r| r["scores"]["judge"]["score"] == 1.0), "{}", scored[0]);
 }
 
+/// With a batch judge, `evaluate` keeps many chunks in flight; an `exec`
+/// metric beside it still runs at most a process per core at once.
+#[test]
+fn an_exec_metric_beside_a_batch_judge_runs_a_process_per_core_at_most() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 2000));
+    p.write(
+        "specs/metrics/slow.py",
+        "import json, sys, time, os\nlog = os.environ['RUNS_LOG']\ndef mark(what):\n    with open(log, 'a') as f:\n        f.write(f'{what} {time.monotonic_ns()}\\n')\nmark('start')\nlines = sys.stdin.readlines()\ntime.sleep(0.3)\nfor _ in lines:\n    print(1)\nmark('end')\n",
+    );
+    p.write(SPEC, "flow: 1\nname: t\nbackends:\n  bot: {provider: sim}\n  judge: {provider: sim, model: judge-1, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n  scores:\n    kind: evaluate\n    input: answers\n    metrics:\n      - {type: judge, backend: judge, rubric: 'The answer is {{expected}}'}\n      - {type: exec, name: slow, command: [python3, metrics/slow.py]}\n");
+    let log = p.dir.path().join("runs.log");
+    let r = crate::common::run_in_env(p.dir.path(), &["run", SPEC], &[("RUNS_LOG", log.to_str().unwrap())]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let mut marks: Vec<(u64, i32)> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (what, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), if what == "start" { 1 } else { -1 })
+        })
+        .collect();
+    // A run a chunk of at most 256 records, each started and ended.
+    assert!(marks.len() >= 2 * 2000usize.div_ceil(256), "{} marks", marks.len());
+    assert_eq!(marks.iter().map(|m| m.1).sum::<i32>(), 0, "a run did not end");
+    marks.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in marks {
+        now += step;
+        most = most.max(now);
+    }
+    let cores = std::thread::available_parallelism().unwrap().get() as i32;
+    assert!(most <= cores, "{most} runs of the command at once on {cores} cores");
+}
+
 /// `generate` on a batch backend sends its first calls as one batch.
 #[test]
 fn generate_sends_its_first_calls_as_one_batch() {

@@ -68,11 +68,16 @@ pub struct Exec {
     command: Vec<String>,
     dir: PathBuf,
     threshold: f64,
+    /// Runs of the command at once, at most: a core each. The node may
+    /// have many chunks in flight (a batch judge keeps a batch's worth),
+    /// and each would start a process.
+    runs: tokio::sync::Semaphore,
 }
 
 impl Exec {
     pub fn new(name: String, command: Vec<String>, dir: PathBuf, threshold: f64) -> Self {
-        Self { name, command, dir, threshold }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { name, command, dir, threshold, runs: tokio::sync::Semaphore::new(cores) }
     }
 
     fn shown(&self) -> String {
@@ -85,6 +90,7 @@ impl Exec {
 
     /// Scores a chunk of records with one run of the command.
     pub async fn run(&self, chunk: &[Record]) -> Result<Vec<Verdict>, ExecError> {
+        let _run = self.runs.acquire().await.expect("the semaphore is never closed");
         let mut child = crate::process::Program::new(self.command.clone(), &self.dir)
             .command()
             .spawn()
