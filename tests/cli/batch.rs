@@ -336,8 +336,9 @@ fn batch_news_follows_the_display() {
     assert!(!quiet.stderr.contains("batch"), "{}", quiet.stderr);
 }
 
-/// A judge on a batch backend grades every record in one batch, however
-/// many chunks the records come in, and the plan bounds its requests.
+/// Judges on a batch backend grade every record in one batch, however
+/// many chunks the records come in and however many judges there are, and
+/// the plan bounds their requests.
 #[test]
 fn a_batch_judge_grades_every_record_in_one_batch() {
     let s = server(BatchScript::default());
@@ -346,21 +347,23 @@ fn a_batch_judge_grades_every_record_in_one_batch() {
         "nodes:",
         &format!("  judge:\n    provider: openai\n    base_url: {}\n    model: judge-model\n    api_key_env: FLOW_TEST_KEY\n    max_tokens: 100\n    batch: {{poll: 20ms}}\nnodes:", s.base_url()),
     );
-    spec.push_str("  scores:\n    kind: evaluate\n    input: answers\n    metrics:\n      - {type: judge, backend: judge, rubric: 'The answer is {{expected}}'}\n");
+    spec.push_str("  scores:\n    kind: evaluate\n    input: answers\n    metrics:\n      - {type: judge, backend: judge, rubric: 'The answer is {{expected}}'}\n      - {type: judge, name: strict, backend: judge, rubric: 'The answer is exactly {{expected}}'}\n");
     let p = project(600, &spec);
     let plan = flow(&p, &["plan", SPEC], &[]);
-    assert!(plan.stdout.contains("batch requests expected: up to 600"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("batch requests expected: up to 1,200"), "{}", plan.stdout);
     assert!(plan.stdout.contains("not priced: the calls of `scores`"), "{}", plan.stdout);
     let r = flow(&p, &["run", SPEC], &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let batches = s.batches();
     let sizes: Vec<(String, usize)> =
         batches.iter().map(|b| (b.requests[0].1["model"].as_str().unwrap().to_string(), b.requests.len())).collect();
-    assert_eq!(sizes, [("test-model".to_string(), 600), ("judge-model".to_string(), 600)]);
+    assert_eq!(sizes, [("test-model".to_string(), 600), ("judge-model".to_string(), 1200)]);
     assert_eq!(s.route_count("POST /v1/chat/completions"), 0);
     let scored = show(&p, "scores");
     assert_eq!(scored.len(), 600);
-    assert!(scored.iter().all(|r| r["scores"]["judge"]["score"] == 1.0), "{}", scored[0]);
+    for judge in ["judge", "strict"] {
+        assert!(scored.iter().all(|r| r["scores"][judge]["score"] == 1.0), "{}", scored[0]);
+    }
 }
 
 /// With a batch judge, `evaluate` keeps many chunks in flight; an `exec`

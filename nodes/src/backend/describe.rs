@@ -126,9 +126,9 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
     let counted = calls.requests + calls.more_up_to;
     let mut lines = vec![match (calls.bounded || calls.more_up_to > 0, calls.uncounted.is_empty()) {
         _ if counted == 0 && !calls.uncounted.is_empty() => format!("{what}: as many as the input has records"),
-        (false, true) => format!("{what} expected: {}", calls.requests),
-        (true, true) => format!("{what} expected: up to {counted}"),
-        (_, false) => format!("{what} expected: at least {}", calls.requests),
+        (false, true) => format!("{what} expected: {}", grouped(calls.requests)),
+        (true, true) => format!("{what} expected: up to {}", grouped(counted)),
+        (_, false) => format!("{what} expected: at least {}", grouped(calls.requests)),
     }];
     // A free backend (the unpriced `sim`) has nothing to add.
     if let Some(c) = expected_cost(spec, prices, calls).filter(|c| c.high != Some(0.0)) {

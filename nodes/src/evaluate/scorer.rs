@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::future::join_all;
+use futures::future::{join_all, try_join_all};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -160,15 +160,14 @@ impl Scorer {
 
     /// Scores a chunk whose first record is at input `base`: each `exec`
     /// command once for the chunk, the backend calls of the chunk in flight
-    /// together, then every record.
+    /// together (every metric's at once: two judges on one batch backend
+    /// share a batch, not one after the other), then every record.
     async fn chunk(self: Arc<Self>, chunk: Vec<Record>, base: u64) -> Result<Vec<Record>, NodeError> {
-        // Per metric scored by the chunk: each record's verdict, taken out
-        // as the record is assembled.
-        let mut external: Vec<Option<Vec<Option<Verdict>>>> = Vec::with_capacity(self.metrics.len());
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
-        for m in &self.metrics {
-            let verdicts: Option<Vec<Verdict>> = match &m.check {
-                Check::Exec(x) => Some(x.run(&chunk).await.map_err(|e| NodeError::new(e.to_string()))?),
+        let chunk = &chunk;
+        let per_metric = self.metrics.iter().map(|m| async move {
+            Ok::<_, NodeError>(match &m.check {
+                Check::Exec(x) => Some(x.run(chunk).await.map_err(|e| NodeError::new(e.to_string()))?),
                 Check::Judge(j) => {
                     let v = join_all(chunk.iter().map(|r| async move { j.grade(r, &m.text(r)?, opts).await })).await;
                     // The memo can keep no more answers: the node stops, not these records.
@@ -185,9 +184,15 @@ impl Scorer {
                     Some(v)
                 }
                 _ => None,
-            };
-            external.push(verdicts.map(|v| v.into_iter().map(Some).collect()));
-        }
+            })
+        });
+        // Per metric scored by the chunk: each record's verdict, taken out
+        // as the record is assembled.
+        let mut external: Vec<Option<Vec<Option<Verdict>>>> = try_join_all(per_metric)
+            .await?
+            .into_iter()
+            .map(|verdicts| verdicts.map(|v| v.into_iter().map(Some).collect()))
+            .collect();
         chunk
             .iter()
             .enumerate()
