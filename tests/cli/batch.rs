@@ -305,6 +305,24 @@ fn the_plans_estimate_is_the_runs_cost_on_sim() {
     }
 }
 
+/// Embeddings go live on a batch backend, and are priced live, in the
+/// run and in the plan alike.
+#[test]
+fn embeddings_on_a_batch_backend_cost_the_live_price() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 20));
+    p.write(SPEC, "flow: 1\nname: t\nprices:\n  emb-1: {input: 2.0, output: 0.0}\nbackends:\n  emb: {provider: sim, model: emb-1, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  scores:\n    kind: evaluate\n    input: cases\n    metrics: [{type: embedding_similarity, backend: emb, field: question, expected: '{{expected}}'}]\n");
+    let json = p.flow(&["plan", SPEC, "--format", "json"]);
+    let json: Value = serde_json::from_str(&json.stdout).unwrap();
+    let planned = json["backends"]["emb"]["cost_usd"]["low"].as_f64().unwrap();
+    let m = p.run_ok(&[SPEC]);
+    let c = calls(&m, "scores");
+    let live = count(&c, "prompt_tokens") as f64 * 2.0 / 1e6;
+    assert!(live > 0.0, "{c}");
+    assert!((c["cost_usd"].as_f64().unwrap() - live).abs() < 1e-12, "the run: {c}");
+    assert!((planned - live).abs() < 1e-12, "the plan: ${planned}, live ${live}");
+}
+
 /// A batch's news goes where the run's display goes: lines on standard
 /// error, `note` events with `--json` (and in the run's event log), nothing
 /// with `--quiet`.

@@ -180,7 +180,7 @@ impl Backend {
         opts: CallOpts<'_>,
         usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
-        let inference = matches!(request, Request::Endpoint(..));
+        let priced = Priced::of(&request, self.batch.is_some());
         if let (true, Some(memo), Some(key)) = (opts.memo_reads, &self.memo, &key) {
             if let Some(stored) = memo.get(key) {
                 if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
@@ -194,7 +194,7 @@ impl Backend {
                             // not reach: it learns what the answer made.
                             s.replayed(request, &body);
                         }
-                        return Ok(self.reply(body, latency_ms, true, inference));
+                        return Ok(self.reply(body, latency_ms, true, priced));
                     }
                 }
             }
@@ -208,7 +208,7 @@ impl Backend {
                     if let Some((body, latency_ms)) = flight::follow(rx).await {
                         if usable(&body).is_ok() {
                             opts.meter.memo_hit();
-                            return Ok(self.reply(body, latency_ms, true, inference));
+                            return Ok(self.reply(body, latency_ms, true, priced));
                         }
                     }
                 }
@@ -291,7 +291,7 @@ impl Backend {
         match result {
             Ok((body, elapsed)) => {
                 let latency_ms = elapsed.as_millis() as u64;
-                let reply = self.reply(body, latency_ms, false, inference);
+                let reply = self.reply(body, latency_ms, false, priced);
                 // Answered and paid for, whatever it holds.
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
                 if reply.implausible_usage {
@@ -327,11 +327,13 @@ impl Backend {
         }
     }
 
-    /// `inference`: a chat or embeddings call, priced by its tokens. Other
-    /// calls (files, jobs) are not priced here: the provider bills a
-    /// fine-tuning job by trained tokens, so their cost is unknown (`null`),
-    /// not $0; the offline `sim` costs nothing either way.
-    fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool, inference: bool) -> Reply {
+    /// The answer to a call, priced as `priced` says: by its tokens (a chat
+    /// or embeddings call, at the live or the batch price), or not at all
+    /// (files, jobs: the provider bills a fine-tuning job by trained tokens,
+    /// so their cost is unknown, `null`, not $0; the offline `sim` costs
+    /// nothing either way).
+    fn reply(&self, body: Value, latency_ms: u64, memo_hit: bool, priced: Priced) -> Reply {
+        let batch = priced == Priced::Batch;
         let count = |field: &str| body["usage"][field].as_u64().unwrap_or(0);
         let (prompt, completion) = (count("prompt_tokens"), count("completion_tokens"));
         let implausible_usage = prompt > MAX_CALL_TOKENS || completion > MAX_CALL_TOKENS;
@@ -344,19 +346,16 @@ impl Backend {
         let cost_usd = match self.spec.provider {
             // The offline backend and a local model cost nothing, unless
             // `prices:` says so for a demo.
-            Provider::Sim | Provider::Local => Some(
-                self.prices
-                    .overridden(&model)
-                    .map(|p| price::usd(price::batched(p, self.batch.is_some()), usage))
-                    .unwrap_or(0.0),
-            ),
-            _ if !inference => None,
+            Provider::Sim | Provider::Local => {
+                Some(self.prices.overridden(&model).map(|p| price::usd(price::batched(p, batch), usage)).unwrap_or(0.0))
+            }
+            _ if priced == Priced::No => None,
             // What the app says its call cost, before any price.
             Provider::Http | Provider::Exec if body["cost_usd"].is_number() => body["cost_usd"].as_f64(),
             provider => {
                 let price = self.prices.for_backend(&self.spec, &model);
                 let price = price.or_else(|| self.prices.for_backend(&self.spec, self.spec.model()));
-                match price.map(|(p, s)| (price::batched(p, self.batch.is_some()), s)) {
+                match price.map(|(p, s)| (price::batched(p, batch), s)) {
                     Some((p, _)) if provider == Provider::Anthropic => Some(anthropic::cost(p, &body)),
                     Some((p, _)) => Some(price::usd(p, usage)),
                     None => None,
@@ -418,6 +417,28 @@ impl Backend {
     /// The batches this run created or collected on this backend.
     pub fn batches_seen(&self) -> Vec<BatchSeen> {
         self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()
+    }
+}
+
+/// How a call is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priced {
+    /// Not by tokens (files, jobs).
+    No,
+    Live,
+    /// Through the provider's batch API, at half the price: a chat call
+    /// on a `batch:` backend (answered by a batch, or by the memo for one
+    /// of its calls). Embeddings always go live.
+    Batch,
+}
+
+impl Priced {
+    fn of(request: &Request<'_>, batch_backend: bool) -> Self {
+        match request {
+            Request::Endpoint(Endpoint::Chat, ..) if batch_backend => Priced::Batch,
+            Request::Endpoint(..) => Priced::Live,
+            _ => Priced::No,
+        }
     }
 }
 

@@ -593,7 +593,7 @@ impl Backend {
     ) -> Result<Reply, CallError> {
         match batcher.submit(key, body, sample).await {
             Ok((body, latency_ms)) => {
-                let reply = self.reply(body, latency_ms, false, true);
+                let reply = self.reply(body, latency_ms, false, super::Priced::Batch);
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
                 if reply.implausible_usage {
                     opts.meter.implausible_usage();
