@@ -419,6 +419,21 @@ fn an_exec_metric_beside_a_batch_judge_runs_a_process_per_core_at_most() {
     assert!(most <= cores, "{most} runs of the command at once on {cores} cores");
 }
 
+/// However the records come in (a `run` answered a few at a time sends
+/// them on in small pieces), a batch judge holds a whole batch's worth:
+/// 5,000 records, one batch.
+#[test]
+fn a_batch_judge_fills_its_batches_however_the_records_come() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 5_000));
+    p.write(SPEC, "flow: 1\nname: t\nbackends:\n  bot: {provider: sim, sim: {latency: 1ms}, max_concurrency: 8}\n  judge: {provider: sim, model: judge-1, batch: {max_requests: 5000}}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n  scores:\n    kind: evaluate\n    input: answers\n    metrics: [{type: judge, backend: judge, rubric: 'The answer is {{expected}}'}]\n");
+    let r = p.flow(&["run", SPEC]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].contains("created with 5000 requests"), "{created:?}");
+}
+
 /// `generate` on a batch backend sends its first calls as one batch.
 #[test]
 fn generate_sends_its_first_calls_as_one_batch() {

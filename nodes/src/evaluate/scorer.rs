@@ -259,15 +259,19 @@ impl StreamStage for Scorer {
                 _ => None,
             })
             .collect();
-        let window = batched.iter().filter_map(|b| b.batch_window()).max().map_or(2, |n| n.div_ceil(BATCH_SIZE).max(2));
+        let batch = batched.iter().filter_map(|b| b.batch_window()).max();
+        let window = batch.map_or(2, |n| n.div_ceil(BATCH_SIZE).max(2));
         let end = futures::stream::once(async move {
             for b in &batched {
                 b.flush_batch();
             }
             None
         });
-        input
-            .ready_chunks(BATCH_SIZE)
+        // Live, a chunk goes as soon as records are there; for a batch,
+        // chunks are full, so the window holds a batch's worth of records.
+        let chunks =
+            if batch.is_none() { input.ready_chunks(BATCH_SIZE).boxed() } else { input.chunks(BATCH_SIZE).boxed() };
+        chunks
             .map(Some)
             .chain(end)
             .filter_map(futures::future::ready)
