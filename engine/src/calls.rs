@@ -67,8 +67,6 @@ pub struct Tokens {
     /// Both are what the backend will count (the offline `sim`'s answers
     /// are known before they are asked), not estimates.
     pub exact: bool,
-    /// The call goes through the provider's batch API (its own price).
-    pub batch: bool,
 }
 
 /// The tokens of the calls a node will send one backend (memo hits are
@@ -88,10 +86,6 @@ pub struct BackendTokens {
     /// Some count is an estimate: prompts from their text, answers at
     /// their bound.
     pub estimated: bool,
-    /// Of `prompt` and `completion`, the tokens of calls through the
-    /// provider's batch API.
-    pub batch_prompt: u64,
-    pub batch_completion: u64,
 }
 
 impl BackendTokens {
@@ -106,10 +100,6 @@ impl BackendTokens {
             Some(n) => self.completion += n,
             None => self.unbounded += 1,
         }
-        if t.batch {
-            self.batch_prompt += t.prompt;
-            self.batch_completion += t.completion.unwrap_or(0);
-        }
         self.estimated |= !t.exact;
     }
 
@@ -121,8 +111,6 @@ impl BackendTokens {
         self.completion += other.completion;
         self.unbounded += other.unbounded;
         self.estimated |= other.estimated;
-        self.batch_prompt += other.batch_prompt;
-        self.batch_completion += other.batch_completion;
     }
 }
 
@@ -496,7 +484,7 @@ mod tests {
             let call = |s: u32| PlannedCall {
                 key: key(c.salt, i, s),
                 backend: "b".into(),
-                tokens: Some(Tokens { prompt: i, completion: (s == 0).then_some(2), exact: false, batch: false }),
+                tokens: Some(Tokens { prompt: i, completion: (s == 0).then_some(2), exact: false }),
             };
             Some(if i == 3 { Vec::new() } else { (0..2).map(call).collect() })
         }

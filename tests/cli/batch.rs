@@ -305,22 +305,47 @@ fn the_plans_estimate_is_the_runs_cost_on_sim() {
     }
 }
 
-/// Embeddings go live on a batch backend, and are priced live, in the
-/// run and in the plan alike.
+/// Embeddings on a batch backend go through its batch API too, as one
+/// batch at half the price: the run's cost is the plan's.
 #[test]
-fn embeddings_on_a_batch_backend_cost_the_live_price() {
+fn embeddings_on_a_batch_backend_go_as_one_batch_at_the_batch_price() {
     let p = Project::empty();
     p.write("specs/data/cases.jsonl", &cases(0, 20));
     p.write(SPEC, "flow: 1\nname: t\nprices:\n  emb-1: {input: 2.0, output: 0.0}\nbackends:\n  emb: {provider: sim, model: emb-1, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  scores:\n    kind: evaluate\n    input: cases\n    metrics: [{type: embedding_similarity, backend: emb, field: question, expected: '{{expected}}'}]\n");
     let json = p.flow(&["plan", SPEC, "--format", "json"]);
     let json: Value = serde_json::from_str(&json.stdout).unwrap();
     let planned = json["backends"]["emb"]["cost_usd"]["low"].as_f64().unwrap();
-    let m = p.run_ok(&[SPEC]);
-    let c = calls(&m, "scores");
-    let live = count(&c, "prompt_tokens") as f64 * 2.0 / 1e6;
-    assert!(live > 0.0, "{c}");
-    assert!((c["cost_usd"].as_f64().unwrap() - live).abs() < 1e-12, "the run: {c}");
-    assert!((planned - live).abs() < 1e-12, "the plan: ${planned}, live ${live}");
+    let r = p.flow(&["run", SPEC]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].contains("created with 20 requests"), "{created:?}");
+    let c = calls(&p.latest_run("specs/.flow"), "scores");
+    let half = count(&c, "prompt_tokens") as f64 * 1.0 / 1e6;
+    assert!(half > 0.0, "{c}");
+    assert!((c["cost_usd"].as_f64().unwrap() - half).abs() < 1e-12, "the run: {c}");
+    assert!((planned - half).abs() < 1e-12, "the plan: ${planned}, the batch price ${half}");
+}
+
+/// Against OpenAI's batch API: an `embedding_similarity` metric's calls go
+/// as one batch to `/v1/embeddings`, none live.
+#[test]
+fn openai_embeddings_go_as_one_batch() {
+    let s = server(BatchScript::default());
+    let spec = format!(
+        "flow: 1\nname: t\nbackends:\n  emb:\n    provider: openai\n    base_url: {}\n    model: embed-model\n    api_key_env: FLOW_TEST_KEY\n    batch: {{poll: 20ms}}\nnodes:\n  cases: {{kind: load, path: data/cases.jsonl}}\n  scores:\n    kind: evaluate\n    input: cases\n    metrics: [{{type: embedding_similarity, backend: emb, field: question, expected: '{{{{expected}}}}'}}]\n",
+        s.base_url()
+    );
+    let p = project(300, &spec);
+    let r = flow(&p, &["run", SPEC], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(s.route_count("POST /v1/embeddings"), 0, "no live call");
+    let batches = s.batches();
+    assert_eq!(batches.len(), 1);
+    assert_eq!((batches[0].endpoint.as_str(), batches[0].requests.len()), ("/v1/embeddings", 300));
+    let scored = show(&p, "scores");
+    assert_eq!(scored.len(), 300);
+    assert!(scored.iter().all(|r| r["scores"]["embedding_similarity"]["score"].is_number()), "{}", scored[0]);
 }
 
 /// A batch's news goes where the run's display goes: lines on standard

@@ -232,3 +232,21 @@ fn logs_without_embeddings_need_a_backend() {
     assert!(r.stderr.contains("hint: name a backend with an embeddings endpoint"), "{}", r.stderr);
     assert!(r.stderr.contains("`epsilon` must be in (0, 2], not 3"), "{}", r.stderr);
 }
+
+/// On a batch backend the logs' embeddings calls go as one batch (the
+/// offline sim plays it), sent once the last is queued.
+#[test]
+fn logs_are_embedded_in_one_batch_on_a_batch_backend() {
+    let p = Project::empty();
+    // The demo logs have no `embedding`: each is embedded.
+    p.write("specs/logs.jsonl", &std::fs::read_to_string(repo().join("specs/data/logs.jsonl")).unwrap());
+    p.write(
+        "specs/batch.yaml",
+        "flow: 1\nbackends: {embedder: {provider: sim, batch: true}}\nnodes:\n  logs: {kind: load, path: logs.jsonl}\n  \
+         steady: {kind: extract, input: logs, backend: embedder}\n",
+    );
+    let r = p.flow(&["run", "specs/batch.yaml"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+}

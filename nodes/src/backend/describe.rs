@@ -104,23 +104,15 @@ pub struct Cost {
 /// The cost of `calls` at the backend's price (batch or live); `None`
 /// when its price is unknown or no call is priced.
 pub fn expected_cost(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &BackendCalls) -> Option<Cost> {
-    let (live, _) = live_price(spec, &Prices::new(prices.clone()))?;
+    let (p, _) = live_price(spec, &Prices::new(prices.clone()))?;
+    // Every call of a batch backend goes through its batch API.
+    let p = price::batched(p, spec.batch.is_some());
     let t = &calls.tokens;
     if t.calls == t.unknown {
         return None;
     }
-    // Through the batch API at its price, the rest (embeddings) live.
-    let usd = |prompt: u64, completion: u64| {
-        let batch =
-            Usage { prompt_tokens: t.batch_prompt.min(prompt), completion_tokens: t.batch_completion.min(completion) };
-        let rest = Usage {
-            prompt_tokens: prompt - batch.prompt_tokens,
-            completion_tokens: completion - batch.completion_tokens,
-        };
-        price::usd(price::batched(live, true), batch) + price::usd(live, rest)
-    };
-    let prompts = usd(t.prompt, 0);
-    let all = usd(t.prompt, t.completion);
+    let prompts = price::usd(p, Usage { prompt_tokens: t.prompt, completion_tokens: 0 });
+    let all = price::usd(p, Usage { prompt_tokens: t.prompt, completion_tokens: t.completion });
     Some(Cost {
         low: if t.estimated { prompts } else { all },
         high: (t.unbounded == 0).then_some(all),
@@ -252,12 +244,6 @@ mod tests {
         BackendCalls { requests: 10, tokens, ..BackendCalls::default() }
     }
 
-    /// `calls` through the batch API, as a batch backend's chat calls go.
-    fn batched(mut c: BackendCalls) -> BackendCalls {
-        (c.tokens.batch_prompt, c.tokens.batch_completion) = (c.tokens.prompt, c.tokens.completion);
-        c
-    }
-
     /// What the plan says a backend's calls will cost: exact on a priced
     /// `sim`, a range elsewhere, no top without `max_tokens`.
     #[test]
@@ -268,11 +254,8 @@ mod tests {
         let lines = expected(&sim, &prices, &calls(1000, 500, 0, false));
         assert_eq!(lines, ["requests expected: 10", "cost: $0.0060 (the sim's own token counts)"]);
         let batch = spec("{provider: sim, model: sim-1, batch: true}");
-        let lines = expected(&batch, &prices, &batched(calls(1000, 500, 0, false)));
+        let lines = expected(&batch, &prices, &calls(1000, 500, 0, false));
         assert_eq!(lines, ["batch requests expected: 10", "cost: $0.0030 (the sim's own token counts)"]);
-        // Embeddings on a batch backend go live, at the live price.
-        let lines = expected(&batch, &prices, &calls(1000, 0, 0, false));
-        assert_eq!(lines[1], "cost: $0.0020 (the sim's own token counts)");
 
         let openai = spec("{provider: openai, model: gpt-4o-mini}");
         let lines = expected(&openai, &prices, &calls(100_000, 20_000, 0, true));

@@ -96,8 +96,9 @@ pub struct Backend {
     /// backends (keys hold the backend's identity, so two names for one
     /// endpoint share their calls too).
     flights: Arc<flight::Flights>,
-    /// With `batch:`, the batches its chat calls go through.
-    batch: Option<Arc<batch::Batcher>>,
+    /// With `batch:`, the batches its calls go through: one batcher an
+    /// endpoint (a batch holds requests to one), chat then embeddings.
+    batch: Vec<Arc<batch::Batcher>>,
 }
 
 impl Backend {
@@ -180,7 +181,7 @@ impl Backend {
         opts: CallOpts<'_>,
         usable: impl Fn(&Value) -> Result<(), Unusable>,
     ) -> Result<Reply, CallError> {
-        let priced = Priced::of(&request, self.batch.is_some());
+        let priced = Priced::of(&request, !self.batch.is_empty());
         if let (true, Some(memo), Some(key)) = (opts.memo_reads, &self.memo, &key) {
             if let Some(stored) = memo.get(key) {
                 if let Ok(stored) = serde_json::from_slice::<Value>(&stored) {
@@ -214,8 +215,10 @@ impl Backend {
                 }
             }
         }
-        if let (Some(b), Request::Endpoint(Endpoint::Chat, body, sample), Some(key)) = (&self.batch, request, key) {
-            return self.batched(b, key, body, sample, opts, leader).await;
+        if let (Request::Endpoint(endpoint, body, sample), Some(key)) = (request, key) {
+            if let Some(b) = self.batch.iter().find(|b| b.endpoint() == endpoint) {
+                return self.batched(b.submit(key, body, sample).await, opts, leader, usable);
+            }
         }
         // Set while this call waits out a backoff (see `Meter::waiting`);
         // cleared when it tries again, or here if it is dropped meanwhile.
@@ -386,7 +389,7 @@ impl Backend {
     /// With `batch:`: the calling stage has no more calls to make, so what
     /// is queued goes now (see [`batch`]).
     pub fn flush_batch(&self) {
-        if let Some(b) = &self.batch {
+        for b in &self.batch {
             b.flush();
         }
     }
@@ -394,29 +397,31 @@ impl Backend {
     /// The requests one batch holds at most, when the backend batches: a
     /// stage keeps that many calls pending, not a few per slot.
     pub fn batch_window(&self) -> Option<usize> {
-        self.batch.as_ref().map(|b| b.spec().max_requests())
+        self.batch.first().map(|b| b.spec().max_requests())
     }
 
     /// See [`Backends::detach_batches`].
     pub fn detach_batch(&self) {
-        if let Some(b) = &self.batch {
+        for b in &self.batch {
             b.detach();
         }
     }
 
-    /// Whether calls of this run went to its batcher.
+    /// Whether calls of this run went to its batchers.
     fn batch_has_calls(&self) -> bool {
-        self.batch.as_ref().is_some_and(|b| b.has_calls())
+        self.batch.iter().any(|b| b.has_calls())
     }
 
-    /// See [`batch::Batcher::all_left`].
+    /// See [`batch::Batcher::all_left`]: every batcher with calls has left
+    /// them all, and one has.
     fn batch_all_left(&self) -> bool {
-        self.batch.as_ref().is_some_and(|b| b.all_left())
+        let busy: Vec<_> = self.batch.iter().filter(|b| b.has_calls()).collect();
+        !busy.is_empty() && busy.iter().all(|b| b.all_left())
     }
 
     /// The batches this run created or collected on this backend.
     pub fn batches_seen(&self) -> Vec<BatchSeen> {
-        self.batch.as_ref().map(|b| b.seen()).unwrap_or_default()
+        self.batch.iter().flat_map(|b| b.seen()).collect()
     }
 }
 
@@ -426,16 +431,16 @@ enum Priced {
     /// Not by tokens (files, jobs).
     No,
     Live,
-    /// Through the provider's batch API, at half the price: a chat call
-    /// on a `batch:` backend (answered by a batch, or by the memo for one
-    /// of its calls). Embeddings always go live.
+    /// Through the provider's batch API, at half the price: a chat or
+    /// embeddings call on a `batch:` backend (answered by a batch, or by
+    /// the memo for one of its calls).
     Batch,
 }
 
 impl Priced {
     fn of(request: &Request<'_>, batch_backend: bool) -> Self {
         match request {
-            Request::Endpoint(Endpoint::Chat, ..) if batch_backend => Priced::Batch,
+            Request::Endpoint(..) if batch_backend => Priced::Batch,
             Request::Endpoint(..) => Priced::Live,
             _ => Priced::No,
         }

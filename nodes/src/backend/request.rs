@@ -68,9 +68,6 @@ fn answer_bound(body: &Value) -> Option<u64> {
 /// answer bounded by `max_tokens`); none for the user's application, which
 /// reports its own cost.
 pub fn planned(name: &str, spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> PlannedCall {
-    // As the run prices it (see `Priced`): a batch backend's chat calls
-    // go through the batch API, embeddings live.
-    let batch = spec.batch.is_some() && endpoint == Endpoint::Chat;
     let tokens = match spec.provider {
         Provider::Sim => super::sim::planned_tokens(spec, endpoint, body, sample),
         Provider::Http | Provider::Exec => None,
@@ -81,10 +78,8 @@ pub fn planned(name: &str, spec: &BackendSpec, endpoint: Endpoint, body: &Value,
                 Endpoint::Chat => answer_bound(body),
             },
             exact: false,
-            batch: false,
         }),
     };
-    let tokens = tokens.map(|t| Tokens { batch, ..t });
     PlannedCall { key: memo_key(spec, endpoint, body, sample), backend: name.to_string(), tokens }
 }
 
@@ -260,7 +255,7 @@ mod tests {
         assert_eq!(call.key, memo_key(&openai, Endpoint::Chat, &body, 0));
         assert_eq!(call.backend, "bot");
         // 9 + 12 characters: 6 tokens, and 3 for each of the 2 messages.
-        assert_eq!(call.tokens, Some(Tokens { prompt: 12, completion: Some(64), exact: false, batch: false }));
+        assert_eq!(call.tokens, Some(Tokens { prompt: 12, completion: Some(64), exact: false }));
         let unbounded = spec("{provider: openai, model: gpt-4o-mini}");
         let t = planned("bot", &unbounded, Endpoint::Chat, &chat_body(&unbounded, &ask, false, 0), 0).tokens;
         assert_eq!(t.unwrap().completion, None, "no max_tokens: nothing bounds the answer");
@@ -270,14 +265,7 @@ mod tests {
         assert_eq!(t.completion, Some(1024));
         let embed = embed_body(&openai, &["abcdefgh".to_string()], None);
         let t = planned("e", &openai, Endpoint::Embeddings, &embed, 0).tokens;
-        assert_eq!(t, Some(Tokens { prompt: 2, completion: Some(0), exact: false, batch: false }));
-        // A batch backend's chat calls go through its batch API; its
-        // embeddings go live.
-        let batch = spec("{provider: openai, model: gpt-4o-mini, batch: true}");
-        let chat = planned("b", &batch, Endpoint::Chat, &chat_body(&batch, &ask, false, 0), 0).tokens.unwrap();
-        assert!(chat.batch);
-        let embed = planned("b", &batch, Endpoint::Embeddings, &embed_body(&batch, &["x".into()], None), 0);
-        assert!(!embed.tokens.unwrap().batch);
+        assert_eq!(t, Some(Tokens { prompt: 2, completion: Some(0), exact: false }));
         // The user's application reports its own cost.
         let app = spec("{provider: http, url: 'http://127.0.0.1:9/chat'}");
         assert_eq!(planned("app", &app, Endpoint::Chat, &json!({"q": "hi"}), 0).tokens, None);
@@ -289,7 +277,7 @@ mod tests {
         let sim = spec("{provider: sim, model: sim-1}");
         let body = chat_body(&sim, &[message("user", "what is 2+2?")], false, 0);
         let t = planned("bot", &sim, Endpoint::Chat, &body, 0).tokens.unwrap();
-        assert_eq!(t, Tokens { prompt: 3, completion: Some(1), exact: true, batch: false });
+        assert_eq!(t, Tokens { prompt: 3, completion: Some(1), exact: true });
     }
 
     /// The keys of answers memoized before stay the keys: the request is

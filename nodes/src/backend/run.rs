@@ -12,7 +12,7 @@ use governor::{Quota, RateLimiter};
 
 use super::price::Prices;
 use super::slots::Slots;
-use super::{local, openai, sim, Answer, Backend, MemoFailed, MemoWriter, Transport};
+use super::{local, openai, sim, Answer, Backend, Endpoint, MemoFailed, MemoWriter, Transport};
 
 /// Problems building the backends before a run.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +100,13 @@ impl Backends {
             };
             let batch_key =
                 if spec.provider.is_remote() && spec.batch.is_some() { key_of(name, spec, env)? } else { None };
-            let batch = super::batch::Batcher::of(name, spec, batch_key, &answers, memo.clone(), notes.clone())
-                .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
+            let mut batch = Vec::new();
+            for endpoint in [Endpoint::Chat, Endpoint::Embeddings] {
+                let key = batch_key.clone();
+                let b = super::batch::Batcher::of(name, spec, key, &answers, memo.clone(), notes.clone(), endpoint)
+                    .map_err(|source| BackendError::Invalid { backend: name.clone(), source })?;
+                batch.extend(b);
+            }
             let per_minute = |n: u32| NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)));
             let backend = Backend {
                 name: name.clone(),

@@ -281,7 +281,6 @@ pub(super) fn planned_tokens(spec: &BackendSpec, endpoint: Endpoint, body: &Valu
         prompt: usage["prompt_tokens"].as_u64()?,
         completion: Some(usage["completion_tokens"].as_u64().unwrap_or(0)),
         exact: true,
-        batch: false,
     })
 }
 

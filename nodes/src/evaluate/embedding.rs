@@ -30,6 +30,11 @@ pub fn request(name: &str, spec: &BackendSpec, texts: &[String]) -> PlannedCall 
 }
 
 impl EmbeddingSimilarity {
+    /// The backend that embeds.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
     pub fn new(backend: Arc<Backend>, expected: Template, threshold: f64) -> Self {
         Self { backend, expected, threshold }
     }

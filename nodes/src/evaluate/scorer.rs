@@ -247,15 +247,16 @@ impl MapStage for Scorer {
 
 impl StreamStage for Scorer {
     fn run(self: Arc<Self>, input: RecordStream) -> BatchStream {
-        // A judge on a batch backend: every chunk's calls wait on one batch
-        // together (up to a batch's requests), and the end of the input
-        // sends what is queued, rather than a batch a chunk, one after
-        // the other, each taking up to a day.
+        // A judge or embeddings on a batch backend: every chunk's calls
+        // wait on one batch together (up to a batch's requests), and the
+        // end of the input sends what is queued, rather than a batch a
+        // chunk, one after the other, each taking up to a day.
         let batched: Vec<Arc<Backend>> = self
             .metrics
             .iter()
             .filter_map(|m| match &m.check {
                 Check::Judge(j) if j.backend().batch_window().is_some() => Some(j.backend().clone()),
+                Check::Embedding(e) if e.backend().batch_window().is_some() => Some(e.backend().clone()),
                 _ => None,
             })
             .collect();

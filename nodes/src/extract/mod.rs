@@ -388,12 +388,18 @@ impl ExtractStage {
         let calls = batches.len();
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
         let dimensions = self.config.dimensions;
-        let mut answers = futures::stream::iter(batches)
-            .map(|batch| async move {
+        // A batch backend takes every call at once, as one batch, sent
+        // once the last is queued.
+        let window = backend.batch_window().unwrap_or(CONCURRENT_CALLS);
+        let mut answers = futures::stream::iter(batches.into_iter().enumerate())
+            .map(|(i, batch)| async move {
+                if i + 1 == calls {
+                    backend.flush_batch();
+                }
                 let vectors = backend.embed_dims(&batch, dimensions, opts).await;
                 (batch, vectors)
             })
-            .buffered(CONCURRENT_CALLS);
+            .buffered(window);
         let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
         while let Some((batch, answer)) = answers.next().await {
             let answer = answer.map_err(|e| {

@@ -340,9 +340,11 @@ fn contradictions(rules: &[Rule]) -> Vec<Value> {
 
 impl SynthesizeStage {
     /// Each pair's vector distance, its two outputs embedded in one call,
-    /// the calls in flight together (the backend bounds them).
+    /// the calls in flight together (the backend bounds them; a batch
+    /// backend sends them as one batch).
     async fn measure_shifts(&self, b: &Backend, pairs: &mut [Pair]) -> Result<(), NodeError> {
         let opts = CallOpts { meter: &self.meter, memo_reads: self.memo_reads, sample: 0 };
+        b.flush_batch();
         let answers = futures::future::join_all(pairs.iter().map(|p| async move {
             let texts = embed_texts(p);
             b.embed(&texts, opts).await

@@ -152,18 +152,23 @@ pub(super) async fn embeddings(State(s): State<Arc<Shared>>, headers: HeaderMap,
             )
         }
     };
+    let reply = embeddings_of(&model, &inputs);
+    succeed(&s, req);
+    Json(reply).into_response()
+}
+
+/// An embeddings answer: a vector per input, tokens a word each.
+pub(super) fn embeddings_of(model: &str, inputs: &[&str]) -> Value {
     let tokens: usize = inputs.iter().map(|t| words(t)).sum();
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
         .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": embed(text)}))
         .collect();
-    let reply = json!({
+    json!({
         "object": "list",
         "data": data,
         "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    });
-    succeed(&s, req);
-    Json(reply).into_response()
+    })
 }

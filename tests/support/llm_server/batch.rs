@@ -58,6 +58,9 @@ pub enum BatchApi {
 pub struct ServerBatch {
     pub id: String,
     pub api: BatchApi,
+    /// The path its requests go to (OpenAI: chat completions or
+    /// embeddings).
+    pub endpoint: String,
     /// `(custom_id, request body)`, in the order sent.
     pub requests: Vec<(String, Value)>,
     polls: u32,
@@ -156,7 +159,7 @@ fn openai_batch(s: &Shared, b: &ServerBatch) -> Value {
         (0, 0)
     };
     json!({
-        "id": b.id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": null,
+        "id": b.id, "object": "batch", "endpoint": b.endpoint, "errors": null,
         "input_file_id": b.input_file, "completion_window": "24h", "status": status,
         "output_file_id": b.output_file, "error_file_id": b.error_file,
         "created_at": 0, "in_progress_at": null, "expires_at": 86400,
@@ -175,8 +178,9 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, headers: HeaderMap, bod
         Err(r) => return r,
     };
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, m, "invalid_request_error");
-    if req["endpoint"] != "/v1/chat/completions" || req["completion_window"] != "24h" {
-        return bad("`endpoint` must be /v1/chat/completions and `completion_window` 24h");
+    let endpoint = req["endpoint"].as_str().unwrap_or_default().to_string();
+    if !["/v1/chat/completions", "/v1/embeddings"].contains(&endpoint.as_str()) || req["completion_window"] != "24h" {
+        return bad("`endpoint` must be /v1/chat/completions or /v1/embeddings and `completion_window` 24h");
     }
     let Some(file_id) = req["input_file_id"].as_str() else { return bad("`input_file_id` is required") };
     let Some(file) = s.files.lock().unwrap().get(file_id).cloned() else {
@@ -190,7 +194,7 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, headers: HeaderMap, bod
     for (i, line) in String::from_utf8_lossy(&file.bytes).lines().enumerate() {
         let Ok(v) = serde_json::from_str::<Value>(line) else { return bad(&format!("line {}: not JSON", i + 1)) };
         let Some(id) = v["custom_id"].as_str() else { return bad(&format!("line {}: no custom_id", i + 1)) };
-        if v["method"] != "POST" || v["url"] != "/v1/chat/completions" || !v["body"].is_object() {
+        if v["method"] != "POST" || v["url"] != endpoint.as_str() || !v["body"].is_object() {
             return bad(&format!("line {}: method, url or body is wrong", i + 1));
         }
         if !ids.insert(id.to_string()) {
@@ -204,6 +208,7 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, headers: HeaderMap, bod
     let b = ServerBatch {
         id: id.clone(),
         api: BatchApi::Openai,
+        endpoint,
         requests,
         polls: 0,
         input_file: Some(file_id.to_string()),
@@ -254,6 +259,14 @@ pub(super) async fn status(State(s): State<Arc<Shared>>, Path(id): Path<String>,
         for (i, (cid, body)) in b.requests.iter().enumerate() {
             let rid = format!("batch_req_{}_{i}", b.id);
             match fate(&s, b, i, body) {
+                Fate::Answer(_) if b.endpoint == "/v1/embeddings" => {
+                    let inputs: Vec<&str> = match &body["input"] {
+                        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+                        v => v.as_str().into_iter().collect(),
+                    };
+                    let answer = super::answers::embeddings_of(body["model"].as_str().unwrap_or_default(), &inputs);
+                    out.push(json!({"id": rid, "custom_id": cid, "response": {"status_code": 200, "request_id": rid, "body": answer}, "error": null}));
+                }
                 Fate::Answer(text) => {
                     let text = text.as_str().unwrap_or_default().to_string();
                     let n = s.next_id.fetch_add(1, Ordering::SeqCst);
@@ -380,6 +393,7 @@ pub(super) async fn anthropic_create(State(s): State<Arc<Shared>>, headers: Head
     let b = ServerBatch {
         id: id.clone(),
         api: BatchApi::Anthropic,
+        endpoint: "/v1/messages".into(),
         requests,
         polls: 0,
         input_file: None,

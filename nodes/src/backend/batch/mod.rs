@@ -42,6 +42,7 @@ use flow_engine::{BackendSpec, Provider};
 use super::request::has_content;
 use super::run::Notes;
 use super::{flight, openai, sim, Answer as SimAnswer, Backend, CallError, CallOpts, MemoWriter, Reply};
+use super::{Endpoint, Unusable};
 pub(in crate::backend) use wire::Wire;
 
 /// No new call for this long: what is queued is submitted.
@@ -82,7 +83,10 @@ pub(in crate::backend) struct Batcher {
     provider: Provider,
     cfg: BatchSpec,
     poll: Duration,
-    /// The backend's identity hash: whose batches are whose in the store.
+    /// Where its requests go: a batch holds requests to one endpoint.
+    endpoint: Endpoint,
+    /// The backend's identity hash (and endpoint): whose batches are
+    /// whose in the store.
     backend: String,
     retry: RetrySpec,
     wire: Wire,
@@ -126,6 +130,16 @@ fn shown(d: Duration) -> String {
     }
 }
 
+/// Whether a batch's answer holds what its endpoint gives (a chat answer's
+/// content, an embeddings list); one that does not is its request's error.
+fn holds_answer(endpoint: Endpoint, body: &Value) -> Result<(), Unusable> {
+    match endpoint {
+        Endpoint::Chat => has_content(body),
+        Endpoint::Embeddings if body["data"].is_array() => Ok(()),
+        Endpoint::Embeddings => Err(Unusable::Embeddings { expected: 0 }),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -140,8 +154,13 @@ impl Batcher {
         answers: &Arc<[SimAnswer]>,
         memo: Option<Arc<MemoWriter>>,
         notes: Arc<Notes>,
+        endpoint: Endpoint,
     ) -> Result<Option<Arc<Self>>, openai::ClientError> {
         let Some(cfg) = spec.batch.clone() else { return Ok(None) };
+        if endpoint == Endpoint::Embeddings && spec.provider == Provider::Anthropic {
+            // Anthropic has no embeddings: such a call fails live.
+            return Ok(None);
+        }
         let wire = match spec.provider {
             Provider::Openai => Wire::Openai(openai::Client::new(spec, key)?),
             Provider::Anthropic => Wire::Anthropic(openai::Client::new(spec, key)?),
@@ -159,7 +178,13 @@ impl Batcher {
             name: name.to_string(),
             provider: spec.provider,
             poll,
-            backend: flow_engine::cache::hash_json(&spec.identity()).hex(),
+            // A chat batcher's as before; an embeddings one's apart, so
+            // each resumes its own batches.
+            backend: match endpoint {
+                Endpoint::Chat => flow_engine::cache::hash_json(&spec.identity()).hex(),
+                Endpoint::Embeddings => flow_engine::cache::hash_json(&(spec.identity(), "embeddings")).hex(),
+            },
+            endpoint,
             retry: spec.retry.clone(),
             cfg,
             wire,
@@ -177,6 +202,10 @@ impl Batcher {
 
     pub fn spec(&self) -> &BatchSpec {
         &self.cfg
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
     }
 
     /// The calling stage has no more calls: submit what is queued.
@@ -319,7 +348,7 @@ impl Batcher {
     async fn create(self: Arc<Self>, taken: Vec<Queued>) {
         let started = Instant::now();
         let keys: Vec<ContentHash> = taken.iter().map(|q| q.key).collect();
-        let created = match self.wire.create(&taken, &self.retry).await {
+        let created = match self.wire.create(self.endpoint, &taken, &self.retry).await {
             Ok(c) => c,
             Err(e) => {
                 let e = CallError { message: format!("creating a batch: {}", e.message), ..e };
@@ -464,7 +493,7 @@ impl Batcher {
         let mut outcomes = Vec::with_capacity(b.keys.len());
         for k in &b.keys {
             let outcome = match by_key.remove(k) {
-                Some(Ok(body)) => match has_content(&body) {
+                Some(Ok(body)) => match holds_answer(self.endpoint, &body) {
                     Ok(()) => {
                         answered += 1;
                         if let Some(memo) = &self.memo {
@@ -579,24 +608,29 @@ impl Batcher {
 }
 
 impl Backend {
-    /// A chat call of a `batch:` backend that the memo did not answer:
-    /// queued, answered when its batch is, then counted as a live call is
-    /// (at the batch price, see [`Backend::reply`]); the batcher memoized it.
-    pub(super) async fn batched(
+    /// A call of a `batch:` backend that the memo did not answer, once
+    /// its batch answered it ([`Batcher::submit`]): counted as a live call
+    /// is (at the batch price, see [`Backend::reply`]); the batcher
+    /// memoized it.
+    pub(super) fn batched(
         &self,
-        batcher: &Batcher,
-        key: ContentHash,
-        body: &Value,
-        sample: u32,
+        answered: Answered,
         opts: CallOpts<'_>,
         leader: Option<flight::Leader<'_>>,
+        usable: impl Fn(&Value) -> Result<(), super::Unusable>,
     ) -> Result<Reply, CallError> {
-        match batcher.submit(key, body, sample).await {
+        match answered {
             Ok((body, latency_ms)) => {
                 let reply = self.reply(body, latency_ms, false, super::Priced::Batch);
                 opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
                 if reply.implausible_usage {
                     opts.meter.implausible_usage();
+                }
+                // What the caller needs (an embedding of the size asked):
+                // as for a live answer, one without it is a failed call.
+                if let Err(e) = usable(&reply.body) {
+                    opts.meter.error();
+                    return Err(CallError::fatal(e.to_string()));
                 }
                 if let Some(l) = leader {
                     l.land(&reply.body, latency_ms);

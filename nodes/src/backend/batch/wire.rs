@@ -17,8 +17,11 @@ use flow_engine::spec::backend::RetrySpec;
 use super::super::{anthropic, openai, sim, CallError, Endpoint, Upload};
 use super::Queued;
 
-/// The path a batch's requests are for (OpenAI's `url` and `endpoint`).
-const OPENAI_ENDPOINT: &str = "/v1/chat/completions";
+/// The path a batch's requests are for (OpenAI's `url` and `endpoint`):
+/// every request of a batch goes to the same one.
+fn openai_endpoint(endpoint: Endpoint) -> String {
+    format!("/v1/{}", endpoint.path())
+}
 
 /// The provider side of a batch backend.
 pub(in crate::backend) enum Wire {
@@ -57,20 +60,20 @@ pub(in crate::backend) type Outcome = (String, Result<Value, CallError>);
 impl Wire {
     /// Submits `batch`: OpenAI: uploads the JSONL then creates the batch;
     /// Anthropic: one create with the requests inline.
-    pub async fn create(&self, batch: &[Queued], retry: &RetrySpec) -> Result<Created, CallError> {
+    pub async fn create(&self, endpoint: Endpoint, batch: &[Queued], retry: &RetrySpec) -> Result<Created, CallError> {
+        let path = openai_endpoint(endpoint);
         match self {
             Wire::Openai(c) => {
                 let mut jsonl = Vec::new();
                 for q in batch {
-                    let line =
-                        json!({"custom_id": q.key.hex(), "method": "POST", "url": OPENAI_ENDPOINT, "body": q.body});
+                    let line = json!({"custom_id": q.key.hex(), "method": "POST", "url": path, "body": q.body});
                     serde_json::to_writer(&mut jsonl, &line).expect("json");
                     jsonl.push(b'\n');
                 }
                 let file = Upload { filename: "flow-batch.jsonl", bytes: &jsonl, purpose: "batch" };
                 let uploaded = retrying(retry, || c.upload("files", &file)).await?;
                 let file_id = id_of(&uploaded)?;
-                let body = json!({"input_file_id": file_id, "endpoint": OPENAI_ENDPOINT, "completion_window": "24h"});
+                let body = json!({"input_file_id": file_id, "endpoint": path, "completion_window": "24h"});
                 // OpenAI takes no idempotency key for a batch: a create
                 // whose answer was lost (a timeout, a 5xx from a gateway)
                 // may have made one. This attempt's input file is its own,
@@ -102,7 +105,7 @@ impl Wire {
                     info: json!({}),
                 })
             }
-            Wire::Sim(s) => Ok(s.create(batch)),
+            Wire::Sim(s) => Ok(s.create(endpoint, batch)),
         }
     }
 
@@ -254,6 +257,7 @@ pub(in crate::backend) struct SimBatches {
 }
 
 struct SimBatch {
+    endpoint: Endpoint,
     requests: Vec<(String, Value, u32)>,
     polls: u32,
 }
@@ -267,7 +271,7 @@ impl SimBatches {
         Self { sim, batches: Mutex::default(), next: AtomicU64::new(1) }
     }
 
-    fn create(&self, batch: &[Queued]) -> Created {
+    fn create(&self, endpoint: Endpoint, batch: &[Queued]) -> Created {
         // Unique across processes: a batch an earlier (killed) run left
         // pending must not be taken for this one.
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -276,7 +280,7 @@ impl SimBatches {
         h.update(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes());
         let id = format!("batch_sim_{}", &h.finalize().to_hex()[..16]);
         let requests = batch.iter().map(|q| (q.key.hex(), q.body.clone(), q.sample)).collect();
-        self.batches.lock().expect("sim batches").insert(id.clone(), SimBatch { requests, polls: 0 });
+        self.batches.lock().expect("sim batches").insert(id.clone(), SimBatch { endpoint, requests, polls: 0 });
         Created { id, state: "validating".into(), info: json!({}) }
     }
 
@@ -298,10 +302,7 @@ impl SimBatches {
     fn results(&self, id: &str) -> Vec<Outcome> {
         let all = self.batches.lock().expect("sim batches");
         let Some(b) = all.get(id) else { return Vec::new() };
-        b.requests
-            .iter()
-            .map(|(cid, body, sample)| (cid.clone(), self.sim.answer(Endpoint::Chat, body, *sample)))
-            .collect()
+        b.requests.iter().map(|(cid, body, sample)| (cid.clone(), self.sim.answer(b.endpoint, body, *sample))).collect()
     }
 }
 
