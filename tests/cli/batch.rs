@@ -49,6 +49,11 @@ fn server(batch: BatchScript) -> LlmServer {
     LlmServer::start(ServerConfig { batch, ..Default::default() })
 }
 
+/// The lines a run printed for each batch it created.
+pub(crate) fn batches_created(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.contains(" created with ")).collect()
+}
+
 /// Half of $2/$8 per million: what a record's tokens cost in a batch.
 fn batch_cost(r: &Value) -> f64 {
     let u = &r["usage"];
@@ -317,7 +322,7 @@ fn embeddings_on_a_batch_backend_go_as_one_batch_at_the_batch_price() {
     let planned = json["backends"]["emb"]["cost_usd"]["low"].as_f64().unwrap();
     let r = p.flow(&["run", SPEC]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    let created = batches_created(&r.stderr);
     assert_eq!(created.len(), 1, "{created:?}");
     assert!(created[0].contains("created with 20 requests"), "{created:?}");
     let c = calls(&p.latest_run("specs/.flow"), "scores");
@@ -454,7 +459,7 @@ fn a_batch_judge_fills_its_batches_however_the_records_come() {
     p.write(SPEC, "flow: 1\nname: t\nbackends:\n  bot: {provider: sim, sim: {latency: 1ms}, max_concurrency: 8}\n  judge: {provider: sim, model: judge-1, batch: {max_requests: 5000}}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n  scores:\n    kind: evaluate\n    input: answers\n    metrics: [{type: judge, backend: judge, rubric: 'The answer is {{expected}}'}]\n");
     let r = p.flow(&["run", SPEC]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    let created = batches_created(&r.stderr);
     assert_eq!(created.len(), 1, "{created:?}");
     assert!(created[0].contains("created with 5000 requests"), "{created:?}");
 }

@@ -247,6 +247,6 @@ fn logs_are_embedded_in_one_batch_on_a_batch_backend() {
     );
     let r = p.flow(&["run", "specs/batch.yaml"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let created: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" created with ")).collect();
+    let created = crate::batch::batches_created(&r.stderr);
     assert_eq!(created.len(), 1, "{created:?}");
 }
