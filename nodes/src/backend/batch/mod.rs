@@ -41,8 +41,7 @@ use flow_engine::{BackendSpec, Provider};
 
 use super::request::has_content;
 use super::run::Notes;
-use super::{flight, openai, sim, Answer as SimAnswer, Backend, CallError, CallOpts, MemoWriter, Reply};
-use super::{Endpoint, Unusable};
+use super::{flight, openai, sim, Answer as SimAnswer, Backend, CallError, CallOpts, Endpoint, MemoWriter, Reply};
 pub(in crate::backend) use wire::Wire;
 
 /// No new call for this long: what is queued is submitted.
@@ -132,11 +131,14 @@ fn shown(d: Duration) -> String {
 
 /// Whether a batch's answer holds what its endpoint gives (a chat answer's
 /// content, an embeddings list); one that does not is its request's error.
-fn holds_answer(endpoint: Endpoint, body: &Value) -> Result<(), Unusable> {
+fn holds_answer(endpoint: Endpoint, body: &Value) -> Result<(), String> {
     match endpoint {
-        Endpoint::Chat => has_content(body),
+        Endpoint::Chat => has_content(body).map_err(|e| e.to_string()),
         Endpoint::Embeddings if body["data"].is_array() => Ok(()),
-        Endpoint::Embeddings => Err(Unusable::Embeddings { expected: 0 }),
+        Endpoint::Embeddings => {
+            let shown: String = body.to_string().chars().take(200).collect();
+            Err(format!("the embeddings answer has no `data` list: {shown}"))
+        }
     }
 }
 
@@ -508,7 +510,7 @@ impl Batcher {
                     }
                     Err(e) => {
                         failed += 1;
-                        Err(CallError::fatal(e.to_string()))
+                        Err(CallError::fatal(e))
                     }
                 },
                 Some(Err(e)) => {
