@@ -17,7 +17,7 @@
 //! per backend for the calls the memo does not answer ([`BackendTokens`]),
 //! and the command prices them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
@@ -226,6 +226,7 @@ pub fn estimate(
     force: &Force,
 ) -> Vec<Option<CallEstimate>> {
     let mut inputs: HashMap<usize, Input> = HashMap::new();
+    let mut sent: HashSet<ContentHash> = HashSet::new();
     let mut out = Vec::with_capacity(plan.nodes.len());
     for (i, node) in plan.nodes.iter().enumerate() {
         let per_record = node.compiled.calls_per_record;
@@ -245,9 +246,11 @@ pub fn estimate(
         }
         // A node without input (`generate` without seeds) makes its calls
         // from its config alone.
+        // `--no-cache` and `cache: false` send every call again.
+        let reuse = !force.all && node.cache;
+        let lookup = if reuse { memo } else { &MemoLookup::Empty };
         if node.main_inputs().is_empty() {
-            let memo = if force.all || !node.cache { &MemoLookup::Empty } else { memo };
-            out.push(Some(from_records(plan, i, &[], memo, per_record)));
+            out.push(Some(from_records(plan, i, &[], lookup, reuse.then_some(&mut sent), per_record)));
             continue;
         }
         // Kinds with several inputs pair records in their own ways.
@@ -257,11 +260,7 @@ pub fn estimate(
         };
         let input = inputs.entry(u).or_insert_with(|| read_input(plan, assessed, store, u));
         let estimate = match input {
-            Input::Records(records) => {
-                // `--no-cache` and `cache: false` send every call again.
-                let memo = if force.all || !node.cache { &MemoLookup::Empty } else { memo };
-                from_records(plan, i, records, memo, per_record)
-            }
+            Input::Records(records) => from_records(plan, i, records, lookup, reuse.then_some(&mut sent), per_record),
             Input::Count(n) => CallEstimate::up_to(*n, per_record),
             Input::Unknown => CallEstimate::unknown(per_record),
         };
@@ -271,9 +270,18 @@ pub fn estimate(
 }
 
 /// Counts the calls node `i` makes for `records`, how many of them the
-/// memo answers, and the tokens of the rest. A request repeated within the
-/// run counts each time.
-fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &MemoLookup<'_>, per_record: u64) -> CallEstimate {
+/// memo answers, and the tokens of the rest. With `sent` (the calls the
+/// plan's nodes before it send), a request the run sends already is
+/// answered by the memo (or shares the call in flight) when it comes
+/// again, so it counts once; without (`--no-cache`), each time.
+fn from_records(
+    plan: &Plan,
+    i: usize,
+    records: &[Record],
+    memo: &MemoLookup<'_>,
+    mut sent_before: Option<&mut HashSet<ContentHash>>,
+    per_record: u64,
+) -> CallEstimate {
     let node = &plan.nodes[i];
     let (mut sent, mut hits) = (0u64, 0u64);
     let mut memo_known = !matches!(memo, MemoLookup::Unreadable);
@@ -289,7 +297,8 @@ fn from_records(plan: &Plan, i: usize, records: &[Record], memo: &MemoLookup<'_>
             }),
             MemoLookup::Empty | MemoLookup::Unreadable => None,
         };
-        if hit.is_some() {
+        let again = sent_before.as_deref_mut().is_some_and(|s| !s.insert(call.key));
+        if hit.is_some() || again {
             hits += 1;
         } else {
             sent += 1;
@@ -323,6 +332,17 @@ fn read_input(plan: &Plan, assessed: &[Assessment], store: &Store, u: usize) -> 
     if assessed[u].state == State::WillRun && cheap_source {
         if let Some(records) = read_source(plan, u) {
             return Input::Records(records);
+        }
+    }
+    // A node that will run, whose output its kind works out from its
+    // input at no cost (a `run` on the offline sim; asked first of no
+    // input, so its input is read only when it can).
+    let projects = || upstream.compiled.plan_outputs(&[], &plan.backends).is_some();
+    if let ([v], true) = (upstream.main_inputs(), projects()) {
+        if let Input::Records(input) = read_input(plan, assessed, store, *v) {
+            if let Some(records) = upstream.compiled.plan_outputs(&input, &plan.backends) {
+                return Input::Records(records);
+            }
         }
     }
     match output_count(plan, assessed, u, 0) {
@@ -523,7 +543,7 @@ mod tests {
     impl Fixture {
         fn plan(&self, salt: u32) -> Plan {
             let spec = format!(
-                "flow: 1\nname: t\nnodes:\n  src: {{kind: count, n: 5}}\n  ask: {{kind: ask, input: src, salt: {salt}}}\n  guess: {{kind: guess, input: src, salt: 0}}\n  then: {{kind: ask, input: ask, salt: 0}}\n"
+                "flow: 1\nname: t\nnodes:\n  src: {{kind: count, n: 5}}\n  ask: {{kind: ask, input: src, salt: {salt}}}\n  guess: {{kind: guess, input: src, salt: 0}}\n  then: {{kind: ask, input: ask, salt: 0}}\n  twin: {{kind: ask, input: src, salt: {salt}}}\n"
             );
             let path = self.dir.path().join("spec.yaml");
             std::fs::write(&path, spec).unwrap();
@@ -576,6 +596,11 @@ mod tests {
         assert_eq!(e[1].as_ref().unwrap().to_string(), "8");
         assert_eq!(e[2].as_ref().unwrap().to_string(), "up to 5");
         assert_eq!(e[3].as_ref().unwrap().to_string(), "up to 10");
+        // The same requests again (`twin` asks what `ask` asks): the run
+        // answers them from the memo, or shares the call in flight.
+        assert_eq!(e[4], exact(0, 8, 5, 2), "sent once");
+        let no_cache = Force { all: true, ..none.clone() };
+        assert_eq!(counts(f.estimate(&plan, &MemoLookup::Empty, &no_cache))[4], exact(8, 0, 5, 2), "each time");
 
         let memo = CallMemo::open(&f.dir.path().join("memo.sqlite")).unwrap();
         memo.put_many(&[(key(0, 0, 0), b"a".to_vec()), (key(0, 4, 1), b"b".to_vec())]).unwrap();

@@ -91,6 +91,21 @@ pub trait Node: Send + Sync + 'static {
         None
     }
 
+    /// The records the node would output for its input `records`, when
+    /// they can be worked out before it runs, at no cost and exactly (a
+    /// `run` on the offline `sim`, whose answers are pure functions of the
+    /// request): `flow plan` then counts and prices the calls of the nodes
+    /// after it too. `None` (the default) when they cannot. Fields a run
+    /// measures (`latency_ms`, `cost_usd`) are not in them.
+    fn plan_outputs(
+        config: &Self::Config,
+        records: &[Record],
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<Record>> {
+        let _ = (config, records, backends);
+        None
+    }
+
     /// The calls the node would make for all of its input `records` (empty
     /// for a node without input). By default each record's
     /// [`Node::plan_calls`]; a kind whose calls depend on the whole input
@@ -124,10 +139,12 @@ pub struct Compiled {
     pub records: OutputRecords,
     build: Arc<BuildFn>,
     plan_calls: Arc<PlanCallsFn>,
+    plan_outputs: Arc<PlanOutputsFn>,
 }
 
 type BuildFn = dyn Fn(&BuildCx) -> Result<Stage, NodeError> + Send + Sync;
 type PlanCallsFn = dyn Fn(&[Record], &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> + Send + Sync;
+type PlanOutputsFn = dyn Fn(&[Record], &BTreeMap<String, BackendSpec>) -> Option<Vec<Record>> + Send + Sync;
 
 impl std::fmt::Debug for Compiled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +161,12 @@ impl Compiled {
     /// [`Node::plan_batch_calls`]); `backends` are the spec's.
     pub fn plan_calls(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<PlannedCall>> {
         (self.plan_calls)(records, backends)
+    }
+
+    /// The records the node would output for `records`, when known before
+    /// it runs (see [`Node::plan_outputs`]).
+    pub fn plan_outputs(&self, records: &[Record], backends: &BTreeMap<String, BackendSpec>) -> Option<Vec<Record>> {
+        (self.plan_outputs)(records, backends)
     }
 }
 
@@ -217,6 +240,7 @@ impl<N: Node> Kind for Erased<N> {
         let canonical = serde_json::to_value(&typed).expect("a config serializes");
         let typed = Arc::new(typed);
         let for_plan = typed.clone();
+        let for_outputs = typed.clone();
         Some(Compiled {
             config: canonical,
             output,
@@ -226,6 +250,7 @@ impl<N: Node> Kind for Erased<N> {
             records: cx.records,
             build: Arc::new(move |bcx| N::build(&typed, bcx)),
             plan_calls: Arc::new(move |records, backends| N::plan_batch_calls(&for_plan, records, backends)),
+            plan_outputs: Arc::new(move |records, backends| N::plan_outputs(&for_outputs, records, backends)),
         })
     }
 }

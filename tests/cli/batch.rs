@@ -384,6 +384,30 @@ fn batch_news_follows_the_display() {
     assert!(!quiet.stderr.contains("batch"), "{}", quiet.stderr);
 }
 
+/// On `sim` the plan works out the answers a `run` will make, so it
+/// prices the judge that grades them too: the whole run's cost, to the
+/// token, before it runs (a repeated judge prompt counted once, as the
+/// memo answers it).
+#[test]
+fn the_plan_prices_a_judge_after_a_run_on_sim() {
+    let p = Project::empty();
+    p.write("specs/data/cases.jsonl", &cases(0, 30));
+    p.write(SPEC, "flow: 1\nname: t\nprices:\n  bot-1: {input: 2.0, output: 8.0}\n  judge-1: {input: 1.0, output: 4.0}\nbackends:\n  bot: {provider: sim, model: bot-1, temperature: 0}\n  judge: {provider: sim, model: judge-1, batch: true}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\", repeat: 2}\n  scores:\n    kind: evaluate\n    input: answers\n    metrics: [{type: judge, backend: judge, rubric: 'The answer is {{expected}}'}]\n");
+    let text = p.flow(&["plan", SPEC]);
+    assert!(text.stdout.contains("cost of the run: $"), "{}", text.stdout);
+    assert!(!text.stdout.contains("not priced"), "{}", text.stdout);
+    let json: Value = serde_json::from_str(&p.flow(&["plan", SPEC, "--format", "json"]).stdout).unwrap();
+    let m = p.run_ok(&[SPEC]);
+    for (backend, node) in [("bot", "answers"), ("judge", "scores")] {
+        let planned = &json["backends"][backend];
+        let c = calls(&m, node);
+        assert_eq!(planned["cost_usd"]["exact"], true, "{planned}");
+        assert_eq!(planned["requests"].as_u64(), Some(count(&c, "requests")), "{backend}: {planned} {c}");
+        let (plan, run) = (planned["cost_usd"]["low"].as_f64().unwrap(), c["cost_usd"].as_f64().unwrap());
+        assert!(run > 0.0 && (plan - run).abs() < 1e-12, "{backend}: planned ${plan}, the run ${run}");
+    }
+}
+
 /// Judges on a batch backend grade every record in one batch, however
 /// many chunks the records come in and however many judges there are, and
 /// the plan bounds their requests.

@@ -269,13 +269,18 @@ impl Sim {
     }
 }
 
-/// The tokens the sim will count answering this request, as `flow plan`
-/// asks before the run: its answers are pure functions of the request, so
-/// the plan computes the answer itself (with the kinds' own answers).
-pub(super) fn planned_tokens(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> Option<Tokens> {
+/// The sim's answer to this request, as `flow plan` asks before the run:
+/// its answers are pure functions of the request, so the plan computes
+/// them itself (with the kinds' own answers).
+pub fn planned_answer(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> Option<Value> {
     static ANSWERS: OnceLock<Arc<[Answer]>> = OnceLock::new();
     let answers = ANSWERS.get_or_init(|| crate::sim_answers().into());
-    let answer = Sim::new(spec, answers.clone()).answer(endpoint, body, sample).ok()?;
+    Sim::new(spec, answers.clone()).answer(endpoint, body, sample).ok()
+}
+
+/// The tokens the sim will count answering this request ([`planned_answer`]).
+pub(super) fn planned_tokens(spec: &BackendSpec, endpoint: Endpoint, body: &Value, sample: u32) -> Option<Tokens> {
+    let answer = planned_answer(spec, endpoint, body, sample)?;
     let usage = &answer["usage"];
     Some(Tokens {
         prompt: usage["prompt_tokens"].as_u64()?,

@@ -266,6 +266,55 @@ impl Node for Run {
         })))
     }
 
+    /// On the offline `sim`, the records the node will output, worked out
+    /// as [`Caller::one`] makes them (its answers are pure functions of
+    /// the request); none on another backend, or with `rules:`.
+    fn plan_outputs(
+        c: &RunConfig,
+        records: &[Record],
+        backends: &BTreeMap<String, BackendSpec>,
+    ) -> Option<Vec<Record>> {
+        let spec =
+            backends.get(&c.backend).filter(|s| s.provider == flow_engine::Provider::Sim && c.rules.is_none())?;
+        let (repeat, json) = (c.repeat.unwrap_or(1), c.json.unwrap_or(false));
+        let tools = c.tools.as_deref().unwrap_or_default();
+        let prompts = prompt::prompts(c).ok()?;
+        let mut out = Vec::with_capacity(records.len() * prompts.len() * repeat as usize);
+        for record in records {
+            for (variant, prompt) in &prompts {
+                for sample in 0..repeat {
+                    let mut fields = (**record).clone();
+                    match prompt.render(record) {
+                        Ok(messages) => {
+                            let body = backend::chat_body_for(spec, record, &messages, json, sample, tools).ok()?;
+                            let answer = backend::sim::planned_answer(spec, Endpoint::Chat, &body, sample)?;
+                            let usage = &answer["usage"];
+                            fields.insert("output".into(), answer["choices"][0]["message"]["content"].clone());
+                            fields.insert(
+                                "usage".into(),
+                                json!({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"]}),
+                            );
+                            fields.insert("model".into(), answer["model"].clone());
+                            fields.insert("error".into(), Value::Null);
+                        }
+                        Err(e) => {
+                            fields.insert("output".into(), Value::Null);
+                            fields.insert("error".into(), Value::String(e.to_string()));
+                        }
+                    }
+                    if repeat > 1 {
+                        fields.insert("sample".into(), json!(sample));
+                    }
+                    if let Some(name) = variant {
+                        fields.insert("variant".into(), json!(name));
+                    }
+                    out.push(Arc::new(fields));
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// One key per sample, as [`Caller::one`] asks; none for a record the
     /// prompt cannot be rendered from (it gets an `error`, not a call).
     /// Unknown with `rules:`: the prompt holds the rules, which the plan
