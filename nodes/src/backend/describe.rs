@@ -172,6 +172,8 @@ pub fn expected(spec: &BackendSpec, prices: &BTreeMap<String, Price>, calls: &Ba
 /// The plan's last line when more than one backend has a cost: what the
 /// run costs in all, and which nodes that leaves out.
 pub fn total(costs: &[Cost], not_priced: &[String]) -> Option<String> {
+    // Free backends (an unpriced `sim`) add nothing.
+    let costs: Vec<&Cost> = costs.iter().filter(|c| c.high != Some(0.0)).collect();
     if costs.len() < 2 {
         return None;
     }
@@ -291,6 +293,8 @@ mod tests {
             "cost of the run: about $0.021 to $0.033, not counting the calls of `scores`"
         );
         assert_eq!(total(&costs[..1], &[]), None, "one backend's line says it all");
+        let free = Cost { low: 0.0, high: Some(0.0), exact: true };
+        assert_eq!(total(&[costs[0], free], &[]), None, "a free backend adds nothing");
 
         let judged = BackendCalls { more_up_to: 24, not_priced: vec!["scores".into()], ..BackendCalls::default() };
         assert_eq!(
