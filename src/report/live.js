@@ -10,6 +10,8 @@
 
   // Records kept in the strip, newest first.
   const LIVE_RECORDS = 20;
+  // A run's latest notes kept (a backend's news: a batch and its state).
+  const LIVE_NOTES = 5;
 
   let liveStrip = null;
 
@@ -37,7 +39,7 @@
     function runOf(id) {
       let r = runs.get(id);
       if (!r) {
-        r = { id, spec: "", status: "running", nodes: new Map(), records: [], el: h("div", { class: "panel live-run", "data-run": id }) };
+        r = { id, spec: "", status: "running", nodes: new Map(), records: [], notes: [], el: h("div", { class: "panel live-run", "data-run": id }) };
         runs.set(id, r);
         liveStrip.prepend(r.el);
       }
@@ -97,6 +99,11 @@
           r.status = e.status;
           r.error = e.error;
           break;
+        case "note":
+          // A backend's news (a batch created, its state): the latest few.
+          r.notes.push(String(e.text));
+          if (r.notes.length > LIVE_NOTES) r.notes.shift();
+          break;
       }
       dirty.add(r);
       if (!timer) timer = setTimeout(drawDirty, 50);
@@ -140,6 +147,7 @@
       add(r.el,
         h("div", { class: "live-head" }, h("strong", { text: r.status === "running" ? "running " : "run " }), link, r.spec ? " · " + r.spec + " " : " ", pill(r.status)),
         r.error ? h("div", { class: "err-text", text: r.error }) : null,
+        r.notes.length ? h("ul", { class: "live-notes muted" }, r.notes.map((t) => h("li", { class: "live-note", text: t }))) : null,
         h("div", { class: "scroll" }, h("table", { class: "live-nodes" },
           h("thead", null, h("tr", null, ["node", "kind", "status", "", "records", "rate", "errors", "cost", ""].map((t, i) => h("th", { class: i >= 4 && i <= 7 ? "num" : null, text: t })))),
           h("tbody", null, rows))),

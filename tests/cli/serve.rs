@@ -310,6 +310,48 @@ mod in_chromium {
         }
     }
 
+    /// A batch's news shows in the strip while the run waits on it.
+    #[test]
+    fn a_served_page_shows_a_runs_batch_news() {
+        let Some(bin) = browser_or_skip("a_served_page_shows_a_runs_batch_news") else { return };
+        let p = Project::empty();
+        let cases: String = (0..5)
+            .map(|i| json!({"id": format!("c{i}"), "question": format!("what is {i}+1?")}).to_string() + "\n")
+            .collect();
+        p.write("specs/data/cases.jsonl", &cases);
+        p.write(
+            "specs/batch.yaml",
+            "flow: 1\nname: b\nbackends:\n  bot: {provider: sim, batch: {poll: 1s}}\nnodes:\n  cases: {kind: load, path: data/cases.jsonl}\n  \
+             answers: {kind: run, input: cases, backend: bot, prompt: \"{{question}}\"}\n",
+        );
+        let s = Served::start(&p, &[]);
+        let out = out_dir("serve-batch");
+        let mut b = Browser::launch(&bin, &out.join("chromium.log"));
+        b.open(&s.url, 1400, 1000);
+        let mut run = start_run(&p, &["specs/batch.yaml"]);
+        let id = live_run(&mut b, &[]);
+        let notes = format!(
+            "[...document.querySelectorAll(`.live-run[data-run=\"${{{}}}\"] .live-note`)].map(li => li.textContent)",
+            json!(id)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown = b.eval(&notes);
+            let texts: Vec<&str> = shown.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            if texts
+                .iter()
+                .any(|t| t.starts_with("backend `bot`: batch batch_sim_") && t.contains("created with 5 requests"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no batch news in the strip: {texts:?}");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        b.screenshot(&out.join("batch-news.png"));
+        assert!(run.wait().unwrap().success());
+        assert_eq!(b.errors(), Vec::<String>::new(), "console errors");
+    }
+
     #[test]
     fn model_output_arriving_live_stays_text() {
         let Some(bin) = browser_or_skip("model_output_arriving_live_stays_text") else { return };
