@@ -258,8 +258,7 @@ pub fn estimate(
             out.push(Some(CallEstimate::unknown(per_record)));
             continue;
         };
-        let input = inputs.entry(u).or_insert_with(|| read_input(plan, assessed, store, u));
-        let estimate = match input {
+        let estimate = match input_of(plan, assessed, store, &mut inputs, u) {
             Input::Records(records) => from_records(plan, i, records, lookup, reuse.then_some(&mut sent), per_record),
             Input::Count(n) => CallEstimate::up_to(*n, per_record),
             Input::Unknown => CallEstimate::unknown(per_record),
@@ -314,9 +313,31 @@ fn from_records(
     }
 }
 
+/// [`read_input`] of node `u`, read once for the plan (a node's output is
+/// the input of the nodes after it, and of its own projection).
+fn input_of<'c>(
+    plan: &Plan,
+    assessed: &[Assessment],
+    store: &Store,
+    cache: &'c mut HashMap<usize, Input>,
+    u: usize,
+) -> &'c Input {
+    if !cache.contains_key(&u) {
+        let input = read_input(plan, assessed, store, cache, u);
+        cache.insert(u, input);
+    }
+    &cache[&u]
+}
+
 /// The output records of plan node `u`, if knowable without running
 /// anything costly; else how many there will be, if its kind can tell.
-fn read_input(plan: &Plan, assessed: &[Assessment], store: &Store, u: usize) -> Input {
+fn read_input(
+    plan: &Plan,
+    assessed: &[Assessment],
+    store: &Store,
+    cache: &mut HashMap<usize, Input>,
+    u: usize,
+) -> Input {
     let upstream = &plan.nodes[u];
     if let (State::Cached, Some(m)) = (assessed[u].state, &assessed[u].manifest) {
         if m.records > MAX_RECORDS as u64 {
@@ -339,8 +360,8 @@ fn read_input(plan: &Plan, assessed: &[Assessment], store: &Store, u: usize) -> 
     // input, so its input is read only when it can).
     let projects = || upstream.compiled.plan_outputs(&[], &plan.backends).is_some();
     if let ([v], true) = (upstream.main_inputs(), projects()) {
-        if let Input::Records(input) = read_input(plan, assessed, store, *v) {
-            if let Some(records) = upstream.compiled.plan_outputs(&input, &plan.backends) {
+        if let Input::Records(input) = input_of(plan, assessed, store, cache, *v) {
+            if let Some(records) = upstream.compiled.plan_outputs(input, &plan.backends) {
                 return Input::Records(records);
             }
         }

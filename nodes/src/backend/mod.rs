@@ -294,16 +294,7 @@ impl Backend {
         match result {
             Ok((body, elapsed)) => {
                 let latency_ms = elapsed.as_millis() as u64;
-                let reply = self.reply(body, latency_ms, false, priced);
-                // Answered and paid for, whatever it holds.
-                opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
-                if reply.implausible_usage {
-                    opts.meter.implausible_usage();
-                }
-                if let Err(e) = usable(&reply.body) {
-                    opts.meter.error();
-                    return Err(CallError::fatal(e.to_string()));
-                }
+                let reply = self.counted(body, latency_ms, priced, opts, usable)?;
                 if let (Some(memo), Some(key)) = (&self.memo, key) {
                     // Borrowed, not a `json!` copy of the body; the same
                     // bytes (`body` sorts before `latency_ms`).
@@ -328,6 +319,29 @@ impl Backend {
                 Err(e)
             }
         }
+    }
+
+    /// A fresh answer (sent live, or from a batch): counted and paid for
+    /// whatever it holds, then a failed call if it lacks what the caller
+    /// needs (`usable`).
+    fn counted(
+        &self,
+        body: Value,
+        latency_ms: u64,
+        priced: Priced,
+        opts: CallOpts<'_>,
+        usable: impl Fn(&Value) -> Result<(), Unusable>,
+    ) -> Result<Reply, CallError> {
+        let reply = self.reply(body, latency_ms, false, priced);
+        opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
+        if reply.implausible_usage {
+            opts.meter.implausible_usage();
+        }
+        if let Err(e) = usable(&reply.body) {
+            opts.meter.error();
+            return Err(CallError::fatal(e.to_string()));
+        }
+        Ok(reply)
     }
 
     /// The answer to a call, priced as `priced` says: by its tokens (a chat

@@ -116,8 +116,14 @@ impl GenerateConfig {
         self.per_call.unwrap_or(5).max(1) as u64
     }
 
+    /// The calls that would make `count` cases if every answer held
+    /// `per_call` good ones: the first calls, sent together.
+    fn needed_calls(&self) -> u64 {
+        self.count.div_ceil(self.per_call())
+    }
+
     fn max_calls(&self) -> u64 {
-        self.max_calls.unwrap_or_else(|| 3 * self.count.div_ceil(self.per_call()) + 2)
+        self.max_calls.unwrap_or_else(|| 3 * self.needed_calls() + 2)
     }
 
     fn dedup_fields(&self) -> Vec<String> {
@@ -189,7 +195,7 @@ impl Node for Generate {
         }
         // Not per record: the calls the first pass needs, for `flow plan`
         // (dropped cases may need more).
-        cx.calls_per_record(c.count.div_ceil(c.per_call()).max(1));
+        cx.calls_per_record(c.needed_calls().max(1));
         let mut fields: BTreeSet<String> = c.schema.keys().cloned().collect();
         fields.extend(CASE_FIELDS.iter().map(|s| s.to_string()));
         PortType { name: "Case".into(), fields: FieldSet::Known(fields) }
@@ -307,8 +313,7 @@ fn cases_schema(c: &GenerateConfig) -> Value {
 /// The first calls, for `flow plan` (the calls after them depend on what
 /// the answers hold).
 pub fn first_calls(c: &GenerateConfig, spec: &BackendSpec, seeds: &[Record]) -> Vec<PlannedCall> {
-    let needed = c.count.div_ceil(c.per_call());
-    (0..needed)
+    (0..c.needed_calls())
         .map(|n| {
             let body = backend::chat_body_schema(spec, &messages(c, seeds, n), "cases", &cases_schema(c), sample(n, 0));
             backend::planned(&c.backend, spec, Endpoint::Chat, &body, sample(n, 0))
@@ -408,7 +413,7 @@ impl Generator {
         let msgs = messages(&self.config, &seeds, n);
         // The last of the first calls, and every call after them: a batch
         // backend sends what is queued (`needed` calls together) at once.
-        if n + 1 >= self.config.count.div_ceil(self.config.per_call()) {
+        if n + 1 >= self.config.needed_calls() {
             self.backend.flush_batch();
         }
         let mut last = None;
@@ -435,7 +440,7 @@ impl Generator {
             seeds.iter().filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string)).collect();
         let seeds = Arc::new(seeds);
         let c = self.config.clone();
-        let needed = c.count.div_ceil(c.per_call());
+        let needed = c.needed_calls();
         // A batch backend takes the first calls all at once, as one batch.
         let most = self.backend.batch_window().unwrap_or(self.backend.spec.max_concurrency());
         let window = most.min(needed as usize).max(1);

@@ -210,6 +210,14 @@ impl Batcher {
         self.endpoint
     }
 
+    /// Marks the keys of batch `b` as waiting on it.
+    fn hold(&self, b: &BatchRecord) {
+        let mut inner = lock(&self.inner);
+        for k in &b.keys {
+            inner.held.insert(*k, b.id.clone());
+        }
+    }
+
     /// The calling stage has no more calls: submit what is queued.
     pub fn flush(&self) {
         self.input_ended.store(true, Ordering::SeqCst);
@@ -261,12 +269,7 @@ impl Batcher {
                 };
                 let Some(me) = self.me.upgrade() else { return };
                 for b in pending {
-                    {
-                        let mut inner = lock(&self.inner);
-                        for k in &b.keys {
-                            inner.held.insert(*k, b.id.clone());
-                        }
-                    }
+                    self.hold(&b);
                     self.notes.say(format!(
                         "backend `{}`: batch {} ({} requests, {}) was created by an earlier run at {}: collecting it",
                         self.name,
@@ -380,12 +383,7 @@ impl Batcher {
                 );
             }
         }
-        {
-            let mut inner = lock(&self.inner);
-            for k in &record.keys {
-                inner.held.insert(*k, record.id.clone());
-            }
-        }
+        self.hold(&record);
         self.notes.say(format!(
             "backend `{}`: batch {} created with {} requests ({}); results within {}",
             self.name,
@@ -623,17 +621,7 @@ impl Backend {
     ) -> Result<Reply, CallError> {
         match answered {
             Ok((body, latency_ms)) => {
-                let reply = self.reply(body, latency_ms, false, super::Priced::Batch);
-                opts.meter.request(reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.cost_usd);
-                if reply.implausible_usage {
-                    opts.meter.implausible_usage();
-                }
-                // What the caller needs (an embedding of the size asked):
-                // as for a live answer, one without it is a failed call.
-                if let Err(e) = usable(&reply.body) {
-                    opts.meter.error();
-                    return Err(CallError::fatal(e.to_string()));
-                }
+                let reply = self.counted(body, latency_ms, super::Priced::Batch, opts, usable)?;
                 if let Some(l) = leader {
                     l.land(&reply.body, latency_ms);
                 }
